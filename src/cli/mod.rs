@@ -1,0 +1,232 @@
+//! The `boxr` command line: clap types, settings, output. Each command is a few lines that call
+//! one library function and print its result.
+
+mod check;
+mod plan;
+pub mod printer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use printer::{Printer, Progress};
+
+/// Exit codes, as `docker` uses them.
+pub mod exit {
+    /// Everything went well.
+    pub const OK: i32 = 0;
+    /// The manifest (or what it refers to) has errors.
+    pub const INVALID: i32 = 1;
+    /// boxr itself failed (bad flags, I/O errors, ...).
+    pub const FAILED: i32 = 125;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "boxr",
+    version,
+    about = "Build and run containers from a boxr.kdl manifest",
+    long_about = "Build container images from a boxr.kdl manifest into cached, reproducible OCI layers, and run them as containers or local stacks. Daemonless: every command is a short process.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Root of the store (images, layers, cache, containers)
+    #[arg(long, global = true, env = "BOXR_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// The manifest to read
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        value_name = "FILE",
+        default_value = "boxr.kdl"
+    )]
+    file: PathBuf,
+
+    /// How to show progress and diagnostics
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
+    progress: Progress,
+
+    /// Print only errors and requested data
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Print more about what boxr does
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Check a manifest and report every problem in it
+    Check(check::CheckArgs),
+    /// Show the build steps of a manifest with their cache keys
+    Plan(plan::PlanArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Settings resolved once from flags and the environment.
+pub struct Settings {
+    pub root: PathBuf,
+    pub file: PathBuf,
+    pub printer: Printer,
+}
+
+impl Settings {
+    fn resolve(cli: &Cli) -> Settings {
+        Settings {
+            root: cli.root.clone().unwrap_or_else(default_root),
+            file: cli.file.clone(),
+            printer: Printer::new(cli.progress, cli.quiet, cli.verbose),
+        }
+    }
+
+    /// The directory the manifest is in (relative paths in it are relative to this).
+    pub fn manifest_dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// `/var/lib/boxr` for root, `$XDG_DATA_HOME/boxr` (or `~/.local/share/boxr`) otherwise.
+fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/boxr");
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&d).join("boxr");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    Path::new(&home).join(".local/share/boxr")
+}
+
+/// `--arg NAME=VALUE` (or `--arg NAME`, taking the value from the environment, as
+/// `docker build --build-arg` does).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArgOverrides {
+    /// Set a build arg declared with `arg` in the manifest
+    #[arg(long = "arg", value_name = "NAME=VALUE")]
+    args: Vec<String>,
+}
+
+impl ArgOverrides {
+    fn map(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for a in &self.args {
+            let (k, v) = match a.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => match std::env::var(a) {
+                    Ok(v) => (a.clone(), v),
+                    Err(_) => continue,
+                },
+            };
+            if k.is_empty() {
+                return Err(format!("--arg {a}: the name is empty"));
+            }
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
+
+    /// Rejects overrides of args the manifest does not declare.
+    fn check_used(
+        &self,
+        map: &BTreeMap<String, String>,
+        m: &crate::manifest::Manifest,
+    ) -> Result<(), String> {
+        for k in map.keys() {
+            if !m.args.iter().any(|a| a.name.value == *k) {
+                let names = m.args.iter().map(|a| a.name.value.as_str());
+                let hint = match crate::manifest::values::suggest(k, names) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => String::new(),
+                };
+                return Err(format!(
+                    "--arg {k}: {} declares no `arg \"{k}\"`{hint}",
+                    m.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs boxr with the process's arguments and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::FAILED
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let settings = Settings::resolve(&cli);
+    match &cli.command {
+        Commands::Check(args) => check::run(args, &settings),
+        Commands::Plan(args) => plan::run(args, &settings),
+        Commands::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "boxr", &mut buf);
+            settings.printer.data(String::from_utf8_lossy(&buf));
+            exit::OK
+        }
+    }
+}
+
+/// Prints a one-line error for a failure that has no diagnostic of its own.
+fn fail(printer: &Printer, message: &str) -> i32 {
+    printer.diagnostic(&miette::MietteDiagnostic::new(message));
+    exit::FAILED
+}
+
+/// Loads the manifest, printing diagnostics on failure. `Err` carries the exit code.
+fn load_manifest(
+    settings: &Settings,
+    overrides: &ArgOverrides,
+) -> Result<crate::manifest::Manifest, i32> {
+    let map = overrides.map().map_err(|m| fail(&settings.printer, &m))?;
+    match crate::manifest::load(&settings.file, &map) {
+        Ok(m) => {
+            overrides
+                .check_used(&map, &m)
+                .map_err(|msg| fail(&settings.printer, &msg))?;
+            Ok(m)
+        }
+        Err(crate::manifest::LoadError::Invalid(errs)) => {
+            settings.printer.diagnostic(errs.as_ref());
+            Err(exit::INVALID)
+        }
+        Err(e) => {
+            settings.printer.diagnostic(&e);
+            Err(exit::FAILED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

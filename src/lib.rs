@@ -1,0 +1,7 @@
+//! boxr: a daemonless container build-and-run tool. See ARCHITECTURE in the book for the map.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod manifest;
+pub mod plan;
+pub mod reference;

@@ -1,0 +1,159 @@
+//! The KDL syntax tree the rest of `manifest/` works on.
+//!
+//! Two parsers produce it: [`fast`](super::fast), a hand-written KDL v2 reader for the common,
+//! valid case, and the `kdl` crate, the reference implementation, used whenever the fast reader
+//! declines (a syntax error, a KDL v1 document, or a construct it does not handle). The tree keeps
+//! only what the manifest needs: names, values, and the span of every token.
+
+use miette::SourceSpan;
+
+/// A byte range in the manifest source.
+pub type Span = SourceSpan;
+
+/// A parsed document: the top-level nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub nodes: Vec<Node>,
+}
+
+/// One KDL node: `(ty)name entry... { children }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: Ident,
+    pub ty: Option<Ident>,
+    pub entries: Vec<Entry>,
+    pub children: Option<Vec<Node>>,
+    /// From the first character of the type annotation or name to the end of the last entry or
+    /// the closing brace.
+    pub span: Span,
+}
+
+/// An identifier (node name, property key or type annotation) with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub value: String,
+    pub span: Span,
+}
+
+/// An argument (`key` is `None`) or a property (`key=value`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: Option<Ident>,
+    pub ty: Option<Ident>,
+    pub value: Value,
+    /// The span of the value token alone (without key or type annotation).
+    pub value_span: Span,
+    /// The span of the whole entry (`key=value`, `(ty)value`).
+    pub span: Span,
+}
+
+/// A KDL value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+impl Value {
+    /// How the value's type is named in diagnostics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "#null",
+        }
+    }
+}
+
+/// A syntax error reported by the reference parser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub label: Option<String>,
+    pub help: Option<String>,
+    pub span: Span,
+}
+
+/// Parses `src` into a [`Doc`]: the fast reader first, the `kdl` crate when it declines.
+pub fn parse(src: &str) -> Result<Doc, Vec<SyntaxError>> {
+    match super::fast::parse(src) {
+        Some(doc) => Ok(doc),
+        None => parse_with_kdl(src),
+    }
+}
+
+/// Parses `src` with the `kdl` crate alone (KDL v2, falling back to v1).
+pub fn parse_with_kdl(src: &str) -> Result<Doc, Vec<SyntaxError>> {
+    match kdl::KdlDocument::parse(src) {
+        Ok(doc) => Ok(Doc {
+            nodes: doc.nodes().iter().map(convert_node).collect(),
+        }),
+        Err(err) => Err(err
+            .diagnostics
+            .into_iter()
+            .map(|d| SyntaxError {
+                message: d.message.unwrap_or_else(|| "invalid KDL".to_owned()),
+                label: d.label,
+                help: d.help,
+                span: clamp(d.span, src.len()),
+            })
+            .collect()),
+    }
+}
+
+/// kdl occasionally reports a span that runs past the end of the input; miette then cannot
+/// render the snippet, so keep every span inside the source.
+fn clamp(span: Span, len: usize) -> Span {
+    let start = span.offset().min(len);
+    let end = (span.offset() + span.len()).min(len);
+    Span::new(start.into(), end - start)
+}
+
+fn convert_ident(id: &kdl::KdlIdentifier) -> Ident {
+    Ident {
+        value: id.value().to_owned(),
+        span: id.span(),
+    }
+}
+
+fn convert_node(node: &kdl::KdlNode) -> Node {
+    Node {
+        name: convert_ident(node.name()),
+        ty: node.ty().map(convert_ident),
+        entries: node.entries().iter().map(convert_entry).collect(),
+        children: node
+            .children()
+            .map(|doc| doc.nodes().iter().map(convert_node).collect()),
+        span: node.span(),
+    }
+}
+
+fn convert_entry(entry: &kdl::KdlEntry) -> Entry {
+    let span = entry.span();
+    let end = span.offset() + span.len();
+    // The value is the last token of an entry; its text length is the value's repr.
+    let value_len = entry
+        .format()
+        .map(|f| f.value_repr.len())
+        .filter(|&n| n > 0 && n <= span.len())
+        .unwrap_or(span.len());
+    let value = match entry.value() {
+        kdl::KdlValue::String(s) => Value::String(s.clone()),
+        kdl::KdlValue::Integer(i) => Value::Integer(*i),
+        kdl::KdlValue::Float(f) => Value::Float(*f),
+        kdl::KdlValue::Bool(b) => Value::Bool(*b),
+        kdl::KdlValue::Null => Value::Null,
+    };
+    Entry {
+        key: entry.name().map(convert_ident),
+        ty: entry.ty().map(convert_ident),
+        value,
+        value_span: Span::new((end - value_len).into(), value_len),
+        span,
+    }
+}

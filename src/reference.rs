@@ -1,0 +1,185 @@
+//! Image references: `[DOMAIN[:PORT]/]PATH[:TAG][@DIGEST]`, the grammar Docker and the OCI
+//! distribution spec use. Pure parsing; the store resolves references to digests.
+
+use std::fmt;
+
+/// A parsed image reference. A reference without tag or digest means `:latest`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRef {
+    /// `registry.example:5000/team/app` or `app`: the repository as written.
+    pub repository: String,
+    pub tag: Option<String>,
+    /// `sha256:<64 hex>`
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// The tag, `latest` when none was written and no digest pins the image.
+    pub fn tag_or_latest(&self) -> Option<&str> {
+        match (&self.tag, &self.digest) {
+            (Some(t), _) => Some(t),
+            (None, None) => Some("latest"),
+            (None, Some(_)) => None,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ImageRef, String> {
+        if text.is_empty() {
+            return Err("the reference is empty".into());
+        }
+        let (rest, digest) = match text.split_once('@') {
+            Some((r, d)) => (r, Some(parse_digest(d)?)),
+            None => (text, None),
+        };
+        // A `:` after the last `/` starts the tag; one before it belongs to a registry port.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match rest[last_slash..].find(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(tag) = tag {
+            let ok = tag.len() <= 128
+                && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !ok {
+                return Err(format!(
+                    "`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)"
+                ));
+            }
+        }
+        let mut components: Vec<&str> = repository.split('/').collect();
+        if components.len() > 1 {
+            let first = components[0];
+            if first.contains(['.', ':']) || first == "localhost" {
+                check_domain(first)?;
+                components.remove(0);
+            }
+        }
+        for c in &components {
+            check_path_component(c)?;
+        }
+        Ok(ImageRef {
+            repository: repository.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest,
+        })
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repository)?;
+        if let Some(t) = self.tag_or_latest() {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_digest(d: &str) -> Result<String, String> {
+    match d.split_once(':') {
+        Some(("sha256", hex))
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(d.to_owned())
+        }
+        _ => Err(format!(
+            "`{d}` is not a sha256 digest (sha256: and 64 lowercase hex digits)"
+        )),
+    }
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (domain, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!("`{domain}` is not a valid registry host"))
+    }
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+pub fn check_path_component(c: &str) -> Result<(), String> {
+    let err = || {
+        format!(
+            "`{c}` is not a valid repository name (lowercase letters and digits, separated by `.`, `_`, `__` or `-`)"
+        )
+    };
+    let bytes = c.as_bytes();
+    if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
+        return Err(err());
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !is_alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return Err(err());
+        }
+    }
+    Ok(())
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_common_shapes() {
+        let r = ImageRef::parse("alpine").unwrap();
+        assert_eq!(r.to_string(), "alpine:latest");
+        let r = ImageRef::parse("localhost:5000/team/app:1.2").unwrap();
+        assert_eq!(r.repository, "localhost:5000/team/app");
+        assert_eq!(r.tag.as_deref(), Some("1.2"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = ImageRef::parse(&format!("app@{d}")).unwrap();
+        assert_eq!(r.tag_or_latest(), None);
+        assert_eq!(r.to_string(), format!("app@{d}"));
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in [
+            "",
+            "App",
+            "a..b",
+            "-a",
+            "a:",
+            "a:-x",
+            "a@sha256:12",
+            "a/b/",
+            "a//b",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(ImageRef::parse("a__b-c.d").is_ok());
+    }
+}
