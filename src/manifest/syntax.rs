@@ -23,8 +23,9 @@ pub struct Node {
     pub ty: Option<Ident>,
     pub entries: Vec<Entry>,
     pub children: Option<Vec<Node>>,
-    /// From the first character of the type annotation or name to the end of the last entry or
-    /// the closing brace.
+    /// From the first character of the type annotation or name to the end of the last entry, or
+    /// to the closing brace when the node has children. Comments, whitespace and `/-` entries
+    /// after that are not part of it.
     pub span: Span,
 }
 
@@ -87,11 +88,28 @@ pub fn parse(src: &str) -> Result<Doc, Vec<SyntaxError>> {
     }
 }
 
+/// Parses `src` with the fast reader alone (`None` when it declines). For tests and benchmarks.
+pub fn parse_fast(src: &str) -> Option<Doc> {
+    super::fast::parse(src)
+}
+
 /// Parses `src` with the `kdl` crate alone (KDL v2, falling back to v1).
 pub fn parse_with_kdl(src: &str) -> Result<Doc, Vec<SyntaxError>> {
-    match kdl::KdlDocument::parse(src) {
+    convert_result(src, kdl::KdlDocument::parse(src))
+}
+
+/// Parses `src` as KDL v2 only, with the `kdl` crate (the reference for the fast reader).
+pub fn parse_kdl_v2(src: &str) -> Result<Doc, Vec<SyntaxError>> {
+    convert_result(src, kdl::KdlDocument::parse_v2(src))
+}
+
+fn convert_result(
+    src: &str,
+    result: Result<kdl::KdlDocument, kdl::KdlError>,
+) -> Result<Doc, Vec<SyntaxError>> {
+    match result {
         Ok(doc) => Ok(Doc {
-            nodes: doc.nodes().iter().map(convert_node).collect(),
+            nodes: doc.nodes().iter().map(|n| convert_node(src, n)).collect(),
         }),
         Err(err) => Err(err
             .diagnostics
@@ -121,15 +139,33 @@ fn convert_ident(id: &kdl::KdlIdentifier) -> Ident {
     }
 }
 
-fn convert_node(node: &kdl::KdlNode) -> Node {
+fn convert_node(src: &str, node: &kdl::KdlNode) -> Node {
+    let name = convert_ident(node.name());
+    let ty = node.ty().map(convert_ident);
+    let entries: Vec<Entry> = node.entries().iter().map(convert_entry).collect();
+    let children = node
+        .children()
+        .map(|doc| doc.nodes().iter().map(|n| convert_node(src, n)).collect());
+    // kdl's node span runs on over trailing whitespace; cut it to the canonical extent.
+    let start = node.span().offset();
+    let mut end = entries
+        .iter()
+        .map(|e| e.span.offset() + e.span.len())
+        .chain([name.span.offset() + name.span.len()])
+        .max()
+        .unwrap_or(start);
+    if children.is_some() {
+        let kdl_end = (node.span().offset() + node.span().len()).min(src.len());
+        if let Some(close) = src.get(end..kdl_end).and_then(|t| t.rfind('}')) {
+            end += close + 1;
+        }
+    }
     Node {
-        name: convert_ident(node.name()),
-        ty: node.ty().map(convert_ident),
-        entries: node.entries().iter().map(convert_entry).collect(),
-        children: node
-            .children()
-            .map(|doc| doc.nodes().iter().map(convert_node).collect()),
-        span: node.span(),
+        name,
+        ty,
+        entries,
+        children,
+        span: Span::new(start.into(), end.saturating_sub(start)),
     }
 }
 
