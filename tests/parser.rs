@@ -256,12 +256,14 @@ fn parser_never_panics_on_mutated_manifests() {
     }
 }
 
-/// The fast reader accepts every valid fixture, so they take the fast path, and agrees with kdl.
+/// The fast reader accepts every valid KDL v2 fixture, so they take the fast path, and agrees
+/// with kdl. (kdl-v1.kdl is KDL v1, which only the kdl crate reads.)
 #[test]
 fn fixtures_take_the_fast_path() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "kdl") {
+        let v1 = path.to_str().unwrap().contains("v1");
+        if path.extension().is_some_and(|e| e == "kdl") && !v1 {
             let src = std::fs::read_to_string(&path).unwrap();
             let fast = syntax::parse_fast(&src);
             assert!(

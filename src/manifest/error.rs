@@ -83,7 +83,7 @@ pub enum ManifestError {
         span: Span,
     },
 
-    #[error("`{node}` needs a `{what}` node")]
+    #[error("`{node}` needs {} `{what}` node", article(what))]
     #[diagnostic(code(boxr::manifest::missing_node))]
     MissingNode {
         node: String,
@@ -199,6 +199,14 @@ pub enum ManifestError {
         #[help]
         help: Option<String>,
     },
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 impl ManifestError {

@@ -71,6 +71,8 @@ pub(super) struct Lowerer<'s> {
     args: Vec<(String, String)>,
     images: HashMap<String, Span>,
     services: HashMap<String, Span>,
+    /// Every arg name declared anywhere in the file, for a better message on use-before-declare.
+    all_args: Vec<String>,
 }
 
 impl<'s> Lowerer<'s> {
@@ -82,6 +84,7 @@ impl<'s> Lowerer<'s> {
             args: Vec::new(),
             images: HashMap::new(),
             services: HashMap::new(),
+            all_args: Vec::new(),
         }
     }
 
@@ -111,7 +114,7 @@ impl<'s> Lowerer<'s> {
                         manifest.services.push(s);
                     }
                 }
-                _ => self.unknown_node(node, "the top level", &["arg", "image", "service"]),
+                _ => self.unknown_node(node, "this file", &["arg", "image", "service"]),
             }
         }
         manifest
@@ -123,6 +126,17 @@ impl<'s> Lowerer<'s> {
     /// duplicate is reported once, at its second definition.
     fn collect_names(&mut self, doc: &Doc) {
         for node in &doc.nodes {
+            if node.name.value == "arg" {
+                if let Some(Value::String(n)) = node
+                    .entries
+                    .iter()
+                    .find(|e| e.key.is_none())
+                    .map(|e| &e.value)
+                {
+                    self.all_args.push(n.clone());
+                }
+                continue;
+            }
             let (kind, map) = match node.name.value.as_str() {
                 "image" => ("image", &mut self.images),
                 "service" => ("service", &mut self.services),
@@ -361,6 +375,9 @@ impl<'s> Lowerer<'s> {
             Problem::Undefined { name, text } => {
                 let known: Vec<&str> = self.args.iter().map(|(n, _)| n.as_str()).collect();
                 let help = match suggest(&name, known) {
+                    _ if self.all_args.contains(&name) => format!(
+                        "`arg \"{name}\"` is declared further down; declare args before they are used"
+                    ),
                     Some(s) => format!("did you mean `${{{s}}}`?"),
                     None => format!(
                         "declare it with `arg \"{name}\"`, or write `$${{{name}}}` to pass `${{{name}}}` through to the shell"
@@ -697,7 +714,9 @@ impl<'s> Lowerer<'s> {
                 }
             };
         }
-        let help = match suggest(text, self.images.keys().map(String::as_str)) {
+        let scratch = (what == "from").then_some("scratch");
+        let candidates = self.images.keys().map(String::as_str).chain(scratch);
+        let help = match suggest(text, candidates) {
             Some(n) => format!("did you mean `{n}`?"),
             None if what == "from" => format!(
                 "define `image \"{text}\"` in this file, use `scratch`, or name a store image with its tag: `{text}:latest`"
@@ -1097,6 +1116,7 @@ impl<'s> Lowerer<'s> {
                         network = self.typed(e, "network", |t| {
                             values::parse_keyword(
                                 t,
+                                "network",
                                 &[("none", RunNetwork::None), ("host", RunNetwork::Host)],
                             )
                         });
@@ -1153,6 +1173,7 @@ impl<'s> Lowerer<'s> {
                 self.typed(e, "sharing mode", |t| {
                     values::parse_keyword(
                         t,
+                        "sharing mode",
                         &[
                             ("shared", Sharing::Shared),
                             ("locked", Sharing::Locked),
@@ -1467,6 +1488,7 @@ impl<'s> Lowerer<'s> {
                             .typed(e, "condition", |t| {
                                 values::parse_keyword(
                                     t,
+                                    "condition",
                                     &[
                                         ("started", Condition::Started),
                                         ("healthy", Condition::Healthy),
@@ -1480,8 +1502,14 @@ impl<'s> Lowerer<'s> {
                     for e in Self::positional(child) {
                         let Some(s) = self.string(e) else { continue };
                         if !self.services.contains_key(&s.value) {
-                            let help = suggest(&s.value, self.services.keys().map(String::as_str))
-                                .map(|n| format!("did you mean `{n}`?"));
+                            let help = Some(
+                                match suggest(&s.value, self.services.keys().map(String::as_str)) {
+                                    Some(n) => format!("did you mean `{n}`?"),
+                                    None => {
+                                        format!("define `service \"{}\"` in this file", s.value)
+                                    }
+                                },
+                            );
                             self.errors.push(ManifestError::UnknownReference {
                                 kind: "service".into(),
                                 name: s.value.clone(),

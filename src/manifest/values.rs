@@ -463,12 +463,16 @@ pub fn parse_restart(text: &str) -> Result<RestartPolicy, Bad> {
 }
 
 /// Parses one of a fixed set of keywords (`none|host`, `started|healthy|completed`, ...).
-pub fn parse_keyword<T: Copy>(text: &str, options: &[(&'static str, T)]) -> Result<T, Bad> {
+pub fn parse_keyword<T: Copy>(
+    text: &str,
+    what: &str,
+    options: &[(&'static str, T)],
+) -> Result<T, Bad> {
     if let Some((_, v)) = options.iter().find(|(k, _)| *k == text) {
         return Ok(*v);
     }
     let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-    let b = bad(format!("unknown value `{text}`"));
+    let b = bad(format!("unknown {what} `{text}`"));
     Err(match suggest(text, names.iter().copied()) {
         Some(s) => b.help(format!("did you mean `{s}`?")),
         None => b.help(format!("use one of: {}", names.join(", "))),

@@ -263,18 +263,34 @@ fn topological<'m>(manifest: &'m Manifest, wanted: &BTreeSet<&str>) -> Vec<&'m I
         .iter()
         .filter(|i| wanted.contains(i.name.value.as_str()))
         .collect();
-    let mut placed: BTreeSet<&str> = BTreeSet::new();
-    let mut out = Vec::new();
-    while out.len() < images.len() {
-        let next = images.iter().find(|i| {
-            !placed.contains(i.name.value.as_str())
-                && image_deps(i).iter().all(|d| placed.contains(d))
-        });
-        // The manifest has no cycles (checked when it was parsed), so one is always ready.
-        let img = next.expect("image graph is acyclic");
-        placed.insert(&img.name.value);
-        out.push(*img);
+    let index: HashMap<&str, usize> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| (img.name.value.as_str(), i))
+        .collect();
+    let mut pending = vec![0usize; images.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); images.len()];
+    for (i, img) in images.iter().enumerate() {
+        for dep in image_deps(img) {
+            if let Some(&d) = index.get(dep) {
+                pending[i] += 1;
+                dependents[d].push(i);
+            }
+        }
     }
+    let mut ready: BTreeSet<usize> = (0..images.len()).filter(|&i| pending[i] == 0).collect();
+    let mut out = Vec::with_capacity(images.len());
+    while let Some(i) = ready.pop_first() {
+        out.push(images[i]);
+        for &j in &dependents[i] {
+            pending[j] -= 1;
+            if pending[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    // The manifest has no cycles (checked when it was parsed), so every image was placed.
+    debug_assert_eq!(out.len(), images.len(), "image graph is acyclic");
     out
 }
 

@@ -1,0 +1,273 @@
+//! The `boxr` binary as a user runs it: exit codes, output modes, flags.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn boxr(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(dir)
+        .args(args)
+        .env("BOXR_ROOT", dir.join(".boxr-root"))
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn manifests() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests"))
+}
+
+#[test]
+fn every_valid_manifest_checks_ok() {
+    let mut n = 0;
+    for entry in fs::read_dir(manifests()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "kdl") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let out = boxr(manifests(), &["--progress", "plain", "-f", name, "check"]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with(&format!("ok: {name} (")),
+            "{name}"
+        );
+        assert!(out.stderr.is_empty(), "{name}: {}", text(&out.stderr));
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} valid manifests");
+}
+
+#[test]
+fn quiet_check_prints_nothing() {
+    let out = boxr(manifests(), &["-q", "-f", "minimal.kdl", "check"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[test]
+fn a_missing_manifest_is_a_boxr_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = boxr(dir.path(), &["--progress", "plain", "check"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot read boxr.kdl"), "{err}");
+    assert!(err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn bad_flags_exit_125_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        boxr(dir.path(), &["check", "--bogus"]).status.code(),
+        Some(125)
+    );
+    assert_eq!(boxr(dir.path(), &["frobnicate"]).status.code(), Some(125));
+    let help = boxr(dir.path(), &["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let h = text(&help.stdout);
+    for cmd in [
+        "check",
+        "plan",
+        "completions",
+        "--root",
+        "--file",
+        "--progress",
+    ] {
+        assert!(h.contains(cmd), "help lacks {cmd}:\n{h}");
+    }
+}
+
+#[test]
+fn json_diagnostics_are_machine_readable() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/invalid"));
+    let out = boxr(
+        dir,
+        &[
+            "--progress",
+            "json",
+            "-f",
+            "every-error-at-once.kdl",
+            "check",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("stderr is JSON");
+    let related = v["related"].as_array().expect("related diagnostics");
+    assert_eq!(related.len(), 8);
+    let first = &related[0];
+    assert_eq!(first["code"], "boxr::manifest::unknown_node");
+    assert_eq!(first["help"], "did you mean `from`?");
+    let label = &first["labels"][0];
+    // `fromm` starts at line 5, column 5 of the file.
+    let src = fs::read_to_string(dir.join("every-error-at-once.kdl")).unwrap();
+    let offset = label["span"]["offset"].as_u64().unwrap() as usize;
+    assert_eq!(&src[offset..offset + 5], "fromm");
+    // A valid manifest's summary is JSON on stdout.
+    let ok = boxr(
+        manifests(),
+        &["--progress", "json", "-f", "full.kdl", "check"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["images"], 3);
+    assert_eq!(v["services"], 2);
+}
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("boxr.kdl"),
+        "arg \"GREETING\" default=\"hello\"\n\
+         image \"base\" {\n    from \"scratch\"\n    copy \"hello.txt\" to=\"/hello.txt\"\n}\n\
+         image \"app\" {\n    from \"base\"\n    run \"echo ${GREETING}\"\n    cmd \"/bin/sh\"\n}\n\
+         image \"other\" {\n    from \"scratch\"\n    copy \"/hello.txt\" to=\"/h\" from=\"base\"\n}\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();
+    dir
+}
+
+#[test]
+fn plan_shows_steps_keys_and_dependencies() {
+    let dir = project();
+    let out = boxr(dir.path(), &["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[0].starts_with("image base  "), "{s}");
+    assert!(lines[1].contains("from scratch"), "{s}");
+    assert!(lines[2].contains("+ copy hello.txt → /hello.txt"), "{s}");
+    assert!(
+        lines[3].starts_with("image app  ") && lines[3].ends_with("(needs base)"),
+        "{s}"
+    );
+    assert!(
+        lines[4].contains("+ run echo hello") && lines[4].ends_with("← #2"),
+        "{s}"
+    );
+    assert!(lines[5].contains("  cmd [\"/bin/sh\"]"), "{s}");
+    assert!(
+        lines[6].starts_with("image other  ") && lines[6].ends_with("(needs base)"),
+        "{s}"
+    );
+    assert!(
+        lines[8].contains("(from base)") && lines[8].ends_with("← #2"),
+        "{s}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &"3 images, 6 steps (3 with a layer), key schema v1"
+    );
+}
+
+#[test]
+fn plan_json_matches_the_text_and_follows_args() {
+    let dir = project();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["plan", "--json"];
+        all.extend_from_slice(args);
+        let out = boxr(dir.path(), &all);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let p = json(&[]);
+    assert_eq!(p["schema"], 1);
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[2]["op"], "run");
+    assert_eq!(steps[2]["definition"]["shell"][0], "echo hello");
+    let text_plan = text(&boxr(dir.path(), &["plan"]).stdout);
+    let key = steps[2]["key"].as_str().unwrap();
+    assert!(text_plan.contains(&key["sha256:".len()..]["".len()..12]));
+    // An arg override changes the step that uses it and what follows, nothing else.
+    let q = json(&["--arg", "GREETING=bonjour"]);
+    let qs = q["steps"].as_array().unwrap();
+    assert_eq!(qs[2]["definition"]["shell"][0], "echo bonjour");
+    assert_eq!(steps[1]["key"], qs[1]["key"]);
+    assert_ne!(steps[2]["key"], qs[2]["key"]);
+    assert_ne!(steps[3]["key"], qs[3]["key"]);
+    assert_eq!(steps[5]["key"], qs[5]["key"]);
+    // --arg NAME takes the value from the environment, as docker build does.
+    let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(dir.path())
+        .args(["plan", "--json", "--arg", "GREETING"])
+        .env("GREETING", "bonjour")
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["steps"][2]["key"], qs[2]["key"]);
+}
+
+#[test]
+fn an_unknown_arg_override_is_refused() {
+    let dir = project();
+    let out = boxr(
+        dir.path(),
+        &["--progress", "plain", "check", "--arg", "GRETING=x"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("declares no `arg \"GRETING\"`"), "{err}");
+    assert!(err.contains("did you mean `GREETING`?"), "{err}");
+}
+
+#[test]
+fn plan_targets_and_unknown_targets() {
+    let dir = project();
+    let out = boxr(dir.path(), &["plan", "app"]);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("image base") && s.contains("image app") && !s.contains("image other"),
+        "{s}"
+    );
+    let out = boxr(dir.path(), &["--progress", "plain", "plan", "ap"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("did you mean `app`?"));
+}
+
+#[test]
+fn plan_points_at_a_missing_copy_source() {
+    let dir = project();
+    fs::remove_file(dir.path().join("hello.txt")).unwrap();
+    let out = boxr(dir.path(), &["--progress", "plain", "plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`hello.txt` does not exist in the build context"),
+        "{err}"
+    );
+    assert!(
+        err.contains("boxr.kdl:4:10"),
+        "label at the source token: {err}"
+    );
+}
+
+#[test]
+fn plan_context_flag_reads_sources_elsewhere() {
+    let dir = project();
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("hello.txt"), "other\n").unwrap();
+    let here = text(&boxr(dir.path(), &["plan"]).stdout);
+    let ctx_arg = ctx.path().to_str().unwrap();
+    let there = text(&boxr(dir.path(), &["plan", "--context", ctx_arg]).stdout);
+    assert_ne!(here, there);
+    fs::write(ctx.path().join("hello.txt"), "hi\n").unwrap();
+    let same = text(&boxr(dir.path(), &["plan", "--context", ctx_arg]).stdout);
+    assert_eq!(here, same);
+}
+
+#[test]
+fn completions_for_every_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = boxr(dir.path(), &["completions", shell]);
+        assert_eq!(out.status.code(), Some(0));
+        let s = text(&out.stdout);
+        assert!(s.contains("boxr") && s.contains("plan"), "{shell}");
+    }
+}
