@@ -98,7 +98,7 @@ fn render(p: &Plan) -> String {
             let layer = if s.layer { '+' } else { ' ' };
             out.push_str(&format!(
                 "  #{:<4} {} {layer} {}",
-                s.id,
+                s.id + 1,
                 s.key.short(),
                 s.description
             ));

@@ -638,8 +638,11 @@ impl Planner<'_> {
         span: Span,
     ) -> Option<(StepParts, Vec<usize>)> {
         let sources: Vec<&str> = copy.sources.iter().map(|s| s.value.as_str()).collect();
-        let mut to = config.resolve(&copy.to.value);
-        if copy.to.value.ends_with('/') && !to.ends_with('/') {
+        // A destination ending in `/` (or `.`) is a directory: keep that after normalizing.
+        let dir_dest =
+            copy.to.value.ends_with('/') || copy.to.value.ends_with("/.") || copy.to.value == ".";
+        let mut to = normalize(&config.resolve(&copy.to.value));
+        if dir_dest && !to.ends_with('/') {
             to.push('/');
         }
         let chmod = copy.chmod.as_ref().map(|m| m.value);
