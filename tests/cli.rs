@@ -50,6 +50,19 @@ fn quiet_check_prints_nothing() {
 }
 
 #[test]
+fn verbose_reports_what_was_read() {
+    let out = boxr(manifests(), &["-v", "-f", "full.kdl", "plan", "--json"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("read full.kdl (") && err.contains("3 images, 2 services"),
+        "{err}"
+    );
+    // full.kdl's dir: base does not exist next to it, so planning fails, after reading.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("cannot read this base"), "{err}");
+}
+
+#[test]
 fn a_missing_manifest_is_a_boxr_failure() {
     let dir = tempfile::tempdir().unwrap();
     let out = boxr(dir.path(), &["--progress", "plain", "check"]);

@@ -6,6 +6,15 @@
 use std::collections::BTreeMap;
 
 use boxr::manifest::{self, syntax};
+use boxr::plan;
+use boxr::reference::ImageRef;
+
+struct NoStore;
+impl plan::ImageResolver for NoStore {
+    fn resolve(&self, _: &ImageRef) -> Option<String> {
+        None
+    }
+}
 use proptest::prelude::*;
 
 fn bare_ident() -> impl Strategy<Value = String> {
@@ -242,6 +251,14 @@ proptest! {
 #[test]
 fn parser_never_panics_on_mutated_manifests() {
     let base = include_str!("../manifests/full.kdl");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Makefile"), "all:").unwrap();
+    let opts = plan::PlanOptions {
+        context: ctx.path(),
+        manifest_dir: ctx.path(),
+        targets: &[],
+        resolver: &NoStore,
+    };
     let chars: Vec<char> = base.chars().collect();
     let specials = [
         '"', '{', '}', ';', '=', '#', '/', '\\', '\n', ' ', '$', '1', 'x', ':',
@@ -251,7 +268,10 @@ fn parser_never_panics_on_mutated_manifests() {
     for i in (0..chars.len()).step_by(5) {
         for (k, ch) in specials.iter().enumerate() {
             let s = mutate(base.to_owned(), i, (i + k) as u8, *ch);
-            let _ = manifest::parse("m.kdl", &s, &BTreeMap::new());
+            if let Ok(m) = manifest::parse("m.kdl", &s, &BTreeMap::new()) {
+                // And the planner copes with whatever parses (missing inputs, failed parents).
+                let _ = plan::plan(&m, &opts);
+            }
         }
     }
 }

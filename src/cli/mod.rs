@@ -203,8 +203,18 @@ fn load_manifest(
     overrides: &ArgOverrides,
 ) -> Result<crate::manifest::Manifest, i32> {
     let map = overrides.map().map_err(|m| fail(&settings.printer, &m))?;
+    let started = std::time::Instant::now();
     match crate::manifest::load(&settings.file, &map) {
         Ok(m) => {
+            settings.printer.verbose(format!(
+                "read {} ({} bytes, {} args, {} images, {} services) in {:.1} ms",
+                m.name,
+                m.source.len(),
+                m.args.len(),
+                m.images.len(),
+                m.services.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            ));
             overrides
                 .check_used(&map, &m)
                 .map_err(|msg| fail(&settings.printer, &msg))?;

@@ -47,7 +47,14 @@ pub fn run(args: &PlanArgs, settings: &Settings) -> i32 {
         targets: &args.targets,
         resolver: &NoStore,
     };
-    match plan::plan(&m, &opts) {
+    let started = std::time::Instant::now();
+    let result = plan::plan(&m, &opts);
+    settings.printer.verbose(format!(
+        "planned with context {} in {:.1} ms",
+        context.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    ));
+    match result {
         Ok(p) if args.json => {
             let text = serde_json::to_string_pretty(&p).expect("plan serializes");
             settings.printer.data(format!("{text}\n"));

@@ -368,7 +368,11 @@ impl Planner<'_> {
         let name = img.name.value.as_str();
         let mut own_steps = Vec::new();
         let (mut current, mut config) = match &img.from.value {
-            Base::Image(parent) => self.done[parent].clone(),
+            // A parent that could not be planned has reported its errors already.
+            Base::Image(parent) => match self.done.get(parent) {
+                Some(done) => done.clone(),
+                None => return,
+            },
             base => {
                 let Some(parts) = self.base_step(base, img.from.span) else {
                     return;
@@ -575,22 +579,30 @@ impl Planner<'_> {
 
     fn base_step(&mut self, base: &Base, span: Span) -> Option<StepParts> {
         let dir = self.opts.manifest_dir;
+        // `./x` under `.` reads better in messages as `./x` than `././x`.
+        let under = |p: &str| {
+            if dir == Path::new(".") {
+                Path::new(p).to_owned()
+            } else {
+                dir.join(p)
+            }
+        };
         let (what, digest) = match base {
             Base::Scratch => ("scratch".to_owned(), Ok("scratch".to_owned())),
             Base::Dir(p) => (
                 format!("dir:{p}"),
-                inputs::dir_base(&dir.join(p)).map(|d| d.to_string()),
+                inputs::dir_base(&under(p)).map(|d| d.to_string()),
             ),
             Base::Tar(p) => (
                 format!("tar:{p}"),
-                inputs::file_digest(&dir.join(p)).map(|d| d.to_string()),
+                inputs::file_digest(&under(p)).map(|d| d.to_string()),
             ),
             Base::Oci { path, tag } => (
                 match tag {
                     Some(t) => format!("oci:{path}:{t}"),
                     None => format!("oci:{path}"),
                 },
-                inputs::oci_manifest(&dir.join(path), tag.as_deref()),
+                inputs::oci_manifest(&under(path), tag.as_deref()),
             ),
             Base::Store(r) => match self.opts.resolver.resolve(r) {
                 Some(d) => (r.to_string(), Ok(d)),
@@ -666,9 +678,8 @@ impl Planner<'_> {
             },
             Some(src) => match &src.value {
                 ImageSource::Image(other) => {
-                    let (last, _) = &self.done[other];
-                    let Some(last) = last else {
-                        return None;
+                    let Some((Some(last), _)) = self.done.get(other) else {
+                        return None; // `other` failed to plan and reported why
                     };
                     needs.push(*last);
                     (json!(other), self.steps[*last].key.hex())
