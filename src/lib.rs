@@ -2,6 +2,9 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod digest;
+pub mod layer;
 pub mod manifest;
+pub mod oci;
 pub mod plan;
 pub mod reference;

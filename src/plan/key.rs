@@ -16,51 +16,13 @@
 //! same keys on any machine, in any directory, at any time. Changing any of this is a schema
 //! change: bump [`SCHEMA`] and say so in the book.
 
-use std::fmt;
-
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The version of the key schema.
 pub const SCHEMA: u32 = 1;
 const TAG: &str = "boxr-step-key/v1";
 
-/// A content digest (SHA-256).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest256(pub [u8; 32]);
-
-impl Digest256 {
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// The first 12 hex digits, as `docker images` shows ids.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..6])
-    }
-
-    pub fn of(bytes: &[u8]) -> Digest256 {
-        Digest256(Sha256::digest(bytes).into())
-    }
-}
-
-impl fmt::Display for Digest256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
-    }
-}
-
-impl fmt::Debug for Digest256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.short())
-    }
-}
-
-impl Serialize for Digest256 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+pub use crate::digest::Digest as Digest256;
 
 /// The cache key of one build step.
 pub type StepKey = Digest256;

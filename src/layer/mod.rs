@@ -1,0 +1,21 @@
+//! Layers: an unpacked layer is a directory in overlay format (a whiteout is a character device
+//! 0/0, an opaque directory has `trusted.overlay.opaque=y`), so layers stack directly as overlay
+//! lowerdirs. This module turns such a directory into a reproducible OCI layer tar ([`write`]:
+//! commit and export) and an OCI layer tar back into one ([`apply`]), converting whiteouts both
+//! ways, and never writing outside the destination. It spawns no processes.
+
+pub mod apply;
+pub mod compress;
+mod error;
+pub mod write;
+
+pub use apply::{ApplyStats, apply};
+pub use error::LayerError;
+pub use write::{LayerStats, WriteOptions, diff_id, write_tar};
+
+/// The xattr that marks an opaque directory in overlay format.
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The name prefix of a whiteout in OCI layer tars.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The OCI name of an opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";

@@ -1,0 +1,94 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether privileged tests can run. Without root they skip with a printed reason, unless
+/// `BOXR_REQUIRE_PRIVILEGED` is set (CI sets it), in which case skipping is a failure.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("BOXR_REQUIRE_PRIVILEGED").is_some() {
+        panic!("{test} needs root, and BOXR_REQUIRE_PRIVILEGED forbids skipping it");
+    }
+    eprintln!("skipping {test}: needs root (real overlay mounts, mknod, trusted xattrs)");
+    false
+}
+
+/// A read-only or read-write overlay mount, unmounted when dropped.
+pub struct Overlay {
+    pub target: PathBuf,
+}
+
+impl Overlay {
+    /// Mounts `lowers` (topmost first) with an optional upper/work pair at `target`, with the
+    /// options boxr uses (no redirect_dir, metacopy or index, so the upper dir is a full diff).
+    pub fn mount(lowers: &[&Path], upper: Option<(&Path, &Path)>, target: &Path) -> Overlay {
+        let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        let mut opts = format!(
+            "lowerdir={},redirect_dir=off,metacopy=off,index=off",
+            lower.join(":")
+        );
+        if let Some((u, w)) = upper {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+        }
+        let status = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount overlay {opts}");
+        Overlay {
+            target: target.to_owned(),
+        }
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.target).status();
+    }
+}
+
+/// Runs a shell command, asserting success.
+pub fn sh(cmd: &str) {
+    let status = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(status.success(), "{cmd}");
+}
+
+/// `find DIR` listing with types, for comparing trees: one `TYPE PATH` line per entry.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        let ft = e.file_type();
+        let kind = if ft.is_dir() {
+            "d"
+        } else if ft.is_symlink() {
+            "l"
+        } else if ft.is_file() {
+            "f"
+        } else {
+            "o"
+        };
+        let extra = if ft.is_file() {
+            format!(
+                " {}",
+                std::fs::read_to_string(e.path()).unwrap_or_default().trim()
+            )
+        } else if ft.is_symlink() {
+            format!(" -> {}", std::fs::read_link(e.path()).unwrap().display())
+        } else {
+            String::new()
+        };
+        out.push(format!("{kind} {rel}{extra}"));
+    }
+    out
+}
