@@ -8,3 +8,4 @@ pub mod manifest;
 pub mod oci;
 pub mod plan;
 pub mod reference;
+pub mod store;

@@ -2,6 +2,7 @@
 //! one library function and print its result.
 
 mod check;
+mod images;
 mod plan;
 pub mod printer;
 
@@ -68,6 +69,16 @@ enum Commands {
     Check(check::CheckArgs),
     /// Show the build steps of a manifest with their cache keys
     Plan(plan::PlanArgs),
+    /// Create an image from a root filesystem directory or tarball
+    Import(images::ImportArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Show details of images as JSON
+    Inspect(images::InspectArgs),
+    /// Remove images
+    Rmi(images::RmiArgs),
+    /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
+    Gc,
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -182,6 +193,11 @@ pub fn main() -> i32 {
     match &cli.command {
         Commands::Check(args) => check::run(args, &settings),
         Commands::Plan(args) => plan::run(args, &settings),
+        Commands::Import(args) => images::import(args, &settings),
+        Commands::Images(args) => images::images(args, &settings),
+        Commands::Inspect(args) => images::inspect(args, &settings),
+        Commands::Rmi(args) => images::rmi(args, &settings),
+        Commands::Gc => images::gc(&settings),
         Commands::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "boxr", &mut buf);
@@ -194,6 +210,12 @@ pub fn main() -> i32 {
 /// Prints a one-line error for a failure that has no diagnostic of its own.
 fn fail(printer: &Printer, message: &str) -> i32 {
     printer.diagnostic(&miette::MietteDiagnostic::new(message));
+    exit::FAILED
+}
+
+/// Prints a failure that has its own diagnostic.
+fn fail_with(printer: &Printer, diag: &dyn miette::Diagnostic) -> i32 {
+    printer.diagnostic(diag);
     exit::FAILED
 }
 

@@ -1,0 +1,306 @@
+//! `boxr import`, `images`, `inspect`, `rmi`, `gc`.
+
+use std::path::PathBuf;
+
+use super::{Settings, exit, fail_with};
+use crate::store::{Access, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A root filesystem: a directory or a tarball (.tar, .tar.gz, .tar.zst)
+    rootfs: PathBuf,
+    /// The name to tag the image with (NAME[:TAG])
+    name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Only show image ids
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Images: NAME[:TAG], an id or an id prefix
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmiArgs {
+    /// Images to remove: NAME[:TAG] untags, an id removes every tag of that image
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+fn open(settings: &Settings, access: Access) -> Result<Store, i32> {
+    Store::open(&settings.root, access).map_err(|e| fail_with(&settings.printer, &e))
+}
+
+/// SOURCE_DATE_EPOCH from the environment, else 0.
+fn source_date_epoch() -> Result<u64, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")),
+        _ => Ok(0),
+    }
+}
+
+pub fn import(args: &ImportArgs, settings: &Settings) -> i32 {
+    let epoch = match source_date_epoch() {
+        Ok(e) => e,
+        Err(m) => return super::fail(&settings.printer, &m),
+    };
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.import(&args.rootfs, &args.name, epoch) {
+        Ok(img) => {
+            settings.printer.data(format!("{}\n", img.id));
+            exit::OK
+        }
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+pub fn images(args: &ImagesArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let list = match store.summaries() {
+        Ok(l) => l,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    if args.quiet {
+        let mut ids: Vec<String> = list.iter().map(|s| s.id.short()).collect();
+        ids.dedup();
+        for id in ids {
+            settings.printer.data(format!("{id}\n"));
+        }
+        return exit::OK;
+    }
+    match args.format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&list).expect("serializes");
+            settings.printer.data(format!("{text}\n"));
+        }
+        Format::Table => {
+            let now = now_secs();
+            let rows: Vec<[String; 5]> = list
+                .iter()
+                .map(|s| {
+                    [
+                        s.repository.clone(),
+                        s.tag.clone(),
+                        s.id.short(),
+                        s.created
+                            .as_deref()
+                            .and_then(crate::oci::parse_rfc3339)
+                            .map_or("N/A".into(), |t| ago(now - t)),
+                        human_size(s.size),
+                    ]
+                })
+                .collect();
+            let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+            settings.printer.data(table(&header, &rows));
+        }
+    }
+    exit::OK
+}
+
+pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut out = Vec::new();
+    let mut code = exit::OK;
+    for q in &args.images {
+        match store.resolve(q).and_then(|img| store.inspect(&img)) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::INVALID;
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&out).expect("serializes");
+    settings.printer.data(format!("{text}\n"));
+    code
+}
+
+pub fn rmi(args: &RmiArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Exclusive) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for q in &args.images {
+        let result = store.resolve(q).and_then(|img| {
+            // A name removes that tag; an id removes every tag of the image.
+            let tags = match crate::store::ref_key(q) {
+                Ok(k) if store.refs()?.contains_key(&k) => vec![k],
+                _ => store.tags_of(&img.manifest_digest)?,
+            };
+            for t in &tags {
+                store.remove_ref(t)?;
+                settings.printer.out(format!("Untagged: {t}"));
+            }
+            if store.tags_of(&img.manifest_digest)?.is_empty() {
+                settings.printer.out(format!("Deleted: {}", img.id));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            settings.printer.diagnostic(&e);
+            code = exit::INVALID;
+        }
+    }
+    if let Err(e) = store.gc(Access::Exclusive) {
+        return fail_with(&settings.printer, &e);
+    }
+    code
+}
+
+pub fn gc(settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Exclusive) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.gc(Access::Exclusive) {
+        Ok(r) => {
+            if settings.printer.is_json() {
+                settings.printer.data(format!(
+                    "{}\n",
+                    serde_json::to_string(&r).expect("serializes")
+                ));
+            } else {
+                settings.printer.out(format!(
+                    "removed {} blob{}, {} layer{}, {} temporary item{}; freed {}",
+                    r.blobs,
+                    plural(r.blobs),
+                    r.layers,
+                    plural(r.layers),
+                    r.tmp,
+                    plural(r.tmp),
+                    human_size(r.bytes)
+                ));
+                for name in &r.broken_refs {
+                    settings
+                        .printer
+                        .out(format!("warning: {name} points at an unreadable image; `boxr rmi {name}` removes it"));
+                }
+            }
+            exit::OK
+        }
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// "3 seconds ago", "About an hour ago", "2 years ago", as `docker images` says.
+pub fn ago(secs: i64) -> String {
+    let s = secs.max(0);
+    let (n, unit) = match s {
+        0..=59 => {
+            return if s <= 1 {
+                "Less than a second ago".into()
+            } else {
+                format!("{s} seconds ago")
+            };
+        }
+        60..=119 => return "About a minute ago".into(),
+        120..=3599 => (s / 60, "minutes"),
+        3600..=7199 => return "About an hour ago".into(),
+        7200..=172_799 => (s / 3600, "hours"),
+        172_800..=1_209_599 => (s / 86_400, "days"),
+        1_209_600..=5_183_999 => (s / 604_800, "weeks"),
+        5_184_000..=63_071_999 => (s / 2_592_000, "months"),
+        _ => (s / 31_536_000, "years"),
+    };
+    format!("{n} {unit} ago")
+}
+
+/// Sizes in decimal units, as docker prints them: `5.58MB`.
+pub fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+            + units[i]
+    }
+}
+
+/// Left-aligned columns separated by three spaces, like docker's tables.
+fn table(header: &[String; 5], rows: &[[String; 5]]) -> String {
+    let mut widths = header.clone().map(|h| h.len());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String; 5]| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}   "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header);
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_sizes_read_like_docker() {
+        assert_eq!(ago(30), "30 seconds ago");
+        assert_eq!(ago(90), "About a minute ago");
+        assert_eq!(ago(3 * 86_400), "3 days ago");
+        assert_eq!(ago(56 * 31_536_000 + 5), "56 years ago");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(5_580_000), "5.58MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+    }
+}

@@ -1,0 +1,97 @@
+//! Garbage collection: mark everything reachable from the refs, sweep the rest, and empty
+//! `tmp/`. Runs with the store locked exclusively, so no command is half-way through publishing
+//! something, and everything in `tmp/` was left by a process that died.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use super::{Access, Store, StoreError, io_err, remove_tree};
+use crate::digest::Digest;
+
+/// What a gc removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    pub blobs: usize,
+    pub layers: usize,
+    pub tmp: usize,
+    pub bytes: u64,
+    /// Refs whose image could not be read (left in place, reported).
+    pub broken_refs: Vec<String>,
+}
+
+fn tree_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+impl Store {
+    /// Removes unreferenced blobs and layers and stale temporary files. The store must have
+    /// been opened with [`Access::Exclusive`].
+    pub fn gc(&self, access: Access) -> Result<GcReport, StoreError> {
+        assert_eq!(access, Access::Exclusive, "gc needs the store to itself");
+        let mut report = GcReport::default();
+        let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+        let mut layers: BTreeSet<Digest> = BTreeSet::new();
+        for (name, d) in self.refs()? {
+            match self.image(&d) {
+                Ok(img) => {
+                    blobs.insert(d);
+                    blobs.insert(img.id);
+                    blobs.extend(img.manifest.layers.iter().map(|l| l.digest));
+                    layers.extend(img.config.rootfs.diff_ids.iter().copied());
+                }
+                Err(_) => {
+                    // Keep what we can find of it; the user decides (rmi).
+                    blobs.insert(d);
+                    report.broken_refs.push(name);
+                }
+            }
+        }
+        let blob_dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&blob_dir).map_err(io_err("list", &blob_dir))? {
+            let e = e.map_err(io_err("list", &blob_dir))?;
+            let name = e.file_name();
+            let keep = name
+                .to_str()
+                .and_then(Digest::from_hex)
+                .is_some_and(|d| blobs.contains(&d));
+            if !keep {
+                report.bytes += tree_size(&e.path());
+                fs::remove_file(e.path()).map_err(io_err("remove", e.path()))?;
+                report.blobs += 1;
+            }
+        }
+        let layer_dir = self.root.join("layers");
+        for e in fs::read_dir(&layer_dir).map_err(io_err("list", &layer_dir))? {
+            let e = e.map_err(io_err("list", &layer_dir))?;
+            let keep = e
+                .file_name()
+                .to_str()
+                .and_then(Digest::from_hex)
+                .is_some_and(|d| layers.contains(&d));
+            if !keep {
+                report.bytes += tree_size(&e.path());
+                remove_tree(&e.path())?;
+                report.layers += 1;
+            }
+        }
+        let tmp = self.root.join("tmp");
+        for e in fs::read_dir(&tmp).map_err(io_err("list", &tmp))? {
+            let e = e.map_err(io_err("list", &tmp))?;
+            report.bytes += tree_size(&e.path());
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path())?;
+            } else {
+                fs::remove_file(e.path()).map_err(io_err("remove", e.path()))?;
+            }
+            report.tmp += 1;
+        }
+        Ok(report)
+    }
+}
