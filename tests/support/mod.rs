@@ -92,3 +92,77 @@ pub fn tree(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A small busybox root filesystem built from the host's busybox-static (installed by
+/// .ci/run), in `dir`: /bin/busybox, /bin/sh, /etc/passwd, /tmp.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("busybox-static is installed (apt-get install busybox-static)");
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    root
+}
+
+/// Runs boxr with a store root, returning (exit code, stdout, stderr).
+pub fn boxr(store: &Path, args: &[&str]) -> (i32, String, String) {
+    boxr_in(store, Path::new("."), args)
+}
+
+pub fn boxr_in(store: &Path, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(cwd)
+        .args(["--progress", "plain"])
+        .args(args)
+        .env("BOXR_ROOT", store)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every blob's content hashes to its name, and every layer dir is complete.
+pub fn assert_store_consistent(store: &Path) {
+    use sha2::Digest;
+    for e in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        assert_eq!(
+            e.file_name().to_str().unwrap(),
+            hex,
+            "a blob under a wrong name"
+        );
+    }
+    for e in std::fs::read_dir(store.join("layers")).unwrap() {
+        let e = e.unwrap();
+        assert!(
+            e.path().join("layer.json").is_file(),
+            "incomplete layer {:?}",
+            e.path()
+        );
+        assert!(
+            e.path().join("root").is_dir(),
+            "incomplete layer {:?}",
+            e.path()
+        );
+    }
+}
