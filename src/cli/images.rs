@@ -304,3 +304,112 @@ mod tests {
         assert_eq!(human_size(1_000_000), "1MB");
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct SaveArgs {
+    /// Images to save: NAME[:TAG] or an id
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Write to this file (or directory, with --format oci-dir)
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
+    /// Archive format
+    #[arg(long, value_enum, default_value_t = crate::store::exchange::SaveFormat::Oci)]
+    format: crate::store::exchange::SaveFormat,
+    /// Compression of layers boxr made (layers loaded from elsewhere keep theirs; docker
+    /// archives are uncompressed)
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    compression: CompressionArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// An OCI image layout (directory or tar) or a docker-archive tarball (gzip/zstd allowed)
+    #[arg(short, long, value_name = "PATH")]
+    input: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TagArgs {
+    /// The image: NAME[:TAG] or an id
+    source: String,
+    /// The new name: NAME[:TAG]
+    target: String,
+}
+
+pub fn save(args: &SaveArgs, settings: &Settings) -> i32 {
+    use crate::layer::compress::Compression;
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut images = Vec::new();
+    for q in &args.images {
+        let result = store.resolve(q).and_then(|img| {
+            // Record the name given, or every tag when an id was given.
+            let names = match crate::store::ref_key(q) {
+                Ok(k) if store.refs()?.contains_key(&k) => vec![k],
+                _ => store.tags_of(&img.manifest_digest)?,
+            };
+            Ok((img, names))
+        });
+        match result {
+            Ok(x) => images.push(x),
+            Err(e) => return fail_with(&settings.printer, &e),
+        }
+    }
+    let compression = match args.compression {
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::None => Compression::None,
+    };
+    match store.save(&images, args.format, compression, &args.output) {
+        Ok(()) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+pub fn load(args: &LoadArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.load(&args.input) {
+        Ok(loaded) => {
+            for l in loaded {
+                if l.names.is_empty() {
+                    settings
+                        .printer
+                        .out(format!("Loaded image ID: {}", l.image.id));
+                }
+                for n in l.names {
+                    settings.printer.out(format!("Loaded image: {n}"));
+                }
+            }
+            exit::OK
+        }
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+pub fn tag(args: &TagArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let result = store.resolve(&args.source).and_then(|img| {
+        let key = crate::store::ref_key(&args.target)?;
+        store.set_ref(&key, img.manifest_digest)
+    });
+    match result {
+        Ok(_) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}

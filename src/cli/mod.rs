@@ -75,6 +75,12 @@ enum Commands {
     Images(images::ImagesArgs),
     /// Show details of images as JSON
     Inspect(images::InspectArgs),
+    /// Give an image another name
+    Tag(images::TagArgs),
+    /// Save images to an OCI layout or docker-archive
+    Save(images::SaveArgs),
+    /// Load images from an OCI layout or docker-archive
+    Load(images::LoadArgs),
     /// Remove images
     Rmi(images::RmiArgs),
     /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
@@ -196,6 +202,9 @@ pub fn main() -> i32 {
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),
+        Commands::Tag(args) => images::tag(args, &settings),
+        Commands::Save(args) => images::save(args, &settings),
+        Commands::Load(args) => images::load(args, &settings),
         Commands::Rmi(args) => images::rmi(args, &settings),
         Commands::Gc => images::gc(&settings),
         Commands::Completions { shell } => {

@@ -166,3 +166,19 @@ pub fn assert_store_consistent(store: &Path) {
         );
     }
 }
+
+/// Whether an external tool is installed. Missing tools skip the test with a printed reason,
+/// unless BOXR_REQUIRE_PRIVILEGED is set (CI installs them).
+pub fn have_tool(test: &str, tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var_os("BOXR_REQUIRE_PRIVILEGED").is_some() {
+        panic!("{test} needs {tool}, which .ci/run installs");
+    }
+    eprintln!("skipping {test}: {tool} is not installed");
+    false
+}

@@ -1,6 +1,13 @@
 //! Images to and from the rest of the ecosystem: `import` (a rootfs as a one-layer image),
 //! `load` and `save` (OCI image layouts and docker-archive tarballs).
 
+mod archive;
+mod load;
+mod save;
+
+pub use load::Loaded;
+pub use save::SaveFormat;
+
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -56,7 +63,11 @@ impl Store {
 
     /// Copies a directory tree into a new layer: its reproducible tar is streamed through a
     /// pipe straight into `apply`, so the bytes exist once, in flight.
-    fn add_layer_from_dir(&self, dir: &Path, clamp_mtime: u64) -> Result<LayerMeta, StoreError> {
+    pub fn add_layer_from_dir(
+        &self,
+        dir: &Path,
+        clamp_mtime: u64,
+    ) -> Result<LayerMeta, StoreError> {
         let staged = self.stage_layer()?;
         let mut guard = Staged {
             path: Some(&staged),
