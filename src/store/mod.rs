@@ -61,6 +61,18 @@ pub struct LayerMeta {
     pub clamp_mtime: Option<u64>,
 }
 
+/// Opens (creating) a lock file and takes an flock on it; released when dropped. The file is
+/// opened O_CLOEXEC (std's default), so no child process inherits the lock.
+fn flock(path: &Path, arg: FlockArg) -> Result<Flock<File>, StoreError> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    Flock::lock(file, arg).map_err(|(_, e)| io_err("lock", path)(e.into()))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -74,18 +86,11 @@ impl Store {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
-        let lock_path = root.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("open", &lock_path))?;
         let arg = match access {
             Access::Shared => FlockArg::LockShared,
             Access::Exclusive => FlockArg::LockExclusive,
         };
-        let lock = Flock::lock(file, arg).map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+        let lock = flock(&root.join("lock"), arg)?;
         Ok(Store {
             root: root.to_owned(),
             _lock: lock,
@@ -242,15 +247,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut BTreeMap<String, Digest>) -> T,
     ) -> Result<T, StoreError> {
-        let lock_path = self.root.join("refs.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("open", &lock_path))?;
-        let _lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+        let _lock = flock(&self.root.join("refs.lock"), FlockArg::LockExclusive)?;
         let mut refs = self.refs()?;
         let out = f(&mut refs);
         let tmp = self.root.join("tmp");
