@@ -2,10 +2,12 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod container;
 pub mod digest;
 pub mod layer;
 pub mod manifest;
 pub mod oci;
 pub mod plan;
 pub mod reference;
+pub mod sandbox;
 pub mod store;

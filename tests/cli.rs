@@ -51,7 +51,10 @@ fn quiet_check_prints_nothing() {
 
 #[test]
 fn verbose_reports_what_was_read() {
-    let out = boxr(manifests(), &["-v", "-f", "full.kdl", "plan", "--json"]);
+    let out = boxr(
+        manifests(),
+        &["--verbose", "-f", "full.kdl", "plan", "--json"],
+    );
     let err = text(&out.stderr);
     assert!(
         err.contains("read full.kdl (") && err.contains("3 images, 2 services"),

@@ -5,6 +5,7 @@ mod check;
 mod images;
 mod plan;
 pub mod printer;
+mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,8 +56,8 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
 
-    /// Print more about what boxr does
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// Print more about what boxr does (no short form: `-v` is `run`'s volume, as in docker)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
     #[command(subcommand)]
@@ -69,6 +70,8 @@ enum Commands {
     Check(check::CheckArgs),
     /// Show the build steps of a manifest with their cache keys
     Plan(plan::PlanArgs),
+    /// Run a command in a new container
+    Run(run::RunArgs),
     /// Create an image from a root filesystem directory or tarball
     Import(images::ImportArgs),
     /// List images
@@ -91,6 +94,12 @@ enum Commands {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// (internal) the sandbox helper
+    #[command(name = "__sandbox", hide = true)]
+    SandboxHelper(run::InternalArgs),
+    /// (internal) a container's init
+    #[command(name = "__init", hide = true)]
+    Init(run::InternalArgs),
 }
 
 /// Settings resolved once from flags and the environment.
@@ -199,6 +208,9 @@ pub fn main() -> i32 {
     match &cli.command {
         Commands::Check(args) => check::run(args, &settings),
         Commands::Plan(args) => plan::run(args, &settings),
+        Commands::Run(args) => run::run(args, &settings),
+        Commands::SandboxHelper(args) => run::helper(args),
+        Commands::Init(args) => run::init(args),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),

@@ -101,6 +101,13 @@ impl Store {
         &self.root
     }
 
+    /// The descriptor of the store lock this handle holds (a sandbox keeps it while it runs,
+    /// so `gc` cannot collect the layers under a running container).
+    pub fn lock_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self._lock.as_raw_fd()
+    }
+
     /// A fresh private directory under `tmp/`.
     pub fn tmp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
         let tmp = self.root.join("tmp");
@@ -339,6 +346,11 @@ impl Drop for BlobWriter<'_> {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Removes a directory tree (a container's directory, a staged layer).
+pub fn remove_dir_tree(path: &Path) -> Result<(), StoreError> {
+    remove_tree(path)
 }
 
 /// Removes a directory tree that may hold read-only directories.

@@ -1,0 +1,106 @@
+//! `boxr run`, and the hidden entry points of the sandbox helper and init.
+
+use std::path::PathBuf;
+
+use super::{Settings, fail_with};
+use crate::container::{self, RunOptions};
+use crate::sandbox::NetworkMode;
+use crate::store::{Access, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open (otherwise the command reads /dev/null)
+    #[arg(short, long)]
+    interactive: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass boxr's own)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: USER[:GROUP], names or numeric ids
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container host name (default: the first 12 digits of its id)
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Network: none (only loopback) or host
+    #[arg(long, value_enum, default_value_t = Network::None)]
+    network: Network,
+    /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    init: bool,
+    /// Overwrite the image's entrypoint ("" clears it)
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    read_only: bool,
+    /// Bind-mount a host path: /host/path:/container/path[:ro]
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    volume: Vec<String>,
+    /// Mount a tmpfs: /path[:options]
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// The image: NAME[:TAG] or an id
+    image: String,
+    /// The command and its arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Network {
+    None,
+    Host,
+}
+
+pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
+    let store = match Store::open(&settings.root, Access::Shared) {
+        Ok(s) => s,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let opts = RunOptions {
+        image: args.image.clone(),
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env: args.env.clone(),
+        env_files: args.env_file.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: args.hostname.clone(),
+        network: Some(match args.network {
+            Network::None => NetworkMode::None,
+            Network::Host => NetworkMode::Host,
+        }),
+        init: args.init,
+        remove: args.rm,
+        read_only: args.read_only,
+        volumes: args.volume.clone(),
+        tmpfs: args.tmpfs.clone(),
+        interactive: args.interactive,
+    };
+    // On success this process becomes the container's helper and never returns here.
+    let e = container::run(&store, &opts);
+    fail_with(&settings.printer, &e)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InternalArgs {
+    #[arg(long)]
+    spec_fd: i32,
+}
+
+pub fn helper(args: &InternalArgs) -> i32 {
+    crate::sandbox::helper_main(args.spec_fd)
+}
+
+pub fn init(args: &InternalArgs) -> i32 {
+    crate::sandbox::init_main(args.spec_fd)
+}

@@ -1,0 +1,380 @@
+//! Containers: an image and run options → a `SandboxSpec`, by Docker's rules (entrypoint and
+//! cmd, environment, user, working directory, hostname), in a directory of its own under
+//! `containers/<id>/` (upper and work dirs, /etc files, config).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::sandbox::{self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec};
+use crate::store::{Store, StoreError};
+
+/// `boxr run` options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub image: String,
+    /// Replaces the image's cmd (the entrypoint stays).
+    pub command: Vec<String>,
+    /// Replaces the image's entrypoint (and clears its cmd).
+    pub entrypoint: Option<String>,
+    /// `KEY=VALUE`, or `KEY` to take the value from boxr's environment.
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub network: Option<NetworkMode>,
+    pub init: bool,
+    pub remove: bool,
+    pub read_only: bool,
+    /// `SRC:DST[:ro]` bind mounts (SRC an absolute host path).
+    pub volumes: Vec<String>,
+    /// `PATH[:OPTIONS]` tmpfs mounts.
+    pub tmpfs: Vec<String>,
+    /// Keep stdin attached (`-i`).
+    pub interactive: bool,
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ContainerError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+    #[error("{message}")]
+    #[diagnostic(code(boxr::container::invalid))]
+    Invalid {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("cannot {action} `{}`", path.display())]
+    #[diagnostic(code(boxr::container::io))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+}
+
+fn invalid(message: impl Into<String>, help: Option<&str>) -> ContainerError {
+    ContainerError::Invalid {
+        message: message.into(),
+        help: help.map(str::to_owned),
+    }
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
+    move |source| ContainerError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A new random container id (64 hex digits, as docker's).
+fn new_id() -> Result<String, ContainerError> {
+    let mut b = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(io_err("read", Path::new("/dev/urandom")))?;
+    Ok(hex::encode(b))
+}
+
+/// The process by Docker's rules: entrypoint + (command, or else cmd); `--entrypoint` also
+/// clears the image's cmd.
+pub fn process_args(
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+    entrypoint: Option<&str>,
+    command: &[String],
+) -> Vec<String> {
+    let (ep, cmd): (Vec<String>, Vec<String>) = match entrypoint {
+        Some("") => (Vec::new(), command.to_vec()),
+        Some(e) => (vec![e.to_owned()], command.to_vec()),
+        None => (
+            image_entrypoint.map(<[String]>::to_vec).unwrap_or_default(),
+            if command.is_empty() {
+                image_cmd.map(<[String]>::to_vec).unwrap_or_default()
+            } else {
+                command.to_vec()
+            },
+        ),
+    };
+    ep.into_iter().chain(cmd).collect()
+}
+
+/// Merges `KEY=VALUE` lists: later keys replace earlier ones, first positions kept.
+fn merge_env(into: &mut Vec<String>, more: impl IntoIterator<Item = String>) {
+    for kv in more {
+        let key = kv
+            .split_once('=')
+            .map_or(kv.as_str(), |(k, _)| k)
+            .to_owned();
+        match into
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(e) => *e = kv,
+            None => into.push(kv),
+        }
+    }
+}
+
+/// `-e` values: `KEY=VALUE`, or `KEY` taken from boxr's own environment (skipped if unset).
+fn cli_env(opts: &RunOptions) -> Result<Vec<String>, ContainerError> {
+    let mut out = Vec::new();
+    for f in &opts.env_files {
+        let text = fs::read_to_string(f).map_err(io_err("read", f))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            out.push(line.to_owned());
+        }
+    }
+    out.extend(opts.env.iter().cloned());
+    let mut resolved = Vec::new();
+    for e in out {
+        if e.contains('=') {
+            if e.starts_with('=') {
+                return Err(invalid(format!("invalid environment variable `{e}`"), None));
+            }
+            resolved.push(e);
+        } else if let Ok(v) = std::env::var(&e) {
+            resolved.push(format!("{e}={v}"));
+        }
+    }
+    Ok(resolved)
+}
+
+fn mounts(opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
+    let mut out = Vec::new();
+    for v in &opts.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => {
+                return Err(invalid(
+                    format!("invalid volume `{v}`"),
+                    Some("write -v /host/path:/container/path[:ro]"),
+                ));
+            }
+        };
+        if !src.starts_with('/') {
+            return Err(invalid(
+                format!("volume source `{src}` is not an absolute path"),
+                Some("named volumes are not supported yet; give a host path"),
+            ));
+        }
+        if !dst.starts_with('/') {
+            return Err(invalid(
+                format!("volume target `{dst}` is not an absolute path"),
+                None,
+            ));
+        }
+        let source =
+            fs::canonicalize(src).map_err(io_err("find the volume source", Path::new(src)))?;
+        out.push(MountSpec::Bind {
+            source,
+            target: dst.to_owned(),
+            read_only: ro,
+        });
+    }
+    for t in &opts.tmpfs {
+        let (target, options) = match t.split_once(':') {
+            Some((p, o)) => (p, o.to_owned()),
+            None => (t.as_str(), "mode=1777".to_owned()),
+        };
+        if !target.starts_with('/') {
+            return Err(invalid(
+                format!("tmpfs target `{target}` is not an absolute path"),
+                None,
+            ));
+        }
+        out.push(MountSpec::Tmpfs {
+            target: target.to_owned(),
+            options,
+        });
+    }
+    Ok(out)
+}
+
+/// Prepares the container's directory and its sandbox spec.
+pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, ContainerError> {
+    let img = store.resolve(&opts.image)?;
+    let run = img.config.config.clone().unwrap_or_default();
+    let args = process_args(
+        run.entrypoint.as_deref(),
+        run.cmd.as_deref(),
+        opts.entrypoint.as_deref(),
+        &opts.command,
+    );
+    if args.is_empty() {
+        return Err(invalid(
+            format!(
+                "no command specified: the image {} has no entrypoint or cmd",
+                opts.image
+            ),
+            Some("give the command after the image: boxr run IMAGE COMMAND [ARG...]"),
+        ));
+    }
+    let mut lowers = Vec::new();
+    for d in img.config.rootfs.diff_ids.iter().rev() {
+        if !store.has_layer(d) {
+            return Err(invalid(
+                format!("layer {d} of {} is missing from the store", opts.image),
+                Some("load or import the image again"),
+            ));
+        }
+        lowers.push(store.layer_root(d));
+    }
+    let id = new_id()?;
+    let dir = store.root().join("containers").join(&id);
+    for d in ["upper", "work", "rootfs", "empty"] {
+        let p = dir.join(d);
+        fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+    }
+    if lowers.is_empty() {
+        lowers.push(dir.join("empty"));
+    }
+    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+    let network = opts.network.unwrap_or(NetworkMode::None);
+    let hosts = match network {
+        NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::None => {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned()
+        }
+    };
+    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut etc_files = Vec::new();
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, content).map_err(io_err("write", &p))?;
+        etc_files.push(EtcFile {
+            source: p,
+            target: format!("/etc/{name}"),
+        });
+    }
+    let mut env = vec![format!("HOSTNAME={hostname}")];
+    merge_env(&mut env, run.env.clone().unwrap_or_default());
+    merge_env(&mut env, cli_env(opts)?);
+    let config = serde_json::json!({
+        "Id": id,
+        "Image": opts.image,
+        "ImageId": img.id.to_string(),
+        "Args": args,
+        "Created": crate::oci::rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        ),
+    });
+    let cfg = dir.join("config.json");
+    fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&config).expect("serializes"),
+    )
+    .map_err(io_err("write", &cfg))?;
+    Ok(SandboxSpec {
+        rootfs: RootfsSpec {
+            lowers,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("rootfs"),
+            read_only: opts.read_only,
+        },
+        hostname,
+        network,
+        etc_files,
+        mounts: mounts(opts)?,
+        process: ProcessSpec {
+            args,
+            env,
+            cwd: opts
+                .workdir
+                .clone()
+                .or(run.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".to_owned()),
+            user: opts
+                .user
+                .clone()
+                .or(run.user.clone())
+                .filter(|u| !u.is_empty()),
+            stdin: opts.interactive,
+        },
+        init: opts.init,
+        remove_on_exit: opts.remove.then(|| dir.clone()),
+        keep_fd: Some(store.lock_fd()),
+    })
+}
+
+/// `boxr run` in the foreground: prepares the container and becomes its sandbox helper.
+/// Returns only on failure.
+pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
+    let spec = match prepare(store, opts) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let err = sandbox::exec(&spec);
+    if let Some(dir) = &spec.remove_on_exit {
+        let _ = crate::store::remove_dir_tree(dir);
+    }
+    err.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let ep = v(&["/app"]);
+        let cmd = v(&["--port=80"]);
+        assert_eq!(
+            process_args(Some(&ep), Some(&cmd), None, &[]),
+            v(&["/app", "--port=80"])
+        );
+        assert_eq!(
+            process_args(Some(&ep), Some(&cmd), None, &v(&["-x"])),
+            v(&["/app", "-x"])
+        );
+        assert_eq!(
+            process_args(Some(&ep), Some(&cmd), Some("/bin/sh"), &[]),
+            v(&["/bin/sh"])
+        );
+        assert_eq!(
+            process_args(None, Some(&cmd), Some(""), &v(&["ls"])),
+            v(&["ls"])
+        );
+        assert_eq!(process_args(None, None, None, &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn env_merges_by_key() {
+        let mut e = v(&["A=1", "B=2"]);
+        merge_env(&mut e, v(&["B=3", "C=4"]));
+        assert_eq!(e, v(&["A=1", "B=3", "C=4"]));
+    }
+}

@@ -1,0 +1,224 @@
+//! The sandbox helper: a freshly exec'd, single-threaded boxr (`boxr __sandbox`) that receives
+//! its `SandboxSpec` over an inherited descriptor, forks the sandbox's first process into new
+//! namespaces, relays signals to it, and exits with its status.
+//!
+//! Order matters here:
+//! 1. Signals to relay are blocked *before* fork, so none is lost between fork and the wait loop.
+//! 2. The helper itself only unshares the PID namespace (which applies to its children). The
+//!    child unshares mount/UTS/IPC/network itself: `pivot_root` moves the root of every process
+//!    in the mount namespace that shares the old root, and the helper must keep the host's.
+//! 3. The child reports failures before its exec over a close-on-exec pipe: EOF means it
+//!    reached the init, which reports its own failures on stderr and in its exit status.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, pipe2};
+
+use super::process::StartError;
+use super::spec::{NetworkMode, SandboxSpec};
+use super::sys;
+
+/// Signals a user sends to `boxr run` that must reach the container.
+pub(super) fn relayed() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGCHLD,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so nothing of the host leaks into the
+/// container (CVE-2024-21626 came from a leaked directory descriptor).
+pub(super) fn cloexec_all_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // The listing's own descriptor is closed by now: EBADF for it is expected.
+        let _ = sys::set_cloexec(fd);
+    }
+}
+
+/// Reads a JSON value from an inherited memfd and closes it.
+pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
+    let owned = super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?;
+    let mut f = File::from(owned);
+    f.rewind()
+        .map_err(|e| format!("cannot read the spec: {e}"))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the spec: {e}"))?;
+    serde_json::from_slice(&buf).map_err(|e| format!("invalid spec: {e}"))
+}
+
+/// Writes a JSON value into a new memfd that survives exec (for the next process to read).
+pub(super) fn spec_memfd<T: serde::Serialize>(value: &T) -> Result<OwnedFd, String> {
+    let fd = memfd_create("boxr-spec", MFdFlags::empty()).map_err(|e| format!("memfd: {e}"))?;
+    let mut f = File::from(fd);
+    f.write_all(&serde_json::to_vec(value).expect("serializes"))
+        .map_err(|e| format!("cannot write the spec: {e}"))?;
+    Ok(f.into())
+}
+
+/// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
+/// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
+/// copy itself cannot be written.
+fn sealed_self_copy() -> Result<OwnedFd, String> {
+    let fd = memfd_create(
+        "boxr-init",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| format!("memfd: {e}"))?;
+    let mut dst = File::from(fd);
+    let mut src =
+        File::open("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
+    std::io::copy(&mut src, &mut dst).map_err(|e| format!("cannot copy boxr: {e}"))?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)).map_err(|e| format!("cannot seal the init: {e}"))?;
+    Ok(dst.into())
+}
+
+/// The helper's main: returns the exit code of `boxr run`.
+pub fn main(spec_fd: i32) -> i32 {
+    let spec: SandboxSpec = match read_spec_fd(spec_fd) {
+        Ok(s) => s,
+        Err(e) => return fail(125, &e),
+    };
+    if let Some(fd) = spec.keep_fd {
+        // Held (the store lock) until this process exits, but not by the container.
+        let _ = sys::set_cloexec(fd);
+    }
+    cloexec_all_fds();
+    let code = run(&spec);
+    if let Some(dir) = &spec.remove_on_exit
+        && let Err(e) = crate::store::remove_dir_tree(dir)
+    {
+        eprintln!("boxr: cannot remove {}: {e}", dir.display());
+    }
+    code
+}
+
+fn fail(code: i32, message: &str) -> i32 {
+    eprintln!("boxr: {message}");
+    code
+}
+
+fn run(spec: &SandboxSpec) -> i32 {
+    let init = match sealed_self_copy() {
+        Ok(i) => i,
+        Err(e) => return fail(125, &e),
+    };
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+        return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
+    }
+    let relayed = relayed();
+    if let Err(e) = relayed.thread_block() {
+        return fail(125, &format!("cannot block signals: {}", e.desc()));
+    }
+    let (err_r, err_w) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
+    };
+    let child = match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            let e = first_process(spec, &init);
+            let mut w = File::from(err_w);
+            let _ = write!(w, "{}\n{}", e.code, e.message);
+            std::process::exit(e.code);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return fail(125, &format!("fork: {}", e.desc())),
+    };
+    drop(err_w);
+    drop(init);
+    let mut report = String::new();
+    let _ = File::from(err_r).read_to_string(&mut report);
+    if let Some((code, message)) = report.split_once('\n') {
+        let _ = waitpid(child, None);
+        return fail(code.parse().unwrap_or(125), message);
+    }
+    wait_relaying(child, &relayed)
+}
+
+/// Waits for the sandbox's first process, relaying signals to it; returns its exit code
+/// (128 + signal when killed).
+fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
+    loop {
+        let sig = match relayed.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            _ => {}
+        }
+    }
+}
+
+/// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then exec of the
+/// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
+/// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
+/// runc's init does. Returns only on failure.
+fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
+    let err = |message: String| StartError { code: 125, message };
+    // Die with the helper: then the kernel kills everything in the PID namespace.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(e) = unshare(flags) {
+        return err(format!("cannot create namespaces: {}", e.desc()));
+    }
+    if spec.network == NetworkMode::None
+        && let Err(e) = sys::loopback_up()
+    {
+        return err(format!("cannot bring up the loopback interface: {e}"));
+    }
+    let fd = match spec_memfd(spec) {
+        Ok(fd) => fd,
+        Err(m) => return err(m),
+    };
+    let arg = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let args = [
+        arg("boxr-init"),
+        arg(super::INIT_ARG),
+        arg("--spec-fd"),
+        arg(&fd.as_raw_fd().to_string()),
+    ];
+    let env: [std::ffi::CString; 0] = [];
+    let e = nix::unistd::execveat(init, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
+    err(format!("cannot start the init: {}", e.desc()))
+}

@@ -1,0 +1,74 @@
+//! `SandboxSpec` (pure data) → a running process in new namespaces over an overlay rootfs.
+//!
+//! Process model (ARCHITECTURE decision 6): the caller never forks. It writes the spec into a
+//! memfd and execs (for `boxr run`) or spawns (for build steps) a fresh boxr, `boxr __sandbox`,
+//! which is single-threaded and does the real work: a PID namespace, the first process with its
+//! own mount/UTS/IPC/network namespaces, the rootfs (see `rootfs`), then boxr's init (PID 1,
+//! from a sealed memfd copy of boxr, see `init`) or the command itself. The only `unsafe` code of
+//! boxr is in `sys`.
+
+mod helper;
+mod init;
+pub mod process;
+mod rootfs;
+pub mod spec;
+mod sys;
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+
+pub use spec::*;
+
+/// The hidden subcommand of the helper.
+pub const HELPER_ARG: &str = "__sandbox";
+/// The hidden subcommand of the init.
+pub const INIT_ARG: &str = "__init";
+
+/// Why the sandbox could not be started.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot start the sandbox: {0}")]
+#[diagnostic(code(boxr::sandbox::start))]
+pub struct SandboxError(pub String);
+
+/// Replaces this process with the sandbox helper running `spec`; `boxr run` in the foreground
+/// becomes the helper, so signals from the terminal reach it directly. Returns only on failure.
+pub fn exec(spec: &SandboxSpec) -> SandboxError {
+    let fd = match helper::spec_memfd(spec) {
+        Ok(fd) => fd,
+        Err(e) => return SandboxError(e),
+    };
+    if let Some(keep) = spec.keep_fd {
+        // Let the store lock survive the exec; the helper marks it close-on-exec again.
+        if let Err(e) = sys::clear_cloexec(keep) {
+            return SandboxError(format!("cannot keep the store lock: {e}"));
+        }
+    }
+    let arg = |s: &str| CString::new(s).expect("no NUL");
+    let args = [
+        arg("boxr"),
+        arg(HELPER_ARG),
+        arg("--spec-fd"),
+        arg(&fd.as_raw_fd().to_string()),
+    ];
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let e = nix::unistd::execve(c"/proc/self/exe", &args, &env)
+        .expect_err("execve returns only on failure");
+    SandboxError(format!("cannot exec the helper: {}", e.desc()))
+}
+
+/// `boxr __sandbox --spec-fd N`.
+pub fn helper_main(spec_fd: i32) -> i32 {
+    helper::main(spec_fd)
+}
+
+/// `boxr __init --spec-fd N` (PID 1 of a container).
+pub fn init_main(spec_fd: i32) -> i32 {
+    init::main(spec_fd)
+}

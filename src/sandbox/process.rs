@@ -1,0 +1,265 @@
+//! The process inside: who it runs as (resolved through the image's /etc/passwd and
+//! /etc/group, after pivot_root), its environment, working directory, and exec.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+use serde::{Deserialize, Serialize};
+
+use super::spec::ProcessSpec;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A process ready to exec: ids resolved, environment complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resolved {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub stdin: bool,
+}
+
+/// Why a process could not be started: the message, and the exit code it maps to
+/// (125: boxr's fault or the spec's; 126: cannot be executed; 127: not found).
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+fn start_err(code: i32, message: impl Into<String>) -> StartError {
+    StartError {
+        code,
+        message: message.into(),
+    }
+}
+
+struct Passwd {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+fn passwd_entries() -> Vec<Passwd> {
+    fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(Passwd {
+                name: f[0].to_owned(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// (name, gid, members) of /etc/group.
+fn group_entries() -> Vec<(String, u32, Vec<String>)> {
+    fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some((
+                f[0].to_owned(),
+                f[2].parse().ok()?,
+                f[3].split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Resolves user, groups, HOME and PATH against the container's own files (call after
+/// pivot_root), and creates the working directory if it is missing, as Docker does.
+pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
+    let users = passwd_entries();
+    let (user, group) = match spec.user.as_deref() {
+        None | Some("") => ("0", None),
+        Some(u) => match u.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (u, None),
+        },
+    };
+    let entry = users.iter().find(|p| p.name == user).or_else(|| {
+        user.parse::<u32>()
+            .ok()
+            .and_then(|n| users.iter().find(|p| p.uid == n))
+    });
+    let uid = match (user.parse::<u32>(), entry) {
+        (Ok(n), _) => n,
+        (Err(_), Some(p)) => p.uid,
+        (Err(_), None) => {
+            return Err(start_err(
+                125,
+                format!("unable to find user {user}: no matching entries in passwd file"),
+            ));
+        }
+    };
+    let groups_db = group_entries();
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups_db
+                .iter()
+                .find(|(name, _, _)| name == g)
+                .map(|(_, id, _)| *id)
+                .ok_or_else(|| {
+                    start_err(
+                        125,
+                        format!("unable to find group {g}: no matching entries in group file"),
+                    )
+                })?,
+        },
+        None => entry.map_or(0, |p| p.gid),
+    };
+    // Supplementary groups: those that list the user by name (only when no group was forced).
+    let mut groups = Vec::new();
+    if group.is_none()
+        && let Some(p) = entry
+    {
+        groups = groups_db
+            .iter()
+            .filter(|(_, id, members)| *id != gid && members.contains(&p.name))
+            .map(|(_, id, _)| *id)
+            .collect();
+    }
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').is_some_and(|(n, _)| n == k))
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", entry.map_or("/", |p| p.home.as_str())));
+    }
+    let cwd = if spec.cwd.is_empty() {
+        "/".to_owned()
+    } else {
+        spec.cwd.clone()
+    };
+    if fs::metadata(&cwd).is_err() {
+        fs::create_dir_all(&cwd).map_err(|e| {
+            start_err(
+                125,
+                format!("cannot create the working directory {cwd}: {e}"),
+            )
+        })?;
+    }
+    Ok(Resolved {
+        args: spec.args.clone(),
+        env,
+        cwd,
+        uid,
+        gid,
+        groups,
+        stdin: spec.stdin,
+    })
+}
+
+/// Finds `cmd` as `execvp` would, with the container's PATH.
+fn find_executable(cmd: &str, env: &[String]) -> Result<String, StartError> {
+    if cmd.contains('/') {
+        return Ok(cmd.to_owned());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let mut denied = None;
+    for dir in path.split(':') {
+        let candidate = format!("{}/{cmd}", if dir.is_empty() { "." } else { dir });
+        if let Ok(m) = fs::metadata(&candidate) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+            denied.get_or_insert(candidate);
+        }
+    }
+    match denied {
+        Some(c) => Ok(c), // exec will report the permission problem (126)
+        None => Err(start_err(
+            127,
+            format!("exec: \"{cmd}\": executable file not found in $PATH"),
+        )),
+    }
+}
+
+/// Becomes the resolved user in the working directory and executes the command. Returns only
+/// on failure.
+pub fn exec(p: &Resolved) -> StartError {
+    let Some(cmd) = p.args.first() else {
+        return start_err(125, "no command specified");
+    };
+    let path = match find_executable(cmd, &p.env) {
+        Ok(path) => path,
+        Err(e) => return e,
+    };
+    if !p.stdin {
+        match fs::File::open("/dev/null") {
+            Ok(null) => {
+                if let Err(e) = nix::unistd::dup2_stdin(&null) {
+                    return start_err(125, format!("cannot detach stdin: {}", e.desc()));
+                }
+            }
+            Err(e) => return start_err(125, format!("cannot open /dev/null: {e}")),
+        }
+    }
+    let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    if let Err(e) = setgroups(&groups)
+        .and_then(|()| setgid(Gid::from_raw(p.gid)))
+        .and_then(|()| setuid(Uid::from_raw(p.uid)))
+    {
+        return start_err(
+            125,
+            format!("cannot become {}:{}: {}", p.uid, p.gid, e.desc()),
+        );
+    }
+    if let Err(e) = nix::unistd::chdir(p.cwd.as_str()) {
+        return start_err(
+            125,
+            format!("cannot enter the working directory {}: {}", p.cwd, e.desc()),
+        );
+    }
+    let to_c = |s: &String| {
+        CString::new(s.as_bytes()).map_err(|_| start_err(125, "an argument contains a NUL byte"))
+    };
+    let args: Result<Vec<CString>, _> = p.args.iter().map(to_c).collect();
+    let env: Result<Vec<CString>, _> = p.env.iter().map(to_c).collect();
+    let (args, env) = match (args, env) {
+        (Ok(a), Ok(e)) => (a, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let cpath = match CString::new(path.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => return start_err(125, "the command contains a NUL byte"),
+    };
+    let err = match nix::unistd::execve(&cpath, &args, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = match err {
+        nix::errno::Errno::ENOENT => 127,
+        _ => 126,
+    };
+    start_err(code, format!("exec: \"{cmd}\": {}", err.desc()))
+}

@@ -1,0 +1,335 @@
+//! The sandbox's root filesystem, set up inside its private mount namespace: the overlay, the
+//! mounts of RUNTIME-DEFAULTS (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys), the
+//! per-container /etc files and extra mounts, then `pivot_root`.
+//!
+//! Every mount target is resolved inside the rootfs with `openat2(RESOLVE_IN_ROOT)` and the
+//! mount is made on the resulting descriptor's `/proc/self/fd/N` path, so a symlink in the image
+//! (`/etc/hosts -> /host/...`, `/mnt -> /etc`) cannot redirect a mount outside the rootfs.
+//! Missing targets are created, also for a read-only rootfs (which is made read-only last).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mkdirat, mknodat};
+use nix::unistd::{chdir, fchownat, pivot_root, symlinkat};
+
+use super::spec::{MountSpec, SandboxSpec};
+
+/// A setup step failed: what was being done, and why.
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl SetupError {
+    fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> SetupError {
+        move |e| SetupError(format!("{what}: {}", e.desc()))
+    }
+}
+
+type Result<T> = std::result::Result<T, SetupError>;
+
+fn open_in_root(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let rel = path.trim_start_matches('/');
+    openat2(root, Path::new(if rel.is_empty() { "." } else { rel }), how)
+}
+
+/// Opens (creating as needed, mode 0755) the directory `path` inside the rootfs.
+fn mkdir_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd> {
+    let mut prefix = String::new();
+    let mut current = open_in_root(root, "", OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(SetupError::at("open the rootfs"))?;
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(c);
+        current = match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(&current, c, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(SetupError::at(format!("create {prefix}"))(e)),
+                }
+                open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(SetupError::at(format!("open {prefix}")))?
+            }
+            Err(e) => return Err(SetupError::at(format!("open {prefix}"))(e)),
+        };
+    }
+    Ok(current)
+}
+
+/// Opens (creating an empty file if missing) the file `path` inside the rootfs, O_PATH.
+fn file_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd> {
+    match open_in_root(root, path, OFlag::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(SetupError::at(format!("open {path}"))(e)),
+    }
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let parent = mkdir_in_root(root, dir)?;
+    match openat(
+        &parent,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(_) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(SetupError::at(format!("create {path}"))(e)),
+    }
+    open_in_root(root, path, OFlag::O_PATH).map_err(SetupError::at(format!("open {path}")))
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn mount_fs(
+    fstype: &str,
+    target: &OwnedFd,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &str,
+) -> Result<()> {
+    mount(Some(fstype), &fd_path(target), Some(fstype), flags, data)
+        .map_err(SetupError::at(format!("mount {what}")))
+}
+
+fn bind(source: &Path, target: &OwnedFd, what: &str) -> Result<()> {
+    mount(
+        Some(source),
+        &fd_path(target),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(SetupError::at(format!("bind-mount {what}")))
+}
+
+/// Makes the mount now at `path` (inside the rootfs) read-only. The path is resolved again:
+/// a descriptor opened before the bind still refers to the directory underneath it.
+fn remount_read_only(root: &OwnedFd, path: &str) -> Result<()> {
+    let fd =
+        open_in_root(root, path, OFlag::O_PATH).map_err(SetupError::at(format!("open {path}")))?;
+    mount(
+        None::<&str>,
+        &fd_path(&fd),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(SetupError::at(format!("make {path} read-only")))
+}
+
+/// Sets up the rootfs and pivots into it. Runs in the sandbox's first process, in its new
+/// mount and PID namespaces, before anything of the image runs.
+pub fn setup(spec: &SandboxSpec) -> Result<()> {
+    // Nothing mounted from here on may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(SetupError::at("make / private"))?;
+    mount_overlay(spec)?;
+    let target = &spec.rootfs.target;
+    let root: OwnedFd = File::open(target)
+        .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
+        .into();
+
+    for f in &spec.etc_files {
+        let t = file_in_root(&root, &f.target)?;
+        bind(&f.source, &t, &f.target)?;
+    }
+    for m in &spec.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => {
+                let t = if source.is_dir() {
+                    mkdir_in_root(&root, target)?
+                } else {
+                    file_in_root(&root, target)?
+                };
+                bind(source, &t, target)?;
+                if *read_only {
+                    remount_read_only(&root, target)?;
+                }
+            }
+            MountSpec::Tmpfs { target, options } => {
+                let t = mkdir_in_root(&root, target)?;
+                mount_fs(
+                    "tmpfs",
+                    &t,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(options),
+                    target,
+                )?;
+            }
+        }
+    }
+    special_filesystems(&root)?;
+    if spec.rootfs.read_only {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(SetupError::at("make the rootfs read-only"))?;
+    }
+    drop(root);
+    // pivot_root(".", "."): the old root ends up on top of the new one; detach it.
+    chdir(target).map_err(SetupError::at("enter the rootfs"))?;
+    pivot_root(".", ".").map_err(SetupError::at("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(SetupError::at("detach the old root"))?;
+    chdir("/").map_err(SetupError::at("chdir /"))?;
+    nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
+    Ok(())
+}
+
+fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
+    let r = &spec.rootfs;
+    // Mount data is one page. Layer roots share a parent (the store's layers/), so listing them
+    // relative to it from there fits about 55 layers; more need the new mount API.
+    let common = r
+        .lowers
+        .first()
+        .and_then(|l| l.parent())
+        .and_then(|p| p.parent());
+    let (dir, lowers): (Option<&Path>, Vec<String>) = match common {
+        Some(c) if r.lowers.iter().all(|l| l.starts_with(c)) => (
+            Some(c),
+            r.lowers
+                .iter()
+                .map(|l| l.strip_prefix(c).expect("checked").display().to_string())
+                .collect(),
+        ),
+        _ => (
+            None,
+            r.lowers.iter().map(|l| l.display().to_string()).collect(),
+        ),
+    };
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        lowers.join(":"),
+        r.upper.display(),
+        r.work.display()
+    );
+    if data.len() >= 4000 {
+        return Err(SetupError(format!(
+            "the image has too many layers ({}) for one overlay mount",
+            r.lowers.len()
+        )));
+    }
+    if let Some(d) = dir {
+        chdir(d).map_err(SetupError::at("enter the layer store"))?;
+    }
+    mount(
+        Some("overlay"),
+        &r.target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(SetupError::at("mount the overlay rootfs"))
+}
+
+/// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys.
+fn special_filesystems(root: &OwnedFd) -> Result<()> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let proc_dir = mkdir_in_root(root, "/proc")?;
+    mount_fs("proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
+
+    let dev = mkdir_in_root(root, "/dev")?;
+    mount_fs(
+        "tmpfs",
+        &dev,
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+        "/dev",
+    )?;
+    let dev = open_in_root(root, "/dev", OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .map_err(SetupError::at("open /dev"))?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknodat(
+            &dev,
+            name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(SetupError::at(format!("create /dev/{name}")))?;
+        // mknod is subject to the umask: set the mode exactly.
+        nix::sys::stat::fchmodat(
+            &dev,
+            name,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(SetupError::at(format!("chmod /dev/{name}")))?;
+        fchownat(
+            &dev,
+            name,
+            None,
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(SetupError::at(format!("chown /dev/{name}")))?;
+    }
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        symlinkat(OsStr::new(target), &dev, link)
+            .map_err(SetupError::at(format!("create /dev/{link}")))?;
+    }
+    let pts = mkdir_in_root(root, "/dev/pts")?;
+    mount_fs(
+        "devpts",
+        &pts,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        "/dev/pts",
+    )?;
+    let shm = mkdir_in_root(root, "/dev/shm")?;
+    mount_fs(
+        "tmpfs",
+        &shm,
+        nosuid_noexec_nodev,
+        Some("mode=1777,size=65536k"),
+        "/dev/shm",
+    )?;
+    let mq = mkdir_in_root(root, "/dev/mqueue")?;
+    mount_fs("mqueue", &mq, nosuid_noexec_nodev, None, "/dev/mqueue")?;
+    let sys = mkdir_in_root(root, "/sys")?;
+    mount_fs(
+        "sysfs",
+        &sys,
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
+        None,
+        "/sys",
+    )?;
+    Ok(())
+}

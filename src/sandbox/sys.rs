@@ -1,0 +1,98 @@
+//! The only place in boxr with `unsafe` code: operations that nix exposes only as unsafe.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+use nix::unistd::ForkResult;
+
+/// The number of threads of this process, from /proc/self/status.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `fork()`, for the sandbox helper and init only.
+///
+/// # Panics
+/// If the process has more than one thread: forking a multi-threaded process can leave locks
+/// (the allocator's, stdio's) held forever in the child.
+pub fn fork() -> nix::Result<ForkResult> {
+    assert_eq!(thread_count(), 1, "fork() from a multi-threaded process");
+    // SAFETY: the process is single-threaded (asserted above): it is the freshly exec'd sandbox
+    // helper or init, which never start threads. So no other thread can hold a lock that the
+    // child would inherit locked, and the child may allocate and use std freely.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Brings the loopback interface of the current network namespace up (a new network namespace
+/// starts with `lo` down).
+pub fn loopback_up() -> io::Result<()> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is a plain C struct for which all-zero bytes are a valid value.
+    let mut ifr: nix::libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as nix::libc::c_char;
+    }
+    // SAFETY: a valid socket descriptor and a pointer to a live, initialized ifreq that the
+    // kernel fills in (SIOCGIFFLAGS) or reads (SIOCSIFFLAGS); both outlive the calls.
+    unsafe {
+        if nix::libc::ioctl(sock.as_raw_fd(), nix::libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |=
+            (nix::libc::IFF_UP | nix::libc::IFF_RUNNING) as nix::libc::c_short;
+        if nix::libc::ioctl(sock.as_raw_fd(), nix::libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sets FD_CLOEXEC on a descriptor number (EBADF if it is not open).
+pub fn set_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on any integer is memory-safe: it touches no memory of ours and
+    // fails with EBADF when the number is not an open descriptor.
+    let r = unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor our parent handed down by number (`--spec-fd N`).
+pub fn own_fd(fd: i32) -> Option<OwnedFd> {
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: F_GETFD on any integer is memory-safe.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and was created by the process that
+    // exec'd us for us alone; nothing else in this freshly started process refers to it, so
+    // this is its only owner and it is closed exactly once, when the OwnedFd drops.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Clears FD_CLOEXEC, so the descriptor survives the next exec.
+pub fn clear_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on any integer is memory-safe (EBADF when it is not open).
+    let r = unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! `boxr run` end to end, checked from inside the container: PID 1, namespaces, mounts, /dev,
+//! environment, users, exit codes, signals, reaping, stdin, read-only roots and bind mounts, and
+//! that mounts cannot be redirected to the host. The host's mount table is the same after.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{boxr, busybox_rootfs, privileged};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    mounts_before: Vec<String>,
+}
+
+/// The host's mount points (not their options, which can change for unrelated reasons).
+fn host_mounts() -> Vec<String> {
+    let mut m: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').nth(4).unwrap_or("").to_owned())
+        .collect();
+    m.sort();
+    m
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let rootfs = busybox_rootfs(dir.path());
+        // An image with a symlink /mnt -> /etc, to try to redirect a mount to the host.
+        std::os::unix::fs::symlink("/etc", rootfs.join("mnt")).unwrap();
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        Env {
+            _dir: dir,
+            store,
+            mounts_before: host_mounts(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        boxr(&self.store, &all)
+    }
+
+    fn sh(&self, script: &str) -> (i32, String, String) {
+        self.run(&["bb:1", "sh", "-c", script])
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                host_mounts(),
+                self.mounts_before,
+                "the host's mount table changed"
+            );
+            let left = fs::read_dir(self.store.join("containers"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(left, 0, "--rm left a container directory");
+        }
+    }
+}
+
+#[test]
+fn the_command_runs_under_boxrs_init_in_new_namespaces() {
+    if !privileged("the_command_runs_under_boxrs_init_in_new_namespaces") {
+        return;
+    }
+    let e = Env::new();
+    let (c, out, err) = e.sh(
+        "echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/1/exe; hostname; \
+         for n in pid mnt net uts ipc; do readlink /proc/self/ns/$n; done",
+    );
+    assert_eq!(c, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=2", "the command is PID 2, under the init");
+    assert!(lines[1].starts_with("boxr-init __init"), "{out}");
+    assert_eq!(
+        lines[2], "/memfd:boxr-init (deleted)",
+        "PID 1 is not backed by the boxr file"
+    );
+    assert_eq!(
+        lines[3].len(),
+        12,
+        "the default hostname is the short id: {out}"
+    );
+    for (i, ns) in ["pid", "mnt", "net", "uts", "ipc"].iter().enumerate() {
+        let host = fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(
+            lines[4 + i],
+            host.to_str().unwrap(),
+            "{ns} namespace is new"
+        );
+    }
+    // --init=false: the command itself is PID 1.
+    let (c, out, _) = e.run(&["--init=false", "bb:1", "sh", "-c", "echo $$"]);
+    assert_eq!((c, out.as_str()), (0, "1\n"));
+}
+
+#[test]
+fn mounts_dev_and_etc_files_are_as_docker_sets_them() {
+    if !privileged("mounts_dev_and_etc_files_are_as_docker_sets_them") {
+        return;
+    }
+    let e = Env::new();
+    let (c, out, err) = e.run(&["--hostname", "web", "bb:1", "sh", "-c", "cat /proc/mounts; echo ---; ls /dev; echo ---; stat -c '%a %t:%T %n' /dev/null /dev/zero /dev/tty; echo ---; cat /etc/hostname /etc/hosts; hostname"]);
+    assert_eq!(c, 0, "{err}");
+    let parts: Vec<&str> = out.split("---\n").collect();
+    let mounts: Vec<Vec<&str>> = parts[0].lines().map(|l| l.split(' ').collect()).collect();
+    let find = |target: &str| {
+        mounts
+            .iter()
+            .find(|m| m[1] == target)
+            .unwrap_or_else(|| panic!("no {target} in\n{}", parts[0]))
+    };
+    assert_eq!(find("/")[2], "overlay");
+    let proc_opts = find("/proc")[3];
+    for o in ["nosuid", "nodev", "noexec"] {
+        assert!(proc_opts.contains(o), "/proc {proc_opts}");
+    }
+    assert_eq!(find("/dev")[2], "tmpfs");
+    assert!(find("/dev")[3].contains("mode=755"));
+    let pts = find("/dev/pts")[3];
+    assert!(
+        pts.contains("ptmxmode=666") && pts.contains("mode=620") && pts.contains("gid=5"),
+        "{pts}"
+    );
+    assert!(find("/dev/shm")[3].contains("noexec"));
+    assert_eq!(find("/dev/mqueue")[2], "mqueue");
+    assert!(find("/sys")[3].starts_with("ro,"), "/sys is read-only");
+    for f in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
+        find(f);
+    }
+    let dev: Vec<&str> = parts[1].lines().collect();
+    assert_eq!(
+        dev,
+        [
+            "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr",
+            "stdin", "stdout", "tty", "urandom", "zero"
+        ]
+    );
+    assert_eq!(
+        parts[2],
+        "666 1:3 /dev/null\n666 1:5 /dev/zero\n666 5:0 /dev/tty\n"
+    );
+    assert!(
+        parts[3].starts_with("web\n127.0.0.1\tlocalhost\n"),
+        "{}",
+        parts[3]
+    );
+    assert!(parts[3].ends_with("web\n"));
+    // The host's /etc/hostname is untouched by the container's.
+    assert_ne!(
+        fs::read_to_string("/etc/hostname").unwrap_or_default(),
+        "web\n"
+    );
+}
+
+#[test]
+fn environment_user_and_working_directory() {
+    if !privileged("environment_user_and_working_directory") {
+        return;
+    }
+    let e = Env::new();
+    let envfile = e.store.parent().unwrap().join("env.list");
+    fs::write(&envfile, "# comment\nFROM_FILE=1\nOVERRIDE=file\n").unwrap();
+    let (c, out, err) = e.run(&[
+        "-e",
+        "FOO=bar",
+        "--env-file",
+        envfile.to_str().unwrap(),
+        "-e",
+        "OVERRIDE=flag",
+        "-u",
+        "nobody",
+        "-w",
+        "/work/dir",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $FOO $FROM_FILE $OVERRIDE $HOME; id -u; id -g; pwd; echo $PATH",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out,
+        "bar 1 flag /\n65534\n65534\n/work/dir\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    let (c, out, _) = e.run(&["-u", "1234:5678", "bb:1", "sh", "-c", "id -u; id -g"]);
+    assert_eq!(
+        (c, out.as_str()),
+        (0, "1234\n5678\n"),
+        "numeric ids need no passwd entry"
+    );
+    let (c, _, err) = e.run(&["-u", "nosuchuser", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unable to find user nosuchuser"), "{err}");
+}
+
+#[test]
+fn exit_codes_come_back() {
+    if !privileged("exit_codes_come_back") {
+        return;
+    }
+    let e = Env::new();
+    assert_eq!(e.sh("exit 0").0, 0);
+    assert_eq!(e.sh("exit 7").0, 7);
+    assert_eq!(e.sh("kill -9 $$").0, 137);
+    let (c, _, err) = e.run(&["bb:1", "nosuchcommand"]);
+    assert_eq!(c, 127);
+    assert!(
+        err.contains("exec: \"nosuchcommand\": executable file not found in $PATH"),
+        "{err}"
+    );
+    let (c, _, err) = e.run(&["bb:1", "/etc/passwd"]);
+    assert_eq!(c, 126, "{err}");
+    let (c, _, err) = e.run(&["no-such-image:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("no such image"), "{err}");
+    // With --init=false the same codes come from the command as PID 1.
+    assert_eq!(e.run(&["--init=false", "bb:1", "sh", "-c", "exit 7"]).0, 7);
+    assert_eq!(e.run(&["--init=false", "bb:1", "nosuchcommand"]).0, 127);
+}
+
+#[test]
+fn sigterm_stops_a_command_without_a_handler_and_orphans_are_reaped() {
+    if !privileged("sigterm_stops_a_command_without_a_handler_and_orphans_are_reaped") {
+        return;
+    }
+    let e = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["run", "--rm", "bb:1", "sleep", "60"])
+        .env("BOXR_ROOT", &e.store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM");
+    assert!(start.elapsed() < Duration::from_secs(5), "stopped promptly");
+    // Orphans: a grandchild that outlives its parent is adopted and reaped by the init.
+    let (c, out, err) =
+        e.sh("sh -c 'sleep 0.2 &' ; sleep 1; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l");
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out.trim(), "0", "no zombies");
+    // When the command exits, whatever it left running is killed with the container.
+    let t = Instant::now();
+    let (c, _, _) = e.sh("sleep 60 & echo started");
+    assert_eq!(c, 0);
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn stdin_is_passed_only_with_interactive() {
+    if !privileged("stdin_is_passed_only_with_interactive") {
+        return;
+    }
+    let e = Env::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--progress", "plain", "run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["bb:1", "cat"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(&args)
+            .env("BOXR_ROOT", &e.store)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(run(&["-i"]), (Some(0), "hello\n".to_owned()));
+    assert_eq!(
+        run(&[]),
+        (Some(0), String::new()),
+        "without -i the command reads /dev/null"
+    );
+}
+
+#[test]
+fn read_only_roots_tmpfs_and_bind_mounts() {
+    if !privileged("read_only_roots_tmpfs_and_bind_mounts") {
+        return;
+    }
+    let e = Env::new();
+    let (c, out, err) = e.run(&["--read-only", "--tmpfs", "/scratch", "bb:1", "sh", "-c", "touch /x 2>&1; touch /scratch/ok && echo tmpfs-ok; cat /etc/hostname >/dev/null && echo etc-ok"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("tmpfs-ok") && out.contains("etc-ok"), "{out}");
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("f"), "from the host").unwrap();
+    let v_ro = format!("{}:/data:ro", host.path().display());
+    let (c, out, _) = e.run(&[
+        "-v",
+        &v_ro,
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /data/f; echo; echo x > /data/g 2>&1 || echo denied",
+    ]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        out, "from the host\ndenied\n",
+        "the read-only bind cannot be written"
+    );
+    assert!(!host.path().join("g").exists());
+    let v_rw = format!("{}:/data", host.path().display());
+    let (c, _, _) = e.run(&["-v", &v_rw, "bb:1", "sh", "-c", "echo written > /data/g"]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        fs::read_to_string(host.path().join("g")).unwrap(),
+        "written\n"
+    );
+    // Missing mount targets are created, also in a read-only root.
+    let (c, out, err) = e.run(&[
+        "--read-only",
+        "-v",
+        &v_ro,
+        "--tmpfs",
+        "/new/tmp",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /data/f; test -d /new/tmp && echo made",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.ends_with("made\n"), "{out}");
+}
+
+#[test]
+fn a_symlink_in_the_image_cannot_redirect_a_mount_to_the_host() {
+    if !privileged("a_symlink_in_the_image_cannot_redirect_a_mount_to_the_host") {
+        return;
+    }
+    let e = Env::new();
+    // /mnt -> /etc in the image: -v hostdir:/mnt/x must land in the container's /etc/x.
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("payload"), "p").unwrap();
+    let name = format!("boxr-test-{}", std::process::id());
+    let v = format!("{}:/mnt/{name}", host.path().display());
+    let (c, out, err) = e.run(&[
+        "-v",
+        &v,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("cat /etc/{name}/payload"),
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, "p");
+    assert!(
+        !Path::new("/etc").join(&name).exists(),
+        "nothing appeared in the host's /etc"
+    );
+}
