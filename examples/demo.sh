@@ -47,3 +47,6 @@ step boxr save busybox:demo -o busybox.tar "&&" boxr load -i busybox.tar "# into
 $boxr save busybox:demo -o "$work/busybox.tar"
 BOXR_ROOT="$work/other-store" $boxr load -i "$work/busybox.tar"
 BOXR_ROOT="$work/other-store" $boxr images
+
+step "boxr run --rm busybox:demo sh -c 'echo hello from \$(hostname), PID \$\$ under \$(cat /proc/1/comm)'"
+$boxr run --rm busybox:demo sh -c 'echo hello from $(hostname), PID $$ under $(cat /proc/1/comm)'
