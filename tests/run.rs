@@ -372,3 +372,122 @@ fn a_symlink_in_the_image_cannot_redirect_a_mount_to_the_host() {
         "nothing appeared in the host's /etc"
     );
 }
+
+/// Runs boxr on a fresh pty (33 rows, 91 columns), writing `input` after `delay`, and returns
+/// (exit code, everything it printed).
+fn on_pty(store: &Path, args: &[&str], input: &[u8], delay: Duration) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    let ws = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 91,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(args)
+        .env("BOXR_ROOT", store)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let collected = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once every slave descriptor is closed, i.e. boxr has exited.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).replace('\r', "")
+    });
+    std::thread::sleep(delay);
+    master.write_all(input).unwrap();
+    let status = child.wait().unwrap();
+    drop(master);
+    (status.code(), collected.join().unwrap())
+}
+
+#[test]
+fn tty_gives_a_terminal_with_the_window_size_and_ctrl_c_reaches_the_container() {
+    if !privileged("tty_gives_a_terminal_with_the_window_size_and_ctrl_c_reaches_the_container") {
+        return;
+    }
+    let e = Env::new();
+    let (code, out) = on_pty(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "bb:1",
+            "sh",
+            "-c",
+            "tty; stty size; echo $TERM; read line; echo got:$line; exit 3",
+        ],
+        b"hello\n",
+        Duration::from_millis(800),
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("/dev/pts/0\n"),
+        "the pty is the container's own: {out}"
+    );
+    assert!(
+        out.contains("33 91\n"),
+        "the window size is passed on: {out}"
+    );
+    assert!(
+        out.contains("xterm\n") && out.contains("got:hello\n"),
+        "{out}"
+    );
+    // Ctrl-C travels as a byte and becomes SIGINT in the container.
+    let t = Instant::now();
+    let (code, _) = on_pty(
+        &e.store,
+        &["run", "--rm", "-it", "bb:1", "sleep", "30"],
+        b"\x03",
+        Duration::from_millis(800),
+    );
+    assert_eq!(code, Some(130), "128 + SIGINT");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // Without -t the command's output is not a terminal.
+    let (c, out, _) = e.sh("tty || true");
+    assert_eq!(c, 0);
+    assert_eq!(out, "not a tty\n");
+}
+
+#[test]
+fn ulimits_are_set_and_checked() {
+    if !privileged("ulimits_are_set_and_checked") {
+        return;
+    }
+    let e = Env::new();
+    let (c, out, err) = e.run(&[
+        "--ulimit",
+        "nofile=123:456",
+        "--ulimit",
+        "core=0",
+        "bb:1",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -c",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, "123\n456\n0\n");
+    let (c, _, err) = e.run(&["--ulimit", "nofiles=1", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unknown ulimit `nofiles`"), "{err}");
+    let (c, _, err) = e.run(&["--ulimit", "nofile=10:5", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(
+        err.contains("soft limit 10 is above the hard limit 5"),
+        "{err}"
+    );
+}

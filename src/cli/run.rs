@@ -15,6 +15,9 @@ pub struct RunArgs {
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
     /// Set environment variables (KEY=VALUE, or KEY to pass boxr's own)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -45,6 +48,9 @@ pub struct RunArgs {
     /// Bind-mount a host path: /host/path:/container/path[:ro]
     #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
     volume: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
     /// Mount a tmpfs: /path[:options]
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     tmpfs: Vec<String>,
@@ -85,6 +91,8 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         volumes: args.volume.clone(),
         tmpfs: args.tmpfs.clone(),
         interactive: args.interactive,
+        ulimits: args.ulimit.clone(),
+        tty: args.tty,
     };
     // On success this process becomes the container's helper and never returns here.
     let e = container::run(&store, &opts);

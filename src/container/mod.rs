@@ -36,6 +36,10 @@ pub struct RunOptions {
     pub tmpfs: Vec<String>,
     /// Keep stdin attached (`-i`).
     pub interactive: bool,
+    /// `NAME=SOFT[:HARD]` resource limits.
+    pub ulimits: Vec<String>,
+    /// Allocate a pseudo-terminal (`-t`).
+    pub tty: bool,
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -214,6 +218,14 @@ fn mounts(opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
 
 /// Prepares the container's directory and its sandbox spec.
 pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, ContainerError> {
+    // Every option is checked before anything is created.
+    let rlimits: Vec<sandbox::Rlimit> = opts
+        .ulimits
+        .iter()
+        .map(|u| sandbox::Rlimit::parse(u).map_err(|m| invalid(m, None)))
+        .collect::<Result<_, _>>()?;
+    let extra_mounts = mounts(opts)?;
+    let extra_env = cli_env(opts)?;
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(
@@ -243,6 +255,39 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     }
     let id = new_id()?;
     let dir = store.root().join("containers").join(&id);
+    let result = create(
+        store,
+        opts,
+        &img,
+        &id,
+        &dir,
+        args,
+        lowers,
+        rlimits,
+        extra_mounts,
+        extra_env,
+    );
+    if result.is_err() {
+        let _ = crate::store::remove_dir_tree(&dir);
+    }
+    result
+}
+
+/// Creates the container's directory and files, and returns its spec.
+#[allow(clippy::too_many_arguments)]
+fn create(
+    store: &Store,
+    opts: &RunOptions,
+    img: &crate::store::Image,
+    id: &str,
+    dir: &Path,
+    args: Vec<String>,
+    mut lowers: Vec<PathBuf>,
+    rlimits: Vec<sandbox::Rlimit>,
+    extra_mounts: Vec<MountSpec>,
+    extra_env: Vec<String>,
+) -> Result<SandboxSpec, ContainerError> {
+    let run = img.config.config.clone().unwrap_or_default();
     for d in ["upper", "work", "rootfs", "empty"] {
         let p = dir.join(d);
         fs::create_dir_all(&p).map_err(io_err("create", &p))?;
@@ -273,8 +318,11 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         });
     }
     let mut env = vec![format!("HOSTNAME={hostname}")];
+    if opts.tty {
+        env.push("TERM=xterm".to_owned());
+    }
     merge_env(&mut env, run.env.clone().unwrap_or_default());
-    merge_env(&mut env, cli_env(opts)?);
+    merge_env(&mut env, extra_env);
     let config = serde_json::json!({
         "Id": id,
         "Image": opts.image,
@@ -303,7 +351,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         hostname,
         network,
         etc_files,
-        mounts: mounts(opts)?,
+        mounts: extra_mounts,
         process: ProcessSpec {
             args,
             env,
@@ -319,10 +367,13 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
                 .or(run.user.clone())
                 .filter(|u| !u.is_empty()),
             stdin: opts.interactive,
+            tty: opts.tty,
+            rlimits,
         },
         init: opts.init,
-        remove_on_exit: opts.remove.then(|| dir.clone()),
+        remove_on_exit: opts.remove.then(|| dir.to_owned()),
         keep_fd: Some(store.lock_fd()),
+        console_fd: None,
     })
 }
 

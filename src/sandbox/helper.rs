@@ -18,6 +18,7 @@ use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, pipe2};
 
@@ -144,10 +145,29 @@ fn run(spec: &SandboxSpec) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
     };
+    let console = if spec.process.tty {
+        match socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(pair) => Some(pair),
+            Err(e) => return fail(125, &format!("socketpair: {}", e.desc())),
+        }
+    } else {
+        None
+    };
     let child = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(err_r);
-            let e = first_process(spec, &init);
+            let mut spec = spec.clone();
+            if let Some((_, theirs)) = &console {
+                // The init's end must survive its exec.
+                let _ = sys::clear_cloexec(theirs.as_raw_fd());
+                spec.console_fd = Some(theirs.as_raw_fd());
+            }
+            let e = first_process(&spec, &init);
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
             std::process::exit(e.code);
@@ -157,18 +177,25 @@ fn run(spec: &SandboxSpec) -> i32 {
     };
     drop(err_w);
     drop(init);
+    let ours = console.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
+    });
     let mut report = String::new();
     let _ = File::from(err_r).read_to_string(&mut report);
     if let Some((code, message)) = report.split_once('\n') {
         let _ = waitpid(child, None);
         return fail(code.parse().unwrap_or(125), message);
     }
-    wait_relaying(child, &relayed)
+    match ours.as_ref().and_then(super::tty::receive_master) {
+        Some(master) => super::tty::proxy(master, child, &relayed, spec.process.stdin),
+        None => wait_relaying(child, &relayed),
+    }
 }
 
 /// Waits for the sandbox's first process, relaying signals to it; returns its exit code
 /// (128 + signal when killed).
-fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
+pub(super) fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
     loop {
         let sig = match relayed.wait() {
             Ok(s) => s,

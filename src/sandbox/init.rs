@@ -15,6 +15,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, pipe2};
+use std::os::fd::AsRawFd;
 
 use super::helper::{cloexec_all_fds, read_spec_fd};
 use super::process;
@@ -42,9 +43,36 @@ pub fn main(spec_fd: i32) -> i32 {
             return e.code;
         }
     };
+    let slave = match (resolved.tty, spec.console_fd) {
+        (true, Some(console)) => {
+            let console = sys::own_fd(console);
+            let slave = console
+                .as_ref()
+                .map(|c| super::tty::open_in_container(c.as_raw_fd()));
+            match slave {
+                Some(Ok(s)) => Some(s),
+                Some(Err(m)) => {
+                    eprintln!("boxr: {m}");
+                    return 125;
+                }
+                None => {
+                    eprintln!("boxr: the terminal socket is missing");
+                    return 125;
+                }
+            }
+        }
+        _ => None,
+    };
     if !spec.init {
         // The command becomes PID 1 itself.
         let _ = SigSet::empty().thread_set_mask();
+        if let Some(s) = &slave
+            && let Err(m) = super::tty::become_controlled(s)
+        {
+            eprintln!("boxr: {m}");
+            return 125;
+        }
+        drop(slave);
         let e = process::exec(&resolved);
         eprintln!("boxr: {}", e.message);
         return e.code;
@@ -67,6 +95,13 @@ pub fn main(spec_fd: i32) -> i32 {
         Ok(ForkResult::Child) => {
             drop(err_r);
             let _ = SigSet::empty().thread_set_mask();
+            if let Some(s) = &slave
+                && let Err(m) = super::tty::become_controlled(s)
+            {
+                let _ = write!(File::from(err_w), "125\n{m}");
+                std::process::exit(125);
+            }
+            drop(slave);
             let e = process::exec(&resolved);
             let _ = write!(File::from(err_w), "{}\n{}", e.code, e.message);
             std::process::exit(e.code);
@@ -77,6 +112,7 @@ pub fn main(spec_fd: i32) -> i32 {
             return 125;
         }
     };
+    drop(slave);
     drop(err_w);
     let mut report = String::new();
     let _ = File::from(err_r).read_to_string(&mut report);

@@ -13,6 +13,7 @@ pub mod process;
 mod rootfs;
 pub mod spec;
 mod sys;
+mod tty;
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;

@@ -22,6 +22,8 @@ pub struct Resolved {
     pub gid: u32,
     pub groups: Vec<u32>,
     pub stdin: bool,
+    pub tty: bool,
+    pub rlimits: Vec<super::spec::Rlimit>,
 }
 
 /// Why a process could not be started: the message, and the exit code it maps to
@@ -173,6 +175,8 @@ pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
         gid,
         groups,
         stdin: spec.stdin,
+        tty: spec.tty,
+        rlimits: spec.rlimits.clone(),
     })
 }
 
@@ -204,6 +208,36 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<String, StartError> {
     }
 }
 
+/// Sets the requested resource limits (before dropping privileges: raising a hard limit needs
+/// CAP_SYS_RESOURCE).
+pub fn set_rlimits(limits: &[super::spec::Rlimit]) -> Result<(), StartError> {
+    use nix::sys::resource::{Resource, setrlimit};
+    for l in limits {
+        let r = match l.name.as_str() {
+            "as" => Resource::RLIMIT_AS,
+            "core" => Resource::RLIMIT_CORE,
+            "cpu" => Resource::RLIMIT_CPU,
+            "data" => Resource::RLIMIT_DATA,
+            "fsize" => Resource::RLIMIT_FSIZE,
+            "locks" => Resource::RLIMIT_LOCKS,
+            "memlock" => Resource::RLIMIT_MEMLOCK,
+            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+            "nice" => Resource::RLIMIT_NICE,
+            "nofile" => Resource::RLIMIT_NOFILE,
+            "nproc" => Resource::RLIMIT_NPROC,
+            "rss" => Resource::RLIMIT_RSS,
+            "rtprio" => Resource::RLIMIT_RTPRIO,
+            "rttime" => Resource::RLIMIT_RTTIME,
+            "sigpending" => Resource::RLIMIT_SIGPENDING,
+            "stack" => Resource::RLIMIT_STACK,
+            other => return Err(start_err(125, format!("unknown ulimit {other}"))),
+        };
+        setrlimit(r, l.soft, l.hard)
+            .map_err(|e| start_err(125, format!("cannot set ulimit {}: {}", l.name, e.desc())))?;
+    }
+    Ok(())
+}
+
 /// Becomes the resolved user in the working directory and executes the command. Returns only
 /// on failure.
 pub fn exec(p: &Resolved) -> StartError {
@@ -214,7 +248,7 @@ pub fn exec(p: &Resolved) -> StartError {
         Ok(path) => path,
         Err(e) => return e,
     };
-    if !p.stdin {
+    if !p.stdin && !p.tty {
         match fs::File::open("/dev/null") {
             Ok(null) => {
                 if let Err(e) = nix::unistd::dup2_stdin(&null) {
@@ -223,6 +257,9 @@ pub fn exec(p: &Resolved) -> StartError {
             }
             Err(e) => return start_err(125, format!("cannot open /dev/null: {e}")),
         }
+    }
+    if let Err(e) = set_rlimits(&p.rlimits) {
+        return e;
     }
     let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     if let Err(e) = setgroups(&groups)

@@ -21,6 +21,10 @@ pub struct SandboxSpec {
     pub remove_on_exit: Option<PathBuf>,
     /// An inherited descriptor (a store lock) the helper keeps until the sandbox exits.
     pub keep_fd: Option<i32>,
+    /// With `process.tty`: the socket over which the init sends the pty master (set by the
+    /// helper).
+    #[serde(default)]
+    pub console_fd: Option<i32>,
 }
 
 /// The root filesystem: an overlay of image layers plus a private upper dir.
@@ -77,4 +81,74 @@ pub struct ProcessSpec {
     pub user: Option<String>,
     /// Keep stdin attached (`-i`); otherwise the command reads /dev/null.
     pub stdin: bool,
+    /// Give the command a pseudo-terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Resource limits to set (others are inherited).
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A resource limit, `--ulimit NAME=SOFT[:HARD]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// The name as `ulimit` and Docker spell it: `nofile`, `nproc`, `core`, ...
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Rlimit {
+    /// The names Docker accepts, with their resources.
+    pub const NAMES: &'static [&'static str] = &[
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+
+    /// Parses `NAME=SOFT[:HARD]` (`unlimited` or `-1` for no limit).
+    pub fn parse(text: &str) -> Result<Rlimit, String> {
+        let usage = "write NAME=SOFT[:HARD], e.g. nofile=1024:4096";
+        let (name, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit `{text}`: {usage}"))?;
+        if !Self::NAMES.contains(&name) {
+            return Err(format!(
+                "unknown ulimit `{name}` (known: {})",
+                Self::NAMES.join(", ")
+            ));
+        }
+        let num = |v: &str| match v {
+            "unlimited" | "-1" => Ok(u64::MAX),
+            v => v
+                .parse::<u64>()
+                .map_err(|_| format!("invalid ulimit value `{v}`: {usage}")),
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((s, h)) => (num(s)?, num(h)?),
+            None => (num(values)?, num(values)?),
+        };
+        if soft > hard {
+            return Err(format!(
+                "ulimit {name}: the soft limit {soft} is above the hard limit {hard}"
+            ));
+        }
+        Ok(Rlimit {
+            name: name.to_owned(),
+            soft,
+            hard,
+        })
+    }
 }

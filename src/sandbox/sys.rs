@@ -96,3 +96,45 @@ pub fn clear_cloexec(fd: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Takes ownership of a descriptor that recvmsg (SCM_RIGHTS) just created in this process.
+pub fn own_received_fd(fd: i32) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel installed this descriptor in our table for this recvmsg call; nothing
+    // else in the process knows its number, so this is its only owner.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of the calling session leader.
+pub fn set_controlling_tty(fd: i32) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and reads no memory of ours.
+    let r = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Copies the window size of terminal `from` to terminal `to` (a no-op when `from` is not a
+/// terminal).
+pub fn copy_winsize(from: i32, to: i32) -> io::Result<()> {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `winsize` into the live, initialized struct we pass, and
+    // TIOCSWINSZ reads one from it; both calls return before `ws` goes out of scope.
+    unsafe {
+        if nix::libc::ioctl(from, nix::libc::TIOCGWINSZ, &mut ws) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if nix::libc::ioctl(to, nix::libc::TIOCSWINSZ, &ws) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
