@@ -491,3 +491,39 @@ fn ulimits_are_set_and_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn named_volumes_persist_across_containers_until_removed() {
+    if !privileged("named_volumes_persist_across_containers_until_removed") {
+        return;
+    }
+    let e = Env::new();
+    let (c, _, err) = e.run(&[
+        "-v",
+        "data:/data",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, _) = e.run(&["-v", "data:/mnt2:ro", "bb:1", "cat", "/mnt2/f"]);
+    assert_eq!(
+        (c, out.as_str()),
+        (0, "kept\n"),
+        "a second container sees the data"
+    );
+    let (_, ls, _) = boxr(&e.store, &["volume", "ls"]);
+    assert_eq!(ls, "DRIVER    VOLUME NAME\nlocal     data\n");
+    // gc leaves volumes alone.
+    assert_eq!(boxr(&e.store, &["gc"]).0, 0);
+    let (c, out, _) = e.run(&["-v", "data:/data", "bb:1", "cat", "/data/f"]);
+    assert_eq!((c, out.as_str()), (0, "kept\n"));
+    assert_eq!(boxr(&e.store, &["volume", "rm", "data"]).0, 0);
+    assert_eq!(boxr(&e.store, &["volume", "ls", "-q"]).1, "");
+    let (c, _, err) = boxr(&e.store, &["volume", "rm", "data"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("no such volume: data"), "{err}");
+    let (c, _, err) = e.run(&["-v", "bad name:/x", "bb:1", "true"]);
+    assert_eq!(c, 125, "{err}");
+}

@@ -413,3 +413,60 @@ pub fn tag(args: &TagArgs, settings: &Settings) -> i32 {
         Err(e) => fail_with(&settings.printer, &e),
     }
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create {
+        /// Volume names
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List volumes
+    Ls {
+        /// Only show names
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove volumes and their data
+    Rm {
+        /// Volume names
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+pub fn volume(cmd: &VolumeCommand, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let result = match cmd {
+        VolumeCommand::Create { names } => names.iter().try_for_each(|n| {
+            store.volume(n)?;
+            settings.printer.out(n);
+            Ok(())
+        }),
+        VolumeCommand::Ls { quiet } => store.volumes().map(|names| {
+            if !quiet {
+                settings.printer.out("DRIVER    VOLUME NAME");
+            }
+            for n in names {
+                settings.printer.data(if *quiet {
+                    format!("{n}\n")
+                } else {
+                    format!("local     {n}\n")
+                });
+            }
+        }),
+        VolumeCommand::Rm { names } => names.iter().try_for_each(|n| {
+            store.remove_volume(n)?;
+            settings.printer.out(n);
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}

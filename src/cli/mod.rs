@@ -88,6 +88,9 @@ enum Commands {
     Rmi(images::RmiArgs),
     /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
     Gc,
+    /// Manage named volumes
+    #[command(subcommand)]
+    Volume(images::VolumeCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -219,6 +222,7 @@ pub fn main() -> i32 {
         Commands::Load(args) => images::load(args, &settings),
         Commands::Rmi(args) => images::rmi(args, &settings),
         Commands::Gc => images::gc(&settings),
+        Commands::Volume(cmd) => images::volume(cmd, &settings),
         Commands::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "boxr", &mut buf);

@@ -162,7 +162,7 @@ fn cli_env(opts: &RunOptions) -> Result<Vec<String>, ContainerError> {
     Ok(resolved)
 }
 
-fn mounts(opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
+fn mounts(store: &Store, opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
     let mut out = Vec::new();
     for v in &opts.volumes {
         let parts: Vec<&str> = v.split(':').collect();
@@ -173,24 +173,30 @@ fn mounts(opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
             _ => {
                 return Err(invalid(
                     format!("invalid volume `{v}`"),
-                    Some("write -v /host/path:/container/path[:ro]"),
+                    Some(
+                        "write -v /host/path:/container/path[:ro] or -v NAME:/container/path[:ro]",
+                    ),
                 ));
             }
         };
-        if !src.starts_with('/') {
-            return Err(invalid(
-                format!("volume source `{src}` is not an absolute path"),
-                Some("named volumes are not supported yet; give a host path"),
-            ));
-        }
         if !dst.starts_with('/') {
             return Err(invalid(
                 format!("volume target `{dst}` is not an absolute path"),
                 None,
             ));
         }
-        let source =
-            fs::canonicalize(src).map_err(io_err("find the volume source", Path::new(src)))?;
+        let source = if src.starts_with('/') {
+            fs::canonicalize(src).map_err(io_err("find the volume source", Path::new(src)))?
+        } else if crate::store::valid_volume_name(src) {
+            store.volume(src)?
+        } else {
+            return Err(invalid(
+                format!("`{src}` is neither an absolute host path nor a volume name"),
+                Some(
+                    "host paths start with `/`; volume names are letters, digits, `_`, `.` and `-`",
+                ),
+            ));
+        };
         out.push(MountSpec::Bind {
             source,
             target: dst.to_owned(),
@@ -224,7 +230,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .iter()
         .map(|u| sandbox::Rlimit::parse(u).map_err(|m| invalid(m, None)))
         .collect::<Result<_, _>>()?;
-    let extra_mounts = mounts(opts)?;
+    let extra_mounts = mounts(store, opts)?;
     let extra_env = cli_env(opts)?;
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();

@@ -6,6 +6,8 @@
 //! refs.json            image name:tag → manifest digest
 //! tmp/                 staging for atomic renames (all of it is stale when gc holds the lock)
 //! journal/             kernel resources to clean up after a crash (used by the sandbox)
+//! containers/<id>/     a container's upper/work dirs, /etc files and config
+//! volumes/<name>/      named volumes
 //! lock, refs.lock      flock files
 //! ```
 //!
@@ -20,6 +22,7 @@ mod error;
 pub mod exchange;
 mod gc;
 mod image;
+mod volume;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -33,6 +36,7 @@ pub use error::StoreError;
 use error::io_err;
 pub use gc::GcReport;
 pub use image::{Image, ImageSummary, ref_key};
+pub use volume::valid_volume_name;
 
 use crate::digest::{Digest, HashingWriter};
 
