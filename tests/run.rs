@@ -527,3 +527,42 @@ fn named_volumes_persist_across_containers_until_removed() {
     let (c, _, err) = e.run(&["-v", "bad name:/x", "bb:1", "true"]);
     assert_eq!(c, 125, "{err}");
 }
+
+/// A network namespace made with `ip netns`, deleted when dropped.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_container_can_join_an_existing_network_namespace() {
+    if !privileged("a_container_can_join_an_existing_network_namespace")
+        || !support::have_tool("a_container_can_join_an_existing_network_namespace", "ip")
+    {
+        return;
+    }
+    let e = Env::new();
+    let ns = Netns(format!("boxr-test-{}", std::process::id()));
+    support::sh(&format!(
+        "ip netns add {0} && ip -n {0} link add boxrt0 type veth peer name boxrt1",
+        ns.0
+    ));
+    let net = format!("ns:/run/netns/{}", ns.0);
+    let (c, out, err) = e.run(&["--network", &net, "bb:1", "cat", "/proc/net/dev"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        out.contains("boxrt0"),
+        "the container is in that namespace: {out}"
+    );
+    // The default is a namespace of its own: only lo, and it is up.
+    let (c, out, _) = e.run(&["bb:1", "sh", "-c", "cat /proc/net/dev; ip link show lo"]);
+    assert_eq!(c, 0);
+    assert!(!out.contains("boxrt0"));
+    assert!(out.contains("lo:") && out.contains("UP"), "{out}");
+    let (c, _, err) = e.run(&["--network", "ns:/run/netns/does-not-exist", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("cannot join the network namespace"), "{err}");
+}

@@ -33,9 +33,9 @@ pub struct RunArgs {
     /// Container host name (default: the first 12 digits of its id)
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: none (only loopback) or host
-    #[arg(long, value_enum, default_value_t = Network::None)]
-    network: Network,
+    /// Network: none (only loopback), host, or ns:PATH (join an existing network namespace)
+    #[arg(long, default_value = "none", value_parser = parse_network)]
+    network: NetworkMode,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     init: bool,
@@ -61,10 +61,15 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Network {
-    None,
-    Host,
+fn parse_network(s: &str) -> Result<NetworkMode, String> {
+    match s {
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        _ => match s.strip_prefix("ns:") {
+            Some(p) if p.starts_with('/') => Ok(NetworkMode::Join(p.into())),
+            _ => Err("use none, host or ns:/path/to/netns".to_owned()),
+        },
+    }
 }
 
 pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
@@ -81,10 +86,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
-        network: Some(match args.network {
-            Network::None => NetworkMode::None,
-            Network::Host => NetworkMode::Host,
-        }),
+        network: Some(args.network.clone()),
         init: args.init,
         remove: args.rm,
         read_only: args.read_only,

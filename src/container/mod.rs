@@ -302,13 +302,14 @@ fn create(
         lowers.push(dir.join("empty"));
     }
     let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
-    let network = opts.network.unwrap_or(NetworkMode::None);
+    let network = opts.network.clone().unwrap_or(NetworkMode::None);
     let hosts = match network {
         NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetworkMode::None => {
+        NetworkMode::None | NetworkMode::Join(_) => {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned()
         }
     };
+
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut etc_files = Vec::new();
     for (name, content) in [

@@ -221,6 +221,18 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Join a namespace given by path before creating the others.
+    if let NetworkMode::Join(path) = &spec.network {
+        let joined = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+            nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
+        });
+        if let Err(e) = joined {
+            return err(format!(
+                "cannot join the network namespace {}: {e}",
+                path.display()
+            ));
+        }
+    }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;

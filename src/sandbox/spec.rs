@@ -39,12 +39,15 @@ pub struct RootfsSpec {
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new network namespace with only the loopback interface (up).
     None,
     /// The host's network namespace.
     Host,
+    /// Join an existing network namespace by path (`/run/netns/NAME`, `/proc/PID/ns/net`): for
+    /// services that share one, and networks set up before the container starts.
+    Join(PathBuf),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
