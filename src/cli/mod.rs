@@ -71,7 +71,7 @@ enum Commands {
     /// Show the build steps of a manifest with their cache keys
     Plan(plan::PlanArgs),
     /// Run a command in a new container
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem directory or tarball
     Import(images::ImportArgs),
     /// List images
