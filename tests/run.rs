@@ -23,6 +23,9 @@ fn host_mounts() -> Vec<String> {
         .unwrap()
         .lines()
         .map(|l| l.split(' ').nth(4).unwrap_or("").to_owned())
+        // The network-namespace test's own fixture (`ip netns add` bind-mounts it), which
+        // other tests running at the same time may see come and go.
+        .filter(|m| !m.starts_with("/run/netns/boxr-test-"))
         .collect();
     m.sort();
     m
@@ -565,4 +568,59 @@ fn a_container_can_join_an_existing_network_namespace() {
     let (c, _, err) = e.run(&["--network", "ns:/run/netns/does-not-exist", "bb:1", "true"]);
     assert_eq!(c, 125);
     assert!(err.contains("cannot join the network namespace"), "{err}");
+}
+
+#[test]
+fn an_image_of_200_layers_mounts() {
+    if !privileged("an_image_of_200_layers_mounts") {
+        return;
+    }
+    use boxr::oci::{self, Descriptor, History, ImageConfig, RootFs};
+    use boxr::store::{Access, Store};
+    let e = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut metas = Vec::new();
+    {
+        let st = Store::open(&e.store, Access::Shared).unwrap();
+        metas.push(
+            st.add_layer_from_dir(&busybox_rootfs(work.path()), 0)
+                .unwrap(),
+        );
+        for i in 1..200 {
+            let d = work.path().join(format!("l{i}"));
+            fs::create_dir_all(d.join("layers")).unwrap();
+            fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
+            fs::write(d.join("top"), format!("{i}")).unwrap();
+            metas.push(st.add_layer_from_dir(&d, 0).unwrap());
+        }
+        let config = ImageConfig {
+            created: None,
+            author: None,
+            architecture: oci::host_architecture().into(),
+            os: "linux".into(),
+            config: None,
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: metas.iter().map(|m| m.diff_id).collect(),
+            },
+            history: vec![History::default(); metas.len()],
+        };
+        let descs = metas
+            .iter()
+            .map(|m| Descriptor::new(oci::MEDIA_LAYER, m.diff_id, m.size))
+            .collect();
+        let img = st.put_image(&config, descs).unwrap();
+        st.set_ref("deep:1", img.manifest_digest).unwrap();
+    }
+    let (c, out, err) = e.run(&[
+        "deep:1",
+        "sh",
+        "-c",
+        "ls /layers | wc -l; cat /layers/f001 /layers/f199 /top",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out, "199\n1199199",
+        "every layer is visible and the top one wins"
+    );
 }

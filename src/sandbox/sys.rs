@@ -138,3 +138,93 @@ pub fn copy_winsize(from: i32, to: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+// The new mount API (Linux 5.2; overlay's `lowerdir+` since 6.8). nix has no wrappers.
+const FSOPEN_CLOEXEC: nix::libc::c_uint = 1;
+const FSCONFIG_SET_STRING: nix::libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: nix::libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: nix::libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 4;
+
+fn check_fd(r: nix::libc::c_long) -> io::Result<OwnedFd> {
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return of fsopen/fsmount is a new descriptor that only we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Mounts an overlay at `target` with the new mount API: each lower layer is passed on its own
+/// (`lowerdir+`), so the number of layers is not limited by one page of mount data. `options`
+/// are further `key=value` settings (upperdir, workdir, redirect_dir, ...).
+pub fn mount_overlay_fsconfig(
+    lowers: &[&std::path::Path],
+    options: &[(&str, &str)],
+    target: &std::path::Path,
+) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    // SAFETY: fsopen reads the NUL-terminated name we pass; it returns a new descriptor or -1.
+    let fs = check_fd(unsafe {
+        nix::libc::syscall(nix::libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC)
+    })?;
+    let set = |key: &CString, value: &CString| -> io::Result<()> {
+        // SAFETY: fsconfig reads the two NUL-terminated strings, which outlive the call.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    let lowerdir = cstr(b"lowerdir+")?;
+    for l in lowers {
+        set(&lowerdir, &cstr(l.as_os_str().as_bytes())?)?;
+    }
+    for (k, v) in options {
+        set(&cstr(k.as_bytes())?, &cstr(v.as_bytes())?)?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no pointers (both are null).
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fsmount takes the context descriptor and flags; it returns a new descriptor.
+    let mnt = check_fd(unsafe {
+        nix::libc::syscall(nix::libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0)
+    })?;
+    let target = cstr(target.as_os_str().as_bytes())?;
+    // SAFETY: move_mount reads the two NUL-terminated paths, which outlive the call.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            nix::libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
