@@ -81,7 +81,7 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     }
     let e = Env::new();
     let (c, out, err) = e.sh(
-        "echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/1/exe; hostname; \
+        "echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/1/exe || echo unreadable; hostname; \
          for n in pid mnt net uts ipc; do readlink /proc/self/ns/$n; done",
     );
     assert_eq!(c, 0, "{err}");
@@ -89,8 +89,8 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     assert_eq!(lines[0], "pid=2", "the command is PID 2, under the init");
     assert!(lines[1].starts_with("boxr-init __init"), "{out}");
     assert_eq!(
-        lines[2], "/memfd:boxr-init (deleted)",
-        "PID 1 is not backed by the boxr file"
+        lines[2], "unreadable",
+        "the non-dumpable init's exe is out of reach"
     );
     assert_eq!(
         lines[3].len(),
@@ -105,6 +105,48 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
             "{ns} namespace is new"
         );
     }
+    // From the host, PID 1's exe is the sealed memfd, not the boxr binary.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["run", "--rm", "bb:1", "sleep", "5"])
+        .env("BOXR_ROOT", &e.store)
+        .spawn()
+        .unwrap();
+    let helper = child.id();
+    let mut init = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(50));
+        let kids = fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next()
+            && fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .starts_with("boxr-init")
+        {
+            init = Some(pid.to_owned());
+            break;
+        }
+    }
+    let init = init.expect("the container's init is running");
+    let exe = fs::read_link(format!("/proc/{init}/exe")).unwrap();
+    assert_eq!(exe, Path::new("/memfd:boxr-init (deleted)"));
+    use std::os::unix::fs::MetadataExt;
+    let boxr_ino = fs::metadata(env!("CARGO_BIN_EXE_boxr")).unwrap().ino();
+    assert_ne!(
+        fs::metadata(format!("/proc/{init}/exe")).unwrap().ino(),
+        boxr_ino
+    );
+    let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    assert_eq!(
+        cap_line(&status, "CapEff:"),
+        0xa80425fb & own_bounding(),
+        "the init is as confined as the command"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helper as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
     // --init=false: the command itself is PID 1.
     let (c, out, _) = e.run(&["--init=false", "bb:1", "sh", "-c", "echo $$"]);
     assert_eq!((c, out.as_str()), (0, "1\n"));
@@ -623,4 +665,106 @@ fn an_image_of_200_layers_mounts() {
         out, "199\n1199199",
         "every layer is visible and the top one wins"
     );
+}
+
+/// A capability set line (`CapEff:\t...`) of a status file, as a number.
+fn cap_line(status: &str, name: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} in {status}"));
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+/// This (root) test process's bounding set: what boxr itself can give.
+fn own_bounding() -> u64 {
+    cap_line(&fs::read_to_string("/proc/self/status").unwrap(), "CapBnd:")
+}
+
+#[test]
+fn containers_get_dockers_capabilities_and_masked_paths() {
+    if !privileged("containers_get_dockers_capabilities_and_masked_paths") {
+        return;
+    }
+    let e = Env::new();
+    let docker = 0xa80425fb & own_bounding();
+    let status = |args: &[&str], path: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["bb:1", "cat", path]);
+        let (c, out, err) = e.run(&all);
+        assert_eq!(c, 0, "{err}");
+        out
+    };
+    for path in ["/proc/self/status", "/proc/1/status"] {
+        let s = status(&[], path);
+        for set in ["CapBnd:", "CapPrm:", "CapEff:"] {
+            assert_eq!(cap_line(&s, set), docker, "{path} {set}");
+        }
+        assert_eq!(cap_line(&s, "CapInh:"), 0, "{path}");
+        assert_eq!(cap_line(&s, "CapAmb:"), 0, "{path}");
+        assert!(s.contains("NoNewPrivs:\t0"), "off by default, as in Docker");
+    }
+    // A non-root user has no effective capabilities, unless some are added: then exactly those,
+    // through inheritable and ambient.
+    let s = status(&["-u", "nobody"], "/proc/self/status");
+    assert_eq!(cap_line(&s, "CapEff:"), 0);
+    let net_admin = 1 << 12;
+    let s = status(
+        &["-u", "nobody", "--cap-add", "net_admin"],
+        "/proc/self/status",
+    );
+    for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
+        assert_eq!(cap_line(&s, set), net_admin, "{set}");
+    }
+    assert_eq!(
+        cap_line(
+            &status(&["--cap-drop", "ALL"], "/proc/self/status"),
+            "CapBnd:"
+        ),
+        0
+    );
+    let s = status(&["--cap-drop", "CHOWN"], "/proc/self/status");
+    assert_eq!(cap_line(&s, "CapEff:"), docker & !1);
+    assert_eq!(
+        cap_line(&status(&["--privileged"], "/proc/self/status"), "CapBnd:"),
+        own_bounding()
+    );
+    assert!(
+        status(
+            &["--security-opt", "no-new-privileges"],
+            "/proc/self/status"
+        )
+        .contains("NoNewPrivs:\t1")
+    );
+    // Without CAP_SYS_ADMIN a mount fails; with it, it works.
+    let (c, _, _) = e.sh("mkdir -p /m && mount -t tmpfs none /m");
+    assert_ne!(c, 0);
+    let (c, _, err) = e.run(&[
+        "--cap-add",
+        "SYS_ADMIN",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /m && mount -t tmpfs none /m",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    // Masked and read-only paths.
+    let (c, out, err) = e.sh("cat /proc/keys | wc -c; echo x > /proc/sys/kernel/domainname 2>&1 || echo denied; grep -c ' /proc/keys ' /proc/mounts");
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out, "0\ndenied\n1\n",
+        "/proc/keys is empty, /proc/sys is read-only"
+    );
+    let (_, out, _) = e.run(&[
+        "--privileged",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep -c ' /proc/keys ' /proc/mounts || true",
+    ]);
+    assert_eq!(out, "0\n", "--privileged masks nothing");
+    // Unknown names are refused before anything is created.
+    let (c, _, err) = e.run(&["--cap-add", "NET_ADMN", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unknown capability `NET_ADMN`"), "{err}");
 }

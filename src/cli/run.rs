@@ -48,6 +48,18 @@ pub struct RunArgs {
     /// Bind-mount a host path: /host/path:/container/path[:ro]
     #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
     volume: Vec<String>,
+    /// Add a capability (with or without CAP_, any case, or ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (with or without CAP_, any case, or ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// Give the container every capability boxr has and no masked paths (dangerous)
+    #[arg(long)]
+    privileged: bool,
+    /// Security options: no-new-privileges[=true|false], seccomp=unconfined
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
     /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
@@ -95,6 +107,10 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         interactive: args.interactive,
         ulimits: args.ulimit.clone(),
         tty: args.tty,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        privileged: args.privileged,
+        security_opt: args.security_opt.clone(),
     };
     // On success this process becomes the container's helper and never returns here.
     let e = container::run(&store, &opts);

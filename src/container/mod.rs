@@ -40,6 +40,37 @@ pub struct RunOptions {
     pub ulimits: Vec<String>,
     /// Allocate a pseudo-terminal (`-t`).
     pub tty: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// Docker's `--security-opt` values.
+    pub security_opt: Vec<String>,
+}
+
+/// The confinement from `--cap-add`, `--cap-drop`, `--privileged` and `--security-opt`.
+fn security(opts: &RunOptions) -> Result<sandbox::SecuritySpec, ContainerError> {
+    let mut nnp = false;
+    for o in &opts.security_opt {
+        match crate::manifest::values::parse_security_opt(o) {
+            Ok(crate::manifest::SecurityOpt::NoNewPrivileges(v)) => nnp = v,
+            // There is no seccomp filter yet, so "unconfined" is what every container gets.
+            Ok(crate::manifest::SecurityOpt::SeccompUnconfined) => {}
+            Ok(crate::manifest::SecurityOpt::SeccompProfile(_)) => {
+                return Err(invalid(
+                    format!("--security-opt {o}: seccomp profiles are not supported yet"),
+                    None,
+                ));
+            }
+            Err(b) => {
+                return Err(invalid(
+                    format!("--security-opt {o}: {}", b.reason),
+                    b.help.as_deref(),
+                ));
+            }
+        }
+    }
+    sandbox::SecuritySpec::new(&opts.cap_add, &opts.cap_drop, opts.privileged, nnp)
+        .map_err(|m| invalid(m, Some("names with or without CAP_, any case, or ALL")))
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -232,6 +263,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .collect::<Result<_, _>>()?;
     let extra_mounts = mounts(store, opts)?;
     let extra_env = cli_env(opts)?;
+    let security = security(opts)?;
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(
@@ -272,6 +304,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         rlimits,
         extra_mounts,
         extra_env,
+        security,
     );
     if result.is_err() {
         let _ = crate::store::remove_dir_tree(&dir);
@@ -292,6 +325,7 @@ fn create(
     rlimits: Vec<sandbox::Rlimit>,
     extra_mounts: Vec<MountSpec>,
     extra_env: Vec<String>,
+    security: sandbox::SecuritySpec,
 ) -> Result<SandboxSpec, ContainerError> {
     let run = img.config.config.clone().unwrap_or_default();
     for d in ["upper", "work", "rootfs", "empty"] {
@@ -378,6 +412,7 @@ fn create(
             rlimits,
         },
         init: opts.init,
+        security,
         remove_on_exit: opts.remove.then(|| dir.to_owned()),
         keep_fd: Some(store.lock_fd()),
         console_fd: None,

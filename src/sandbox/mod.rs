@@ -11,6 +11,7 @@ mod helper;
 mod init;
 pub mod process;
 mod rootfs;
+pub mod security;
 pub mod spec;
 mod sys;
 mod tty;
@@ -18,6 +19,7 @@ mod tty;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
+pub use security::SecuritySpec;
 pub use spec::*;
 
 /// The hidden subcommand of the helper.

@@ -238,9 +238,27 @@ pub fn set_rlimits(limits: &[super::spec::Rlimit]) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Takes the process's identity: supplementary groups, gid, uid, then its final capability
+/// sets (see `security` for the order). The command does this before exec, and the init after
+/// forking it, so both are confined alike and the init can signal the command.
+pub fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
+    super::security::before_setuid(security, p.uid).map_err(|m| start_err(125, m))?;
+    let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups)
+        .and_then(|()| setgid(Gid::from_raw(p.gid)))
+        .and_then(|()| setuid(Uid::from_raw(p.uid)))
+        .map_err(|e| {
+            start_err(
+                125,
+                format!("cannot become {}:{}: {}", p.uid, p.gid, e.desc()),
+            )
+        })?;
+    super::security::after_setuid(security, p.uid).map_err(|m| start_err(125, m))
+}
+
 /// Becomes the resolved user in the working directory and executes the command. Returns only
 /// on failure.
-pub fn exec(p: &Resolved) -> StartError {
+pub fn exec(p: &Resolved, security: &super::SecuritySpec) -> StartError {
     let Some(cmd) = p.args.first() else {
         return start_err(125, "no command specified");
     };
@@ -261,15 +279,8 @@ pub fn exec(p: &Resolved) -> StartError {
     if let Err(e) = set_rlimits(&p.rlimits) {
         return e;
     }
-    let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    if let Err(e) = setgroups(&groups)
-        .and_then(|()| setgid(Gid::from_raw(p.gid)))
-        .and_then(|()| setuid(Uid::from_raw(p.uid)))
-    {
-        return start_err(
-            125,
-            format!("cannot become {}:{}: {}", p.uid, p.gid, e.desc()),
-        );
+    if let Err(e) = become_user(p, security) {
+        return e;
     }
     if let Err(e) = nix::unistd::chdir(p.cwd.as_str()) {
         return start_err(

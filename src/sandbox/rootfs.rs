@@ -178,6 +178,9 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
         }
     }
     special_filesystems(&root)?;
+    if !spec.security.privileged {
+        mask_paths(&root)?;
+    }
     if spec.rootfs.read_only {
         mount(
             None::<&str>,
@@ -353,5 +356,49 @@ fn special_filesystems(root: &OwnedFd) -> Result<()> {
         None,
         "/sys",
     )?;
+    Ok(())
+}
+
+/// Docker's masked paths (files: /dev/null bound over them; directories: an empty read-only
+/// tmpfs) and read-only paths, inside the rootfs. Paths the kernel does not have are skipped.
+fn mask_paths(root: &OwnedFd) -> Result<()> {
+    let mut masked: Vec<String> = super::security::MASKED_PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    if let Ok(cpus) = std::fs::read_dir("/sys/devices/system/cpu") {
+        for c in cpus.flatten() {
+            let name = c.file_name().to_string_lossy().into_owned();
+            if name.starts_with("cpu") && c.path().join("thermal_throttle").exists() {
+                masked.push(format!("/sys/devices/system/cpu/{name}/thermal_throttle"));
+            }
+        }
+    }
+    for path in &masked {
+        let fd = match open_in_root(root, path, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(SetupError::at(format!("open {path}"))(e)),
+        };
+        let is_dir = nix::sys::stat::fstat(&fd)
+            .map(|st| {
+                SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+            })
+            .unwrap_or(false);
+        if is_dir {
+            mount_fs("tmpfs", &fd, MsFlags::MS_RDONLY, Some("size=0"), path)?;
+        } else {
+            bind(Path::new("/dev/null"), &fd, path)?;
+        }
+    }
+    for path in super::security::READONLY_PATHS {
+        let fd = match open_in_root(root, path, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(SetupError::at(format!("open {path}"))(e)),
+        };
+        bind(&fd_path(&fd), &fd, path)?;
+        remount_read_only(root, path)?;
+    }
     Ok(())
 }

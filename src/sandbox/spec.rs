@@ -17,6 +17,8 @@ pub struct SandboxSpec {
     pub process: ProcessSpec,
     /// Run boxr's init as PID 1 (reaps, forwards signals) instead of the command itself.
     pub init: bool,
+    /// Capabilities, no_new_privs, masked paths.
+    pub security: super::SecuritySpec,
     /// Remove this directory after the sandbox exits (`--rm`).
     pub remove_on_exit: Option<PathBuf>,
     /// An inherited descriptor (a store lock) the helper keeps until the sandbox exits.
