@@ -268,3 +268,42 @@ fn a_malicious_rootfs_tarball_is_refused_and_creates_no_image() {
     );
     assert_eq!(fs::read_dir(s.join("layers")).unwrap().count(), 0);
 }
+
+#[test]
+fn sync_syncs_the_filesystem_before_publishing() {
+    let t = "sync_syncs_the_filesystem_before_publishing";
+    if !privileged(t) || !support::have_tool(t, "strace") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(w.path());
+    let s = w.path().join("store");
+    let count = |sync: bool, tag: &str| {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-e", "trace=syncfs", "--"])
+            .arg(env!("CARGO_BIN_EXE_boxr"));
+        if sync {
+            cmd.arg("--sync");
+        }
+        let out = cmd
+            .args(["import", rootfs.to_str().unwrap(), tag])
+            .env("BOXR_ROOT", &s)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr)
+            .matches("syncfs(")
+            .count()
+    };
+    assert_eq!(count(false, "bb:plain"), 0, "no syncfs by default");
+    assert_eq!(
+        count(true, "bb:synced"),
+        1,
+        "one syncfs before the layer is published"
+    );
+    assert_store_consistent(&s);
+}

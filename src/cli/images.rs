@@ -44,7 +44,10 @@ pub struct RmiArgs {
 }
 
 fn open(settings: &Settings, access: Access) -> Result<Store, i32> {
-    Store::open(&settings.root, access).map_err(|e| fail_with(&settings.printer, &e))
+    let mut store =
+        Store::open(&settings.root, access).map_err(|e| fail_with(&settings.printer, &e))?;
+    store.set_sync(settings.sync);
+    Ok(store)
 }
 
 /// SOURCE_DATE_EPOCH from the environment, else 0.

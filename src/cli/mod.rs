@@ -52,6 +52,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     progress: Progress,
 
+    /// Sync the filesystem before publishing layer contents (slower; survives power loss)
+    #[arg(long, global = true)]
+    sync: bool,
+
     /// Print only errors and requested data
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -108,6 +112,7 @@ enum Commands {
 /// Settings resolved once from flags and the environment.
 pub struct Settings {
     pub root: PathBuf,
+    pub sync: bool,
     pub file: PathBuf,
     pub printer: Printer,
 }
@@ -116,6 +121,7 @@ impl Settings {
     fn resolve(cli: &Cli) -> Settings {
         Settings {
             root: cli.root.clone().unwrap_or_else(default_root),
+            sync: cli.sync,
             file: cli.file.clone(),
             printer: Printer::new(cli.progress, cli.quiet, cli.verbose),
         }

@@ -53,6 +53,8 @@ pub enum Access {
 pub struct Store {
     root: PathBuf,
     _lock: Flock<File>,
+    /// `--sync`: sync the filesystem once before publishing layer contents.
+    sync: bool,
 }
 
 /// What the store keeps about an unpacked layer.
@@ -98,11 +100,26 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             _lock: lock,
+            sync: false,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `--sync`: before a layer or a layer blob is published, sync the store's filesystem once,
+    /// so its contents are on disk before its name is (layer files are not synced one by one).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
+    fn sync_contents(&self) -> Result<(), StoreError> {
+        if self.sync {
+            let f = File::open(&self.root).map_err(io_err("open", &self.root))?;
+            nix::unistd::syncfs(&f).map_err(|e| io_err("sync", &self.root)(e.into()))?;
+        }
+        Ok(())
     }
 
     /// The descriptor of the store lock this handle holds (a sandbox keeps it while it runs,
@@ -217,6 +234,7 @@ impl Store {
     /// Publishes a staged layer under its DiffID. If the layer already exists (another process
     /// won the race, or it was already there), the staged copy is dropped.
     pub fn put_layer(&self, staged: &Path, meta: &LayerMeta) -> Result<(), StoreError> {
+        self.sync_contents()?;
         let json = staged.join("layer.json");
         fs::write(&json, serde_json::to_vec(meta).expect("serializes"))
             .map_err(io_err("write", &json))?;
@@ -318,6 +336,8 @@ impl BlobWriter<'_> {
         }
         if durable {
             file.sync_all().map_err(io_err("sync", &self.path))?;
+        } else {
+            self.store.sync_contents()?;
         }
         drop(file);
         let target = self.store.blob_path(&digest);
