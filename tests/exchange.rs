@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use boxr::oci::{self, Descriptor, History, ImageConfig, RootFs};
 use boxr::store::{Access, Store};
 use support::{
-    Overlay, assert_store_consistent, boxr, busybox_rootfs, have_tool, privileged, sh, tree,
+    Overlay, assert_store_consistent, boxr, busybox_rootfs, have_tool, privileged,
+    put_layered_image, sh, tree,
 };
 
 fn ok(out: (i32, String, String)) -> String {
@@ -115,33 +116,6 @@ fn save_and_load_round_trip_keeps_the_image() {
         }
         assert_store_consistent(&t);
     }
-}
-
-/// Adds an image of several layers (each a directory in overlay format) to a store.
-fn put_layered_image(store: &Path, layers: &[&Path], name: &str) {
-    let st = Store::open(store, Access::Shared).unwrap();
-    let metas: Vec<_> = layers
-        .iter()
-        .map(|l| st.add_layer_from_dir(l, 0).unwrap())
-        .collect();
-    let config = ImageConfig {
-        created: Some(oci::rfc3339(0)),
-        author: None,
-        architecture: oci::host_architecture().into(),
-        os: "linux".into(),
-        config: None,
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: metas.iter().map(|m| m.diff_id).collect(),
-        },
-        history: vec![History::default(); metas.len()],
-    };
-    let descs = metas
-        .iter()
-        .map(|m| Descriptor::new(oci::MEDIA_LAYER, m.diff_id, m.size))
-        .collect();
-    let img = st.put_image(&config, descs).unwrap();
-    st.set_ref(name, img.manifest_digest).unwrap();
 }
 
 fn overlay_upper(w: &Path, name: &str, lowers: &[&Path], change: &str) -> PathBuf {

@@ -617,43 +617,18 @@ fn an_image_of_200_layers_mounts() {
     if !privileged("an_image_of_200_layers_mounts") {
         return;
     }
-    use boxr::oci::{self, Descriptor, History, ImageConfig, RootFs};
-    use boxr::store::{Access, Store};
     let e = Env::new();
     let work = tempfile::tempdir().unwrap();
-    let mut metas = Vec::new();
-    {
-        let st = Store::open(&e.store, Access::Shared).unwrap();
-        metas.push(
-            st.add_layer_from_dir(&busybox_rootfs(work.path()), 0)
-                .unwrap(),
-        );
-        for i in 1..200 {
-            let d = work.path().join(format!("l{i}"));
-            fs::create_dir_all(d.join("layers")).unwrap();
-            fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
-            fs::write(d.join("top"), format!("{i}")).unwrap();
-            metas.push(st.add_layer_from_dir(&d, 0).unwrap());
-        }
-        let config = ImageConfig {
-            created: None,
-            author: None,
-            architecture: oci::host_architecture().into(),
-            os: "linux".into(),
-            config: None,
-            rootfs: RootFs {
-                kind: "layers".into(),
-                diff_ids: metas.iter().map(|m| m.diff_id).collect(),
-            },
-            history: vec![History::default(); metas.len()],
-        };
-        let descs = metas
-            .iter()
-            .map(|m| Descriptor::new(oci::MEDIA_LAYER, m.diff_id, m.size))
-            .collect();
-        let img = st.put_image(&config, descs).unwrap();
-        st.set_ref("deep:1", img.manifest_digest).unwrap();
+    let mut dirs = vec![busybox_rootfs(work.path())];
+    for i in 1..200 {
+        let d = work.path().join(format!("l{i}"));
+        fs::create_dir_all(d.join("layers")).unwrap();
+        fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
+        fs::write(d.join("top"), format!("{i}")).unwrap();
+        dirs.push(d);
     }
+    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+    support::put_layered_image(&e.store, &refs, "deep:1");
     let (c, out, err) = e.run(&[
         "deep:1",
         "sh",
