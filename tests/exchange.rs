@@ -7,8 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use boxr::oci::{self, Descriptor, History, ImageConfig, RootFs};
-use boxr::store::{Access, Store};
+use boxr::oci::{self, Descriptor, ImageConfig, RootFs};
 use support::{
     Overlay, assert_store_consistent, boxr, busybox_rootfs, have_tool, privileged,
     put_layered_image, sh, tree,
