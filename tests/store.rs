@@ -307,3 +307,31 @@ fn sync_syncs_the_filesystem_before_publishing() {
     );
     assert_store_consistent(&s);
 }
+
+#[test]
+fn plan_resolves_store_images_by_their_digest() {
+    if !privileged("plan_resolves_store_images_by_their_digest") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(w.path());
+    let s = w.path().join("store");
+    fs::write(
+        w.path().join("boxr.kdl"),
+        "image \"app\" {\n    from \"bb:1\"\n    run \"true\"\n}\n",
+    )
+    .unwrap();
+    let (c, _, err) = boxr_in(&s, w.path(), &["plan"]);
+    assert_eq!(c, 1, "not in the store yet");
+    assert!(err.contains("image `bb:1` is not in the store"), "{err}");
+    id_of(&boxr(&s, &["import", rootfs.to_str().unwrap(), "bb:1"]));
+    let (c, first, err) = boxr_in(&s, w.path(), &["plan", "--json"]);
+    assert_eq!(c, 0, "{err}");
+    // Another image under the same name changes the keys.
+    fs::write(rootfs.join("extra"), "x").unwrap();
+    id_of(&boxr(&s, &["import", rootfs.to_str().unwrap(), "bb:1"]));
+    let (_, second, _) = boxr_in(&s, w.path(), &["plan", "--json"]);
+    let key =
+        |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap()["images"][0]["key"].clone();
+    assert_ne!(key(&first), key(&second));
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{ArgOverrides, Settings, exit, load_manifest};
 use crate::plan::{self, Plan, PlanErrors, PlanOptions};
 use crate::reference::ImageRef;
+use crate::store::{Access, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -24,13 +25,14 @@ pub struct PlanArgs {
     overrides: ArgOverrides,
 }
 
-/// No store exists yet to resolve `NAME:TAG` bases against; such a base is reported as not in
-/// the store.
-struct NoStore;
+/// Resolves `NAME:TAG` bases against the store, when there is one (planning never creates it).
+struct StoreResolver(Option<Store>);
 
-impl plan::ImageResolver for NoStore {
-    fn resolve(&self, _: &ImageRef) -> Option<String> {
-        None
+impl plan::ImageResolver for StoreResolver {
+    fn resolve(&self, reference: &ImageRef) -> Option<String> {
+        let store = self.0.as_ref()?;
+        let img = store.resolve(&reference.to_string()).ok()?;
+        Some(img.manifest_digest.to_string())
     }
 }
 
@@ -41,11 +43,19 @@ pub fn run(args: &PlanArgs, settings: &Settings) -> i32 {
     };
     let manifest_dir = settings.manifest_dir();
     let context = args.context.clone().unwrap_or_else(|| manifest_dir.clone());
+    let resolver = StoreResolver(
+        settings
+            .root
+            .join("refs.json")
+            .exists()
+            .then(|| Store::open(&settings.root, Access::Shared).ok())
+            .flatten(),
+    );
     let opts = PlanOptions {
         context: &context,
         manifest_dir: &manifest_dir,
         targets: &args.targets,
-        resolver: &NoStore,
+        resolver: &resolver,
     };
     let started = std::time::Instant::now();
     let result = plan::plan(&m, &opts);

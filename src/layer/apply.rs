@@ -13,7 +13,7 @@
 //! Whiteouts become overlay whiteouts (character device 0/0) and `.wh..wh..opq` sets
 //! `trusted.overlay.opaque=y`, which needs CAP_MKNOD and CAP_SYS_ADMIN (root).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -53,7 +53,7 @@ pub fn apply(tar: impl Read, dest: &Path, lowers: &[&Path]) -> Result<ApplyStats
         lowers: lowers.iter().map(|p| p.to_path_buf()).collect(),
         dir_times: Vec::new(),
         stats: ApplyStats::default(),
-        known_dirs: HashMap::new(),
+        known_dirs: HashSet::new(),
     };
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(LayerError::Archive)? {
@@ -83,7 +83,7 @@ struct Applier {
     dir_times: Vec<(Vec<OsString>, u64)>,
     stats: ApplyStats,
     /// Canonical paths known to be directories in the merged view (a cache of `lookup`).
-    known_dirs: HashMap<Vec<OsString>, ()>,
+    known_dirs: HashSet<Vec<OsString>>,
 }
 
 /// What a path is in the merged view.
@@ -212,7 +212,7 @@ impl Applier {
                     .map_err(|e| create_err(&name, e.into()))?;
                 self.set_owner_mode(&fd, base, entry, &name)?;
                 self.xattrs(&d, entry, &name)?;
-                self.known_dirs.insert(full.clone(), ());
+                self.known_dirs.insert(full.clone());
                 self.dir_times.push((full, mtime));
                 return Ok(());
             }
@@ -420,7 +420,7 @@ impl Applier {
         }
         let mut p = dir.to_vec();
         p.push(name.to_owned());
-        self.known_dirs.retain(|k, _| !k.starts_with(&p));
+        self.known_dirs.retain(|k| !k.starts_with(&p));
     }
 
     /// Opens an existing directory of this layer without following symlinks.
@@ -572,7 +572,7 @@ impl Applier {
     /// this layer or a lower one) are followed, absolute targets restart at the root, `..` stops
     /// at the root. Returns normal components that are directories or do not exist yet.
     fn resolve(&mut self, comps: &[OsString], entry: &str) -> Result<Vec<OsString>, LayerError> {
-        if self.known_dirs.contains_key(comps) {
+        if self.known_dirs.contains(comps) {
             return Ok(comps.to_vec());
         }
         let mut out: Vec<OsString> = Vec::new();
@@ -590,12 +590,12 @@ impl Applier {
                 _ => {}
             }
             out.push(c);
-            if missing || self.known_dirs.contains_key(&out) {
+            if missing || self.known_dirs.contains(&out) {
                 continue;
             }
             match self.lookup(&out) {
                 Kind::Dir => {
-                    self.known_dirs.insert(out.clone(), ());
+                    self.known_dirs.insert(out.clone());
                 }
                 Kind::Missing => missing = true,
                 Kind::Symlink(target) => {
