@@ -135,7 +135,19 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
         fs::metadata(format!("/proc/{init}/exe")).unwrap().ino(),
         boxr_ino
     );
-    let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    // The init takes the command's identity right after starting it: wait for that moment
+    // (the command running as its child), then it must be confined.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        let kids =
+            fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        if !kids.trim().is_empty() && cap_line(&status, "CapEff:") == 0xa80425fb & own_bounding() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         cap_line(&status, "CapEff:"),
         0xa80425fb & own_bounding(),
@@ -418,10 +430,12 @@ fn a_symlink_in_the_image_cannot_redirect_a_mount_to_the_host() {
     );
 }
 
-/// Runs boxr on a fresh pty (33 rows, 91 columns), writing `input` after `delay`, and returns
-/// (exit code, everything it printed).
-fn on_pty(store: &Path, args: &[&str], input: &[u8], delay: Duration) -> (Option<i32>, String) {
+/// Runs boxr on a fresh pty (33 rows, 91 columns); once its output contains `ready_marker`
+/// (so the container is up and the terminal is in raw mode), writes `input`. Returns (exit
+/// code, everything it printed).
+fn on_pty(store: &Path, args: &[&str], ready_marker: &str, input: &[u8]) -> (Option<i32>, String) {
     use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let ws = nix::pty::Winsize {
         ws_row: 33,
         ws_col: 91,
@@ -440,23 +454,32 @@ fn on_pty(store: &Path, args: &[&str], input: &[u8], delay: Duration) -> (Option
         .unwrap();
     let mut master = fs::File::from(pty.master);
     let mut reader = master.try_clone().unwrap();
-    let collected = std::thread::spawn(move || {
-        let mut out = Vec::new();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let collector = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         // EIO once every slave descriptor is closed, i.e. boxr has exited.
         while let Ok(n) = reader.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            out.extend_from_slice(&buf[..n]);
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
         }
-        String::from_utf8_lossy(&out).replace('\r', "")
     });
-    std::thread::sleep(delay);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&out.lock().unwrap()).contains(ready_marker) {
+        assert!(
+            Instant::now() < deadline,
+            "the container never printed {ready_marker:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     master.write_all(input).unwrap();
     let status = child.wait().unwrap();
     drop(master);
-    (status.code(), collected.join().unwrap())
+    collector.join().unwrap();
+    let text = String::from_utf8_lossy(&out.lock().unwrap()).replace('\r', "");
+    (status.code(), text)
 }
 
 #[test]
@@ -474,10 +497,10 @@ fn tty_gives_a_terminal_with_the_window_size_and_ctrl_c_reaches_the_container() 
             "bb:1",
             "sh",
             "-c",
-            "tty; stty size; echo $TERM; read line; echo got:$line; exit 3",
+            "tty; stty size; echo $TERM; echo ready; read line; echo got:$line; exit 3",
         ],
+        "ready",
         b"hello\n",
-        Duration::from_millis(800),
     );
     assert_eq!(code, Some(3), "{out}");
     assert!(
@@ -496,9 +519,17 @@ fn tty_gives_a_terminal_with_the_window_size_and_ctrl_c_reaches_the_container() 
     let t = Instant::now();
     let (code, _) = on_pty(
         &e.store,
-        &["run", "--rm", "-it", "bb:1", "sleep", "30"],
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 30",
+        ],
+        "ready",
         b"\x03",
-        Duration::from_millis(800),
     );
     assert_eq!(code, Some(130), "128 + SIGINT");
     assert!(t.elapsed() < Duration::from_secs(10));
