@@ -63,9 +63,11 @@ pub fn main(spec_fd: i32) -> i32 {
         }
         _ => None,
     };
-    if let Err(m) = super::security::limit_bounding(&spec.security) {
-        eprintln!("boxr: {m}");
-        return 125;
+    // Confined before the command exists: it inherits the init's limits, identity and
+    // capabilities, and nothing in the container ever has more than it.
+    if let Err(e) = process::confine(&resolved, &spec.security) {
+        eprintln!("boxr: {}", e.message);
+        return e.code;
     }
     if !spec.init {
         // The command becomes PID 1 itself.
@@ -77,7 +79,7 @@ pub fn main(spec_fd: i32) -> i32 {
             return 125;
         }
         drop(slave);
-        let e = process::exec(&resolved, &spec.security);
+        let e = process::exec(&resolved);
         eprintln!("boxr: {}", e.message);
         return e.code;
     }
@@ -106,7 +108,7 @@ pub fn main(spec_fd: i32) -> i32 {
                 std::process::exit(125);
             }
             drop(slave);
-            let e = process::exec(&resolved, &spec.security);
+            let e = process::exec(&resolved);
             let _ = write!(File::from(err_w), "{}\n{}", e.code, e.message);
             std::process::exit(e.code);
         }
@@ -118,11 +120,6 @@ pub fn main(spec_fd: i32) -> i32 {
     };
     drop(slave);
     drop(err_w);
-    // The init lives under the same confinement as the command: its user and capabilities.
-    if let Err(e) = process::become_user(&resolved, &spec.security) {
-        eprintln!("boxr: {}", e.message);
-        let _ = kill(child, Signal::SIGKILL);
-    }
     let mut report = String::new();
     let _ = File::from(err_r).read_to_string(&mut report);
     let failed = report.split_once('\n').map(|(code, msg)| {

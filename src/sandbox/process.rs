@@ -239,9 +239,8 @@ pub fn set_rlimits(limits: &[super::spec::Rlimit]) -> Result<(), StartError> {
 }
 
 /// Takes the process's identity: supplementary groups, gid, uid, then its final capability
-/// sets (see `security` for the order). The command does this before exec, and the init after
-/// forking it, so both are confined alike and the init can signal the command.
-pub fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
+/// sets (see `security` for the order).
+fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
     super::security::before_setuid(security, p.uid).map_err(|m| start_err(125, m))?;
     let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups)
@@ -256,9 +255,17 @@ pub fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), S
     super::security::after_setuid(security, p.uid).map_err(|m| start_err(125, m))
 }
 
-/// Becomes the resolved user in the working directory and executes the command. Returns only
-/// on failure.
-pub fn exec(p: &Resolved, security: &super::SecuritySpec) -> StartError {
+/// Applies the resource limits and takes the process's identity and final capabilities: the
+/// init does this before it starts the command, which inherits it (see `security`).
+pub fn confine(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
+    set_rlimits(&p.rlimits)?;
+    super::security::limit_bounding(security).map_err(|m| start_err(125, m))?;
+    become_user(p, security)
+}
+
+/// Executes the command, as already confined by [`confine`], in its working directory. Returns
+/// only on failure.
+pub fn exec(p: &Resolved) -> StartError {
     let Some(cmd) = p.args.first() else {
         return start_err(125, "no command specified");
     };
@@ -276,12 +283,7 @@ pub fn exec(p: &Resolved, security: &super::SecuritySpec) -> StartError {
             Err(e) => return start_err(125, format!("cannot open /dev/null: {e}")),
         }
     }
-    if let Err(e) = set_rlimits(&p.rlimits) {
-        return e;
-    }
-    if let Err(e) = become_user(p, security) {
-        return e;
-    }
+
     if let Err(e) = nix::unistd::chdir(p.cwd.as_str()) {
         return start_err(
             125,

@@ -1,16 +1,16 @@
 //! Confinement of the init and the command: capabilities, no_new_privs, and (in `rootfs`) the
 //! masked and read-only paths. The defaults are Docker's (RUNTIME-DEFAULTS.md).
 //!
-//! Order matters:
-//! 1. The bounding set is cut in the init, before it forks: the command inherits it, and it
-//!    limits what any exec can gain.
-//! 2. The command changes its ids *with* its capabilities (it needs CAP_SETUID/CAP_SETGID even
-//!    when the container drops them), then sets its final sets: for root, permitted = effective
-//!    = the container's set; for another user, the kernel clears them on setuid and only
-//!    explicitly added capabilities are kept, through inheritable and ambient (as podman does),
-//!    so that they survive the exec.
-//! 3. no_new_privs, when asked for, is set last before exec.
-//! 4. The init takes the command's identity and sets after forking it.
+//! Order matters. The init confines *itself* before it starts the command, which inherits the
+//! result and only execs, so nothing in the container ever runs with more than the command:
+//! 1. Resource limits first (raising a hard limit needs CAP_SYS_RESOURCE).
+//! 2. The bounding set is cut: it limits what any later exec can gain.
+//! 3. The ids change *with* the capabilities (CAP_SETUID/CAP_SETGID are needed even when the
+//!    container drops them), then the final sets are set: for root, permitted = effective = the
+//!    container's set; for another user, the kernel clears them on setuid and only explicitly
+//!    added capabilities are kept, through inheritable and ambient (as podman does), so that
+//!    they survive the exec.
+//! 4. no_new_privs, when asked for, last.
 
 use std::collections::HashSet;
 
