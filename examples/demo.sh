@@ -27,7 +27,7 @@ set -e
 
 # Images: a busybox rootfs (from Debian's busybox-static) imported, saved and loaded.
 if ! [ -x /bin/busybox ]; then
-  apt-get install -y -qq busybox-static >/dev/null
+  apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
