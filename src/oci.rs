@@ -169,6 +169,25 @@ pub struct ImageConfig {
     pub history: Vec<History>,
 }
 
+impl ImageConfig {
+    /// A Linux image config for this machine's architecture over `diff_ids` (bottom first),
+    /// with no run config and no history: the fields every image boxr makes shares.
+    pub fn linux(diff_ids: Vec<Digest>, created: Option<String>) -> ImageConfig {
+        ImageConfig {
+            created,
+            author: None,
+            architecture: host_architecture().to_owned(),
+            os: "linux".to_owned(),
+            config: None,
+            rootfs: RootFs {
+                kind: "layers".to_owned(),
+                diff_ids,
+            },
+            history: Vec::new(),
+        }
+    }
+}
+
 /// The OCI architecture name of this build of boxr.
 pub fn host_architecture() -> &'static str {
     match std::env::consts::ARCH {

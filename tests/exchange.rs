@@ -7,9 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use boxr::oci::{self, Descriptor, ImageConfig, RootFs};
+use boxr::oci::{self, Descriptor, ImageConfig};
 use support::{
-    Overlay, assert_store_consistent, boxr, busybox_rootfs, have_tool, privileged,
+    Overlay, assert_store_consistent, boxr, busybox_rootfs, have_tool, inspect_image, privileged,
     put_layered_image, sh, tree,
 };
 
@@ -25,9 +25,19 @@ fn import_busybox(w: &Path, store: &Path) -> String {
         .to_owned()
 }
 
-fn inspect(store: &Path, name: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&ok(boxr(store, &["inspect", name]))).unwrap();
-    v[0].clone()
+/// `boxr save bb:1` as an OCI layout directory.
+fn save_oci_dir(store: &Path, dir: &Path) {
+    ok(boxr(
+        store,
+        &[
+            "save",
+            "bb:1",
+            "-o",
+            dir.to_str().unwrap(),
+            "--format",
+            "oci-dir",
+        ],
+    ));
 }
 
 #[test]
@@ -92,7 +102,7 @@ fn save_and_load_round_trip_keeps_the_image() {
         let t = w.path().join(format!("store-{fmt}"));
         let loaded = ok(boxr(&t, &["load", "-i", out.to_str().unwrap()]));
         assert_eq!(loaded, "Loaded image: bb:1\n", "{fmt}");
-        let i = inspect(&t, "bb:1");
+        let i = inspect_image(&t, "bb:1");
         assert_eq!(
             i["Id"], id,
             "{fmt}: the config, and so the Id, is unchanged"
@@ -173,7 +183,7 @@ fn whiteouts_survive_a_save_load_round_trip() {
     ));
     let t = p.join("store2");
     ok(boxr(&t, &["load", "-i", archive.to_str().unwrap()]));
-    let i = inspect(&t, "layered:1");
+    let i = inspect_image(&t, "layered:1");
     let diff_ids: Vec<String> = i["RootFS"]["Layers"]
         .as_array()
         .unwrap()
@@ -204,17 +214,7 @@ fn skopeo_and_umoci_accept_what_boxr_saves() {
     let s = w.path().join("store");
     let id = import_busybox(w.path(), &s);
     let dir = w.path().join("layout");
-    ok(boxr(
-        &s,
-        &[
-            "save",
-            "bb:1",
-            "-o",
-            dir.to_str().unwrap(),
-            "--format",
-            "oci-dir",
-        ],
-    ));
+    save_oci_dir(&s, &dir);
     let out = Command::new("skopeo")
         .arg("inspect")
         .arg(format!("oci:{}:1", dir.display()))
@@ -281,17 +281,7 @@ fn boxr_loads_what_skopeo_and_podman_write() {
     let s = p.join("store");
     let id = import_busybox(p, &s);
     let dir = p.join("layout");
-    ok(boxr(
-        &s,
-        &[
-            "save",
-            "bb:1",
-            "-o",
-            dir.to_str().unwrap(),
-            "--format",
-            "oci-dir",
-        ],
-    ));
+    save_oci_dir(&s, &dir);
     // skopeo: a docker-archive and a zstd-recompressed OCI layout.
     let run = |cmd: &mut Command| {
         let out = cmd.output().unwrap();
@@ -321,9 +311,9 @@ fn boxr_loads_what_skopeo_and_podman_write() {
         ok(boxr(&t2, &["load", "-i", p.join("skz").to_str().unwrap()])),
         "Loaded image: skz:zz\n"
     );
-    assert_eq!(inspect(&t2, "docker.io/skopeo/bb:2")["Id"], id);
+    assert_eq!(inspect_image(&t2, "docker.io/skopeo/bb:2")["Id"], id);
     assert_eq!(
-        inspect(&t2, "skz:zz")["Layers"][0]["mediaType"],
+        inspect_image(&t2, "skz:zz")["Layers"][0]["mediaType"],
         oci::MEDIA_LAYER_ZSTD
     );
     // podman (vfs storage in a private root; no containers run).
@@ -378,13 +368,13 @@ fn boxr_loads_what_skopeo_and_podman_write() {
         ok(boxr(&t3, &["load", "-i", pd_docker.to_str().unwrap()])),
         "Loaded image: localhost/pd:1\n"
     );
-    let from_docker = inspect(&t3, "localhost/pd:1");
+    let from_docker = inspect_image(&t3, "localhost/pd:1");
     assert_eq!(
         ok(boxr(&t3, &["load", "-i", pd_oci.to_str().unwrap()])),
         "Loaded image: localhost/pd:1\n"
     );
     assert_eq!(
-        inspect(&t3, "localhost/pd:1")["Id"],
+        inspect_image(&t3, "localhost/pd:1")["Id"],
         from_docker["Id"],
         "both forms hold the same config"
     );
@@ -409,18 +399,7 @@ fn oci_layout_with_layer(dir: &Path, layer_tar: &[u8]) {
         d
     };
     let layer = put(layer_tar);
-    let config = ImageConfig {
-        created: None,
-        author: None,
-        architecture: oci::host_architecture().into(),
-        os: "linux".into(),
-        config: None,
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![layer],
-        },
-        history: vec![],
-    };
+    let config = ImageConfig::linux(vec![layer], None);
     let cbytes = oci::to_json(&config);
     let c = put(&cbytes);
     let manifest = oci::Manifest {
@@ -595,7 +574,7 @@ fn concurrent_and_killed_loads_leave_a_consistent_store() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(inspect(&s, "big:1")["Id"], id);
+    assert_eq!(inspect_image(&s, "big:1")["Id"], id);
     assert_eq!(fs::read_dir(s.join("layers")).unwrap().count(), 1);
     assert_eq!(fs::read_dir(s.join("tmp")).unwrap().count(), 0);
     assert_store_consistent(&s);
@@ -627,6 +606,6 @@ fn concurrent_and_killed_loads_leave_a_consistent_store() {
     ok(boxr(&k, &["gc"]));
     assert_eq!(fs::read_dir(k.join("tmp")).unwrap().count(), 0);
     ok(boxr(&k, &["load", "-i", archive.to_str().unwrap()]));
-    assert_eq!(inspect(&k, "big:1")["Id"], id);
+    assert_eq!(inspect_image(&k, "big:1")["Id"], id);
     assert_store_consistent(&k);
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{assert_store_consistent, boxr, boxr_in, busybox_rootfs, privileged};
+use support::{assert_store_consistent, boxr, boxr_in, busybox_rootfs, inspect_image, privileged};
 
 fn id_of(out: &(i32, String, String)) -> String {
     assert_eq!(out.0, 0, "{}", out.2);
@@ -58,16 +58,9 @@ fn import_is_reproducible_across_stores_and_forms() {
         .unwrap();
     let dated = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_ne!(dated, a);
-    let i = inspect_one(&s1, "bb:dated");
+    let i = inspect_image(&s1, "bb:dated");
     assert_eq!(i["Created"], "2023-11-14T22:13:20Z");
     assert_store_consistent(&s1);
-}
-
-fn inspect_one(store: &Path, name: &str) -> serde_json::Value {
-    let (c, out, err) = boxr(store, &["inspect", name]);
-    assert_eq!(c, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
 }
 
 #[test]
@@ -100,9 +93,9 @@ fn images_rmi_and_gc() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);
     // Look-ups by id prefix and full id; an ambiguous or unknown one fails.
-    assert_eq!(inspect_one(&s, &id[7..14])["Id"], id);
+    assert_eq!(inspect_image(&s, &id[7..14])["Id"], id);
     assert_eq!(
-        inspect_one(&s, &id)["RepoTags"].as_array().unwrap().len(),
+        inspect_image(&s, &id)["RepoTags"].as_array().unwrap().len(),
         2
     );
     let (c, _, err) = boxr(&s, &["inspect", "nothing:here"]);
@@ -128,7 +121,7 @@ fn images_rmi_and_gc() {
     );
     assert_eq!(fs::read_dir(s.join("tmp")).unwrap().count(), 0);
     assert_eq!(
-        inspect_one(&s, "bb")["Id"],
+        inspect_image(&s, "bb")["Id"],
         id,
         "what is referenced survives"
     );
@@ -223,7 +216,7 @@ fn a_killed_import_leaves_nothing_visible_and_gc_cleans_up() {
     assert_eq!(c, 0, "{out}");
     assert_eq!(fs::read_dir(s.join("tmp")).unwrap().count(), 0);
     let id = id_of(&boxr(&s, &["import", rootfs.to_str().unwrap(), "big:1"]));
-    assert_eq!(inspect_one(&s, "big:1")["Id"], id);
+    assert_eq!(inspect_image(&s, "big:1")["Id"], id);
     assert_store_consistent(&s);
 }
 

@@ -192,29 +192,30 @@ pub fn have_tool(test: &str, tool: &str) -> bool {
 /// Adds an image made of `layers` (directories in overlay format, bottom first) to the store at
 /// `store`, tagged `name`, through the library (no build command exists yet).
 pub fn put_layered_image(store: &Path, layers: &[&Path], name: &str) {
-    use boxr::oci::{self, Descriptor, History, ImageConfig, RootFs};
+    use boxr::oci::{self, Descriptor, History, ImageConfig};
     use boxr::store::{Access, Store};
     let st = Store::open(store, Access::Shared).unwrap();
     let metas: Vec<_> = layers
         .iter()
         .map(|l| st.add_layer_from_dir(l, 0).unwrap())
         .collect();
-    let config = ImageConfig {
-        created: Some(oci::rfc3339(0)),
-        author: None,
-        architecture: oci::host_architecture().into(),
-        os: "linux".into(),
-        config: None,
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: metas.iter().map(|m| m.diff_id).collect(),
-        },
-        history: vec![History::default(); metas.len()],
-    };
+    let mut config = ImageConfig::linux(
+        metas.iter().map(|m| m.diff_id).collect(),
+        Some(oci::rfc3339(0)),
+    );
+    config.history = vec![History::default(); metas.len()];
     let descs = metas
         .iter()
         .map(|m| Descriptor::new(oci::MEDIA_LAYER, m.diff_id, m.size))
         .collect();
     let img = st.put_image(&config, descs).unwrap();
     st.set_ref(name, img.manifest_digest).unwrap();
+}
+
+/// `boxr inspect NAME`, which must succeed: the image's JSON object.
+pub fn inspect_image(store: &Path, name: &str) -> serde_json::Value {
+    let (c, out, err) = boxr(store, &["inspect", name]);
+    assert_eq!(c, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use super::image::ref_key;
 use super::{Image, LayerMeta, Store, StoreError, io_err, remove_tree};
 use crate::layer::{self, WriteOptions, compress};
-use crate::oci::{self, Descriptor, History, ImageConfig, RootFs};
+use crate::oci::{self, Descriptor, History, ImageConfig};
 
 /// Removes a staging directory unless disarmed (on every error path).
 struct Staged<'a> {
@@ -111,22 +111,12 @@ impl Store {
             self.add_layer_from_tar(f, &[], Some(epoch))?
         };
         let created = oci::rfc3339(epoch as i64);
-        let config = ImageConfig {
-            created: Some(created.clone()),
-            author: None,
-            architecture: oci::host_architecture().to_owned(),
-            os: "linux".to_owned(),
-            config: None,
-            rootfs: RootFs {
-                kind: "layers".to_owned(),
-                diff_ids: vec![layer.diff_id],
-            },
-            history: vec![History {
-                created: Some(created),
-                created_by: Some("boxr import".to_owned()),
-                ..Default::default()
-            }],
-        };
+        let mut config = ImageConfig::linux(vec![layer.diff_id], Some(created.clone()));
+        config.history = vec![History {
+            created: Some(created),
+            created_by: Some("boxr import".to_owned()),
+            ..Default::default()
+        }];
         let img = self.put_image(
             &config,
             vec![Descriptor::new(oci::MEDIA_LAYER, layer.diff_id, layer.size)],
