@@ -1,9 +1,11 @@
 //! boxr: a daemonless container build-and-run tool. See ARCHITECTURE in the book for the map.
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod digest;
+pub mod ignore;
 pub mod layer;
 pub mod manifest;
 pub mod oci;

@@ -416,6 +416,7 @@ fn create(
         remove_on_exit: opts.remove.then(|| dir.to_owned()),
         keep_fd: Some(store.lock_fd()),
         console_fd: None,
+        die_with_parent: false,
     })
 }
 

@@ -308,3 +308,29 @@ impl Read for Exact<'_> {
         Ok(n)
     }
 }
+
+/// Removes the attributes overlay writes into an upper dir (`origin`, `impure`, `nlink`, ...)
+/// except the opaque marker, so the committed dir is a clean layer in overlay format (it is a
+/// lowerdir of later steps, where stale `origin`s would point at inodes of another mount).
+pub fn strip_overlay_xattrs(root: &Path) -> Result<(), LayerError> {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.map_err(|e| {
+            let p = e.path().unwrap_or(root).to_owned();
+            LayerError::Read {
+                path: p,
+                source: e.into(),
+            }
+        })?;
+        if entry.path_is_symlink() {
+            continue;
+        }
+        let path = entry.path();
+        for name in xattr::list(path).map_err(read_err(path))? {
+            let n = name.to_string_lossy();
+            if n.starts_with("trusted.overlay.") && n != super::OPAQUE_XATTR {
+                xattr::remove(path, &name).map_err(read_err(path))?;
+            }
+        }
+    }
+    Ok(())
+}

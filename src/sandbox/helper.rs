@@ -64,7 +64,17 @@ pub(super) fn cloexec_all_fds() {
 
 /// Reads a JSON value from an inherited memfd and closes it.
 pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
-    let owned = super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?;
+    let owned = if fd == 0 {
+        // A spec on stdin ([`super::spawn`]): a duplicate is ours to read; the caller then
+        // points descriptor 0 at /dev/null.
+        use std::os::fd::AsFd;
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("cannot read the spec from stdin: {e}"))?
+    } else {
+        super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?
+    };
     let mut f = File::from(owned);
     f.rewind()
         .map_err(|e| format!("cannot read the spec: {e}"))?;
@@ -75,8 +85,14 @@ pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T,
 }
 
 /// Writes a JSON value into a new memfd that survives exec (for the next process to read).
-pub(super) fn spec_memfd<T: serde::Serialize>(value: &T) -> Result<OwnedFd, String> {
-    let fd = memfd_create("boxr-spec", MFdFlags::empty()).map_err(|e| format!("memfd: {e}"))?;
+/// `cloexec`: for a child started with the descriptor as its stdin (dup2 clears the flag).
+pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Result<OwnedFd, String> {
+    let flags = if cloexec {
+        MFdFlags::MFD_CLOEXEC
+    } else {
+        MFdFlags::empty()
+    };
+    let fd = memfd_create("boxr-spec", flags).map_err(|e| format!("memfd: {e}"))?;
     let mut f = File::from(fd);
     f.write_all(&serde_json::to_vec(value).expect("serializes"))
         .map_err(|e| format!("cannot write the spec: {e}"))?;
@@ -110,6 +126,18 @@ pub fn main(spec_fd: i32) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
     };
+    if spec_fd == 0
+        && let Err(e) = stdin_from_dev_null()
+    {
+        return fail(125, &e);
+    }
+    if spec.die_with_parent {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        // The parent may have died before the line above: then nobody waits for us.
+        if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+            return fail(125, "the build that started this step is gone");
+        }
+    }
     if let Some(fd) = spec.keep_fd {
         // Held (the store lock) until this process exits, but not by the container.
         let _ = sys::set_cloexec(fd);
@@ -122,6 +150,13 @@ pub fn main(spec_fd: i32) -> i32 {
         eprintln!("boxr: cannot remove {}: {e}", dir.display());
     }
     code
+}
+
+/// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
+/// place once it is read.
+pub(super) fn stdin_from_dev_null() -> Result<(), String> {
+    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| format!("dup2: {}", e.desc()))
 }
 
 fn fail(code: i32, message: &str) -> i32 {
@@ -245,7 +280,7 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     {
         return err(format!("cannot bring up the loopback interface: {e}"));
     }
-    let fd = match spec_memfd(spec) {
+    let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(m) => return err(m),
     };

@@ -7,6 +7,7 @@
 //! from a sealed memfd copy of boxr, see `init`) or the command itself. The only `unsafe` code of
 //! boxr is in `sys`.
 
+pub mod fsop;
 mod helper;
 mod init;
 pub mod process;
@@ -26,6 +27,8 @@ pub use spec::*;
 pub const HELPER_ARG: &str = "__sandbox";
 /// The hidden subcommand of the init.
 pub const INIT_ARG: &str = "__init";
+/// The hidden subcommand of the filesystem-step helper.
+pub const FSOP_ARG: &str = "__fsop";
 
 /// Why the sandbox could not be started.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -36,7 +39,7 @@ pub struct SandboxError(pub String);
 /// Replaces this process with the sandbox helper running `spec`; `boxr run` in the foreground
 /// becomes the helper, so signals from the terminal reach it directly. Returns only on failure.
 pub fn exec(spec: &SandboxSpec) -> SandboxError {
-    let fd = match helper::spec_memfd(spec) {
+    let fd = match helper::spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError(e),
     };
@@ -74,4 +77,48 @@ pub fn helper_main(spec_fd: i32) -> i32 {
 /// `boxr __init --spec-fd N` (PID 1 of a container).
 pub fn init_main(spec_fd: i32) -> i32 {
     init::main(spec_fd)
+}
+
+/// Starts the sandbox helper as a child (build steps). The spec reaches it as its stdin, a
+/// descriptor no other child can inherit (threads of the caller may be spawning at the same
+/// time); its output goes where `stdout` and `stderr` say. With `spec.die_with_parent` it is
+/// killed when the calling thread exits.
+pub fn spawn(
+    spec: &SandboxSpec,
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Result<std::process::Child, SandboxError> {
+    spawn_helper(HELPER_ARG, spec, stdout, stderr)
+}
+
+/// Starts a filesystem step (`copy`, `workdir`) in its own helper; see [`fsop`].
+pub fn spawn_fsop(
+    spec: &fsop::FsOpSpec,
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Result<std::process::Child, SandboxError> {
+    spawn_helper(FSOP_ARG, spec, stdout, stderr)
+}
+
+fn spawn_helper<T: serde::Serialize>(
+    arg: &str,
+    spec: &T,
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Result<std::process::Child, SandboxError> {
+    use std::os::unix::process::CommandExt;
+    let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
+    std::process::Command::new("/proc/self/exe")
+        .arg0("boxr")
+        .args([arg, "--spec-fd", "0"])
+        .stdin(std::process::Stdio::from(fd))
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| SandboxError(format!("cannot start the helper: {e}")))
+}
+
+/// `boxr __fsop --spec-fd N`.
+pub fn fsop_main(spec_fd: i32) -> i32 {
+    fsop::main(spec_fd)
 }

@@ -27,6 +27,10 @@ pub struct SandboxSpec {
     /// helper).
     #[serde(default)]
     pub console_fd: Option<i32>,
+    /// Kill the sandbox when the process that started it dies (build steps: a killed
+    /// `boxr build` leaves no step running).
+    #[serde(default)]
+    pub die_with_parent: bool,
 }
 
 /// The root filesystem: an overlay of image layers plus a private upper dir.
