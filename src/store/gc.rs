@@ -15,6 +15,8 @@ pub struct GcReport {
     pub blobs: usize,
     pub layers: usize,
     pub tmp: usize,
+    /// Build cache entries removed (with `build_cache`, or whose layer was gone).
+    pub cache_entries: usize,
     pub bytes: u64,
     /// Refs whose image could not be read (left in place, reported).
     pub broken_refs: Vec<String>,
@@ -33,11 +35,31 @@ fn tree_size(p: &Path) -> u64 {
 impl Store {
     /// Removes unreferenced blobs and layers and stale temporary files. The store must have
     /// been opened with [`Access::Exclusive`].
-    pub fn gc(&self, access: Access) -> Result<GcReport, StoreError> {
+    ///
+    /// The build cache keeps its layers (so a later build hits) unless `build_cache` is set:
+    /// then every cache entry and cache mount goes too, as `docker builder prune` does.
+    pub fn gc(&self, access: Access, build_cache: bool) -> Result<GcReport, StoreError> {
         assert_eq!(access, Access::Exclusive, "gc needs the store to itself");
         let mut report = GcReport::default();
         let mut blobs: BTreeSet<Digest> = BTreeSet::new();
         let mut layers: BTreeSet<Digest> = BTreeSet::new();
+        for (path, entry) in self.cache_entries()? {
+            match entry.layer {
+                Some((d, _)) if !build_cache && self.has_layer(&d) => {
+                    layers.insert(d);
+                }
+                None if !build_cache => {}
+                _ => {
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    report.cache_entries += 1;
+                }
+            }
+        }
+        let mounts = self.root.join("cache-mounts");
+        if build_cache && mounts.exists() {
+            report.bytes += tree_size(&mounts);
+            remove_tree(&mounts)?;
+        }
         for (name, d) in self.refs()? {
             match self.image(&d) {
                 Ok(img) => {

@@ -18,6 +18,7 @@
 //! takes it exclusively, so it never collects something a running command is about to publish,
 //! and whatever is left in `tmp/` then belongs to no live process.
 
+mod cache;
 mod error;
 pub mod exchange;
 mod gc;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+pub use cache::CacheEntry;
 pub use error::StoreError;
 use error::io_err;
 pub use gc::GcReport;
@@ -151,6 +153,11 @@ impl Store {
 
     /// Stores a small blob (JSON) durably and returns its digest.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let d = Digest::of(bytes);
+        if self.has_blob(&d) {
+            // Blobs are immutable: one that is there is complete (it was renamed into place).
+            return Ok(d);
+        }
         let mut w = self.blob_writer()?;
         w.write_all(bytes).map_err(io_err("write", &w.path))?;
         w.commit(None, true)

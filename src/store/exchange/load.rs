@@ -42,6 +42,25 @@ impl Store {
         result
     }
 
+    /// The image `digest` (a manifest, or an index whose entry for this platform is taken) of
+    /// the OCI layout directory `layout`, loaded without naming it (an `oci:` build base).
+    pub fn load_oci_image(&self, layout: &Path, digest: &Digest) -> Result<Image, StoreError> {
+        if let Ok(img) = self.image(digest) {
+            return Ok(img);
+        }
+        let src = Source::open(layout)?;
+        let bytes = read_verified(&src, digest)?;
+        let media: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("{digest}: {e}")))?;
+        let manifest = match media["mediaType"].as_str() {
+            Some(oci::MEDIA_INDEX | oci::DOCKER_MANIFEST_LIST) => {
+                self.pick_platform(&src, digest)?
+            }
+            _ => *digest,
+        };
+        self.load_oci_manifest(&src, &manifest)
+    }
+
     fn load_in(&self, path: &Path, work: &Path) -> Result<Vec<Loaded>, StoreError> {
         // A compressed archive (`docker save | gzip`) is decompressed once to a temp file so
         // its members can be read by offset.

@@ -34,7 +34,7 @@ impl Drop for Staged<'_> {
 impl Store {
     /// Unpacks a layer tar (plain, gzip or zstd) into a new staged layer, re-commits it with
     /// boxr's reproducible writer, and publishes it. Returns the layer's meta.
-    fn add_layer_from_tar(
+    pub fn add_layer_from_tar(
         &self,
         tar: impl Read,
         lowers: &[&Path],
