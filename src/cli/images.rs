@@ -172,18 +172,25 @@ pub fn rmi(args: &RmiArgs, settings: &Settings) -> i32 {
             code = exit::INVALID;
         }
     }
-    if let Err(e) = store.gc(Access::Exclusive) {
+    if let Err(e) = store.gc(Access::Exclusive, false) {
         return fail_with(&settings.printer, &e);
     }
     code
 }
 
-pub fn gc(settings: &Settings) -> i32 {
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Also remove the build cache: cached steps and `cache` mounts
+    #[arg(long)]
+    build_cache: bool,
+}
+
+pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
     let store = match open(settings, Access::Exclusive) {
         Ok(s) => s,
         Err(c) => return c,
     };
-    match store.gc(Access::Exclusive) {
+    match store.gc(Access::Exclusive, args.build_cache) {
         Ok(r) => {
             if settings.printer.is_json() {
                 settings.printer.data(format!(
@@ -192,11 +199,13 @@ pub fn gc(settings: &Settings) -> i32 {
                 ));
             } else {
                 settings.printer.out(format!(
-                    "removed {} blob{}, {} layer{}, {} temporary item{}; freed {}",
+                    "removed {} blob{}, {} layer{}, {} cache entr{}, {} temporary item{}; freed {}",
                     r.blobs,
                     plural(r.blobs),
                     r.layers,
                     plural(r.layers),
+                    r.cache_entries,
+                    if r.cache_entries == 1 { "y" } else { "ies" },
                     r.tmp,
                     plural(r.tmp),
                     human_size(r.bytes)

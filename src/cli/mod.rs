@@ -1,10 +1,12 @@
 //! The `boxr` command line: clap types, settings, output. Each command is a few lines that call
 //! one library function and print its result.
 
+mod build;
 mod check;
 mod images;
 mod plan;
 pub mod printer;
+mod progress;
 mod run;
 
 use std::collections::BTreeMap;
@@ -74,6 +76,8 @@ enum Commands {
     Check(check::CheckArgs),
     /// Show the build steps of a manifest with their cache keys
     Plan(plan::PlanArgs),
+    /// Build the images of a manifest
+    Build(build::BuildArgs),
     /// Run a command in a new container
     Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem directory or tarball
@@ -91,7 +95,7 @@ enum Commands {
     /// Remove images
     Rmi(images::RmiArgs),
     /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
-    Gc,
+    Gc(images::GcArgs),
     /// Manage named volumes
     #[command(subcommand)]
     Volume(images::VolumeCommand),
@@ -107,6 +111,9 @@ enum Commands {
     /// (internal) a container's init
     #[command(name = "__init", hide = true)]
     Init(run::InternalArgs),
+    /// (internal) a filesystem build step
+    #[command(name = "__fsop", hide = true)]
+    FsOp(run::InternalArgs),
 }
 
 /// Settings resolved once from flags and the environment.
@@ -217,9 +224,11 @@ pub fn main() -> i32 {
     match &cli.command {
         Commands::Check(args) => check::run(args, &settings),
         Commands::Plan(args) => plan::run(args, &settings),
+        Commands::Build(args) => build::run(args, &settings),
         Commands::Run(args) => run::run(args, &settings),
         Commands::SandboxHelper(args) => run::helper(args),
         Commands::Init(args) => run::init(args),
+        Commands::FsOp(args) => run::fsop(args),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),
@@ -227,7 +236,7 @@ pub fn main() -> i32 {
         Commands::Save(args) => images::save(args, &settings),
         Commands::Load(args) => images::load(args, &settings),
         Commands::Rmi(args) => images::rmi(args, &settings),
-        Commands::Gc => images::gc(&settings),
+        Commands::Gc(args) => images::gc(args, &settings),
         Commands::Volume(cmd) => images::volume(cmd, &settings),
         Commands::Completions { shell } => {
             let mut buf = Vec::new();

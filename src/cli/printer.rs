@@ -60,6 +60,23 @@ impl Printer {
         }
     }
 
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A closing remark on stderr (suppressed by `-q`; in JSON mode, a JSON line).
+    pub fn note(&self, line: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
+        let mut e = std::io::stderr().lock();
+        if self.is_json() {
+            let _ = writeln!(e, "{}", serde_json::json!({"note": line.as_ref()}));
+        } else {
+            let _ = writeln!(e, "{}", line.as_ref());
+        }
+    }
+
     /// Data on stdout that `-q` does not suppress (JSON, completions, ids).
     pub fn data(&self, text: impl AsRef<str>) {
         let mut o = std::io::stdout().lock();

@@ -130,3 +130,7 @@ pub fn helper(args: &InternalArgs) -> i32 {
 pub fn init(args: &InternalArgs) -> i32 {
     crate::sandbox::init_main(args.spec_fd)
 }
+
+pub fn fsop(args: &InternalArgs) -> i32 {
+    crate::sandbox::fsop_main(args.spec_fd)
+}

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::key::{Digest256, KeyHasher};
+use crate::ignore::Ignore;
 
 /// Why an input could not be hashed.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +46,12 @@ pub fn is_glob(source: &str) -> bool {
 
 /// The digest of a `copy`'s sources in the build context, with `chmod` (if any) replacing the
 /// modes as the copy will.
+/// Entries `.boxrignore` excludes are not hashed (a copy does not see them).
 pub fn copy_sources(
     context: &Path,
     sources: &[&str],
     chmod: Option<u32>,
+    ignore: &Ignore,
 ) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(context).map_err(io_err(context))?;
     let mut h = KeyHasher::new();
@@ -57,8 +60,16 @@ pub fn copy_sources(
         let rel = source.trim_start_matches('/');
         let matches = if is_glob(rel) {
             glob(&root, rel)?
+                .into_iter()
+                .filter(|m| !ignore.is_ignored(&rel_str(&root, m)))
+                .collect()
         } else {
-            vec![literal(&root, rel)?]
+            let m = literal(&root, rel)?;
+            if ignore.is_ignored(&rel_str(&root, &m)) {
+                Vec::new()
+            } else {
+                vec![m]
+            }
         };
         if matches.is_empty() {
             return Err(InputError::NotFound {
@@ -67,7 +78,7 @@ pub fn copy_sources(
             });
         }
         for m in matches {
-            hash_tree(&root, &m, chmod, false, &mut h)?;
+            hash_tree(&root, &m, chmod, false, ignore, &mut h)?;
         }
     }
     Ok(h.finish())
@@ -78,7 +89,7 @@ pub fn copy_sources(
 pub fn dir_base(dir: &Path) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(dir).map_err(io_err(dir))?;
     let mut h = KeyHasher::new();
-    hash_tree(&root, &root, None, true, &mut h)?;
+    hash_tree(&root, &root, None, true, &Ignore::default(), &mut h)?;
     Ok(h.finish())
 }
 
@@ -210,17 +221,27 @@ fn hash_tree(
     start: &Path,
     chmod: Option<u32>,
     owners: bool,
+    ignore: &Ignore,
     h: &mut KeyHasher,
 ) -> Result<(), InputError> {
-    for entry in walkdir::WalkDir::new(start)
+    let walk = walkdir::WalkDir::new(start)
         .follow_links(false)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|e| {
+            let rel = rel_str(root, e.path());
+            !ignore.is_ignored(&rel) || (e.file_type().is_dir() && ignore.may_reinclude_below(&rel))
+        });
+    for entry in walk {
         let entry = entry.map_err(|e| InputError::Io {
             path: e.path().unwrap_or(start).to_owned(),
             source: e.into(),
         })?;
         let path = entry.path();
+        if entry.file_type().is_dir() && ignore.is_ignored(&rel_str(root, path)) {
+            // Walked only for what an exception re-includes below it.
+            continue;
+        }
         let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
         let rel = path.strip_prefix(root).unwrap_or(path);
         let ft = meta.file_type();
@@ -269,6 +290,14 @@ fn hash_tree(
     Ok(())
 }
 
+/// `path` relative to `root`, `/`-separated.
+fn rel_str(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn copy_into(r: &mut impl Read, h: &mut Sha256) -> io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -298,39 +327,52 @@ mod tests {
     #[test]
     fn content_not_mtime() {
         let d = ctx();
-        let a = copy_sources(d.path(), &["src"], None).unwrap();
+        let a = copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap();
         let f = fs::File::options()
             .write(true)
             .open(d.path().join("src/a.c"))
             .unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(a, copy_sources(d.path(), &["src"], None).unwrap());
+        assert_eq!(
+            a,
+            copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap()
+        );
         fs::write(d.path().join("src/a.c"), "int A;").unwrap();
-        assert_ne!(a, copy_sources(d.path(), &["src"], None).unwrap());
+        assert_ne!(
+            a,
+            copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap()
+        );
     }
 
     #[test]
     fn mode_matters_unless_chmod_overrides_it() {
         let d = ctx();
         let p = d.path().join("Makefile");
-        let before = copy_sources(d.path(), &["Makefile"], None).unwrap();
-        let before_chmod = copy_sources(d.path(), &["Makefile"], Some(0o755)).unwrap();
+        let before = copy_sources(d.path(), &["Makefile"], None, &Ignore::default()).unwrap();
+        let before_chmod =
+            copy_sources(d.path(), &["Makefile"], Some(0o755), &Ignore::default()).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-        assert_ne!(before, copy_sources(d.path(), &["Makefile"], None).unwrap());
+        assert_ne!(
+            before,
+            copy_sources(d.path(), &["Makefile"], None, &Ignore::default()).unwrap()
+        );
         assert_eq!(
             before_chmod,
-            copy_sources(d.path(), &["Makefile"], Some(0o755)).unwrap()
+            copy_sources(d.path(), &["Makefile"], Some(0o755), &Ignore::default()).unwrap()
         );
     }
 
     #[test]
     fn globs_do_not_cross_slashes() {
         let d = ctx();
-        let one = copy_sources(d.path(), &["src/*.c"], None).unwrap();
+        let one = copy_sources(d.path(), &["src/*.c"], None, &Ignore::default()).unwrap();
         fs::write(d.path().join("src/sub/c.c"), "int c;").unwrap();
-        assert_eq!(one, copy_sources(d.path(), &["src/*.c"], None).unwrap());
+        assert_eq!(
+            one,
+            copy_sources(d.path(), &["src/*.c"], None, &Ignore::default()).unwrap()
+        );
         assert!(matches!(
-            copy_sources(d.path(), &["*.rs"], None),
+            copy_sources(d.path(), &["*.rs"], None, &Ignore::default()),
             Err(InputError::NotFound { .. })
         ));
     }
@@ -342,10 +384,10 @@ mod tests {
         fs::write(outside.path().join("secret"), "x").unwrap();
         symlink(outside.path(), d.path().join("link")).unwrap();
         assert!(matches!(
-            copy_sources(d.path(), &["link/secret"], None),
+            copy_sources(d.path(), &["link/secret"], None, &Ignore::default()),
             Err(InputError::Outside { .. })
         ));
         // The link itself is hashed as a link, not followed.
-        assert!(copy_sources(d.path(), &["link"], None).is_ok());
+        assert!(copy_sources(d.path(), &["link"], None, &Ignore::default()).is_ok());
     }
 }

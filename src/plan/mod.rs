@@ -63,6 +63,9 @@ pub enum PlanError {
         #[label("not in the store")]
         span: Span,
     },
+    #[error("{message}")]
+    #[diagnostic(code(boxr::plan::ignore))]
+    Ignore { message: String },
     #[error("no image named `{name}` in this manifest")]
     #[diagnostic(code(boxr::plan::unknown_target))]
     UnknownTarget {
@@ -172,8 +175,11 @@ impl ImageConfig {
 pub fn plan(manifest: &Manifest, opts: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
     let wanted = wanted_images(manifest, opts.targets)?;
     let order = topological(manifest, &wanted);
+    let ignore = crate::ignore::Ignore::load(opts.context)
+        .map_err(|message| vec![PlanError::Ignore { message }])?;
     let mut planner = Planner {
         opts,
+        ignore,
         steps: Vec::new(),
         images: Vec::new(),
         done: HashMap::new(),
@@ -296,6 +302,8 @@ fn topological<'m>(manifest: &'m Manifest, wanted: &BTreeSet<&str>) -> Vec<&'m I
 
 struct Planner<'a> {
     opts: &'a PlanOptions<'a>,
+    /// The context's `.boxrignore`.
+    ignore: crate::ignore::Ignore,
     steps: Vec<Step>,
     images: Vec<PlannedImage>,
     /// Image name → (its last step, its config).
@@ -660,7 +668,7 @@ impl Planner<'_> {
         let chmod = copy.chmod.as_ref().map(|m| m.value);
         let mut needs = Vec::new();
         let (from, input) = match &copy.from {
-            None => match inputs::copy_sources(self.opts.context, &sources, chmod) {
+            None => match inputs::copy_sources(self.opts.context, &sources, chmod, &self.ignore) {
                 Ok(d) => (Value::Null, d.to_string()),
                 Err(e) => {
                     let at = match &e {

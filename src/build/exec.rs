@@ -1,0 +1,659 @@
+//! Running one step: a cache lookup, and on a miss the work itself — a base imported or
+//! loaded, a `run` in a sandbox, a `copy` or `workdir` in the fs helper — then the upper dir
+//! committed as a layer and the result cached.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::Value;
+
+use super::{BuildError, Ctx, Event, Scratch, State};
+use crate::digest::Digest;
+use crate::layer::{self, WriteOptions};
+use crate::manifest::Base;
+use crate::plan::Step;
+use crate::sandbox::fsop::{FsOp, FsOpSpec, FsSource};
+use crate::sandbox::{
+    self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, SecuritySpec,
+};
+use crate::store::{CacheEntry, LayerMeta, StoreError};
+
+/// How many lines of a failed step's output its error shows.
+const TAIL: usize = 12;
+
+/// Runs (or finds in the cache) one step on top of its parent's result.
+pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
+    let mut state = match step.parent {
+        Some(p) => {
+            let mut s = ctx.results[p].get().expect("the parent is done").clone();
+            if ctx.plan.steps[p].image != step.image {
+                // A new image over an in-file base: its own `cmd` is not set yet.
+                s.cmd_set = false;
+            }
+            s
+        }
+        None => State::scratch(),
+    };
+    match step.op {
+        "from" => from(ctx, step),
+        "run" | "copy" | "workdir" => {
+            let layer = cached_or(ctx, step, |ctx| match step.op {
+                "run" => run(ctx, step, &state),
+                "copy" => copy(ctx, step, &state),
+                _ => workdir(ctx, step, &state),
+            })?;
+            if step.op == "workdir" {
+                state.apply_config(&step.definition);
+            }
+            if let Some((d, size)) = layer {
+                state.push_layer(d, size);
+            }
+            state.record(step.description.clone(), &ctx.created, layer.is_none());
+            Ok(state)
+        }
+        _ => {
+            state.apply_config(&step.definition);
+            state.record(step.description.clone(), &ctx.created, true);
+            Ok(state)
+        }
+    }
+}
+
+/// Looks the step up in the cache; on a miss runs `work` and caches what it made.
+fn cached_or(
+    ctx: &Ctx,
+    step: &Step,
+    work: impl FnOnce(&Ctx) -> Result<Option<(Digest, u64)>, BuildError>,
+) -> Result<Option<(Digest, u64)>, BuildError> {
+    if !ctx.opts.no_cache
+        && let Some(entry) = ctx.store.cache_get(&step.key)
+        && (entry.layer.is_none() || entry.clamp_mtime == ctx.opts.epoch)
+    {
+        ctx.cached.fetch_add(1, Ordering::SeqCst);
+        ctx.reporter.event(Event::Cached { step });
+        return Ok(entry.layer);
+    }
+    ctx.reporter.event(Event::Running { step });
+    let started = Instant::now();
+    let result = work(ctx);
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(layer) => {
+            ctx.store.cache_put(
+                &step.key,
+                &CacheEntry {
+                    layer,
+                    clamp_mtime: ctx.opts.epoch,
+                },
+            )?;
+            ctx.ran.fetch_add(1, Ordering::SeqCst);
+            ctx.reporter.event(Event::Done {
+                step,
+                seconds,
+                layer: layer.map(|(_, s)| s),
+            });
+            Ok(layer)
+        }
+        Err(e) => {
+            ctx.reporter.event(Event::Failed { step, seconds });
+            Err(e)
+        }
+    }
+}
+
+/// A base: scratch, a directory or tarball (imported as one layer), an OCI layout, or an image
+/// of the store.
+fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
+    let img = ctx
+        .manifest
+        .image(&step.image)
+        .expect("a planned image is in the manifest");
+    let dir = ctx.opts.manifest_dir;
+    let under = |p: &str| -> PathBuf {
+        if dir == Path::new(".") {
+            PathBuf::from(p)
+        } else {
+            dir.join(p)
+        }
+    };
+    let err = |m: String| ctx.step_error(step, m);
+    let mut state = State::scratch();
+    match &img.from.value {
+        Base::Scratch => return Ok(state),
+        Base::Dir(p) => {
+            let path = under(p);
+            let layer = cached_or(ctx, step, |ctx| {
+                let meta = ctx.store.add_layer_from_dir(&path, ctx.opts.epoch)?;
+                Ok(Some((meta.diff_id, meta.size)))
+            })?;
+            if let Some((d, s)) = layer {
+                state.push_layer(d, s);
+            }
+        }
+        Base::Tar(p) => {
+            let path = under(p);
+            let layer = cached_or(ctx, step, |ctx| {
+                let f = File::open(&path).map_err(|e| {
+                    ctx.step_error(step, format!("cannot open {}: {e}", path.display()))
+                })?;
+                let meta = ctx.store.add_layer_from_tar(f, &[], Some(ctx.opts.epoch))?;
+                Ok(Some((meta.diff_id, meta.size)))
+            })?;
+            if let Some((d, s)) = layer {
+                state.push_layer(d, s);
+            }
+        }
+        Base::Oci { path, tag } => {
+            let layout = under(path);
+            let digest = crate::plan::inputs::oci_manifest(&layout, tag.as_deref())
+                .map_err(|e| err(e.to_string()))?;
+            let digest =
+                Digest::parse(&digest).ok_or_else(|| err(format!("bad digest {digest}")))?;
+            let image = if ctx.store.image(&digest).is_ok() {
+                ctx.cached.fetch_add(1, Ordering::SeqCst);
+                ctx.reporter.event(Event::Cached { step });
+                ctx.store.image(&digest)?
+            } else {
+                ctx.reporter.event(Event::Running { step });
+                let t = Instant::now();
+                let image = ctx.store.load_oci_image(&layout, &digest)?;
+                ctx.ran.fetch_add(1, Ordering::SeqCst);
+                ctx.reporter.event(Event::Done {
+                    step,
+                    seconds: t.elapsed().as_secs_f64(),
+                    layer: None,
+                });
+                image
+            };
+            return Ok(State::of_image(&image));
+        }
+        Base::Store(r) => {
+            let image = ctx.store.resolve(&r.to_string())?;
+            ctx.cached.fetch_add(1, Ordering::SeqCst);
+            ctx.reporter.event(Event::Cached { step });
+            return Ok(State::of_image(&image));
+        }
+        Base::Image(_) => unreachable!("an in-file base has no step of its own"),
+    }
+    state.record(step.description.clone(), &ctx.created, false);
+    Ok(state)
+}
+
+/// The layer roots of a state, topmost first (overlay lowerdir order).
+fn lowers(ctx: &Ctx, step: &Step, state: &State) -> Result<Vec<PathBuf>, BuildError> {
+    let mut out = Vec::new();
+    for (_, d) in state.layers.iter().rev() {
+        if !ctx.store.has_layer(d) {
+            return Err(ctx.step_error(
+                step,
+                format!("layer {d} of the base is missing from the store"),
+            ));
+        }
+        out.push(ctx.store.layer_root(d));
+    }
+    Ok(out)
+}
+
+/// The directories of one step: scratch (work dir, mount point, ...) and the staged layer
+/// whose `root` is the overlay's upper dir.
+struct StepDirs {
+    scratch: Scratch,
+    staged: Scratch,
+    lowers: Vec<PathBuf>,
+}
+
+impl StepDirs {
+    fn new(ctx: &Ctx, step: &Step, state: &State) -> Result<StepDirs, BuildError> {
+        let scratch = Scratch(ctx.store.tmp_dir("step-")?);
+        for d in ["work", "mnt", "empty", "src"] {
+            let p = scratch.0.join(d);
+            fs::create_dir(&p).map_err(|e| StoreError::Io {
+                action: "create",
+                path: p.clone(),
+                source: e,
+            })?;
+        }
+        let staged = Scratch(ctx.store.stage_layer()?);
+        let mut lowers = lowers(ctx, step, state)?;
+        if lowers.is_empty() {
+            lowers.push(scratch.0.join("empty"));
+        }
+        Ok(StepDirs {
+            scratch,
+            staged,
+            lowers,
+        })
+    }
+
+    fn rootfs(&self) -> RootfsSpec {
+        RootfsSpec {
+            lowers: self.lowers.clone(),
+            upper: self.staged.0.join("root"),
+            work: self.scratch.0.join("work"),
+            target: self.scratch.0.join("mnt"),
+            read_only: false,
+        }
+    }
+
+    /// Commits the upper dir: no layer when the step changed nothing, else the layer is
+    /// published under its DiffID.
+    fn commit(self, ctx: &Ctx) -> Result<Option<(Digest, u64)>, BuildError> {
+        let StepDirs {
+            scratch, staged, ..
+        } = self;
+        // The overlay's work dir goes first: it is on the same filesystem and may be large.
+        drop(scratch);
+        let root = staged.0.join("root");
+        let empty = fs::read_dir(&root)
+            .map_err(|e| StoreError::Io {
+                action: "read",
+                path: root.clone(),
+                source: e,
+            })?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(None);
+        }
+        layer::write::strip_overlay_xattrs(&root).map_err(StoreError::from)?;
+        let stats = layer::diff_id(
+            &root,
+            WriteOptions {
+                clamp_mtime: Some(ctx.opts.epoch),
+            },
+        )
+        .map_err(StoreError::from)?;
+        let meta = LayerMeta {
+            diff_id: stats.diff_id,
+            size: stats.size,
+            clamp_mtime: Some(ctx.opts.epoch),
+        };
+        ctx.store.put_layer(&staged.0, &meta)?;
+        Ok(Some((meta.diff_id, meta.size)))
+    }
+}
+
+/// Runs a child helper, streaming its output lines to the reporter; returns its exit code and
+/// the last lines.
+fn supervise(
+    ctx: &Ctx,
+    step: &Step,
+    start: impl FnOnce(Stdio, Stdio) -> Result<std::process::Child, sandbox::SandboxError>,
+    redact: &[Vec<u8>],
+) -> Result<(i32, Vec<String>), BuildError> {
+    let io_fail = |e: std::io::Error| ctx.step_error(step, format!("output pipe: {e}"));
+    let (reader, writer) = std::io::pipe().map_err(io_fail)?;
+    let writer2 = writer.try_clone().map_err(io_fail)?;
+    let mut child =
+        start(Stdio::from(writer), Stdio::from(writer2)).map_err(|e| ctx.step_error(step, e.0))?;
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
+    let mut r = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                let mut bytes = buf.clone();
+                for secret in redact.iter().filter(|s| !s.is_empty()) {
+                    bytes = replace_all(&bytes, secret, b"****");
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                let line = text.trim_end_matches(['\n', '\r']);
+                ctx.reporter.event(Event::Output { step, line });
+                if tail.len() == TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.to_owned());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_fail(e)),
+        }
+    }
+    let status = child.wait().map_err(io_fail)?;
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 125,
+    };
+    Ok((code, tail.into()))
+}
+
+fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>) -> BuildError {
+    BuildError::StepFailed(Box::new(super::StepFailed {
+        image: step.image.clone(),
+        description: step.description.clone(),
+        code,
+        src: ctx.source(),
+        span: step.span,
+        tail: (!tail.is_empty()).then(|| {
+            format!(
+                "the last lines of its output:\n{}",
+                tail.iter()
+                    .map(|l| format!("  │ {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        }),
+    }))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A held cache-mount lock (released when dropped).
+enum CacheLock {
+    None,
+    Held(#[allow(dead_code)] Flock<File>),
+}
+
+/// `run`: the command in a sandbox over the parent's layers; the upper dir is the layer.
+fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
+    let def = &step.definition;
+    let err = |m: String| ctx.step_error(step, m);
+    let args = match def["shell"].as_array() {
+        Some(cmd) => {
+            let mut a = state.shell.clone();
+            a.extend(cmd.iter().filter_map(|c| c.as_str().map(str::to_owned)));
+            a
+        }
+        None => strings(&def["exec"]),
+    };
+    let mut env = state.env();
+    for p in def["env"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (p[0].as_str(), p[1].as_str()) {
+            let entry = format!("{k}={v}");
+            match env
+                .iter_mut()
+                .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+            {
+                Some(e) => *e = entry,
+                None => env.push(entry),
+            }
+        }
+    }
+    let dirs = StepDirs::new(ctx, step, state)?;
+    let scratch = dirs.scratch.0.clone();
+    let write = |name: &str, content: &str| -> Result<PathBuf, BuildError> {
+        let p = scratch.join(name);
+        fs::write(&p, content).map_err(|e| err(format!("cannot write {}: {e}", p.display())))?;
+        Ok(p)
+    };
+    let network = match def["network"].as_str() {
+        Some("host") => NetworkMode::Host,
+        _ => NetworkMode::None,
+    };
+    let hosts = match network {
+        NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        _ => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned(),
+    };
+    let resolv = match network {
+        NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        _ => String::new(),
+    };
+    let etc_files = vec![
+        EtcFile {
+            source: write("hosts", &hosts)?,
+            target: "/etc/hosts".into(),
+        },
+        EtcFile {
+            source: write("resolv.conf", &resolv)?,
+            target: "/etc/resolv.conf".into(),
+        },
+    ];
+    let mut mounts = Vec::new();
+    let mut locks = Vec::new();
+    let mut targets: Vec<String> = vec![
+        "/proc".into(),
+        "/dev".into(),
+        "/sys".into(),
+        "/etc/hosts".into(),
+        "/etc/resolv.conf".into(),
+    ];
+    for c in def["caches"].as_array().into_iter().flatten() {
+        let target = c["target"].as_str().unwrap_or("/").to_owned();
+        let id = c["id"].as_str().unwrap_or(&target).to_owned();
+        let (dir, lock_path) = ctx.store.cache_mount(&id)?;
+        let open_lock = || {
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| err(format!("cannot open the lock of cache `{id}`: {e}")))
+        };
+        let (source, lock) = match c["sharing"].as_str() {
+            Some("locked") => {
+                let held = Flock::lock(open_lock()?, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| err(format!("cannot lock cache `{id}`: {e}")))?;
+                (dir, CacheLock::Held(held))
+            }
+            Some("private") => match Flock::lock(open_lock()?, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => (dir, CacheLock::Held(held)),
+                // In use: this step gets a fresh, throwaway directory of its own.
+                Err(_) => {
+                    let own = scratch.join(format!("cache-{}", locks.len()));
+                    fs::create_dir(&own)
+                        .map_err(|e| err(format!("cannot create {}: {e}", own.display())))?;
+                    (own, CacheLock::None)
+                }
+            },
+            _ => (dir, CacheLock::None),
+        };
+        locks.push(lock);
+        mounts.push(MountSpec::Bind {
+            source,
+            target: target.clone(),
+            read_only: false,
+        });
+        targets.push(target);
+    }
+    let absent: Vec<String> = with_parents(&targets)
+        .iter()
+        .filter(|t| !in_layers(&dirs.lowers, t))
+        .cloned()
+        .collect();
+    let security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
+    let spec = SandboxSpec {
+        rootfs: dirs.rootfs(),
+        hostname: "boxr".into(),
+        network,
+        etc_files,
+        mounts,
+        process: ProcessSpec {
+            args,
+            env,
+            cwd: state.workdir(),
+            user: state.run.user.clone().filter(|u| !u.is_empty()),
+            stdin: false,
+            tty: false,
+            rlimits: Vec::new(),
+        },
+        init: true,
+        security,
+        remove_on_exit: None,
+        keep_fd: None,
+        console_fd: None,
+        die_with_parent: true,
+    };
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &[])?;
+    drop(locks);
+    if code != 0 {
+        return Err(failed(ctx, step, code, tail));
+    }
+    remove_mount_points(&dirs.staged.0.join("root"), &absent);
+    dirs.commit(ctx)
+}
+
+/// Whether `path` exists in the stack of layer roots (topmost first), whiteouts and opaque
+/// directories respected.
+fn in_layers(lowers: &[PathBuf], path: &str) -> bool {
+    let rel = path.trim_start_matches('/');
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for l in lowers {
+        let mut p = l.clone();
+        let mut opaque_above = false;
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return false,
+                Ok(_) if i + 1 == parts.len() => return true,
+                Ok(_) => {
+                    if xattr::get(&p, crate::layer::OPAQUE_XATTR)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|v| v == b"y")
+                    {
+                        opaque_above = true;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if opaque_above {
+            return false;
+        }
+    }
+    false
+}
+
+/// Removes the mount points the sandbox had to create (absent from the parent's layers) from
+/// the upper dir, with the directories made only for them (absent too, and empty), so they do
+/// not end up in the layer. `absent` holds every such path, parents included.
+fn remove_mount_points(upper: &Path, absent: &[String]) {
+    let mut absent: Vec<&String> = absent.iter().collect();
+    // Deepest first, so a parent is empty by the time it comes.
+    absent.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    absent.dedup();
+    for t in absent {
+        let p = upper.join(t.trim_matches('/'));
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = fs::remove_dir(&p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = fs::remove_file(&p);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `targets` and all their parents (below `/`).
+fn with_parents(targets: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in targets {
+        let mut rel = t.trim_matches('/').to_owned();
+        while !rel.is_empty() {
+            if !out.contains(&rel) {
+                out.push(rel.clone());
+            }
+            rel = rel
+                .rsplit_once('/')
+                .map_or(String::new(), |(p, _)| p.to_owned());
+        }
+    }
+    out
+}
+
+/// `copy`: Docker's COPY through the fs helper.
+fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
+    let def = &step.definition;
+    let err = |m: String| ctx.step_error(step, m);
+    let dirs = StepDirs::new(ctx, step, state)?;
+    let source = match &def["from"] {
+        Value::Null => {
+            let ignore = crate::ignore::Ignore::load(ctx.opts.context).map_err(err)?;
+            let path = fs::canonicalize(ctx.opts.context)
+                .map_err(|e| err(format!("the build context: {e}")))?;
+            FsSource::Dir {
+                path,
+                ignore: ignore.lines,
+            }
+        }
+        Value::String(from) => {
+            let other = match step.needs.iter().find(|n| Some(**n) != step.parent) {
+                // Another image of this file: its last step's result.
+                Some(&n) => ctx.results[n].get().expect("the source is done").clone(),
+                None => State::of_image(&ctx.store.resolve(from)?),
+            };
+            let ls = lowers(ctx, step, &other)?;
+            if ls.is_empty() {
+                return Err(err(format!("`{from}` is empty: there is nothing to copy")));
+            }
+            FsSource::Layers {
+                lowers: ls,
+                target: dirs.scratch.0.join("src"),
+            }
+        }
+        _ => return Err(err("invalid copy source".into())),
+    };
+    let chmod = def["chmod"]
+        .as_str()
+        .and_then(|m| u32::from_str_radix(m, 8).ok());
+    let spec = FsOpSpec {
+        rootfs: dirs.rootfs(),
+        source: Some(source),
+        op: FsOp::Copy {
+            sources: strings(&def["sources"]),
+            dest: def["to"].as_str().unwrap_or("/").to_owned(),
+            chmod,
+            chown: def["chown"].as_str().map(str::to_owned),
+        },
+    };
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fsop(&spec, o, e), &[])?;
+    if code != 0 {
+        return Err(err(tail.join("\n")));
+    }
+    dirs.commit(ctx)
+}
+
+/// `workdir`: the directory, created when the image lacks it.
+fn workdir(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
+    let err = |m: String| ctx.step_error(step, m);
+    let dirs = StepDirs::new(ctx, step, state)?;
+    let spec = FsOpSpec {
+        rootfs: dirs.rootfs(),
+        source: None,
+        op: FsOp::Mkdir {
+            path: step.definition["path"].as_str().unwrap_or("/").to_owned(),
+        },
+    };
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fsop(&spec, o, e), &[])?;
+    if code != 0 {
+        return Err(err(tail.join("\n")));
+    }
+    dirs.commit(ctx)
+}

@@ -1,0 +1,391 @@
+//! `boxr build`: runs a [`Plan`] — each step looked up in the cache by its key, the misses run
+//! in throwaway sandboxes (or the fs helper for `copy` and `workdir`), independent branches in
+//! parallel on rayon — and names the resulting images.
+//!
+//! Scheduling: a step starts as soon as every step it needs is done (its parent, and the last
+//! step of each `copy from=` image). Two steps with the same key are the same work: the second
+//! waits for the first and takes its result. After a failure no new step starts; those already
+//! running finish (and are cached), and the error of the first failure is returned.
+//!
+//! Progress goes through the [`Reporter`] trait; this module never prints.
+
+mod exec;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use miette::{Diagnostic, NamedSource};
+use thiserror::Error;
+
+pub use state::State;
+
+use crate::digest::Digest;
+use crate::manifest::{Manifest, Span};
+use crate::plan::{Plan, Step};
+use crate::store::{Image, Store, StoreError};
+
+/// How to build.
+pub struct BuildOptions<'a> {
+    /// COPY sources are relative to it.
+    pub context: &'a Path,
+    /// `dir:`, `tar:` and `oci:` bases are relative to it.
+    pub manifest_dir: &'a Path,
+    /// Steps running at once (at least 1).
+    pub jobs: usize,
+    /// Run every step, ignoring (but refreshing) the cache.
+    pub no_cache: bool,
+    /// SOURCE_DATE_EPOCH: every mtime in a layer tar is clamped to it, and it is the images'
+    /// `created` time.
+    pub epoch: u64,
+    /// The names each image gets: image name → `name:tag`s.
+    pub tags: BTreeMap<String, Vec<String>>,
+    /// Values of the secrets steps may mount: name → bytes.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+}
+
+/// What the build tells its reporter.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The build starts: how many steps do work (config-only steps are not counted).
+    Started { steps: usize },
+    /// A step's result was found in the cache: it does not run.
+    Cached { step: &'a Step },
+    /// A step starts.
+    Running { step: &'a Step },
+    /// A line of a running step's output (stdout and stderr).
+    Output { step: &'a Step, line: &'a str },
+    /// A step finished; `layer` is the size of the layer it made.
+    Done {
+        step: &'a Step,
+        seconds: f64,
+        layer: Option<u64>,
+    },
+    /// A step failed.
+    Failed { step: &'a Step, seconds: f64 },
+    /// An image was named.
+    Tagged {
+        image: &'a str,
+        name: &'a str,
+        digest: &'a Digest,
+    },
+}
+
+/// Receives build progress (the CLI renders it for a terminal, as plain lines or as JSON).
+pub trait Reporter: Sync {
+    fn event(&self, event: Event<'_>);
+}
+
+/// A reporter that drops everything.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: Event<'_>) {}
+}
+
+/// An image the build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub name: String,
+    pub image: Image,
+    pub tags: Vec<String>,
+}
+
+/// What a build did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub images: Vec<Built>,
+    /// Steps that ran.
+    pub ran: usize,
+    /// Steps found in the cache.
+    pub cached: usize,
+    pub seconds: f64,
+}
+
+/// A step's command exited with a non-zero status.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{image}: `{description}` failed with exit code {code}")]
+#[diagnostic(code(boxr::build::step_failed))]
+pub struct StepFailed {
+    pub image: String,
+    pub description: String,
+    pub code: i32,
+    #[source_code]
+    pub src: NamedSource<std::sync::Arc<str>>,
+    #[label("this step failed")]
+    pub span: Span,
+    /// The last lines of the step's output.
+    #[help]
+    pub tail: Option<String>,
+}
+
+/// A step could not be carried out (a copy source missing, a helper that could not start...).
+#[derive(Debug, Error, Diagnostic)]
+#[error("{image}: `{description}`: {message}")]
+#[diagnostic(code(boxr::build::step))]
+pub struct StepProblem {
+    pub image: String,
+    pub description: String,
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<std::sync::Arc<str>>,
+    #[label("here")]
+    pub span: Span,
+}
+
+/// Why a build failed.
+#[derive(Debug, Error, Diagnostic)]
+pub enum BuildError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    StepFailed(Box<StepFailed>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Step(Box<StepProblem>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the build: {0}")]
+    #[diagnostic(code(boxr::build::start))]
+    Start(String),
+}
+
+/// Shared by every step of one build.
+struct Ctx<'a> {
+    store: &'a Store,
+    manifest: &'a Manifest,
+    plan: &'a Plan,
+    opts: &'a BuildOptions<'a>,
+    reporter: &'a dyn Reporter,
+    /// The result of each step, once done.
+    results: Vec<OnceLock<State>>,
+    /// The first failure.
+    failed: Mutex<Option<BuildError>>,
+    stop: AtomicBool,
+    ran: AtomicUsize,
+    cached: AtomicUsize,
+    /// `SOURCE_DATE_EPOCH` as RFC 3339, for history entries.
+    created: String,
+}
+
+impl Ctx<'_> {
+    fn step_error(&self, step: &Step, message: String) -> BuildError {
+        BuildError::Step(Box::new(StepProblem {
+            image: step.image.clone(),
+            description: step.description.clone(),
+            message,
+            src: self.source(),
+            span: step.span,
+        }))
+    }
+
+    fn source(&self) -> NamedSource<std::sync::Arc<str>> {
+        NamedSource::new(&self.manifest.name, self.manifest.source.clone()).with_language("kdl")
+    }
+
+    fn fail(&self, e: BuildError) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut f = self.failed.lock().expect("not poisoned");
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+}
+
+/// Builds `plan` (made from `manifest`) into `store`.
+pub fn build(
+    store: &Store,
+    manifest: &Manifest,
+    plan: &Plan,
+    opts: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildReport, BuildError> {
+    let started = Instant::now();
+    let ctx = Ctx {
+        store,
+        manifest,
+        plan,
+        opts,
+        reporter,
+        results: (0..plan.steps.len()).map(|_| OnceLock::new()).collect(),
+        failed: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        ran: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        created: crate::oci::rfc3339(opts.epoch as i64),
+    };
+    // A step whose key an earlier step has is that step's twin: it waits for it.
+    let mut first_with_key: HashMap<Digest, usize> = HashMap::new();
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(plan.steps.len());
+    let mut twin_of: Vec<Option<usize>> = vec![None; plan.steps.len()];
+    for s in &plan.steps {
+        let mut d = s.needs.clone();
+        match first_with_key.get(&s.key) {
+            Some(&first) => {
+                twin_of[s.id] = Some(first);
+                d.push(first);
+            }
+            None => {
+                first_with_key.insert(s.key, s.id);
+            }
+        }
+        deps.push(d);
+    }
+    let working = plan
+        .steps
+        .iter()
+        .filter(|s| s.layer && twin_of[s.id].is_none())
+        .count();
+    reporter.event(Event::Started { steps: working });
+
+    let pending: Vec<AtomicUsize> = deps.iter().map(|d| AtomicUsize::new(d.len())).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); plan.steps.len()];
+    for (i, d) in deps.iter().enumerate() {
+        for &n in d {
+            dependents[n].push(i);
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("boxr-build-{i}"))
+        .build()
+        .map_err(|e| BuildError::Start(e.to_string()))?;
+    let sched = Sched {
+        ctx: &ctx,
+        pending: &pending,
+        dependents: &dependents,
+        twin_of: &twin_of,
+    };
+    pool.scope(|scope| {
+        for (i, d) in deps.iter().enumerate() {
+            if d.is_empty() {
+                let sched = &sched;
+                scope.spawn(move |sc| sched.run(sc, i));
+            }
+        }
+    });
+    if let Some(e) = ctx.failed.lock().expect("not poisoned").take() {
+        return Err(e);
+    }
+    let mut images = Vec::new();
+    for planned in &plan.images {
+        // The image's last step (for an image that only names an in-file base, its base's).
+        let last = plan
+            .steps
+            .iter()
+            .rposition(|s| s.key == planned.key)
+            .expect("an image's key is its last step's");
+        let state = ctx.results[last].get().expect("every step ran");
+        let image = put_image(store, state, &ctx.created)?;
+        let default = vec![format!("{}:latest", planned.name)];
+        let names = opts.tags.get(&planned.name).unwrap_or(&default);
+        let mut tags = Vec::new();
+        for n in names {
+            let key = crate::store::ref_key(n)?;
+            if store.refs()?.get(&key) != Some(&image.manifest_digest) {
+                store.set_ref(&key, image.manifest_digest)?;
+            }
+            reporter.event(Event::Tagged {
+                image: &planned.name,
+                name: &key,
+                digest: &image.manifest_digest,
+            });
+            tags.push(key);
+        }
+        images.push(Built {
+            name: planned.name.clone(),
+            image,
+            tags,
+        });
+    }
+    Ok(BuildReport {
+        images,
+        ran: ctx.ran.load(Ordering::SeqCst),
+        cached: ctx.cached.load(Ordering::SeqCst),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes an image's config and manifest, unless the store has them already (a build that
+/// changed nothing writes nothing).
+fn put_image(store: &Store, state: &State, created: &str) -> Result<Image, StoreError> {
+    let config = state.image_config(created);
+    let layers = state.layers.iter().map(|(d, _)| d.clone()).collect();
+    store.put_image(&config, layers)
+}
+
+struct Sched<'a, 'b> {
+    ctx: &'a Ctx<'b>,
+    pending: &'a [AtomicUsize],
+    dependents: &'a [Vec<usize>],
+    twin_of: &'a [Option<usize>],
+}
+
+impl Sched<'_, '_> {
+    fn run<'s>(&'s self, scope: &rayon::Scope<'s>, id: usize) {
+        if self.ctx.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let step = &self.ctx.plan.steps[id];
+        let result = match self.twin_of[id] {
+            Some(first) => Ok(self.ctx.results[first]
+                .get()
+                .expect("a twin runs after its first")
+                .clone()),
+            None => exec::step(self.ctx, step),
+        };
+        match result {
+            Ok(state) => {
+                let _ = self.ctx.results[id].set(state);
+            }
+            Err(e) => {
+                self.ctx.fail(e);
+                return;
+            }
+        }
+        for &d in &self.dependents[id] {
+            if self.pending[d].fetch_sub(1, Ordering::SeqCst) == 1 {
+                scope.spawn(move |sc| self.run(sc, d));
+            }
+        }
+    }
+}
+
+/// The default SOURCE_DATE_EPOCH of a build: the environment's, else the time of the build
+/// context's last git commit, else 0.
+pub fn source_date_epoch(context: &Path) -> Result<u64, String> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH")
+        && !v.is_empty()
+    {
+        return v
+            .trim()
+            .parse()
+            .map_err(|_| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"));
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(context)
+        .args(["log", "-1", "--format=%ct"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    Ok(match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// Where a step's temporary files live: removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = crate::store::remove_dir_tree(&self.0);
+    }
+}

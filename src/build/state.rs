@@ -1,0 +1,193 @@
+//! What a build step hands to the next: the layers so far and the image config so far.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::digest::Digest;
+use crate::oci::{self, Descriptor, Empty, History, ImageConfig, RunConfig};
+use crate::store::Image;
+
+/// The image as it stands after a step.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Layers, bottom first: the manifest descriptor and the DiffID of each.
+    pub layers: Vec<(Descriptor, Digest)>,
+    pub run: RunConfig,
+    pub history: Vec<History>,
+    /// The shell of shell-form `run`s (not part of an OCI config).
+    pub shell: Vec<String>,
+    /// Whether the image being built set `cmd` itself (an `entrypoint` keeps that one).
+    pub cmd_set: bool,
+}
+
+impl State {
+    pub fn scratch() -> State {
+        State {
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            ..Default::default()
+        }
+    }
+
+    /// An image already in the store, as a base.
+    pub fn of_image(img: &Image) -> State {
+        let mut s = State::scratch();
+        s.layers = img
+            .manifest
+            .layers
+            .iter()
+            .cloned()
+            .zip(img.config.rootfs.diff_ids.iter().copied())
+            .collect();
+        s.run = img.config.config.clone().unwrap_or_default();
+        s.history = img.config.history.clone();
+        s
+    }
+
+    /// Adds a layer made by boxr (stored uncompressed: the blob is the tar itself).
+    pub fn push_layer(&mut self, diff_id: Digest, size: u64) {
+        self.layers
+            .push((Descriptor::new(oci::MEDIA_LAYER, diff_id, size), diff_id));
+    }
+
+    pub fn record(&mut self, created_by: String, created: &str, empty_layer: bool) {
+        self.history.push(History {
+            created: Some(created.to_owned()),
+            created_by: Some(created_by),
+            comment: Some("boxr build".into()),
+            empty_layer: empty_layer.then_some(true),
+        });
+    }
+
+    pub fn env(&self) -> Vec<String> {
+        self.run.env.clone().unwrap_or_default()
+    }
+
+    pub fn workdir(&self) -> String {
+        self.run
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    fn set_env(&mut self, k: &str, v: &str) {
+        let env = self.run.env.get_or_insert_with(Vec::new);
+        let entry = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+        {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    }
+
+    /// Applies a config-only step (its canonical definition from the plan).
+    pub fn apply_config(&mut self, def: &Value) {
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let pairs = |v: &Value| -> Vec<(String, String)> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| {
+                            Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match def["op"].as_str().unwrap_or_default() {
+            "env" => {
+                for (k, v) in pairs(&def["set"]) {
+                    self.set_env(&k, &v);
+                }
+            }
+            "label" => {
+                let labels = self.run.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in pairs(&def["set"]) {
+                    labels.insert(k, v);
+                }
+            }
+            "workdir" => {
+                self.run.working_dir = def["path"].as_str().map(str::to_owned);
+            }
+            "user" => {
+                self.run.user = def["user"].as_str().map(str::to_owned);
+            }
+            "expose" => {
+                let ports = self.run.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in strings(&def["ports"]) {
+                    let p = if p.contains('/') {
+                        p
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    ports.insert(p, Empty {});
+                }
+            }
+            "entrypoint" => {
+                self.run.entrypoint = Some(strings(&def["args"]));
+                // Docker: an ENTRYPOINT resets a CMD inherited from the base image.
+                if !self.cmd_set {
+                    self.run.cmd = None;
+                }
+            }
+            "cmd" => {
+                self.run.cmd = Some(strings(&def["args"]));
+                self.cmd_set = true;
+            }
+            "shell" => self.shell = strings(&def["args"]),
+            "volume" => {
+                let vols = self.run.volumes.get_or_insert_with(BTreeMap::new);
+                for p in strings(&def["paths"]) {
+                    vols.insert(p, Empty {});
+                }
+            }
+            "stop-signal" => self.run.stop_signal = def["signal"].as_str().map(str::to_owned),
+            _ => {}
+        }
+    }
+
+    /// The final image config.
+    pub fn image_config(&self, created: &str) -> ImageConfig {
+        let mut c = ImageConfig::linux(
+            self.layers.iter().map(|(_, d)| *d).collect(),
+            Some(created.to_owned()),
+        );
+        c.config = Some(self.run.clone());
+        c.history = self.history.clone();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_steps_follow_docker() {
+        let mut s = State::scratch();
+        s.run.cmd = Some(vec!["sh".into()]);
+        s.apply_config(&json!({"op": "env", "set": [["A", "1"], ["B", "2"]]}));
+        s.apply_config(&json!({"op": "env", "set": [["A", "3"]]}));
+        assert_eq!(s.env(), vec!["A=3", "B=2"]);
+        s.apply_config(&json!({"op": "entrypoint", "args": ["/app"]}));
+        assert_eq!(s.run.cmd, None, "an entrypoint resets an inherited cmd");
+        s.apply_config(&json!({"op": "cmd", "args": ["-x"]}));
+        s.apply_config(&json!({"op": "expose", "ports": ["8080", "53/udp"]}));
+        let ports: Vec<&String> = s.run.exposed_ports.as_ref().unwrap().keys().collect();
+        assert_eq!(ports, ["53/udp", "8080/tcp"]);
+        s.apply_config(&json!({"op": "workdir", "path": "/src"}));
+        assert_eq!(s.workdir(), "/src");
+    }
+}

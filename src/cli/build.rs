@@ -1,0 +1,164 @@
+//! `boxr build`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{ArgOverrides, Settings, exit, fail, fail_with, load_manifest};
+use crate::build::{self, BuildOptions};
+use crate::plan::{self, PlanErrors, PlanOptions};
+use crate::store::{Access, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The build context: COPY sources are relative to it (default: the manifest's directory)
+    #[arg(value_name = "CONTEXT")]
+    context: Option<PathBuf>,
+
+    /// Build this image and what it needs (repeatable; default: every image)
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
+
+    #[command(flatten)]
+    overrides: ArgOverrides,
+
+    /// Run every step, ignoring the cache
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Steps to run at once (default: the number of CPUs)
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Another name for an image of the manifest (repeatable)
+    #[arg(long = "tag", short = 't', value_name = "IMAGE=NAME[:TAG]")]
+    tags: Vec<String>,
+
+    /// Name each image PREFIX + its manifest name (e.g. `myproject/`), instead of the bare name
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+}
+
+pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
+    let m = match load_manifest(settings, &args.overrides) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let manifest_dir = settings.manifest_dir();
+    let context = args.context.clone().unwrap_or_else(|| manifest_dir.clone());
+    if !context.is_dir() {
+        return fail(
+            &settings.printer,
+            &format!("the build context {} is not a directory", context.display()),
+        );
+    }
+    let mut store = match Store::open(&settings.root, Access::Shared) {
+        Ok(s) => s,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    store.set_sync(settings.sync);
+    let resolver = super::plan::StoreRef(&store);
+    let plan = match plan::plan(
+        &m,
+        &PlanOptions {
+            context: &context,
+            manifest_dir: &manifest_dir,
+            targets: &args.targets,
+            resolver: &resolver,
+        },
+    ) {
+        Ok(p) => p,
+        Err(errors) => {
+            let unknown = errors
+                .iter()
+                .all(|e| matches!(e, plan::PlanError::UnknownTarget { .. }));
+            settings.printer.diagnostic(&PlanErrors::new(&m, errors));
+            return if unknown { exit::FAILED } else { exit::INVALID };
+        }
+    };
+    let tags = match tags(args, &plan) {
+        Ok(t) => t,
+        Err(msg) => return fail(&settings.printer, &msg),
+    };
+    let epoch = match build::source_date_epoch(&context) {
+        Ok(e) => e,
+        Err(msg) => return fail(&settings.printer, &msg),
+    };
+    let opts = BuildOptions {
+        context: &context,
+        manifest_dir: &manifest_dir,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        no_cache: args.no_cache,
+        epoch,
+        tags,
+        secrets: BTreeMap::new(),
+    };
+    let reporter = super::progress::reporter(settings.printer.mode(), settings.printer.quiet());
+    match build::build(&store, &m, &plan, &opts, reporter.as_ref()) {
+        Ok(report) => {
+            drop(reporter);
+            for b in &report.images {
+                if settings.printer.is_json() {
+                    settings.printer.data(format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "image": b.name,
+                            "tags": b.tags,
+                            "id": b.image.id.to_string(),
+                            "digest": b.image.manifest_digest.to_string(),
+                        })
+                    ));
+                } else {
+                    settings.printer.out(format!(
+                        "{}  {}  {}",
+                        b.tags.join(", "),
+                        b.image.id.short(),
+                        b.image.manifest_digest
+                    ));
+                }
+            }
+            settings.printer.note(format!(
+                "built {} image{} in {:.2}s: {} step{} ran, {} cached",
+                report.images.len(),
+                if report.images.len() == 1 { "" } else { "s" },
+                report.seconds,
+                report.ran,
+                if report.ran == 1 { "" } else { "s" },
+                report.cached
+            ));
+            exit::OK
+        }
+        Err(e) => {
+            drop(reporter);
+            settings.printer.diagnostic(&e);
+            match e {
+                build::BuildError::StepFailed(_) | build::BuildError::Step(_) => exit::INVALID,
+                _ => exit::FAILED,
+            }
+        }
+    }
+}
+
+/// The names of each image: `PREFIX NAME:latest`, plus every `--tag IMAGE=NAME`.
+fn tags(args: &BuildArgs, plan: &plan::Plan) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for img in &plan.images {
+        let prefix = args.prefix.as_deref().unwrap_or("");
+        out.insert(
+            img.name.clone(),
+            vec![format!("{prefix}{}:latest", img.name)],
+        );
+    }
+    for t in &args.tags {
+        let (image, name) = t
+            .split_once('=')
+            .ok_or_else(|| format!("--tag {t}: write IMAGE=NAME[:TAG]"))?;
+        let names = out
+            .get_mut(image)
+            .ok_or_else(|| format!("--tag {t}: the build makes no image `{image}`"))?;
+        crate::store::ref_key(name).map_err(|e| format!("--tag {t}: {e}"))?;
+        names.push(name.to_owned());
+    }
+    Ok(out)
+}

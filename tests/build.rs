@@ -1,0 +1,429 @@
+//! `boxr build` end to end: real sandboxes, real overlay commits, a real store. Results are
+//! checked inside the built images (with `boxr run`) and in the store.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{assert_store_consistent, boxr, boxr_in, busybox_rootfs, privileged};
+
+/// A build context with a busybox rootfs and a manifest.
+struct Ctx {
+    dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(manifest: &str) -> Ctx {
+        let dir = tempfile::tempdir().unwrap();
+        busybox_rootfs(dir.path());
+        fs::write(dir.path().join("boxr.kdl"), manifest).unwrap();
+        Ctx { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    fn build(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        boxr_in(&self.store(), self.path(), &all)
+    }
+
+    /// Builds and returns (steps ran, steps cached), failing on error.
+    fn build_ok(&self, args: &[&str]) -> (usize, usize) {
+        let (code, out, err) = self.build(args);
+        assert_eq!(code, 0, "build failed:\n{out}\n{err}");
+        summary(&err)
+    }
+
+    fn run(&self, image: &str, script: &str) -> String {
+        let (code, out, err) = boxr(&self.store(), &["run", "--rm", image, "sh", "-c", script]);
+        assert_eq!(code, 0, "{script}: {err}");
+        out
+    }
+}
+
+/// (ran, cached) from the summary line `built N images in T s: R steps ran, C cached`.
+fn summary(stderr: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("built "))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let counts: Vec<usize> = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (counts[0], counts[1])
+}
+
+fn digest_of(store: &Path, name: &str) -> String {
+    support::inspect_image(store, name)["Digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+const REPRO: &str = r#"
+image "base" {
+    from "dir:./rootfs"
+}
+image "app" {
+    from "base"
+    workdir "/srv"
+    copy "src/" to="/srv/"
+    run "mkdir -p /out && for i in 1 2 3; do echo $i > /out/$i; done && ln -s /out/1 /out/link && rm /bin/vi"
+    env "MODE" "release"
+    cmd "cat" "/out/1"
+}
+"#;
+
+#[test]
+fn same_inputs_same_digest_in_any_store() {
+    if !privileged("same_inputs_same_digest_in_any_store") {
+        return;
+    }
+    let a = Ctx::new(REPRO);
+    a.write("src/main.c", "int main(void) { return 0; }\n");
+    a.build_ok(&[]);
+    // Another directory, another store, a second later: other mtimes, other inode numbers.
+    std::thread::sleep(Duration::from_millis(1100));
+    let b = Ctx::new(REPRO);
+    b.write("src/main.c", "int main(void) { return 0; }\n");
+    b.build_ok(&[]);
+    assert_eq!(digest_of(&a.store(), "app"), digest_of(&b.store(), "app"));
+    let save = |c: &Ctx| {
+        let out = c.path().join("app.tar");
+        let (code, _, err) = boxr(&c.store(), &["save", "-o", out.to_str().unwrap(), "app"]);
+        assert_eq!(code, 0, "{err}");
+        fs::read(out).unwrap()
+    };
+    assert!(save(&a) == save(&b), "the saved archives differ");
+    // The image holds what the steps made, deletions included.
+    assert_eq!(
+        a.run(
+            "app",
+            "cat /out/1; readlink /out/link; pwd; ls /srv; test -e /bin/vi || echo novi; echo $MODE"
+        ),
+        "1\n/out/1\n/srv\nmain.c\nnovi\nrelease\n"
+    );
+    assert_store_consistent(&a.store());
+}
+
+#[test]
+fn branches_run_in_parallel_and_jobs_1_serialises() {
+    if !privileged("branches_run_in_parallel_and_jobs_1_serialises") {
+        return;
+    }
+    // Each branch records when it ran (the uptime clock is shared by every PID namespace).
+    let branch = |n: &str| {
+        format!(
+            r#"image "{n}" {{
+    from "base"
+    run "echo {n} > /name; cut -d' ' -f1 /proc/uptime > /t0; sleep 1; cut -d' ' -f1 /proc/uptime > /t1"
+}}
+"#
+        )
+    };
+    let m = format!(
+        r#"image "base" {{
+    from "dir:./rootfs"
+}}
+{}{}{}image "all" {{
+    from "base"
+    copy "/t0" "/t1" to="/a/" from="a"
+    copy "/t0" "/t1" to="/b/" from="b"
+    copy "/t0" "/t1" to="/c/" from="c"
+}}
+"#,
+        branch("a"),
+        branch("b"),
+        branch("c")
+    );
+    let ctx = Ctx::new(&m);
+    let spans = |ctx: &Ctx| -> Vec<(f64, f64)> {
+        let out = ctx.run(
+            "all",
+            "for d in a b c; do echo $(cat /$d/t0) $(cat /$d/t1); done",
+        );
+        out.lines()
+            .map(|l| {
+                let v: Vec<f64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+                (v[0], v[1])
+            })
+            .collect()
+    };
+    ctx.build_ok(&["--jobs", "3"]);
+    let s = spans(&ctx);
+    let latest_start = s.iter().map(|x| x.0).fold(f64::MIN, f64::max);
+    let earliest_end = s.iter().map(|x| x.1).fold(f64::MAX, f64::min);
+    assert!(
+        latest_start < earliest_end,
+        "the three branches did not overlap: {s:?}"
+    );
+
+    ctx.build_ok(&["--jobs", "1", "--no-cache"]);
+    let mut s = spans(&ctx);
+    s.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    for w in s.windows(2) {
+        assert!(w[0].1 <= w[1].0, "--jobs 1 overlapped steps: {s:?}");
+    }
+}
+
+const CACHED: &str = r#"
+arg "FLAVOR" default="plain"
+image "base" {
+    from "dir:./rootfs"
+}
+image "app" {
+    from "base"
+    run "echo one > /one"
+    copy "conf/" to="/conf/"
+    run "cat /conf/* > /all"
+    copy "src/" to="/src/"
+    run "ls /src > /listing"
+    run "echo ${FLAVOR} > /flavor"
+    run "echo done > /done"
+}
+"#;
+
+#[test]
+fn the_cache_reruns_exactly_what_changed() {
+    if !privileged("the_cache_reruns_exactly_what_changed") {
+        return;
+    }
+    let ctx = Ctx::new(CACHED);
+    ctx.write("conf/a.conf", "a=1\n");
+    ctx.write("src/main.c", "int x;\n");
+    ctx.write("src/notes.log", "ignored\n");
+    ctx.write(".boxrignore", "# logs are noise\nsrc/*.log\n");
+    // 8 working steps: the base and 7 in app.
+    assert_eq!(ctx.build_ok(&[]), (8, 0));
+    assert_eq!(
+        ctx.run("app", "cat /listing"),
+        "main.c\n",
+        ".boxrignore is honoured"
+    );
+    let blobs = |ctx: &Ctx| {
+        fs::read_dir(ctx.store().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs(&ctx);
+    // Nothing changed: nothing runs, nothing is written.
+    assert_eq!(ctx.build_ok(&[]), (0, 8));
+    assert_eq!(blobs(&ctx), before);
+    // Touched but not changed: nothing runs.
+    let f = fs::File::options()
+        .write(true)
+        .open(ctx.path().join("conf/a.conf"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
+    assert_eq!(ctx.build_ok(&[]), (0, 8));
+    // An ignored file changed: nothing runs.
+    ctx.write("src/notes.log", "still ignored\n");
+    assert_eq!(ctx.build_ok(&[]), (0, 8));
+    // One COPY source changed: that copy and everything after it (5 steps).
+    ctx.write("src/main.c", "int y;\n");
+    assert_eq!(ctx.build_ok(&[]), (4, 4));
+    // An arg changed: from its first use on (2 steps).
+    assert_eq!(ctx.build_ok(&["--arg", "FLAVOR=spicy"]), (2, 6));
+    assert_eq!(ctx.run("app", "cat /flavor"), "spicy\n");
+    // The earlier conf copy changed: everything from it.
+    ctx.write("conf/b.conf", "b=2\n");
+    assert_eq!(ctx.build_ok(&["--arg", "FLAVOR=spicy"]), (6, 2));
+    assert_eq!(ctx.run("app", "cat /all"), "a=1\nb=2\n");
+}
+
+#[test]
+fn a_failing_step_says_why_and_keeps_the_previous_image() {
+    if !privileged("a_failing_step_says_why_and_keeps_the_previous_image") {
+        return;
+    }
+    let good = r#"
+image "app" {
+    from "dir:./rootfs"
+    run "echo first > /first"
+    run "echo second > /second"
+}
+"#;
+    let ctx = Ctx::new(good);
+    ctx.build_ok(&[]);
+    let previous = digest_of(&ctx.store(), "app");
+    fs::write(
+        ctx.path().join("boxr.kdl"),
+        good.replace(
+            "run \"echo second > /second\"",
+            "run \"echo about to fail; echo on stderr >&2; exit 3\"",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ctx.build(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("failed with exit code 3"), "{err}");
+    assert!(
+        err.contains("about to fail") && err.contains("on stderr"),
+        "{err}"
+    );
+    assert!(
+        err.contains("boxr.kdl:5:5"),
+        "the error points at the step:\n{err}"
+    );
+    assert!(err.contains("run \"echo about to fail"), "{err}");
+    assert_eq!(digest_of(&ctx.store(), "app"), previous, "the tag moved");
+    // Fixed: the steps before the failure come from the cache.
+    fs::write(
+        ctx.path().join("boxr.kdl"),
+        good.replace("echo second", "echo fixed"),
+    )
+    .unwrap();
+    assert_eq!(ctx.build_ok(&[]), (1, 2));
+    assert_eq!(ctx.run("app", "cat /first /second"), "first\nfixed\n");
+    assert_store_consistent(&ctx.store());
+}
+
+#[test]
+fn cache_mounts_persist_but_stay_out_of_the_image() {
+    if !privileged("cache_mounts_persist_but_stay_out_of_the_image") {
+        return;
+    }
+    let ctx = Ctx::new(
+        r#"
+arg "N" default="1"
+image "app" {
+    from "dir:./rootfs"
+    run "echo ${N} >> /var/cache/pkg/log; wc -l < /var/cache/pkg/log > /count" {
+        cache "/var/cache/pkg" id="pkg" sharing="locked"
+    }
+}
+"#,
+    );
+    ctx.build_ok(&[]);
+    assert_eq!(ctx.run("app", "cat /count").trim(), "1");
+    ctx.build_ok(&["--arg", "N=2"]);
+    assert_eq!(
+        ctx.run("app", "cat /count").trim(),
+        "2",
+        "the cache kept its contents"
+    );
+    assert_eq!(
+        ctx.run("app", "test -e /var/cache/pkg && echo present || echo absent; test -e /var && echo var || true"),
+        "absent\n",
+        "neither the mount point nor its parents are in the image"
+    );
+}
+
+#[test]
+fn copy_follows_docker_semantics() {
+    if !privileged("copy_follows_docker_semantics") {
+        return;
+    }
+    let ctx = Ctx::new(
+        r#"
+image "app" {
+    from "dir:./rootfs"
+    copy "files/a.txt" to="/renamed.txt"
+    copy "files/a.txt" "files/b.txt" to="/many/"
+    copy "files/*.sh" to="/scripts/" chmod="0755"
+    copy "files/tree" to="/tree/" chown="nobody:nogroup"
+    copy "files/a.txt" to="/tmp"
+}
+"#,
+    );
+    ctx.write("files/a.txt", "A\n");
+    ctx.write("files/b.txt", "B\n");
+    ctx.write("files/run.sh", "echo hi\n");
+    ctx.write("files/tree/sub/deep.txt", "deep\n");
+    std::os::unix::fs::symlink("sub/deep.txt", ctx.path().join("files/tree/link")).unwrap();
+    ctx.build_ok(&[]);
+    let out = ctx.run(
+        "app",
+        "cat /renamed.txt /many/a.txt /many/b.txt; stat -c '%a' /scripts/run.sh; \
+         stat -c '%U:%G' /tree/sub/deep.txt; readlink /tree/link; cat /tree/link; cat /tmp/a.txt; \
+         test -e /tree/tree || echo contents-only",
+    );
+    assert_eq!(
+        out,
+        "A\nA\nB\n755\nnobody:nogroup\nsub/deep.txt\ndeep\nA\ncontents-only\n"
+    );
+}
+
+#[test]
+fn a_killed_build_leaves_a_consistent_store() {
+    if !privileged("a_killed_build_leaves_a_consistent_store") {
+        return;
+    }
+    let ctx = Ctx::new(
+        r#"
+image "app" {
+    from "dir:./rootfs"
+    run "echo started; sleep 2; echo slept > /slept"
+}
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(ctx.path())
+        .args(["--progress", "plain", "build"])
+        .env("BOXR_ROOT", ctx.store())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the step is running, then kill boxr outright.
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    // The step's own output line (its description, printed before it runs, says "started" too).
+    while !String::from_utf8_lossy(&seen).contains("#2 started") {
+        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "boxr ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_store_consistent(&ctx.store());
+    let store = ctx.store().to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&store), "a mount is left under the store");
+    // The same build again succeeds, and gc clears what the killed one left in tmp/.
+    assert_eq!(ctx.build_ok(&[]), (1, 1));
+    assert_eq!(ctx.run("app", "cat /slept"), "slept\n");
+    let (code, out, e) = boxr(&ctx.store(), &["gc"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(
+        !out.contains(" 0 temporary"),
+        "the killed build left no trace?\n{out}"
+    );
+    assert!(
+        fs::read_dir(ctx.store().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert_store_consistent(&ctx.store());
+}
