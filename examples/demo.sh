@@ -1,52 +1,66 @@
 #!/usr/bin/env bash
-# The demo: builds boxr, checks and plans examples/demo/boxr.kdl, shows what a broken manifest
-# reports, then imports a busybox root filesystem as an image, saves it, and loads it into a
-# second store (the same Id: images are reproducible). Uses temporary stores; run as root.
+# The demo: builds boxr; imports a busybox root filesystem as an image; checks, plans and builds
+# examples/demo/boxr.kdl (a two-stage build), rebuilds it from the cache, runs the result; shows
+# what a broken manifest reports; and saves an image and loads it into a second store (the same
+# Id: images are reproducible). Uses temporary stores; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
-boxr=./target/release/boxr
+boxr=$PWD/target/release/boxr
 demo=examples/demo
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-step boxr -f $demo/boxr.kdl check
-$boxr -f $demo/boxr.kdl check
-
-step boxr -f $demo/boxr.kdl plan
-$boxr -f $demo/boxr.kdl plan
-
-step boxr -f $demo/boxr.kdl plan --arg VERSION=0.2.0   "# only steps that use VERSION change"
-$boxr -f $demo/boxr.kdl plan --arg VERSION=0.2.0
-
-step boxr -f $demo/broken.kdl check   "# every problem at once, exit code 1"
-set +e
-$boxr -f $demo/broken.kdl check
-echo "exit code: $?"
-set -e
-
-# Images: a busybox rootfs (from Debian's busybox-static) imported, saved and loaded.
 if ! [ -x /bin/busybox ]; then
   apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/root" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/"
-ln -s busybox "$work/rootfs/bin/sh"
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$work/rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$work/rootfs/etc/group"
 export BOXR_ROOT="$work/store"
 
 step boxr import rootfs busybox:demo
 $boxr import "$work/rootfs" busybox:demo
 
+cd $demo
+step boxr check
+$boxr check
+
+step boxr plan
+$boxr plan
+
+step boxr plan --arg VERSION=0.2.0   "# only steps that use VERSION change"
+$boxr plan --arg VERSION=0.2.0
+
+step boxr build
+$boxr build --progress plain
+
+step boxr build   "# again: every step comes from the cache"
+$boxr build --progress plain
+
+step boxr build --arg VERSION=0.2.0 --explain   "# reruns exactly what VERSION changes"
+$boxr build --progress plain --arg VERSION=0.2.0 --explain
+
+step boxr run --rm app
+$boxr run --rm app
+
 step boxr images
 $boxr images
 
-step boxr save busybox:demo -o busybox.tar "&&" boxr load -i busybox.tar "# into another store"
-$boxr save busybox:demo -o "$work/busybox.tar"
-BOXR_ROOT="$work/other-store" $boxr load -i "$work/busybox.tar"
-BOXR_ROOT="$work/other-store" $boxr images
+step boxr -f broken.kdl check   "# every problem at once, exit code 1"
+set +e
+$boxr -f broken.kdl check
+echo "exit code: $?"
+set -e
 
 step "boxr run --rm busybox:demo sh -c 'echo hello from \$(hostname), PID \$\$ under \$(cat /proc/1/comm)'"
 $boxr run --rm busybox:demo sh -c 'echo hello from $(hostname), PID $$ under $(cat /proc/1/comm)'
+
+step boxr save app -o app.tar "&&" boxr load -i app.tar "# into another store: the same Id"
+$boxr save app -o "$work/app.tar"
+BOXR_ROOT="$work/other-store" $boxr load -i "$work/app.tar"
+BOXR_ROOT="$work/other-store" $boxr images

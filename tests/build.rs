@@ -427,3 +427,195 @@ image "app" {
     );
     assert_store_consistent(&ctx.store());
 }
+
+#[test]
+fn secrets_reach_the_step_and_nothing_else() {
+    if !privileged("secrets_reach_the_step_and_nothing_else") {
+        return;
+    }
+    let ctx = Ctx::new(
+        r#"
+image "app" {
+    from "dir:./rootfs"
+    run "echo token-is $(cat /run/secrets/token); printf %s \"$TOKEN\" | wc -c > /len; cat /run/secrets/token | wc -c > /filelen" {
+        secret "token" env="TOKEN"
+    }
+}
+"#,
+    );
+    let value = "s3cr3t-VALUE-4242";
+    let file = ctx.path().join("token.txt");
+    fs::write(&file, value).unwrap();
+    // Without a value the step cannot run, and says how to give one.
+    let (code, _, err) = ctx.build(&[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the secret `token` is not given"), "{err}");
+    let secret = format!("id=token,src={}", file.display());
+    let (code, out, err) = ctx.build(&["--secret", &secret]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("token-is ****"),
+        "the value is masked in the log:\n{err}"
+    );
+    assert!(!out.contains(value) && !err.contains(value));
+    assert_eq!(ctx.run("app", "cat /len /filelen"), "17\n17\n");
+    assert_eq!(
+        ctx.run("app", "test -e /run && echo run || echo no-run"),
+        "no-run\n",
+        "the mount point is not in the image"
+    );
+    // Not in any layer, blob, cache entry or key.
+    let (_, plan, _) = boxr_in(&ctx.store(), ctx.path(), &["plan", "--json"]);
+    assert!(!plan.contains(value));
+    let archive = ctx.path().join("app.tar");
+    let (code, _, err) = boxr(
+        &ctx.store(),
+        &["save", "-o", archive.to_str().unwrap(), "app"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let needle = value.as_bytes();
+    let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(&fs::read(&archive).unwrap()),
+        "the value is in the saved image"
+    );
+    for e in walkdir::WalkDir::new(ctx.store()).into_iter().flatten() {
+        if e.file_type().is_file() {
+            assert!(
+                !contains(&fs::read(e.path()).unwrap()),
+                "the value is in {}",
+                e.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn source_date_epoch_comes_from_git() {
+    if !privileged("source_date_epoch_comes_from_git")
+        || !support::have_tool("source_date_epoch_comes_from_git", "git")
+    {
+        return;
+    }
+    let ctx = Ctx::new("image \"app\" {\n    from \"dir:./rootfs\"\n    run \"touch /new\"\n}\n");
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .current_dir(ctx.path())
+            .args(args)
+            .env("GIT_AUTHOR_DATE", "2024-03-01T12:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2024-03-01T12:00:00Z")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "boxr.kdl"]);
+    git(&["commit", "-q", "-m", "x"]);
+    ctx.build_ok(&[]);
+    let img = support::inspect_image(&ctx.store(), "app");
+    assert_eq!(img["Created"], "2024-03-01T12:00:00Z");
+    // The file the step made is clamped to the commit time in the layer tar.
+    let (code, _, err) = boxr(
+        &ctx.store(),
+        &[
+            "save",
+            "--format",
+            "oci-dir",
+            "--compression",
+            "none",
+            "-o",
+            ctx.path().join("oci").to_str().unwrap(),
+            "app",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let blob = |d: &str| {
+        ctx.path()
+            .join("oci/blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(ctx.path().join("oci/index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tar = tar::Archive::new(fs::File::open(blob(&top)).unwrap());
+    let mtimes: Vec<(String, u64)> = tar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().unwrap().display().to_string(),
+                e.header().mtime().unwrap(),
+            )
+        })
+        .collect();
+    assert!(mtimes.iter().any(|(p, _)| p.ends_with("new")), "{mtimes:?}");
+    assert!(mtimes.iter().all(|(_, m)| *m == 1709294400), "{mtimes:?}");
+    // The environment wins over git.
+    let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(ctx.path())
+        .args(["--progress", "plain", "build"])
+        .env("BOXR_ROOT", ctx.store())
+        .env("SOURCE_DATE_EPOCH", "86400")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = support::inspect_image(&ctx.store(), "app");
+    assert_eq!(img["Created"], "1970-01-02T00:00:00Z");
+}
+
+#[test]
+fn explain_says_why_each_step_ran() {
+    if !privileged("explain_says_why_each_step_ran") {
+        return;
+    }
+    let ctx = Ctx::new(CACHED);
+    ctx.write("conf/a.conf", "a=1\n");
+    ctx.write("src/main.c", "int x;\n");
+    let (code, _, err) = ctx.build(&["--explain"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("ran because no earlier build of `app` had this step"),
+        "{err}"
+    );
+    ctx.write("src/main.c", "int y;\n");
+    let (code, _, err) = ctx.build(&["--explain", "--arg", "FLAVOR=x"]);
+    assert_eq!(code, 0, "{err}");
+    let because: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(" ran because "))
+        .collect();
+    assert_eq!(because.len(), 4, "{err}");
+    assert!(
+        because[0].ends_with("ran because the content of its sources changed"),
+        "{because:?}"
+    );
+    assert!(
+        because[1].ends_with("ran because the step before it (#5) changed"),
+        "{because:?}"
+    );
+    assert!(
+        because[2].ends_with("ran because the step changed (was `run echo plain > /flavor`)"),
+        "{because:?}"
+    );
+    assert!(
+        because[3].ends_with("ran because the step before it (#7) changed"),
+        "{because:?}"
+    );
+}

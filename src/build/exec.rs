@@ -25,6 +25,21 @@ use crate::sandbox::{
 };
 use crate::store::{CacheEntry, LayerMeta, StoreError};
 
+/// Where secrets are written for the step that mounts them: memory, never disk.
+const SECRETS_TMPFS: &str = "/dev/shm";
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)?;
+    f.write_all(value)
+}
+
 /// How many lines of a failed step's output its error shows.
 const TAIL: usize = 12;
 
@@ -72,15 +87,25 @@ fn cached_or(
     step: &Step,
     work: impl FnOnce(&Ctx) -> Result<Option<(Digest, u64)>, BuildError>,
 ) -> Result<Option<(Digest, u64)>, BuildError> {
+    let mut stale_clamp = None;
     if !ctx.opts.no_cache
         && let Some(entry) = ctx.store.cache_get(&step.key)
-        && (entry.layer.is_none() || entry.clamp_mtime == ctx.opts.epoch)
     {
-        ctx.cached.fetch_add(1, Ordering::SeqCst);
-        ctx.reporter.event(Event::Cached { step });
-        return Ok(entry.layer);
+        if entry.layer.is_none() || entry.clamp_mtime == ctx.opts.epoch {
+            ctx.cached.fetch_add(1, Ordering::SeqCst);
+            ctx.reporter.event(Event::Cached { step });
+            return Ok(entry.layer);
+        }
+        stale_clamp = Some(entry.clamp_mtime);
     }
     ctx.reporter.event(Event::Running { step });
+    if ctx.opts.explain {
+        let reason = super::explain(ctx, step, stale_clamp);
+        ctx.reporter.event(Event::Explain {
+            step,
+            reason: &reason,
+        });
+    }
     let started = Instant::now();
     let result = work(ctx);
     let seconds = started.elapsed().as_secs_f64();
@@ -239,6 +264,7 @@ impl StepDirs {
             work: self.scratch.0.join("work"),
             target: self.scratch.0.join("mnt"),
             read_only: false,
+            volatile: true,
         }
     }
 
@@ -480,6 +506,43 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         });
         targets.push(target);
     }
+    // Secrets: each in a file of its own on a tmpfs (/dev/shm), bound read-only for this step;
+    // the directory goes when the step ends. Their values are masked in the step's output.
+    let mut redact = Vec::new();
+    let mut secret_dir = None;
+    for sec in def["secrets"].as_array().into_iter().flatten() {
+        let name = sec["name"].as_str().unwrap_or_default();
+        let value = ctx.opts.secrets.get(name).ok_or_else(|| {
+            err(format!(
+                "the secret `{name}` is not given: pass --secret id={name},src=FILE (or env=VAR), or set {name} in the environment"
+            ))
+        })?;
+        if secret_dir.is_none() {
+            secret_dir = Some(
+                tempfile::Builder::new()
+                    .prefix("boxr-secrets-")
+                    .tempdir_in(SECRETS_TMPFS)
+                    .map_err(|e| {
+                        err(format!("cannot create a directory in {SECRETS_TMPFS}: {e}"))
+                    })?,
+            );
+        }
+        let dir = secret_dir.as_ref().expect("created above");
+        let path = dir.path().join(name);
+        write_private(&path, value)
+            .map_err(|e| err(format!("cannot write the secret `{name}`: {e}")))?;
+        let file = sec["file"].as_str().unwrap_or("/run/secrets").to_owned();
+        mounts.push(MountSpec::Bind {
+            source: path,
+            target: file.clone(),
+            read_only: true,
+        });
+        targets.push(file);
+        if let Some(var) = sec["env"].as_str() {
+            env.push(format!("{var}={}", String::from_utf8_lossy(value)));
+        }
+        redact.push(value.clone());
+    }
     let absent: Vec<String> = with_parents(&targets)
         .iter()
         .filter(|t| !in_layers(&dirs.lowers, t))
@@ -508,8 +571,9 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         console_fd: None,
         die_with_parent: true,
     };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &[])?;
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);
+    drop(secret_dir);
     if code != 0 {
         return Err(failed(ctx, step, code, tail));
     }

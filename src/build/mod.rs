@@ -45,6 +45,8 @@ pub struct BuildOptions<'a> {
     pub tags: BTreeMap<String, Vec<String>>,
     /// Values of the secrets steps may mount: name → bytes.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// Say why each step that runs missed the cache.
+    pub explain: bool,
 }
 
 /// What the build tells its reporter.
@@ -56,6 +58,8 @@ pub enum Event<'a> {
     Cached { step: &'a Step },
     /// A step starts.
     Running { step: &'a Step },
+    /// Why a step missed the cache (`--explain`).
+    Explain { step: &'a Step, reason: &'a str },
     /// A line of a running step's output (stdout and stderr).
     Output { step: &'a Step, line: &'a str },
     /// A step finished; `layer` is the size of the layer it made.
@@ -169,6 +173,8 @@ struct Ctx<'a> {
     cached: AtomicUsize,
     /// `SOURCE_DATE_EPOCH` as RFC 3339, for history entries.
     created: String,
+    /// With `--explain`: each step's entry in the last build of its image.
+    previous: HashMap<usize, serde_json::Value>,
 }
 
 impl Ctx<'_> {
@@ -216,6 +222,11 @@ pub fn build(
         ran: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
         created: crate::oci::rfc3339(opts.epoch as i64),
+        previous: if opts.explain {
+            previous_records(store, plan)
+        } else {
+            HashMap::new()
+        },
     };
     // A step whose key an earlier step has is that step's twin: it waits for it.
     let mut first_with_key: HashMap<Digest, usize> = HashMap::new();
@@ -295,6 +306,7 @@ pub fn build(
             });
             tags.push(key);
         }
+        store.put_build_record(&planned.name, &record(plan, planned))?;
         images.push(Built {
             name: planned.name.clone(),
             image,
@@ -307,6 +319,86 @@ pub fn build(
         cached: ctx.cached.load(Ordering::SeqCst),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What `--explain` compares a later build with: each step of the image with its key fields.
+fn record(plan: &Plan, planned: &crate::plan::PlannedImage) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = planned
+        .steps
+        .iter()
+        .map(|&id| {
+            let s = &plan.steps[id];
+            serde_json::json!({
+                "description": s.description,
+                "key": s.key.to_string(),
+                "definition": s.definition,
+                "parts": s.key_parts,
+            })
+        })
+        .collect();
+    serde_json::json!({ "schema": crate::plan::SCHEMA, "steps": steps })
+}
+
+/// Step id → its entry in the last recorded build of its image (same position).
+fn previous_records(store: &Store, plan: &Plan) -> HashMap<usize, serde_json::Value> {
+    let mut out = HashMap::new();
+    for img in &plan.images {
+        let Some(rec) = store.build_record(&img.name) else {
+            continue;
+        };
+        for (i, &id) in img.steps.iter().enumerate() {
+            if let Some(prev) = rec["steps"].get(i) {
+                out.insert(id, prev.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Why `step` missed the cache, compared with its image's last build.
+fn explain(ctx: &Ctx, step: &Step, stale_clamp: Option<u64>) -> String {
+    if let Some(old) = stale_clamp {
+        return format!(
+            "SOURCE_DATE_EPOCH changed from {old} to {} (the layer's timestamps depend on it)",
+            ctx.opts.epoch
+        );
+    }
+    if ctx.opts.no_cache {
+        return "--no-cache".into();
+    }
+    let Some(prev) = ctx.previous.get(&step.id) else {
+        return format!("no earlier build of `{}` had this step", step.image);
+    };
+    let parts = &step.key_parts;
+    if prev["definition"] != step.definition {
+        return format!(
+            "the step changed (was `{}`)",
+            prev["description"].as_str().unwrap_or("?")
+        );
+    }
+    if prev["parts"]["config"] != parts.config {
+        let changed: Vec<&str> = ["env", "user", "workdir", "shell"]
+            .into_iter()
+            .filter(|k| prev["parts"]["config"][k] != parts.config[k])
+            .collect();
+        return format!("the {} it runs with changed", changed.join(", "));
+    }
+    if prev["parts"]["inputs"] != serde_json::json!(parts.inputs) {
+        return match &step.definition["from"] {
+            serde_json::Value::String(img) => format!("the image it copies from (`{img}`) changed"),
+            _ => "the content of its sources changed".into(),
+        };
+    }
+    if prev["parts"]["parent"] != serde_json::json!(parts.parent) {
+        return match step.parent {
+            None => "the base changed".into(),
+            Some(p) if ctx.plan.steps[p].image == step.image => {
+                format!("the step before it (#{}) changed", p + 1)
+            }
+            Some(p) => format!("its base image `{}` changed", ctx.plan.steps[p].image),
+        };
+    }
+    "its cached result is gone (removed by `boxr gc --build-cache`?)".into()
 }
 
 /// Writes an image's config and manifest, unless the store has them already (a build that

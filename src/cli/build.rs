@@ -36,6 +36,15 @@ pub struct BuildArgs {
     /// Name each image PREFIX + its manifest name (e.g. `myproject/`), instead of the bare name
     #[arg(long, value_name = "PREFIX")]
     prefix: Option<String>,
+
+    /// Say why each step that runs missed the cache
+    #[arg(long)]
+    explain: bool,
+
+    /// A secret for `secret` mounts: from a file or an environment variable (default: the
+    /// variable named like the secret)
+    #[arg(long = "secret", value_name = "id=NAME[,src=FILE|,env=VAR]")]
+    secrets: Vec<String>,
 }
 
 pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
@@ -90,9 +99,13 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         no_cache: args.no_cache,
+        explain: args.explain,
         epoch,
         tags,
-        secrets: BTreeMap::new(),
+        secrets: match secrets(&args.secrets, &plan) {
+            Ok(s) => s,
+            Err(msg) => return fail(&settings.printer, &msg),
+        },
     };
     let reporter = super::progress::reporter(settings.printer.mode(), settings.printer.quiet());
     match build::build(&store, &m, &plan, &opts, reporter.as_ref()) {
@@ -159,6 +172,58 @@ fn tags(args: &BuildArgs, plan: &plan::Plan) -> Result<BTreeMap<String, Vec<Stri
             .ok_or_else(|| format!("--tag {t}: the build makes no image `{image}`"))?;
         crate::store::ref_key(name).map_err(|e| format!("--tag {t}: {e}"))?;
         names.push(name.to_owned());
+    }
+    Ok(out)
+}
+
+/// The values of the secrets the plan's steps mount: `--secret id=NAME,src=FILE|env=VAR`, else
+/// the environment variable NAME. A secret with no value is only an error if its step runs.
+fn secrets(specs: &[String], plan: &plan::Plan) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let mut id = None;
+        let mut value = None;
+        for part in spec.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                format!("--secret {spec}: write id=NAME,src=FILE or id=NAME,env=VAR")
+            })?;
+            match k {
+                "id" => id = Some(v.to_owned()),
+                "src" | "source" => {
+                    value = Some(
+                        std::fs::read(v)
+                            .map_err(|e| format!("--secret {spec}: cannot read {v}: {e}"))?,
+                    )
+                }
+                "env" => {
+                    value = Some(
+                        std::env::var_os(v)
+                            .ok_or_else(|| format!("--secret {spec}: {v} is not set"))?
+                            .into_encoded_bytes(),
+                    )
+                }
+                "type" if v == "file" || v == "env" => {}
+                _ => return Err(format!("--secret {spec}: unknown key `{k}`")),
+            }
+        }
+        let id = id.ok_or_else(|| format!("--secret {spec}: id=NAME is missing"))?;
+        let value = match value {
+            Some(v) => v,
+            None => std::env::var_os(&id)
+                .ok_or_else(|| format!("--secret {spec}: give src=FILE or env=VAR, or set {id}"))?
+                .into_encoded_bytes(),
+        };
+        out.insert(id, value);
+    }
+    for step in &plan.steps {
+        for sec in step.definition["secrets"].as_array().into_iter().flatten() {
+            if let Some(name) = sec["name"].as_str()
+                && !out.contains_key(name)
+                && let Some(v) = std::env::var_os(name)
+            {
+                out.insert(name.to_owned(), v.into_encoded_bytes());
+            }
+        }
     }
     Ok(out)
 }

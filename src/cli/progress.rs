@@ -48,6 +48,9 @@ impl Reporter for PlainReporter {
                 step.description
             )),
             Event::Output { step, line } => err_line(&format!("#{} {line}", step.id + 1)),
+            Event::Explain { step, reason } => {
+                err_line(&format!("#{} ran because {reason}", step.id + 1))
+            }
             Event::Done { step, seconds, .. } => {
                 err_line(&format!("#{} DONE {seconds:.1}s", step.id + 1))
             }
@@ -73,6 +76,9 @@ impl Reporter for JsonReporter {
             Event::Running { step } => json!({"event": "running", "step": step_json(step)}),
             Event::Output { step, line } => {
                 json!({"event": "output", "step": step.id, "line": line})
+            }
+            Event::Explain { step, reason } => {
+                json!({"event": "explain", "step": step.id, "reason": reason})
             }
             Event::Done {
                 step,
@@ -161,6 +167,12 @@ impl Reporter for TtyReporter {
                     step.description
                 ));
             }
+            Event::Explain { step, reason } => self.above(format!(
+                "  #{:<3} {:<12} {}: ran because {reason}",
+                step.id + 1,
+                step.image,
+                step.description
+            )),
             Event::Tagged { .. } => {}
         }
     }

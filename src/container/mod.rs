@@ -388,6 +388,7 @@ fn create(
             work: dir.join("work"),
             target: dir.join("rootfs"),
             read_only: opts.read_only,
+            volatile: false,
         },
         hostname,
         network,

@@ -61,7 +61,7 @@ const SERVICE_NODES: &[&str] = &[
     "stop-timeout",
 ];
 
-const RUN_NODES: &[&str] = &["cache", "network", "env"];
+const RUN_NODES: &[&str] = &["cache", "network", "env", "secret"];
 
 pub(super) struct Lowerer<'s> {
     src: &'s str,
@@ -1090,6 +1090,7 @@ impl<'s> Lowerer<'s> {
         let mut caches = Vec::new();
         let mut network = None;
         let mut env = Vec::new();
+        let mut secrets: Vec<SecretMount> = Vec::new();
         let mut seen = HashMap::new();
         for child in node.children.iter().flatten() {
             match child.name.value.as_str() {
@@ -1127,6 +1128,23 @@ impl<'s> Lowerer<'s> {
                         env.extend(p);
                     }
                 }
+                "secret" => {
+                    if let Some(sec) = self.secret(child) {
+                        if let Some(prev) = secrets
+                            .iter()
+                            .find(|p: &&SecretMount| p.name.value == sec.name.value)
+                        {
+                            self.errors.push(ManifestError::DuplicateName {
+                                kind: "secret".into(),
+                                name: sec.name.value.clone(),
+                                span: sec.name.span,
+                                first: prev.name.span,
+                            });
+                        } else {
+                            secrets.push(sec);
+                        }
+                    }
+                }
                 _ => self.unknown_node(child, "`run`", RUN_NODES),
             }
         }
@@ -1135,7 +1153,41 @@ impl<'s> Lowerer<'s> {
             caches,
             network: network.unwrap_or(Spanned::new(RunNetwork::None, node.name.span)),
             env,
+            secrets,
         })
+    }
+
+    fn secret(&mut self, node: &Node) -> Option<SecretMount> {
+        let shape = Shape {
+            min: 1,
+            max: Some(1),
+            props: &["env", "file"],
+            children: false,
+            usage: "secret NAME [env=VAR] [file=PATH]",
+        };
+        if !self.shape(node, &shape) {
+            return None;
+        }
+        // Every value is checked, so all their errors are reported together.
+        let name = self.typed(Self::positional(node).next()?, "secret name", |t| {
+            values::check_secret_name(t).map(|_| t.to_owned())
+        });
+        let env = Self::prop(node, "env").map(|e| {
+            self.typed(e, "variable name", |t| {
+                values::check_env_name(t).map(|_| t.to_owned())
+            })
+        });
+        let file = Self::prop(node, "file").map(|e| self.container_path(e));
+        let name = name?;
+        let env = match env {
+            Some(e) => Some(e?),
+            None => None,
+        };
+        let file = match file {
+            Some(f) => f?,
+            None => Spanned::new(format!("/run/secrets/{}", name.value), name.span),
+        };
+        Some(SecretMount { name, env, file })
     }
 
     fn cache(&mut self, node: &Node) -> Option<CacheMount> {

@@ -136,6 +136,18 @@ pub struct Run {
     pub caches: Vec<CacheMount>,
     pub network: Spanned<RunNetwork>,
     pub env: Vec<Pair>,
+    pub secrets: Vec<SecretMount>,
+}
+
+/// `secret "NAME" [env="VAR"] [file="/run/secrets/NAME"]`: a secret for one step, as a file on
+/// a tmpfs (and in an environment variable with `env=`). Its value comes from
+/// `boxr build --secret`, never from the manifest, and enters no layer, key or log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretMount {
+    pub name: Spanned<String>,
+    pub env: Option<Spanned<String>>,
+    /// Defaults to `/run/secrets/NAME`.
+    pub file: Spanned<String>,
 }
 
 /// The network of a `run` step.

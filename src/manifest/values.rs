@@ -549,6 +549,22 @@ pub fn check_env_name(text: &str) -> Result<(), Bad> {
     Ok(())
 }
 
+/// A secret's name (also its file name under /run/secrets): letters, digits, `.`, `_`, `-`.
+pub fn check_secret_name(text: &str) -> Result<(), Bad> {
+    if text.is_empty() {
+        return Err(bad("the secret name is empty"));
+    }
+    if text.starts_with('.')
+        || !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(bad(format!("`{text}` is not a valid secret name"))
+            .help("use letters, digits, `.`, `_` and `-` (not first `.`)"));
+    }
+    Ok(())
+}
+
 /// An absolute path inside a container.
 pub fn check_container_path(text: &str) -> Result<(), Bad> {
     if !text.starts_with('/') {

@@ -113,8 +113,22 @@ pub struct Step {
     pub layer: bool,
     /// The canonical definition that went into the key.
     pub definition: Value,
+    /// The key's other fields, for `boxr build --explain`.
+    #[serde(skip)]
+    pub key_parts: KeyParts,
     #[serde(skip)]
     pub span: Span,
+}
+
+/// The fields of a step's key besides its definition (see [`key`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct KeyParts {
+    /// The parent step's key, or the base's digest.
+    pub parent: String,
+    /// The effective env, user, workdir and shell.
+    pub config: Value,
+    /// The digests of what the step reads.
+    pub inputs: Vec<String>,
 }
 
 /// The image config a manifest sets on top of its base (an in-file base's config is inherited
@@ -324,12 +338,8 @@ impl Planner<'_> {
             Some(p) => self.steps[p].key.hex(),
             None => parts.base_digest.clone().unwrap_or_default(),
         };
-        let key = key::step_key(
-            &parent_key,
-            &parts.definition,
-            &config.effective(),
-            &parts.inputs,
-        );
+        let effective = config.effective();
+        let key = key::step_key(&parent_key, &parts.definition, &effective, &parts.inputs);
         let id = self.steps.len();
         let mut needs: Vec<usize> = parent.into_iter().collect();
         for n in extra_needs {
@@ -347,6 +357,11 @@ impl Planner<'_> {
             needs,
             layer: parts.layer,
             definition: parts.definition,
+            key_parts: KeyParts {
+                parent: parent_key,
+                config: effective,
+                inputs: parts.inputs,
+            },
             span: parts.span,
         });
         id
@@ -549,10 +564,20 @@ impl Planner<'_> {
                         Command::Shell(s) => format!("run {}", s.value),
                         Command::Exec(_) => format!("run {}", argv(&cmd)),
                     };
+                    let mut definition = json!({"op": "run", form: cmd, "env": env, "network": network, "caches": caches});
+                    if !run.secrets.is_empty() {
+                        // Where each secret appears, never its value (added only when present,
+                        // so the keys of steps without secrets stay as schema v1 has them).
+                        definition["secrets"] = run
+                            .secrets
+                            .iter()
+                            .map(|s| json!({"name": s.name.value, "env": s.env.as_ref().map(|e| &e.value), "file": s.file.value}))
+                            .collect();
+                    }
                     StepParts {
                         op: "run",
                         description,
-                        definition: json!({"op": "run", form: cmd, "env": env, "network": network, "caches": caches}),
+                        definition,
                         inputs: Vec::new(),
                         layer: true,
                         base_digest: None,

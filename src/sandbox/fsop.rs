@@ -114,6 +114,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
             ("redirect_dir", "off"),
             ("metacopy", "off"),
             ("index", "off"),
+            ("volatile", ""),
         ],
         &r.target,
     )?;

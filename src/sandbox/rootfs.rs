@@ -207,7 +207,7 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
     let lowers: Vec<&Path> = r.lowers.iter().map(PathBuf::as_path).collect();
     let upper = r.upper.display().to_string();
     let work = r.work.display().to_string();
-    let options = [
+    let mut options = vec![
         ("source", "overlay"),
         ("upperdir", upper.as_str()),
         ("workdir", work.as_str()),
@@ -215,6 +215,9 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
         ("metacopy", "off"),
         ("index", "off"),
     ];
+    if r.volatile {
+        options.push(("volatile", ""));
+    }
     match super::sys::mount_overlay_fsconfig(&lowers, &options, &r.target) {
         Ok(()) => return Ok(()),
         // Kernels before 6.8 (no `lowerdir+`) or 5.2 (no fsopen): the classic mount below.
@@ -246,10 +249,11 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
         ),
     };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off{}",
         lowers.join(":"),
         r.upper.display(),
-        r.work.display()
+        r.work.display(),
+        if r.volatile { ",volatile" } else { "" }
     );
     if data.len() >= 4000 {
         return Err(SetupError(format!(

@@ -43,6 +43,10 @@ pub struct RootfsSpec {
     /// Where to mount it (inside the sandbox's private mount namespace).
     pub target: PathBuf,
     pub read_only: bool,
+    /// Mount the overlay `volatile`: no sync of the upper dir ever (a build step's upper dir is
+    /// thrown away if the machine crashes before it is committed).
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,6 +141,7 @@ pub fn copy_winsize(from: i32, to: i32) -> io::Result<()> {
 
 // The new mount API (Linux 5.2; overlay's `lowerdir+` since 6.8). nix has no wrappers.
 const FSOPEN_CLOEXEC: nix::libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: nix::libc::c_uint = 0;
 const FSCONFIG_SET_STRING: nix::libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: nix::libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: nix::libc::c_uint = 1;
@@ -156,7 +157,8 @@ fn check_fd(r: nix::libc::c_long) -> io::Result<OwnedFd> {
 
 /// Mounts an overlay at `target` with the new mount API: each lower layer is passed on its own
 /// (`lowerdir+`), so the number of layers is not limited by one page of mount data. `options`
-/// are further `key=value` settings (upperdir, workdir, redirect_dir, ...).
+/// are further `key=value` settings (upperdir, workdir, redirect_dir, ...); an empty value
+/// makes a flag (`volatile`).
 pub fn mount_overlay_fsconfig(
     lowers: &[&std::path::Path],
     options: &[(&str, &str)],
@@ -169,15 +171,22 @@ pub fn mount_overlay_fsconfig(
     let fs = check_fd(unsafe {
         nix::libc::syscall(nix::libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC)
     })?;
+    // An empty value sets a flag option (`volatile`).
     let set = |key: &CString, value: &CString| -> io::Result<()> {
-        // SAFETY: fsconfig reads the two NUL-terminated strings, which outlive the call.
+        let (cmd, value_ptr) = if value.is_empty() {
+            (FSCONFIG_SET_FLAG, std::ptr::null())
+        } else {
+            (FSCONFIG_SET_STRING, value.as_ptr())
+        };
+        // SAFETY: fsconfig reads the NUL-terminated key and value (or no value for a flag);
+        // both outlive the call.
         let r = unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_fsconfig,
                 fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
+                cmd,
                 key.as_ptr(),
-                value.as_ptr(),
+                value_ptr,
                 0,
             )
         };

@@ -91,3 +91,40 @@ impl Store {
         Ok((dir, base.join(format!("{h}.lock"))))
     }
 }
+
+impl Store {
+    fn record_path(&self, name: &str) -> PathBuf {
+        let h = hex::encode(Sha256::digest(name.as_bytes()));
+        self.root.join("builds").join(format!("{h}.json"))
+    }
+
+    /// What the last build of the image `name` recorded (for `boxr build --explain`).
+    pub fn build_record(&self, name: &str) -> Option<serde_json::Value> {
+        serde_json::from_slice(&fs::read(self.record_path(name)).ok()?).ok()
+    }
+
+    /// Replaces the record of the image `name`, unless it is unchanged (then nothing is
+    /// written).
+    pub fn put_build_record(
+        &self,
+        name: &str,
+        record: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        if self.build_record(name).as_ref() == Some(record) {
+            return Ok(());
+        }
+        let dir = self.root.join("builds");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let tmp = self.root.join("tmp");
+        let mut t = tempfile::Builder::new()
+            .prefix("build-")
+            .tempfile_in(&tmp)
+            .map_err(io_err("create a file in", &tmp))?;
+        t.write_all(&serde_json::to_vec(record).expect("serializes"))
+            .map_err(io_err("write", t.path()))?;
+        let path = self.record_path(name);
+        t.persist(&path)
+            .map_err(|e| io_err("publish", &path)(e.error))?;
+        Ok(())
+    }
+}
