@@ -619,3 +619,45 @@ fn explain_says_why_each_step_ran() {
         "{because:?}"
     );
 }
+
+#[test]
+fn an_unchanged_context_is_not_read_again() {
+    if !privileged("an_unchanged_context_is_not_read_again")
+        || !support::have_tool("an_unchanged_context_is_not_read_again", "strace")
+    {
+        return;
+    }
+    let ctx = Ctx::new(CACHED);
+    ctx.write("conf/a.conf", "a=1\n");
+    ctx.write("src/main.c", "int x;\n");
+    ctx.build_ok(&[]);
+    // Files changed in the last two seconds are always read (they could still change within
+    // the clock tick their stamp has); after that the stat cache vouches for them.
+    std::thread::sleep(Duration::from_millis(2100));
+    ctx.build_ok(&[]);
+    let traced = |ctx: &Ctx| {
+        let out = Command::new("strace")
+            .current_dir(ctx.path())
+            .args(["-f", "-e", "trace=openat,open", "--"])
+            .arg(env!("CARGO_BIN_EXE_boxr"))
+            .args(["--progress", "plain", "build"])
+            .env("BOXR_ROOT", ctx.store())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let trace = traced(&ctx);
+    assert!(trace.contains("0 steps ran"), "{trace}");
+    assert!(
+        !trace
+            .lines()
+            .any(|l| l.contains("main.c") || l.contains("a.conf")),
+        "a no-op rebuild opened a context file:\n{trace}"
+    );
+    // A changed file is read (and its step reruns).
+    ctx.write("src/main.c", "int y;\n");
+    let trace = traced(&ctx);
+    assert!(trace.lines().any(|l| l.contains("main.c")), "{trace}");
+    assert!(trace.contains("4 steps ran"), "{trace}");
+}

@@ -258,6 +258,7 @@ fn parser_never_panics_on_mutated_manifests() {
         manifest_dir: ctx.path(),
         targets: &[],
         resolver: &NoStore,
+        hashes: None,
     };
     let chars: Vec<char> = base.chars().collect();
     let specials = [

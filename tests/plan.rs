@@ -70,6 +70,7 @@ fn plan_dir(dir: &Path, source: &str, args: &[(&str, &str)]) -> Plan {
         manifest_dir: dir,
         targets: &[],
         resolver: &no_store(),
+        hashes: None,
     };
     plan::plan(&m, &opts).expect("plannable")
 }
@@ -288,6 +289,7 @@ fn targets_plan_only_what_they_need() {
         manifest_dir: dir.path(),
         targets: &targets,
         resolver: &no_store(),
+        hashes: None,
     };
     let p = plan::plan(&m, &opts).unwrap();
     let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
@@ -318,6 +320,7 @@ fn store_bases_are_keyed_by_their_digest() {
             manifest_dir: dir.path(),
             targets: &[],
             resolver: &store,
+            hashes: None,
         };
         plan::plan(&m, &opts).map(|p| key_lines(&p))
     };
@@ -329,6 +332,7 @@ fn store_bases_are_keyed_by_their_digest() {
         manifest_dir: dir.path(),
         targets: &[],
         resolver: &no_store(),
+        hashes: None,
     };
     let errs = plan::plan(&m, &opts).unwrap_err();
     assert!(

@@ -66,6 +66,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
     };
     store.set_sync(settings.sync);
     let resolver = super::plan::StoreRef(&store);
+    let hashes = crate::plan::hashcache::FileHashCache::from_bytes(&store.stat_cache());
     let plan = match plan::plan(
         &m,
         &PlanOptions {
@@ -73,6 +74,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
             manifest_dir: &manifest_dir,
             targets: &args.targets,
             resolver: &resolver,
+            hashes: Some(&hashes),
         },
     ) {
         Ok(p) => p,
@@ -84,6 +86,11 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
             return if unknown { exit::FAILED } else { exit::INVALID };
         }
     };
+    if hashes.changed()
+        && let Err(e) = store.put_stat_cache(&hashes.to_bytes())
+    {
+        return fail_with(&settings.printer, &e);
+    }
     let tags = match tags(args, &plan) {
         Ok(t) => t,
         Err(msg) => return fail(&settings.printer, &msg),

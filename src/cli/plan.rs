@@ -66,6 +66,7 @@ pub fn run(args: &PlanArgs, settings: &Settings) -> i32 {
         manifest_dir: &manifest_dir,
         targets: &args.targets,
         resolver: &resolver,
+        hashes: None,
     };
     let started = std::time::Instant::now();
     let result = plan::plan(&m, &opts);

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::hashcache::FileHashCache;
 use super::key::{Digest256, KeyHasher};
 use crate::ignore::Ignore;
 
@@ -52,6 +53,7 @@ pub fn copy_sources(
     sources: &[&str],
     chmod: Option<u32>,
     ignore: &Ignore,
+    hashes: Option<&FileHashCache>,
 ) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(context).map_err(io_err(context))?;
     let mut h = KeyHasher::new();
@@ -78,7 +80,7 @@ pub fn copy_sources(
             });
         }
         for m in matches {
-            hash_tree(&root, &m, chmod, false, ignore, &mut h)?;
+            hash_tree(&root, &m, chmod, false, ignore, hashes, &mut h)?;
         }
     }
     Ok(h.finish())
@@ -86,10 +88,10 @@ pub fn copy_sources(
 
 /// The digest of a rootfs directory used as a `dir:` base (owners included: they are part of a
 /// rootfs, unlike COPY sources, which the copy re-owns).
-pub fn dir_base(dir: &Path) -> Result<Digest256, InputError> {
+pub fn dir_base(dir: &Path, hashes: Option<&FileHashCache>) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(dir).map_err(io_err(dir))?;
     let mut h = KeyHasher::new();
-    hash_tree(&root, &root, None, true, &Ignore::default(), &mut h)?;
+    hash_tree(&root, &root, None, true, &Ignore::default(), hashes, &mut h)?;
     Ok(h.finish())
 }
 
@@ -222,6 +224,7 @@ fn hash_tree(
     chmod: Option<u32>,
     owners: bool,
     ignore: &Ignore,
+    hashes: Option<&FileHashCache>,
     h: &mut KeyHasher,
 ) -> Result<(), InputError> {
     let walk = walkdir::WalkDir::new(start)
@@ -275,7 +278,10 @@ fn hash_tree(
         h.field(head.as_bytes());
         match kind {
             'f' => {
-                let digest = file_digest(path)?;
+                let digest = match hashes {
+                    Some(c) => c.digest(path, &meta, || file_digest(path))?,
+                    None => file_digest(path)?,
+                };
                 h.field(&digest.0);
             }
             'l' => {
@@ -327,7 +333,7 @@ mod tests {
     #[test]
     fn content_not_mtime() {
         let d = ctx();
-        let a = copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap();
+        let a = copy_sources(d.path(), &["src"], None, &Ignore::default(), None).unwrap();
         let f = fs::File::options()
             .write(true)
             .open(d.path().join("src/a.c"))
@@ -335,12 +341,12 @@ mod tests {
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
         assert_eq!(
             a,
-            copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap()
+            copy_sources(d.path(), &["src"], None, &Ignore::default(), None).unwrap()
         );
         fs::write(d.path().join("src/a.c"), "int A;").unwrap();
         assert_ne!(
             a,
-            copy_sources(d.path(), &["src"], None, &Ignore::default()).unwrap()
+            copy_sources(d.path(), &["src"], None, &Ignore::default(), None).unwrap()
         );
     }
 
@@ -348,31 +354,44 @@ mod tests {
     fn mode_matters_unless_chmod_overrides_it() {
         let d = ctx();
         let p = d.path().join("Makefile");
-        let before = copy_sources(d.path(), &["Makefile"], None, &Ignore::default()).unwrap();
-        let before_chmod =
-            copy_sources(d.path(), &["Makefile"], Some(0o755), &Ignore::default()).unwrap();
+        let before = copy_sources(d.path(), &["Makefile"], None, &Ignore::default(), None).unwrap();
+        let before_chmod = copy_sources(
+            d.path(),
+            &["Makefile"],
+            Some(0o755),
+            &Ignore::default(),
+            None,
+        )
+        .unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert_ne!(
             before,
-            copy_sources(d.path(), &["Makefile"], None, &Ignore::default()).unwrap()
+            copy_sources(d.path(), &["Makefile"], None, &Ignore::default(), None).unwrap()
         );
         assert_eq!(
             before_chmod,
-            copy_sources(d.path(), &["Makefile"], Some(0o755), &Ignore::default()).unwrap()
+            copy_sources(
+                d.path(),
+                &["Makefile"],
+                Some(0o755),
+                &Ignore::default(),
+                None
+            )
+            .unwrap()
         );
     }
 
     #[test]
     fn globs_do_not_cross_slashes() {
         let d = ctx();
-        let one = copy_sources(d.path(), &["src/*.c"], None, &Ignore::default()).unwrap();
+        let one = copy_sources(d.path(), &["src/*.c"], None, &Ignore::default(), None).unwrap();
         fs::write(d.path().join("src/sub/c.c"), "int c;").unwrap();
         assert_eq!(
             one,
-            copy_sources(d.path(), &["src/*.c"], None, &Ignore::default()).unwrap()
+            copy_sources(d.path(), &["src/*.c"], None, &Ignore::default(), None).unwrap()
         );
         assert!(matches!(
-            copy_sources(d.path(), &["*.rs"], None, &Ignore::default()),
+            copy_sources(d.path(), &["*.rs"], None, &Ignore::default(), None),
             Err(InputError::NotFound { .. })
         ));
     }
@@ -384,10 +403,10 @@ mod tests {
         fs::write(outside.path().join("secret"), "x").unwrap();
         symlink(outside.path(), d.path().join("link")).unwrap();
         assert!(matches!(
-            copy_sources(d.path(), &["link/secret"], None, &Ignore::default()),
+            copy_sources(d.path(), &["link/secret"], None, &Ignore::default(), None),
             Err(InputError::Outside { .. })
         ));
         // The link itself is hashed as a link, not followed.
-        assert!(copy_sources(d.path(), &["link"], None, &Ignore::default()).is_ok());
+        assert!(copy_sources(d.path(), &["link"], None, &Ignore::default(), None).is_ok());
     }
 }

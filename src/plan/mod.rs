@@ -2,6 +2,7 @@
 //! its cache key ([`StepKey`], schema in [`key`]). Planning is pure and deterministic; its only
 //! I/O is hashing what steps read (COPY sources, `dir:`/`tar:`/`oci:` bases).
 
+pub mod hashcache;
 pub mod inputs;
 pub mod key;
 
@@ -36,6 +37,8 @@ pub struct PlanOptions<'a> {
     /// Images to plan (with everything they need); empty means all.
     pub targets: &'a [String],
     pub resolver: &'a dyn ImageResolver,
+    /// A stat cache that spares re-reading unchanged files (see [`hashcache`]).
+    pub hashes: Option<&'a hashcache::FileHashCache>,
 }
 
 /// A problem found while planning.
@@ -624,7 +627,7 @@ impl Planner<'_> {
             Base::Scratch => ("scratch".to_owned(), Ok("scratch".to_owned())),
             Base::Dir(p) => (
                 format!("dir:{p}"),
-                inputs::dir_base(&under(p)).map(|d| d.to_string()),
+                inputs::dir_base(&under(p), self.opts.hashes).map(|d| d.to_string()),
             ),
             Base::Tar(p) => (
                 format!("tar:{p}"),
@@ -693,7 +696,13 @@ impl Planner<'_> {
         let chmod = copy.chmod.as_ref().map(|m| m.value);
         let mut needs = Vec::new();
         let (from, input) = match &copy.from {
-            None => match inputs::copy_sources(self.opts.context, &sources, chmod, &self.ignore) {
+            None => match inputs::copy_sources(
+                self.opts.context,
+                &sources,
+                chmod,
+                &self.ignore,
+                self.opts.hashes,
+            ) {
                 Ok(d) => (Value::Null, d.to_string()),
                 Err(e) => {
                     let at = match &e {

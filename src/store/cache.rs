@@ -68,6 +68,9 @@ impl Store {
         let mut out = Vec::new();
         for e in rd {
             let e = e.map_err(io_err("list", &dir))?;
+            if e.path() == self.stat_cache_path() {
+                continue;
+            }
             let entry = fs::read(e.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice::<CacheEntry>(&b).ok());
@@ -123,6 +126,34 @@ impl Store {
         t.write_all(&serde_json::to_vec(record).expect("serializes"))
             .map_err(io_err("write", t.path()))?;
         let path = self.record_path(name);
+        t.persist(&path)
+            .map_err(|e| io_err("publish", &path)(e.error))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub(super) fn stat_cache_path(&self) -> PathBuf {
+        self.root.join("cache").join("stat-cache.json")
+    }
+
+    /// The bytes of the build context stat cache (empty when there is none).
+    pub fn stat_cache(&self) -> Vec<u8> {
+        fs::read(self.stat_cache_path()).unwrap_or_default()
+    }
+
+    /// Replaces the stat cache (written whole and renamed: never torn; not fsynced, since
+    /// losing it only costs re-reading files).
+    pub fn put_stat_cache(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.root.join("cache");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let tmp = self.root.join("tmp");
+        let mut t = tempfile::Builder::new()
+            .prefix("stat-cache-")
+            .tempfile_in(&tmp)
+            .map_err(io_err("create a file in", &tmp))?;
+        t.write_all(bytes).map_err(io_err("write", t.path()))?;
+        let path = self.stat_cache_path();
         t.persist(&path)
             .map_err(|e| io_err("publish", &path)(e.error))?;
         Ok(())

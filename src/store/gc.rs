@@ -55,6 +55,9 @@ impl Store {
                 }
             }
         }
+        if build_cache {
+            let _ = fs::remove_file(self.stat_cache_path());
+        }
         let mounts = self.root.join("cache-mounts");
         if build_cache && mounts.exists() {
             report.bytes += tree_size(&mounts);
