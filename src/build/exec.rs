@@ -543,11 +543,9 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         }
         redact.push(value.clone());
     }
-    let absent: Vec<String> = with_parents(&targets)
-        .iter()
-        .filter(|t| !in_layers(&dirs.lowers, t))
-        .cloned()
-        .collect();
+    let (present, absent): (Vec<String>, Vec<String>) = with_parents(&targets)
+        .into_iter()
+        .partition(|t| find_in_layers(&dirs.lowers, t).is_some());
     let security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
     let spec = SandboxSpec {
         rootfs: dirs.rootfs(),
@@ -577,13 +575,13 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
     if code != 0 {
         return Err(failed(ctx, step, code, tail));
     }
-    remove_mount_points(&dirs.staged.0.join("root"), &absent);
+    remove_mount_points(&dirs.staged.0.join("root"), &dirs.lowers, &absent, &present);
     dirs.commit(ctx)
 }
 
-/// Whether `path` exists in the stack of layer roots (topmost first), whiteouts and opaque
-/// directories respected.
-fn in_layers(lowers: &[PathBuf], path: &str) -> bool {
+/// Where `path` is in the stack of layer roots (topmost first), whiteouts and opaque
+/// directories respected: the layer's copy of it, or `None` when the stack does not have it.
+fn find_in_layers(lowers: &[PathBuf], path: &str) -> Option<PathBuf> {
     let rel = path.trim_start_matches('/');
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     for l in lowers {
@@ -592,8 +590,8 @@ fn in_layers(lowers: &[PathBuf], path: &str) -> bool {
         for (i, part) in parts.iter().enumerate() {
             p.push(part);
             match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return false,
-                Ok(_) if i + 1 == parts.len() => return true,
+                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return None,
+                Ok(_) if i + 1 == parts.len() => return Some(p),
                 Ok(_) => {
                     if xattr::get(&p, crate::layer::OPAQUE_XATTR)
                         .ok()
@@ -607,30 +605,53 @@ fn in_layers(lowers: &[PathBuf], path: &str) -> bool {
             }
         }
         if opaque_above {
-            return false;
+            return None;
         }
     }
-    false
+    None
 }
 
-/// Removes the mount points the sandbox had to create (absent from the parent's layers) from
-/// the upper dir, with the directories made only for them (absent too, and empty), so they do
-/// not end up in the layer. `absent` holds every such path, parents included.
-fn remove_mount_points(upper: &Path, absent: &[String]) {
-    let mut absent: Vec<&String> = absent.iter().collect();
+/// Removes what the sandbox's mount points left in the upper dir, so it does not end up in the
+/// layer: the mount points the image did not have (`absent`, parents included: empty
+/// directories and empty files), and the directories overlay copied up only to create them
+/// (`present`: now empty, not opaque, with the owner and mode they have below).
+fn remove_mount_points(upper: &Path, lowers: &[PathBuf], absent: &[String], present: &[String]) {
+    let mut all: Vec<(&String, bool)> = absent
+        .iter()
+        .map(|p| (p, true))
+        .chain(present.iter().map(|p| (p, false)))
+        .collect();
     // Deepest first, so a parent is empty by the time it comes.
-    absent.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
-    absent.dedup();
-    for t in absent {
+    all.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
+    for (t, is_absent) in all {
         let p = upper.join(t.trim_matches('/'));
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if is_absent {
+            if m.is_dir() {
                 let _ = fs::remove_dir(&p);
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
+            } else if m.is_file() && m.len() == 0 {
                 let _ = fs::remove_file(&p);
             }
-            _ => {}
+            continue;
+        }
+        let Some(below) = find_in_layers(lowers, t).and_then(|b| fs::symlink_metadata(b).ok())
+        else {
+            continue;
+        };
+        let opaque = xattr::get(&p, crate::layer::OPAQUE_XATTR)
+            .ok()
+            .flatten()
+            .is_some();
+        let same = m.is_dir()
+            && below.is_dir()
+            && m.mode() == below.mode()
+            && m.uid() == below.uid()
+            && m.gid() == below.gid();
+        if same && !opaque {
+            // Fails (and keeps it) unless it is empty.
+            let _ = fs::remove_dir(&p);
         }
     }
 }
