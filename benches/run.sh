@@ -9,6 +9,7 @@ for tool in hyperfine crun runc; do
   command -v $tool >/dev/null || apt-get install -y -qq $tool >/dev/null
 done
 [ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
+[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
 cargo build --release --locked --quiet
 boxr=$PWD/target/release/boxr
 work=$(mktemp -d /var/tmp/boxr-run-bench.XXXXXX)

@@ -5,15 +5,16 @@
 # Id: images are reproducible). Uses temporary stores; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# boxr links libseccomp; the demo images are made from busybox-static.
+if ! [ -e /usr/include/seccomp.h ] || ! [ -x /bin/busybox ]; then
+  apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static >/dev/null
+fi
 cargo build --release --locked --quiet
 boxr=$PWD/target/release/boxr
 demo=examples/demo
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-if ! [ -x /bin/busybox ]; then
-  apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
-fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/root" "$work/rootfs/tmp"

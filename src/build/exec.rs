@@ -546,7 +546,15 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
     let (present, absent): (Vec<String>, Vec<String>) = with_parents(&targets)
         .into_iter()
         .partition(|t| find_in_layers(&dirs.lowers, t).is_some());
-    let security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
+    let mut security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
+    security.seccomp = Some(
+        crate::container::seccomp_program(
+            ctx.store,
+            sandbox::seccomp::DEFAULT_PROFILE.as_bytes(),
+            &security.capabilities,
+        )
+        .map_err(|m| err(format!("seccomp: {m}")))?,
+    );
     let spec = SandboxSpec {
         rootfs: dirs.rootfs(),
         hostname: "boxr".into(),

@@ -48,18 +48,19 @@ pub struct RunOptions {
 }
 
 /// The confinement from `--cap-add`, `--cap-drop`, `--privileged` and `--security-opt`.
-fn security(opts: &RunOptions) -> Result<sandbox::SecuritySpec, ContainerError> {
+fn security(store: &Store, opts: &RunOptions) -> Result<sandbox::SecuritySpec, ContainerError> {
     let mut nnp = false;
+    // None: Docker's default profile; Some(None): unconfined; Some(Some(json)): a profile file.
+    let mut profile: Option<Option<Vec<u8>>> = None;
     for o in &opts.security_opt {
         match crate::manifest::values::parse_security_opt(o) {
             Ok(crate::manifest::SecurityOpt::NoNewPrivileges(v)) => nnp = v,
-            // There is no seccomp filter yet, so "unconfined" is what every container gets.
-            Ok(crate::manifest::SecurityOpt::SeccompUnconfined) => {}
-            Ok(crate::manifest::SecurityOpt::SeccompProfile(_)) => {
-                return Err(invalid(
-                    format!("--security-opt {o}: seccomp profiles are not supported yet"),
-                    None,
-                ));
+            Ok(crate::manifest::SecurityOpt::SeccompUnconfined) => profile = Some(None),
+            Ok(crate::manifest::SecurityOpt::SeccompProfile(path)) => {
+                let json = fs::read(&path).map_err(|e| {
+                    invalid(format!("--security-opt {o}: cannot read {path}: {e}"), None)
+                })?;
+                profile = Some(Some(json));
             }
             Err(b) => {
                 return Err(invalid(
@@ -69,8 +70,35 @@ fn security(opts: &RunOptions) -> Result<sandbox::SecuritySpec, ContainerError> 
             }
         }
     }
-    sandbox::SecuritySpec::new(&opts.cap_add, &opts.cap_drop, opts.privileged, nnp)
-        .map_err(|m| invalid(m, Some("names with or without CAP_, any case, or ALL")))
+    let mut spec = sandbox::SecuritySpec::new(&opts.cap_add, &opts.cap_drop, opts.privileged, nnp)
+        .map_err(|m| invalid(m, Some("names with or without CAP_, any case, or ALL")))?;
+    // --privileged turns seccomp off, as in Docker.
+    if !opts.privileged {
+        let json = match &profile {
+            None => Some(sandbox::seccomp::DEFAULT_PROFILE.as_bytes()),
+            Some(Some(j)) => Some(j.as_slice()),
+            Some(None) => None,
+        };
+        if let Some(json) = json {
+            spec.seccomp = Some(
+                seccomp_program(store, json, &spec.capabilities)
+                    .map_err(|m| invalid(format!("seccomp: {m}"), None))?,
+            );
+        }
+    }
+    Ok(spec)
+}
+
+/// The compiled seccomp program (hex) for a profile and capability set, compiled once per
+/// policy and kept in the store.
+pub fn seccomp_program(store: &Store, json: &[u8], caps: &[String]) -> Result<String, String> {
+    let target = sandbox::seccomp::Target::host();
+    let key = sandbox::seccomp::cache_key(json, caps, &target);
+    let program = store.cached_artifact("seccomp", &key, || {
+        let profile = sandbox::seccomp::parse(json)?;
+        sandbox::seccomp::compile(&profile, caps, &target)
+    })?;
+    Ok(hex::encode(program))
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -263,7 +291,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .collect::<Result<_, _>>()?;
     let extra_mounts = mounts(store, opts)?;
     let extra_env = cli_env(opts)?;
-    let security = security(opts)?;
+    let security = security(store, opts)?;
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(

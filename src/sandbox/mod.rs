@@ -12,6 +12,7 @@ mod helper;
 mod init;
 pub mod process;
 mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
 mod sys;

@@ -259,6 +259,18 @@ fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), Start
 /// init does this before it starts the command, which inherits it (see `security`).
 pub fn confine(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
     set_rlimits(&p.rlimits)?;
+    // The filter goes on first, while the init still has CAP_SYS_ADMIN (no_new_privs is off by
+    // default, as in Docker); what follows — capset, setuid, exec — is allowed by it.
+    if let Some(hex_program) = &security.seccomp {
+        let program = hex::decode(hex_program)
+            .map_err(|e| start_err(125, format!("invalid seccomp program: {e}")))?;
+        if security.no_new_privileges {
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(|e| start_err(125, format!("cannot set no_new_privs: {e}")))?;
+        }
+        super::sys::load_seccomp(&program)
+            .map_err(|e| start_err(125, format!("cannot load the seccomp filter: {e}")))?;
+    }
     super::security::limit_bounding(security).map_err(|m| start_err(125, m))?;
     become_user(p, security)
 }

@@ -71,6 +71,9 @@ pub struct SecuritySpec {
     pub no_new_privileges: bool,
     /// Masked and read-only paths are skipped (`--privileged`).
     pub privileged: bool,
+    /// The seccomp program to load (raw `struct sock_filter`s, hex), or none (`unconfined`).
+    #[serde(default)]
+    pub seccomp: Option<String>,
 }
 
 impl SecuritySpec {
@@ -136,6 +139,7 @@ impl SecuritySpec {
             added,
             no_new_privileges,
             privileged,
+            seccomp: None,
         })
     }
 

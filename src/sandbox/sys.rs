@@ -237,3 +237,42 @@ pub fn mount_overlay_fsconfig(
     }
     Ok(())
 }
+
+/// Loads a seccomp filter (raw `struct sock_filter`s) for the calling thread, which is the only
+/// one (boxr's init). Needs no_new_privs or CAP_SYS_ADMIN.
+pub fn load_seccomp(program: &[u8]) -> io::Result<()> {
+    if program.is_empty()
+        || !program.len().is_multiple_of(8)
+        || program.len() / 8 > u16::MAX as usize
+    {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // Decoded field by field: the byte buffer has no alignment guarantee.
+    let filters: Vec<nix::libc::sock_filter> = program
+        .chunks_exact(8)
+        .map(|c| nix::libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = nix::libc::sock_fprog {
+        len: filters.len() as u16,
+        filter: filters.as_ptr() as *mut nix::libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `filters`, which outlives the call; the kernel copies the
+    // program and keeps no pointer to it.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_seccomp,
+            1 as nix::libc::c_ulong, // SECCOMP_SET_MODE_FILTER
+            0 as nix::libc::c_ulong,
+            &prog as *const nix::libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

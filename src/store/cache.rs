@@ -159,3 +159,33 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// A derived artifact (a compiled seccomp program, ...) by kind and key: read when the
+    /// store has it, else made by `make` and kept (tmp + rename: never torn).
+    pub fn cached_artifact(
+        &self,
+        kind: &str,
+        key: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
+        let dir = self.root.join("artifacts").join(kind);
+        let path = dir.join(key);
+        if let Ok(bytes) = fs::read(&path) {
+            return Ok(bytes);
+        }
+        let bytes = make()?;
+        let write = || -> std::io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let mut t = tempfile::Builder::new()
+                .prefix("artifact-")
+                .tempfile_in(self.root.join("tmp"))?;
+            t.write_all(&bytes)?;
+            t.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        // Not keeping it only costs compiling again next time.
+        let _ = write();
+        Ok(bytes)
+    }
+}
