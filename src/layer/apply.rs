@@ -350,10 +350,19 @@ impl Applier {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| create_err(entry_name, e.into()))?;
+        let mode = h.mode().map_err(LayerError::Archive)? & 0o7777;
         if name == OsStr::new(".") {
-            let mode = h.mode().map_err(LayerError::Archive)? & 0o7777;
             fchmod(parent, Mode::from_bits_truncate(mode))
                 .map_err(|e| create_err(entry_name, e.into()))?;
+        } else if mode & 0o6000 != 0 && h.entry_type() != tar::EntryType::Symlink {
+            // chown clears the setuid and setgid bits: set the mode again after it.
+            fchmodat(
+                parent,
+                name,
+                Mode::from_bits_truncate(mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| create_err(entry_name, e.into()))?;
         }
         Ok(())
     }

@@ -1,0 +1,348 @@
+//! Confinement, checked from inside containers: a static probe (tests/probe/probe.c, built with
+//! `gcc -static`) tries the known escapes and reports what each returned. A default container
+//! must refuse them all; `--cap-add SYS_ADMIN` and `--privileged` must open what they open.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{boxr, busybox_rootfs, privileged};
+
+/// A store with `probe:1`: busybox, `/probe` and a setuid-root copy `/suid-probe`.
+struct Env {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+}
+
+impl Env {
+    fn new(test: &str) -> Option<Env> {
+        if !privileged(test) || !support::have_tool(test, "gcc") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = busybox_rootfs(dir.path());
+        let probe = rootfs.join("probe");
+        let out = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&probe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gcc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::copy(&probe, rootfs.join("suid-probe")).unwrap();
+        fs::set_permissions(
+            rootfs.join("suid-probe"),
+            fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        let store = dir.path().join("store");
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "probe:1"]);
+        assert_eq!(c, 0, "{err}");
+        Some(Env { _dir: dir, store })
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        let (code, out, err) = boxr(&self.store, &all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    }
+
+    /// The probe's report: check name → result.
+    fn probe(&self, opts: &[&str]) -> std::collections::BTreeMap<String, String> {
+        let mut args = opts.to_vec();
+        args.extend(["probe:1", "/probe", "all"]);
+        self.run(&args)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+#[test]
+fn a_default_container_refuses_the_known_escapes() {
+    let Some(env) = Env::new("a_default_container_refuses_the_known_escapes") else {
+        return;
+    };
+    let r = env.probe(&[]);
+    let expect = |k: &str, want: &[&str]| {
+        let got = r.get(k).map(String::as_str).unwrap_or("(missing)");
+        assert!(
+            want.contains(&got),
+            "{k}: got {got}, want one of {want:?}\n{r:#?}"
+        );
+    };
+    for k in [
+        "mount",
+        "fsopen",
+        "open_tree",
+        "unshare",
+        "unshare_user",
+        "setns",
+        "clone_newns",
+        "keyctl",
+        "add_key",
+        "io_uring_setup",
+        "userfaultfd",
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "init_module",
+        "reboot",
+        "open_by_handle_at",
+        "socket_alg",
+        "socket_vsock",
+    ] {
+        // EPERM is seccomp's answer (Docker's default errno); the kernel's own checks would
+        // give other errors for the bogus arguments some of these pass.
+        expect(k, &["EPERM"]);
+    }
+    expect("clone3", &["ENOSYS"]);
+    expect("newer_syscall", &["ENOSYS"]);
+    expect("clone_plain", &["ok"]);
+    expect("socket_unix", &["ok"]);
+    // Kernel interfaces: read-only or masked. (This host's kernel has no /proc/sysrq-trigger
+    // and no /proc/kcore; the probe says "absent" then.)
+    expect("write_sysrq", &["EROFS", "absent"]);
+    expect("write_proc_sys", &["EROFS"]);
+    expect("write_sys", &["EROFS"]);
+    expect("read_kcore", &["bytes=0", "absent"]);
+    expect("read_keys", &["bytes=0"]);
+    expect("cgroup_mounts_rw", &["0"]);
+    expect("release_agent", &["ENOENT", "EACCES"]);
+    expect("leaked_fds", &["0"]);
+    // The init runs from a sealed memfd: its exe is not boxr's file, and neither it nor the
+    // probe's own binary can be opened for writing.
+    expect("init_exe_write", &["EACCES", "ETXTBSY", "EPERM"]);
+    expect("self_exe_write", &["ETXTBSY"]);
+}
+
+#[test]
+fn the_init_and_the_workload_have_docker_s_capabilities_and_a_filter() {
+    let Some(env) = Env::new("the_init_and_the_workload_have_docker_s_capabilities_and_a_filter")
+    else {
+        return;
+    };
+    let out = env.run(&[
+        "probe:1",
+        "sh",
+        "-c",
+        "for f in /proc/1/status /proc/self/status; do grep -E '^(CapInh|CapEff|CapBnd|CapAmb|Seccomp):' $f; done",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 10, "{out}");
+    for status in lines.chunks(5) {
+        let field = |name: &str| {
+            status
+                .iter()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("?")
+                .to_owned()
+        };
+        assert_eq!(field("CapInh:"), "0000000000000000", "{out}");
+        assert_eq!(field("CapAmb:"), "0000000000000000", "{out}");
+        assert_eq!(field("CapEff:"), "00000000a80425fb", "{out}");
+        assert_eq!(field("CapBnd:"), "00000000a80425fb", "{out}");
+        assert_eq!(field("Seccomp:"), "2", "a seccomp filter: {out}");
+    }
+}
+
+#[test]
+fn added_capabilities_and_privileged_open_what_they_should() {
+    let Some(env) = Env::new("added_capabilities_and_privileged_open_what_they_should") else {
+        return;
+    };
+    // CAP_SYS_ADMIN: the profile then allows mount (as Docker's does).
+    assert_eq!(
+        env.run(&[
+            "--cap-add",
+            "SYS_ADMIN",
+            "probe:1",
+            "/probe",
+            "mount-tmpfs",
+            "/tmp"
+        ]),
+        "mount ok\n"
+    );
+    let r = env.probe(&["--privileged"]);
+    assert_eq!(r["mount"], "ok", "{r:#?}");
+    assert_eq!(r["unshare"], "ok", "{r:#?}");
+    assert_eq!(
+        env.run(&[
+            "--privileged",
+            "probe:1",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status"
+        ]),
+        "Seccomp:\t0\n",
+        "--privileged runs without a filter"
+    );
+    // seccomp=unconfined: no filter, but still Docker's capabilities.
+    let r = env.probe(&["--security-opt", "seccomp=unconfined"]);
+    assert_eq!(r["clone3"], "ok", "clone3 works without a filter: {r:#?}");
+    assert_eq!(
+        r["mount"], "EPERM",
+        "but the capabilities are still Docker's: {r:#?}"
+    );
+}
+
+#[test]
+fn a_profile_file_replaces_the_default() {
+    let Some(env) = Env::new("a_profile_file_replaces_the_default") else {
+        return;
+    };
+    // Docker's format: everything allowed but mkdir.
+    let profile = env.store.parent().unwrap().join("profile.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let (code, out, err) = boxr(
+        &env.store,
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "probe:1",
+            "sh",
+            "-c",
+            "mkdir /tmp/x 2>&1; echo rc=$?",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1"),
+        "{out}"
+    );
+    // A broken profile is refused before anything starts.
+    fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
+    let (code, _, err) = boxr(
+        &env.store,
+        &["run", "--rm", "--security-opt", &opt, "probe:1", "true"],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown seccomp action"), "{err}");
+}
+
+#[test]
+fn no_new_privileges_stops_setuid() {
+    let Some(env) = Env::new("no_new_privileges_stops_setuid") else {
+        return;
+    };
+    assert_eq!(
+        env.run(&["-u", "65534", "probe:1", "/suid-probe", "euid"]),
+        "euid 0\n",
+        "without no-new-privileges a setuid-root binary runs as root (as in Docker)"
+    );
+    assert_eq!(
+        env.run(&[
+            "-u",
+            "65534",
+            "--security-opt",
+            "no-new-privileges",
+            "probe:1",
+            "/suid-probe",
+            "euid"
+        ]),
+        "euid 65534\n"
+    );
+}
+
+#[test]
+fn no_container_process_reaches_the_boxr_binary() {
+    let Some(env) = Env::new("no_container_process_reaches_the_boxr_binary") else {
+        return;
+    };
+    let bin = Path::new(env!("CARGO_BIN_EXE_boxr"));
+    let digest = |p: &Path| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(fs::read(p).unwrap()))
+    };
+    let before = digest(bin);
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            "--rm",
+            "probe:1",
+            "sh",
+            "-c",
+            "/probe all >/dev/null; sleep 3",
+        ])
+        .env("BOXR_ROOT", &env.store)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `boxr run` becomes the sandbox helper; its child is the container's PID 1.
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let init = loop {
+        if let Some(pid) = fs::read_to_string(&children)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Wait until the init has exec'd (its exe is no longer boxr's helper).
+    let exe = format!("/proc/{init}/exe");
+    let bin_ino = fs::metadata(bin).unwrap().ino();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let target = fs::read_link(&exe).unwrap_or_default();
+        if target.to_string_lossy().contains("boxr-init") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "init exe: {target:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ino = fs::metadata(&exe).unwrap().ino();
+    assert_ne!(
+        ino, bin_ino,
+        "the container's PID 1 runs the host's boxr file"
+    );
+    assert!(child.wait().unwrap().success());
+    assert_eq!(digest(bin), before, "the boxr binary changed");
+}
+
+#[test]
+fn build_steps_are_confined_too() {
+    let Some(env) = Env::new("build_steps_are_confined_too") else {
+        return;
+    };
+    let ctx = env.store.parent().unwrap().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("boxr.kdl"),
+        "image \"app\" {\n    from \"probe:1\"\n    run \"/probe all > /report; grep -E '^(CapEff|Seccomp):' /proc/self/status >> /report\"\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = support::boxr_in(&env.store, &ctx, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let report = env.run(&["app", "cat", "/report"]);
+    for line in [
+        "mount EPERM",
+        "unshare EPERM",
+        "clone3 ENOSYS",
+        "CapEff:\t00000000a80425fb",
+        "Seccomp:\t2",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+}
