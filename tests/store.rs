@@ -116,7 +116,9 @@ fn images_rmi_and_gc() {
     let (c, out, _) = boxr(&s, &["gc"]);
     assert_eq!(c, 0);
     assert!(
-        out.starts_with("removed 0 blobs, 0 layers, 0 cache entries, 1 temporary item; freed "),
+        out.starts_with(
+            "removed 0 blobs, 0 layers, 0 cache entries, 1 temporary item, 0 cgroups; freed "
+        ),
         "{out}"
     );
     assert_eq!(fs::read_dir(s.join("tmp")).unwrap().count(), 0);

@@ -576,6 +576,21 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         keep_fd: None,
         console_fd: None,
         die_with_parent: true,
+        // No limits, but Docker's devices allowlist (and a cgroup to clean up after).
+        cgroup: Some(sandbox::CgroupSpec {
+            path: format!("boxr/build-{}", dirs.scratch.name()),
+            limits: sandbox::cgroup::Limits {
+                devices: Some(sandbox::cgroup::default_devices()),
+                ..Default::default()
+            },
+            journal: Some(
+                ctx.store
+                    .root()
+                    .join("journal")
+                    .join(format!("cgroup-build-{}.json", dirs.scratch.name())),
+            ),
+        }),
+        state_file: None,
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);

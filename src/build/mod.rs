@@ -476,6 +476,16 @@ pub fn source_date_epoch(context: &Path) -> Result<u64, String> {
 /// Where a step's temporary files live: removed when dropped.
 struct Scratch(PathBuf);
 
+impl Scratch {
+    /// The directory's own (unique) name.
+    fn name(&self) -> String {
+        self.0
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = crate::store::remove_dir_tree(&self.0);

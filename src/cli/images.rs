@@ -190,8 +190,15 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
+    // Kernel resources first: cgroups a killed boxr left (the store lock is exclusive, so no
+    // boxr is starting one right now).
+    let cgroups = match crate::sandbox::cgroup::clean_journal(&store.root().join("journal")) {
+        Ok(n) => n,
+        Err(m) => return super::fail(&settings.printer, &format!("gc: {m}")),
+    };
     match store.gc(Access::Exclusive, args.build_cache) {
-        Ok(r) => {
+        Ok(mut r) => {
+            r.cgroups = cgroups;
             if settings.printer.is_json() {
                 settings.printer.data(format!(
                     "{}\n",
@@ -199,7 +206,7 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
                 ));
             } else {
                 settings.printer.out(format!(
-                    "removed {} blob{}, {} layer{}, {} cache entr{}, {} temporary item{}; freed {}",
+                    "removed {} blob{}, {} layer{}, {} cache entr{}, {} temporary item{}, {} cgroup{}; freed {}",
                     r.blobs,
                     plural(r.blobs),
                     r.layers,
@@ -208,6 +215,8 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
                     if r.cache_entries == 1 { "y" } else { "ies" },
                     r.tmp,
                     plural(r.tmp),
+                    r.cgroups,
+                    plural(r.cgroups),
                     human_size(r.bytes)
                 ));
                 for name in &r.broken_refs {

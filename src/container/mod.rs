@@ -45,6 +45,174 @@ pub struct RunOptions {
     pub privileged: bool,
     /// Docker's `--security-opt` values.
     pub security_opt: Vec<String>,
+    /// `--memory`, `--cpus`, ... as given.
+    pub limits: LimitOptions,
+}
+
+/// The resource limit flags of `boxr run`, as given (checked by [`limits`]).
+#[derive(Debug, Clone, Default)]
+pub struct LimitOptions {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+    /// `DEVICE:RATE`, e.g. `/dev/sda:1mb`.
+    pub device_read_bps: Vec<String>,
+    pub device_write_bps: Vec<String>,
+    /// `PAGESIZE=LIMIT`, e.g. `2MB=64MiB`.
+    pub hugetlb: Vec<String>,
+}
+
+/// Checks the limit flags and makes the cgroup limits (Docker's devices allowlist unless
+/// privileged).
+pub fn limits(
+    o: &LimitOptions,
+    privileged: bool,
+) -> Result<sandbox::cgroup::Limits, ContainerError> {
+    use crate::manifest::values::parse_size;
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>, ContainerError> {
+        v.as_ref()
+            .map(|t| {
+                parse_size(t)
+                    .map_err(|b| invalid(format!("{flag} {t}: {}", b.reason), b.help.as_deref()))
+            })
+            .transpose()
+    };
+    let memory = size("--memory", &o.memory)?;
+    if memory.is_some_and(|m| m < 6 << 20) {
+        return Err(invalid(
+            "--memory: the minimum is 6 MiB (as Docker's)",
+            None,
+        ));
+    }
+    let memory_swap = match o.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(t) => {
+            let s = parse_size(t).map_err(|b| {
+                invalid(
+                    format!("--memory-swap {t}: {}", b.reason),
+                    b.help.as_deref(),
+                )
+            })?;
+            let Some(m) = memory else {
+                return Err(invalid(
+                    "--memory-swap needs --memory (it is memory plus swap)",
+                    None,
+                ));
+            };
+            if s < m {
+                return Err(invalid(
+                    format!("--memory-swap {t} is less than --memory: it is memory plus swap"),
+                    None,
+                ));
+            }
+            Some(s as i64)
+        }
+    };
+    if let Some(c) = o.cpus {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if !(c > 0.0 && c <= n) {
+            return Err(invalid(
+                format!("--cpus {c}: give a number above 0 and at most the {n} CPUs here"),
+                None,
+            ));
+        }
+    }
+    if let Some(s) = o.cpu_shares
+        && !(2..=262_144).contains(&s)
+    {
+        return Err(invalid(
+            format!("--cpu-shares {s}: the range is 2 to 262144"),
+            None,
+        ));
+    }
+    if let Some(w) = o.blkio_weight
+        && !(10..=1000).contains(&w)
+    {
+        return Err(invalid(
+            format!("--blkio-weight {w}: the range is 10 to 1000"),
+            None,
+        ));
+    }
+    for (flag, v) in [
+        ("--cpuset-cpus", &o.cpuset_cpus),
+        ("--cpuset-mems", &o.cpuset_mems),
+    ] {
+        if let Some(v) = v
+            && (v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == '-'))
+        {
+            return Err(invalid(
+                format!("{flag} {v}: write a list like 0-3 or 0,2"),
+                None,
+            ));
+        }
+    }
+    let bps = |flag: &str, list: &[String]| -> Result<Vec<(u32, u32, u64)>, ContainerError> {
+        list.iter()
+            .map(|spec| {
+                let (dev, rate) = spec.rsplit_once(':').ok_or_else(|| {
+                    invalid(
+                        format!("{flag} {spec}: write DEVICE:RATE, e.g. /dev/sda:1mb"),
+                        None,
+                    )
+                })?;
+                let meta = fs::metadata(dev)
+                    .map_err(|e| invalid(format!("{flag} {spec}: {dev}: {e}"), None))?;
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                if !meta.file_type().is_block_device() {
+                    return Err(invalid(
+                        format!("{flag} {spec}: {dev} is not a block device"),
+                        None,
+                    ));
+                }
+                let rate = parse_size(rate).map_err(|b| {
+                    invalid(format!("{flag} {spec}: {}", b.reason), b.help.as_deref())
+                })?;
+                let rdev = meta.rdev();
+                Ok((
+                    nix::sys::stat::major(rdev) as u32,
+                    nix::sys::stat::minor(rdev) as u32,
+                    rate,
+                ))
+            })
+            .collect()
+    };
+    let mut hugetlb = std::collections::BTreeMap::new();
+    for h in &o.hugetlb {
+        let (page, limit) = h.split_once('=').ok_or_else(|| {
+            invalid(
+                format!("--hugetlb {h}: write PAGESIZE=LIMIT, e.g. 2MB=64MiB"),
+                None,
+            )
+        })?;
+        let limit = parse_size(limit)
+            .map_err(|b| invalid(format!("--hugetlb {h}: {}", b.reason), b.help.as_deref()))?;
+        hugetlb.insert(page.to_owned(), limit);
+    }
+    Ok(sandbox::cgroup::Limits {
+        memory,
+        memory_swap,
+        memory_reservation: size("--memory-reservation", &o.memory_reservation)?,
+        cpus: o.cpus,
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        cpuset_mems: o.cpuset_mems.clone(),
+        pids: o.pids_limit,
+        blkio_weight: o.blkio_weight,
+        device_read_bps: bps("--device-read-bps", &o.device_read_bps)?,
+        device_write_bps: bps("--device-write-bps", &o.device_write_bps)?,
+        hugetlb,
+        devices: (!privileged).then(sandbox::cgroup::default_devices),
+    })
 }
 
 /// The confinement from `--cap-add`, `--cap-drop`, `--privileged` and `--security-opt`.
@@ -292,6 +460,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     let extra_mounts = mounts(store, opts)?;
     let extra_env = cli_env(opts)?;
     let security = security(store, opts)?;
+    let limits = limits(&opts.limits, opts.privileged)?;
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(
@@ -333,6 +502,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         extra_mounts,
         extra_env,
         security,
+        limits,
     );
     if result.is_err() {
         let _ = crate::store::remove_dir_tree(&dir);
@@ -354,6 +524,7 @@ fn create(
     extra_mounts: Vec<MountSpec>,
     extra_env: Vec<String>,
     security: sandbox::SecuritySpec,
+    limits: sandbox::cgroup::Limits,
 ) -> Result<SandboxSpec, ContainerError> {
     let run = img.config.config.clone().unwrap_or_default();
     for d in ["upper", "work", "rootfs", "empty"] {
@@ -446,6 +617,18 @@ fn create(
         keep_fd: Some(store.lock_fd()),
         console_fd: None,
         die_with_parent: false,
+        cgroup: Some(sandbox::CgroupSpec {
+            path: format!("boxr/{id}"),
+            limits,
+            journal: Some(
+                store
+                    .root()
+                    .join("journal")
+                    .join(format!("cgroup-{id}.json")),
+            ),
+        }),
+        // A container that stays (no --rm) keeps its exit status and OOM flag.
+        state_file: (!opts.remove).then(|| dir.join("state.json")),
     })
 }
 

@@ -22,6 +22,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, pipe2};
 
+use super::cgroup::{Cgroup, Layout};
 use super::process::StartError;
 use super::spec::{NetworkMode, SandboxSpec};
 use super::sys;
@@ -164,7 +165,75 @@ fn fail(code: i32, message: &str) -> i32 {
     code
 }
 
+/// What the helper knows when the sandbox has ended.
+fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> i32 {
+    let oom = cgroup.is_some_and(Cgroup::oom_killed);
+    if let Some(cg) = cgroup {
+        match cg.destroy() {
+            Ok(()) => {
+                if let Some(j) = spec.cgroup.as_ref().and_then(|c| c.journal.as_ref()) {
+                    let _ = std::fs::remove_file(j);
+                }
+            }
+            Err(e) => eprintln!("boxr: {e}"),
+        }
+    }
+    if oom {
+        let limit = spec
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.limits.memory)
+            .map(|m| format!(" (limit {} MiB)", m >> 20))
+            .unwrap_or_default();
+        eprintln!("boxr: the container ran out of memory{limit}: the kernel's OOM killer ended it");
+    }
+    if let Some(state) = &spec.state_file {
+        let json = serde_json::json!({"ExitCode": code, "OOMKilled": oom});
+        let _ = std::fs::write(state, json.to_string());
+    }
+    if oom && code != 0 { 137 } else { code }
+}
+
+/// Creates the sandbox's cgroup (journaled first, so a killed boxr leaves nothing `boxr gc`
+/// cannot find).
+fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
+    let Some(c) = &spec.cgroup else {
+        return Ok(None);
+    };
+    let layout = Layout::detect().map_err(|e| format!("cannot read the mount table: {e}"))?;
+    let planned = Cgroup {
+        v1: layout
+            .v1
+            .iter()
+            .map(|(k, root)| (k.clone(), root.join(&c.path)))
+            .collect(),
+        v2: layout.v2.as_ref().map(|r| r.join(&c.path)),
+    };
+    if let Some(j) = &c.journal {
+        std::fs::write(j, serde_json::to_vec(&planned).expect("serializes"))
+            .map_err(|e| format!("cannot write {}: {e}", j.display()))?;
+    }
+    match Cgroup::create(&layout, &c.path, &c.limits) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) => {
+            if let Some(j) = &c.journal {
+                let _ = std::fs::remove_file(j);
+            }
+            Err(e)
+        }
+    }
+}
+
 fn run(spec: &SandboxSpec) -> i32 {
+    let cgroup = match create_cgroup(spec) {
+        Ok(c) => c,
+        Err(e) => return fail(125, &format!("cgroup: {e}")),
+    };
+    let code = run_in(spec, cgroup.as_ref());
+    finish(spec, cgroup.as_ref(), code)
+}
+
+fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
     let init = match sealed_self_copy() {
         Ok(i) => i,
         Err(e) => return fail(125, &e),
@@ -202,7 +271,13 @@ fn run(spec: &SandboxSpec) -> i32 {
                 let _ = sys::clear_cloexec(theirs.as_raw_fd());
                 spec.console_fd = Some(theirs.as_raw_fd());
             }
-            let e = first_process(&spec, &init);
+            let e = match cgroup.map(Cgroup::join_self) {
+                Some(Err(m)) => StartError {
+                    code: 125,
+                    message: format!("cannot join the cgroup: {m}"),
+                },
+                _ => first_process(&spec, &init),
+            };
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
             std::process::exit(e.code);

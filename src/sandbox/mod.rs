@@ -7,6 +7,7 @@
 //! from a sealed memfd copy of boxr, see `init`) or the command itself. The only `unsafe` code of
 //! boxr is in `sys`.
 
+pub mod cgroup;
 pub mod fsop;
 mod helper;
 mod init;

@@ -31,6 +31,23 @@ pub struct SandboxSpec {
     /// `boxr build` leaves no step running).
     #[serde(default)]
     pub die_with_parent: bool,
+    /// The sandbox's cgroup and its limits.
+    #[serde(default)]
+    pub cgroup: Option<CgroupSpec>,
+    /// Where to write the exit status (and whether the OOM killer struck) when it ends.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+}
+
+/// A sandbox's cgroup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CgroupSpec {
+    /// Relative to each hierarchy's root, e.g. `boxr/<id>`.
+    pub path: String,
+    pub limits: super::cgroup::Limits,
+    /// A file that records the cgroup's directories while it exists, so `boxr gc` can remove
+    /// them if boxr is killed first.
+    pub journal: Option<PathBuf>,
 }
 
 /// The root filesystem: an overlay of image layers plus a private upper dir.

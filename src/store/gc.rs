@@ -17,6 +17,8 @@ pub struct GcReport {
     pub tmp: usize,
     /// Build cache entries removed (with `build_cache`, or whose layer was gone).
     pub cache_entries: usize,
+    /// cgroups of killed containers removed (filled in by the caller, which knows them).
+    pub cgroups: usize,
     pub bytes: u64,
     /// Refs whose image could not be read (left in place, reported).
     pub broken_refs: Vec<String>,

@@ -1,0 +1,812 @@
+//! cgroups: one [`Limits`] type, applied on cgroup v1, v2, or a hybrid of both (v1 controllers
+//! with a cgroup2 mount holding the rest, as on this project's CI machine; crun 1.8 refuses that
+//! layout, boxr does not).
+//!
+//! The layout is read from `/proc/self/mountinfo` at runtime. Each controller lives where it is
+//! mounted: a v1 hierarchy of its own if there is one, else the v2 hierarchy if that has it. A
+//! container's cgroup is `boxr/<id>` below the root of every hierarchy it uses. All file I/O
+//! takes the hierarchy roots from the [`Layout`], so the code runs on a temp dir in the tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A device rule of the devices allowlist (`c 1:3 rwm`; `None` is `*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRule {
+    /// `c`, `b` or `a`.
+    pub kind: char,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub access: String,
+}
+
+impl DeviceRule {
+    fn v1(&self) -> String {
+        let n = |v: Option<u32>| v.map_or("*".to_owned(), |v| v.to_string());
+        if self.kind == 'a' {
+            return "a".into();
+        }
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
+    }
+}
+
+/// The devices a container may use by default (Docker's list): create any device node, but
+/// read and write only the standard ones.
+pub fn default_devices() -> Vec<DeviceRule> {
+    let c = |major: Option<u32>, minor: Option<u32>, access: &str| DeviceRule {
+        kind: 'c',
+        major,
+        minor,
+        access: access.into(),
+    };
+    vec![
+        c(None, None, "m"),
+        DeviceRule {
+            kind: 'b',
+            major: None,
+            minor: None,
+            access: "m".into(),
+        },
+        c(Some(1), Some(3), "rwm"), // null
+        c(Some(1), Some(5), "rwm"), // zero
+        c(Some(1), Some(7), "rwm"), // full
+        c(Some(1), Some(8), "rwm"), // random
+        c(Some(1), Some(9), "rwm"), // urandom
+        c(Some(5), Some(0), "rwm"), // tty
+        c(Some(5), Some(1), "rwm"), // console
+        c(Some(5), Some(2), "rwm"), // ptmx
+        c(Some(136), None, "rwm"),  // pts
+    ]
+}
+
+/// What a container may use. `None` means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Bytes of memory (`--memory`).
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes (`--memory-swap`); `Some(-1)` for unlimited swap. Without it,
+    /// a memory limit allows as much swap again, as in Docker.
+    pub memory_swap: Option<i64>,
+    /// The soft limit (`--memory-reservation`).
+    pub memory_reservation: Option<u64>,
+    /// CPUs of time per period (`--cpus 0.5`).
+    pub cpus: Option<f64>,
+    /// Relative weight (`--cpu-shares`, 2–262144, Docker's 1024 by default).
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// Processes (`--pids-limit`); `Some(-1)` for unlimited.
+    pub pids: Option<i64>,
+    /// Block I/O weight (`--blkio-weight`, 10–1000).
+    pub blkio_weight: Option<u16>,
+    /// `(major, minor, bytes per second)`.
+    pub device_read_bps: Vec<(u32, u32, u64)>,
+    pub device_write_bps: Vec<(u32, u32, u64)>,
+    /// Huge page limits: page size as the kernel names it (`2MB`, `1GB`) → bytes.
+    pub hugetlb: BTreeMap<String, u64>,
+    /// The devices allowlist; `None` allows every device (`--privileged`).
+    pub devices: Option<Vec<DeviceRule>>,
+}
+
+const PERIOD_US: u64 = 100_000;
+
+/// Where the cgroup hierarchies are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    /// v1 controller → the root of its hierarchy.
+    pub v1: BTreeMap<String, PathBuf>,
+    /// The root of the v2 hierarchy, if mounted.
+    pub v2: Option<PathBuf>,
+}
+
+/// The v1 controllers boxr uses.
+const V1_CONTROLLERS: &[&str] = &[
+    "memory", "cpu", "cpuset", "pids", "blkio", "devices", "freezer", "hugetlb",
+];
+
+impl Layout {
+    /// This machine's layout.
+    pub fn detect() -> io::Result<Layout> {
+        Ok(Layout::from_mountinfo(&fs::read_to_string(
+            "/proc/self/mountinfo",
+        )?))
+    }
+
+    /// The layout a `/proc/self/mountinfo` describes (only hierarchies mounted at their root).
+    pub fn from_mountinfo(text: &str) -> Layout {
+        let mut layout = Layout::default();
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if f.len() < 5 || r.len() < 3 || f[3] != "/" {
+                continue;
+            }
+            let mount = PathBuf::from(unescape(f[4]));
+            match r[0] {
+                "cgroup2" => {
+                    layout.v2.get_or_insert(mount);
+                }
+                "cgroup" => {
+                    for opt in r[2].split(',') {
+                        if V1_CONTROLLERS.contains(&opt) {
+                            layout
+                                .v1
+                                .entry(opt.to_owned())
+                                .or_insert_with(|| mount.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        layout
+    }
+
+    /// `v1`, `v2` or `hybrid`.
+    pub fn kind(&self) -> &'static str {
+        match (self.v1.is_empty(), self.v2.is_some()) {
+            (false, false) => "v1",
+            (true, true) => "v2",
+            (false, true) => "hybrid",
+            (true, false) => "none",
+        }
+    }
+
+    /// The controllers the v2 hierarchy offers.
+    fn v2_controllers(&self) -> BTreeSet<String> {
+        self.v2
+            .as_ref()
+            .and_then(|r| fs::read_to_string(r.join("cgroup.controllers")).ok())
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A container's cgroup: a directory in every hierarchy it uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cgroup {
+    /// v1 controller → its directory.
+    pub v1: BTreeMap<String, PathBuf>,
+    /// The v2 directory.
+    pub v2: Option<PathBuf>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("cannot write {value:?} to {}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Docker's shares (2–262144) → cgroup v2 weight (1–10000), as runc converts them.
+fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// blkio weight (10–1000) → io.weight (1–10000), as runc converts it.
+fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990
+}
+
+impl Cgroup {
+    /// The cgroup `rel` (e.g. `boxr/<id>`) in every hierarchy of `layout`, with `limits`
+    /// written. Directories already there are reused (a retry after a crash).
+    pub fn create(layout: &Layout, rel: &str, limits: &Limits) -> Result<Cgroup, String> {
+        let mut cg = Cgroup::default();
+        for (ctl, root) in &layout.v1 {
+            // Hierarchies mounted with several controllers share one directory.
+            let dir = root.join(rel);
+            create_dirs(root, rel, ctl == "cpuset")?;
+            cg.v1.insert(ctl.clone(), dir);
+        }
+        if let Some(root) = &layout.v2 {
+            let available = layout.v2_controllers();
+            // Controllers v1 does not have are enabled down the v2 path.
+            let wanted: Vec<&String> = available
+                .iter()
+                .filter(|c| !layout.v1.contains_key(*c))
+                .collect();
+            let mut attempts = 0;
+            let dir = loop {
+                attempts += 1;
+                let mut dir = root.clone();
+                let mut vanished = false;
+                for part in Path::new(rel).iter() {
+                    for c in &wanted {
+                        // Best effort: a controller another cgroup uses in "threaded" mode, or
+                        // one that is busy, just stays off.
+                        let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+                    }
+                    dir.push(part);
+                    match fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        // A parent removed by another container's cleanup meanwhile.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => {
+                            vanished = true;
+                            break;
+                        }
+                        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+                    }
+                }
+                if !vanished {
+                    break dir;
+                }
+            };
+            cg.v2 = Some(dir);
+        }
+        if let Err(e) = cg.apply(layout, limits) {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// The directory holding controller `ctl`'s files: its v1 directory, or the v2 one.
+    fn dir(&self, ctl: &str) -> Option<(&Path, bool)> {
+        if let Some(d) = self.v1.get(ctl) {
+            return Some((d, true));
+        }
+        self.v2.as_deref().map(|d| (d, false))
+    }
+
+    /// Writes `limits` (only what is set; the rest stays the kernel's default).
+    pub fn apply(&self, layout: &Layout, l: &Limits) -> Result<(), String> {
+        let v2_has = layout.v2_controllers();
+        let need = |ctl: &str, wanted: bool| -> Result<Option<(&Path, bool)>, String> {
+            if !wanted {
+                return Ok(None);
+            }
+            match self.dir(ctl) {
+                Some((d, true)) => Ok(Some((d, true))),
+                Some((d, false)) if v2_has.contains(ctl) => Ok(Some((d, false))),
+                _ => Err(format!(
+                    "the {ctl} cgroup controller is not available on this machine ({} cgroups)",
+                    layout.kind()
+                )),
+            }
+        };
+        // memory
+        let swap = match (l.memory, l.memory_swap) {
+            (_, Some(s)) => Some(s),
+            // Docker: a memory limit alone allows as much swap again.
+            (Some(m), None) => Some(2 * m as i64),
+            (None, None) => None,
+        };
+        if let Some((d, v1)) = need(
+            "memory",
+            l.memory.is_some() || l.memory_reservation.is_some() || l.memory_swap.is_some(),
+        )? {
+            if v1 {
+                if let Some(m) = l.memory {
+                    write(&d.join("memory.limit_in_bytes"), &m.to_string())?;
+                }
+                if let Some(s) = swap {
+                    // Only where the kernel accounts swap.
+                    let f = d.join("memory.memsw.limit_in_bytes");
+                    if f.exists() {
+                        write(&f, &s.to_string())?;
+                    }
+                }
+                if let Some(r) = l.memory_reservation {
+                    write(&d.join("memory.soft_limit_in_bytes"), &r.to_string())?;
+                }
+            } else {
+                if let Some(m) = l.memory {
+                    write(&d.join("memory.max"), &m.to_string())?;
+                }
+                if let Some(s) = swap {
+                    let f = d.join("memory.swap.max");
+                    if f.exists() {
+                        // v2 limits swap alone; Docker's value is memory plus swap.
+                        let v = match (s, l.memory) {
+                            (-1, _) => "max".to_owned(),
+                            (s, Some(m)) => (s as u64).saturating_sub(m).to_string(),
+                            (s, None) => s.to_string(),
+                        };
+                        write(&f, &v)?;
+                    }
+                }
+                if let Some(r) = l.memory_reservation {
+                    write(&d.join("memory.low"), &r.to_string())?;
+                }
+            }
+        }
+        // cpu
+        if let Some((d, v1)) = need("cpu", l.cpus.is_some() || l.cpu_shares.is_some())? {
+            let quota = l
+                .cpus
+                .map(|c| ((c * PERIOD_US as f64).round() as u64).max(1000));
+            if v1 {
+                if let Some(q) = quota {
+                    write(&d.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                    write(&d.join("cpu.cfs_quota_us"), &q.to_string())?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    write(&d.join("cpu.shares"), &s.to_string())?;
+                }
+            } else {
+                if let Some(q) = quota {
+                    write(&d.join("cpu.max"), &format!("{q} {PERIOD_US}"))?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    write(&d.join("cpu.weight"), &shares_to_weight(s).to_string())?;
+                }
+            }
+        }
+        // cpuset (v1 directories got their parent's sets when created)
+        if let Some((d, _)) = need("cpuset", l.cpuset_cpus.is_some() || l.cpuset_mems.is_some())? {
+            // The same file names on v1 and v2.
+            if let Some(c) = &l.cpuset_cpus {
+                write(&d.join("cpuset.cpus"), c)?;
+            }
+            if let Some(m) = &l.cpuset_mems {
+                write(&d.join("cpuset.mems"), m)?;
+            }
+        }
+        // pids
+        if let Some((d, _)) = need("pids", l.pids.is_some())? {
+            let v = match l.pids {
+                Some(n) if n > 0 => n.to_string(),
+                _ => "max".into(),
+            };
+            write(&d.join("pids.max"), &v)?;
+        }
+        // block I/O
+        let io_wanted = l.blkio_weight.is_some()
+            || !l.device_read_bps.is_empty()
+            || !l.device_write_bps.is_empty();
+        let io_ctl = if self.v1.contains_key("blkio") {
+            "blkio"
+        } else {
+            "io"
+        };
+        if let Some((d, v1)) = need(io_ctl, io_wanted)? {
+            if v1 {
+                if let Some(w) = l.blkio_weight {
+                    // CFQ's file, or BFQ's on newer kernels.
+                    let f = ["blkio.weight", "blkio.bfq.weight"]
+                        .iter()
+                        .map(|n| d.join(n))
+                        .find(|p| p.exists())
+                        .ok_or(
+                            "--blkio-weight: this kernel's block I/O scheduler has no weights",
+                        )?;
+                    write(&f, &w.to_string())?;
+                }
+                for (maj, min, bps) in &l.device_read_bps {
+                    write(
+                        &d.join("blkio.throttle.read_bps_device"),
+                        &format!("{maj}:{min} {bps}"),
+                    )?;
+                }
+                for (maj, min, bps) in &l.device_write_bps {
+                    write(
+                        &d.join("blkio.throttle.write_bps_device"),
+                        &format!("{maj}:{min} {bps}"),
+                    )?;
+                }
+            } else {
+                if let Some(w) = l.blkio_weight {
+                    write(
+                        &d.join("io.weight"),
+                        &format!("default {}", blkio_to_io_weight(w)),
+                    )?;
+                }
+                for (maj, min, bps) in &l.device_read_bps {
+                    write(&d.join("io.max"), &format!("{maj}:{min} rbps={bps}"))?;
+                }
+                for (maj, min, bps) in &l.device_write_bps {
+                    write(&d.join("io.max"), &format!("{maj}:{min} wbps={bps}"))?;
+                }
+            }
+        }
+        // hugetlb
+        if let Some((d, v1)) = need("hugetlb", !l.hugetlb.is_empty())? {
+            for (size, limit) in &l.hugetlb {
+                let f = if v1 {
+                    d.join(format!("hugetlb.{size}.limit_in_bytes"))
+                } else {
+                    d.join(format!("hugetlb.{size}.max"))
+                };
+                if !f.exists() {
+                    return Err(format!("this kernel has no {size} huge pages"));
+                }
+                write(&f, &limit.to_string())?;
+            }
+        }
+        // devices (v1: the allowlist files; v2 has no files: a BPF program, not done yet)
+        if let (Some(rules), Some(d)) = (&l.devices, self.v1.get("devices")) {
+            write(&d.join("devices.deny"), "a")?;
+            for r in rules {
+                write(&d.join("devices.allow"), &r.v1())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every directory, v1 ones first (deduplicated: co-mounted controllers share one).
+    fn dirs(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for d in self
+            .v1
+            .values()
+            .map(PathBuf::as_path)
+            .chain(self.v2.as_deref())
+        {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Moves the calling process into the cgroup (every hierarchy).
+    pub fn join_self(&self) -> Result<(), String> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), "0")?;
+        }
+        Ok(())
+    }
+
+    /// Whether the OOM killer killed a process of the cgroup.
+    pub fn oom_killed(&self) -> bool {
+        let count = |text: String, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if let Some(d) = self.v1.get("memory") {
+            return count(read(&d.join("memory.oom_control")), "oom_kill ") > 0;
+        }
+        if let Some(d) = &self.v2 {
+            return count(read(&d.join("memory.events")), "oom_kill ") > 0;
+        }
+        false
+    }
+
+    /// The pids in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids: BTreeSet<i32> = BTreeSet::new();
+        for d in self.dirs() {
+            for l in read(&d.join("cgroup.procs")).lines() {
+                if let Ok(p) = l.trim().parse() {
+                    pids.insert(p);
+                }
+            }
+        }
+        pids.into_iter().collect()
+    }
+
+    /// Kills whatever is left (frozen first, so nothing forks meanwhile) and removes the
+    /// directories.
+    pub fn destroy(&self) -> Result<(), String> {
+        if !self.pids().is_empty() {
+            if let Some(d) = &self.v2
+                && d.join("cgroup.kill").exists()
+            {
+                let _ = fs::write(d.join("cgroup.kill"), "1");
+            } else {
+                let freezer = self.v1.get("freezer");
+                if let Some(f) = freezer {
+                    let _ = fs::write(f.join("freezer.state"), "FROZEN");
+                }
+                for p in self.pids() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                if let Some(f) = freezer {
+                    let _ = fs::write(f.join("freezer.state"), "THAWED");
+                }
+            }
+        }
+        self.remove()
+    }
+
+    /// Removes the directories, waiting briefly for exiting processes to leave, and their
+    /// parent (`boxr/`) when no other container uses it.
+    pub fn remove(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for d in self.dirs() {
+            loop {
+                match fs::remove_dir(d) {
+                    Ok(()) => {
+                        // Fails while another container's cgroup is in it; a container that
+                        // is creating one retries (see `create_dirs`).
+                        if let Some(parent) = d.parent() {
+                            let _ = fs::remove_dir(parent);
+                        }
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(nix::libc::EBUSY)
+                            && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `root/rel` and missing parents. For cpuset (v1) each new directory gets its
+/// parent's CPUs and memory nodes: a v1 cpuset starts empty, and no task may join it then.
+fn create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), String> {
+    // Another container's cleanup may remove the shared parent between two steps here.
+    let mut last = String::new();
+    for _ in 0..5 {
+        match try_create_dirs(root, rel, cpuset) {
+            Ok(()) => return Ok(()),
+            Err((true, e)) => last = e,
+            Err((false, e)) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// One attempt; the flag of an error says whether a retry may help (a parent vanished).
+fn try_create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), (bool, String)> {
+    let mut dir = root.to_owned();
+    for part in Path::new(rel).iter() {
+        let parent = dir.clone();
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                if cpuset {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let v = read(&parent.join(f));
+                        if !v.trim().is_empty() {
+                            write(&dir.join(f), v.trim()).map_err(|e| (true, e))?;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let retry = e.kind() == io::ErrorKind::NotFound;
+                return Err((retry, format!("cannot create {}: {e}", dir.display())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the cgroups a killed boxr left behind: every `cgroup-*.json` journal entry in
+/// `journal` whose cgroup has no process left (a running container's cgroup is left alone).
+/// Returns how many were removed.
+pub fn clean_journal(journal: &Path) -> Result<usize, String> {
+    let Ok(rd) = fs::read_dir(journal) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("cgroup-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Ok(cg) = fs::read(e.path())
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Cgroup>(&b).map_err(|e| e.to_string()))
+        else {
+            // Torn: the helper died while writing it, before creating anything.
+            let _ = fs::remove_file(e.path());
+            continue;
+        };
+        if !cg.pids().is_empty() {
+            continue;
+        }
+        cg.remove()?;
+        fs::remove_file(e.path())
+            .map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn layouts_are_detected() {
+        let h = Layout::from_mountinfo(HYBRID);
+        assert_eq!(h.kind(), "hybrid");
+        assert_eq!(h.v1["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
+        assert!(!h.v1.contains_key("name=systemd"));
+        assert_eq!(h.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let v2 = Layout::from_mountinfo(
+            "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
+        assert_eq!(v2.kind(), "v2");
+        let v1 = Layout::from_mountinfo(
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
+        );
+        assert_eq!(v1.kind(), "v1");
+        assert_eq!(v1.v1["cpu"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        // A hierarchy mounted from a sub-cgroup (a container's view) is not a root: skipped.
+        let inner = Layout::from_mountinfo(
+            "32 31 0:29 /docker/x /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
+        );
+        assert_eq!(inner.kind(), "none");
+    }
+
+    /// A fake v2 hierarchy in a temp dir, with the files the kernel would have.
+    fn fake_v2() -> (tempfile::TempDir, Layout) {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids\n",
+        )
+        .unwrap();
+        fs::write(d.path().join("cgroup.subtree_control"), "").unwrap();
+        let layout = Layout {
+            v1: BTreeMap::new(),
+            v2: Some(d.path().to_owned()),
+        };
+        (d, layout)
+    }
+
+    #[test]
+    fn v2_limits_are_written_as_the_kernel_wants_them() {
+        let (d, layout) = fake_v2();
+        // The kernel creates a cgroup's files; the fake makes them before the limits land.
+        let dir = d.path().join("boxr/c1");
+        fs::create_dir_all(&dir).unwrap();
+        for f in ["memory.swap.max", "hugetlb.2MB.max"] {
+            fs::write(dir.join(f), "").unwrap();
+        }
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            cpus: Some(0.5),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            pids: Some(64),
+            blkio_weight: Some(500),
+            device_read_bps: vec![(8, 0, 1_048_576)],
+            hugetlb: [("2MB".to_string(), 4 << 20)].into(),
+            ..Default::default()
+        };
+        let cg = Cgroup::create(&layout, "boxr/c1", &limits).unwrap();
+        assert_eq!(cg.v2.as_deref(), Some(dir.as_path()));
+        let r = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(r("memory.max"), "67108864");
+        assert_eq!(
+            r("memory.swap.max"),
+            "67108864",
+            "as much swap again, as Docker"
+        );
+        assert_eq!(r("memory.low"), "33554432");
+        assert_eq!(r("cpu.max"), "50000 100000");
+        assert_eq!(r("cpu.weight"), "20");
+        assert_eq!(r("cpuset.cpus"), "0");
+        assert_eq!(r("pids.max"), "64");
+        assert_eq!(r("io.weight"), "default 4950");
+        assert_eq!(r("io.max"), "8:0 rbps=1048576");
+        assert_eq!(r("hugetlb.2MB.max"), "4194304");
+        // Controllers were enabled down the path.
+        assert!(
+            fs::read_to_string(d.path().join("cgroup.subtree_control"))
+                .unwrap()
+                .starts_with('+')
+        );
+    }
+
+    #[test]
+    fn v1_limits_and_devices() {
+        let d = tempfile::tempdir().unwrap();
+        let mut layout = Layout::default();
+        for c in ["memory", "cpu", "cpuset", "pids", "devices"] {
+            let root = d.path().join(c);
+            fs::create_dir_all(&root).unwrap();
+            layout.v1.insert(c.into(), root);
+        }
+        fs::write(d.path().join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(d.path().join("cpuset/cpuset.mems"), "0\n").unwrap();
+        fs::create_dir_all(d.path().join("memory/boxr/c1")).unwrap();
+        fs::write(
+            d.path().join("memory/boxr/c1/memory.memsw.limit_in_bytes"),
+            "",
+        )
+        .unwrap();
+        let limits = Limits {
+            memory: Some(32 << 20),
+            cpus: Some(1.5),
+            pids: Some(-1),
+            devices: Some(default_devices()),
+            ..Default::default()
+        };
+        let cg = Cgroup::create(&layout, "boxr/c1", &limits).unwrap();
+        let r = |f: &str| fs::read_to_string(d.path().join(f)).unwrap();
+        assert_eq!(r("memory/boxr/c1/memory.limit_in_bytes"), "33554432");
+        assert_eq!(r("memory/boxr/c1/memory.memsw.limit_in_bytes"), "67108864");
+        assert_eq!(r("cpu/boxr/c1/cpu.cfs_quota_us"), "150000");
+        assert_eq!(r("pids/boxr/c1/pids.max"), "max");
+        // A new v1 cpuset inherits its parent's sets, or no task could join it.
+        assert_eq!(r("cpuset/boxr/c1/cpuset.cpus"), "0-1");
+        assert_eq!(r("cpuset/boxr/c1/cpuset.mems"), "0");
+        // The fake file keeps only the last write: the last allow rule.
+        assert_eq!(r("devices/boxr/c1/devices.allow"), "c 136:* rwm");
+        assert_eq!(cg.v1.len(), 5);
+    }
+
+    #[test]
+    fn a_missing_controller_is_a_clear_error() {
+        let (_d, layout) = fake_v2();
+        let limits = Limits {
+            blkio_weight: Some(100),
+            ..Default::default()
+        };
+        let mut no_io = layout.clone();
+        fs::write(
+            no_io.v2.as_mut().unwrap().join("cgroup.controllers"),
+            "memory pids\n",
+        )
+        .unwrap();
+        let e = Cgroup::create(&no_io, "boxr/c2", &limits).unwrap_err();
+        assert!(e.contains("io cgroup controller is not available"), "{e}");
+    }
+
+    #[test]
+    fn conversions_match_runc() {
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+    }
+}

@@ -1,0 +1,386 @@
+//! cgroup limits, checked from inside the container and on the host: pids (a fork bomb is
+//! contained), memory (an OOM kill is reported), CPU time and CPU placement, the devices
+//! allowlist, and cleanup (no cgroup left, even after boxr is killed).
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{boxr, busybox_rootfs, privileged};
+
+/// CPU-heavy tests take turns, so one does not starve another's measurement.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+}
+
+impl Env {
+    fn new(test: &str) -> Option<Env> {
+        if !privileged(test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = busybox_rootfs(dir.path());
+        if support::have_tool(test, "gcc") {
+            let out = Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(rootfs.join("probe"))
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let store = dir.path().join("store");
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        Some(Env { _dir: dir, store })
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        boxr(&self.store, &all)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    }
+}
+
+/// The container's cgroup paths (from its /proc/self/cgroup), as host paths.
+fn host_cgroup_dirs(proc_self_cgroup: &str) -> Vec<PathBuf> {
+    let layout = boxr::sandbox::cgroup::Layout::detect().unwrap();
+    let mut out = Vec::new();
+    for line in proc_self_cgroup.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if !path.contains("/boxr/") {
+            continue;
+        }
+        let root = if ctls.is_empty() {
+            layout.v2.clone()
+        } else {
+            ctls.split(',').find_map(|c| layout.v1.get(c).cloned())
+        };
+        if let Some(r) = root {
+            out.push(r.join(path.trim_start_matches('/')));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_fork_bomb_is_contained_and_the_cgroup_goes_away() {
+    let Some(env) = Env::new("a_fork_bomb_is_contained_and_the_cgroup_goes_away") else {
+        return;
+    };
+    let _turn = heavy();
+    // The bomb runs for two seconds, then the container's main shell leaves, which ends it.
+    // Meanwhile the host watches the container's pids cgroup.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args([
+            "run",
+            "--rm",
+            "--pids-limit",
+            "64",
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; echo started; b() { b & b & exec sleep 30; }; b & sleep 2; exit 0",
+        ])
+        .env("BOXR_ROOT", &env.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut out = String::new();
+    let mut buf = [0u8; 4096];
+    while !out.contains("started") {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "the container ended early: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let dirs = host_cgroup_dirs(&out);
+    let pids_dir = dirs
+        .iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids cgroup")
+        .clone();
+    let mut peak = 0u64;
+    let mut refused = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        if let Ok(c) = fs::read_to_string(pids_dir.join("pids.current")) {
+            peak = peak.max(c.trim().parse().unwrap_or(0));
+        }
+        if let Ok(e) = fs::read_to_string(pids_dir.join("pids.events")) {
+            refused = e
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+        // The host stays usable while the bomb goes off.
+        assert!(Command::new("true").status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(peak <= 64, "{peak} processes under --pids-limit 64");
+    assert!(peak >= 32, "the bomb did not grow? peak {peak}");
+    assert!(refused > 0, "the limit never refused a fork");
+    assert!(err.contains("can't fork"), "inside, forks failed: {err}");
+    for d in dirs {
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_and_reported() {
+    let Some(env) = Env::new("a_memory_hog_is_oom_killed_and_reported") else {
+        return;
+    };
+    let _turn = heavy();
+    let hog =
+        "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done";
+    let (code, _, err) = env.run(&["--memory", "32m", "bb:1", "sh", "-c", hog]);
+    assert_eq!(code, 137, "{err}");
+    assert!(err.contains("ran out of memory"), "{err}");
+    // Without --rm the container's state records it.
+    let (code, _, _) = boxr(&env.store, &["run", "-m", "32m", "bb:1", "sh", "-c", hog]);
+    assert_eq!(code, 137);
+    let states: Vec<serde_json::Value> = fs::read_dir(env.store.join("containers"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("state.json")).ok())
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .collect();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0]["OOMKilled"], true);
+    assert_eq!(states[0]["ExitCode"], 137);
+    // Inside the limit nothing is reported.
+    let (code, _, err) = env.run(&["--memory", "32m", "bb:1", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("memory"), "{err}");
+}
+
+#[test]
+fn cpu_time_and_placement_are_limited() {
+    let Some(env) = Env::new("cpu_time_and_placement_are_limited") else {
+        return;
+    };
+    let _turn = heavy();
+    // A busy loop for about 2 s of wall time: the CPU time it got, in clock ticks (100/s).
+    let script = "while :; do :; done & pid=$!; read a _ < /proc/uptime; sleep 2; read b _ < /proc/uptime; \
+                  read -r stat < /proc/$pid/stat; kill $pid; set -- $stat; echo ticks=$((${14} + ${15})) wall=$a,$b";
+    let measure = |extra: &[&str]| -> f64 {
+        let mut args = extra.to_vec();
+        args.extend(["bb:1", "sh", "-c", script]);
+        let out = env.ok(&args);
+        let ticks: f64 = out
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ticks="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let wall = out
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("wall="))
+            .unwrap();
+        let (a, b) = wall.split_once(',').unwrap();
+        let secs = b.parse::<f64>().unwrap() - a.parse::<f64>().unwrap();
+        ticks / 100.0 / secs
+    };
+    let half = measure(&["--cpus", "0.5"]);
+    assert!(
+        (0.3..=0.7).contains(&half),
+        "--cpus 0.5 gave the busy loop {half:.2} CPUs"
+    );
+    let full = measure(&[]);
+    assert!(full > 0.75, "without a limit the loop got {full:.2} CPUs");
+    assert_eq!(
+        env.ok(&[
+            "--cpuset-cpus",
+            "0",
+            "bb:1",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status"
+        ]),
+        "Cpus_allowed_list:\t0\n"
+    );
+}
+
+#[test]
+fn block_devices_cannot_be_opened_even_when_created() {
+    let Some(env) = Env::new("block_devices_cannot_be_opened_even_when_created") else {
+        return;
+    };
+    if !support::have_tool(
+        "block_devices_cannot_be_opened_even_when_created",
+        "losetup",
+    ) {
+        return;
+    }
+    // A loop device the host can read.
+    let backing = env.store.parent().unwrap().join("disk.img");
+    fs::write(&backing, vec![0u8; 1 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let detach = || {
+        let _ = Command::new("losetup").args(["-d", &dev]).status();
+    };
+    use std::os::unix::fs::MetadataExt;
+    let rdev = fs::metadata(&dev).unwrap().rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    assert!(
+        fs::File::open(&dev).is_ok(),
+        "the host itself can read {dev}"
+    );
+    let (code, out, err) = env.run(&[
+        "bb:1",
+        "/probe",
+        "mknod-open",
+        "/tmp/disk",
+        &major.to_string(),
+        &minor.to_string(),
+    ]);
+    // And with --privileged the allowlist is off.
+    let (pcode, pout, _) = env.run(&[
+        "--privileged",
+        "bb:1",
+        "/probe",
+        "mknod-open",
+        "/tmp/disk",
+        &major.to_string(),
+        &minor.to_string(),
+    ]);
+    detach();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "mknod ok\nopen_block EPERM\n",
+        "CAP_MKNOD creates it, the devices cgroup refuses it"
+    );
+    assert_eq!(pcode, 0);
+    assert_eq!(pout, "mknod ok\nopen_block ok\n");
+}
+
+#[test]
+fn gc_removes_the_cgroup_of_a_killed_boxr() {
+    let Some(env) = Env::new("gc_removes_the_cgroup_of_a_killed_boxr") else {
+        return;
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args([
+            "run",
+            "--rm",
+            "--pids-limit",
+            "32",
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; sleep 30",
+        ])
+        .env("BOXR_ROOT", &env.store)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    while !out.contains("0::") {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "the container ended early: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let dirs = host_cgroup_dirs(&out);
+    assert!(dirs.iter().all(|d| d.exists()));
+    // boxr (the helper) dies outright; its container dies with it, the cgroup stays.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out, err) = boxr(&env.store, &["gc"]);
+        assert_eq!(code, 0, "{err}");
+        if out.contains(" 1 cgroup;") {
+            break;
+        }
+        // The container's processes may take a moment to go after their helper.
+        assert!(
+            Instant::now() < deadline,
+            "gc never removed the cgroup: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for d in dirs {
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+}
+
+#[test]
+fn bad_limits_are_refused_before_anything_starts() {
+    let Some(env) = Env::new("bad_limits_are_refused_before_anything_starts") else {
+        return;
+    };
+    for (args, msg) in [
+        (vec!["--memory", "lots"], "--memory lots"),
+        (vec!["--memory", "1m"], "minimum is 6 MiB"),
+        (vec!["--memory-swap", "64m"], "needs --memory"),
+        (
+            vec!["--memory", "64m", "--memory-swap", "32m"],
+            "less than --memory",
+        ),
+        (vec!["--cpus", "0"], "--cpus 0"),
+        (vec!["--cpu-shares", "1"], "2 to 262144"),
+        (vec!["--cpuset-cpus", "zero"], "--cpuset-cpus zero"),
+        (vec!["--blkio-weight", "5"], "10 to 1000"),
+        (
+            vec!["--device-read-bps", "/dev/null:1mb"],
+            "not a block device",
+        ),
+        (vec!["--hugetlb", "2MB"], "PAGESIZE=LIMIT"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["bb:1", "true"]);
+        let (code, _, err) = env.run(&all);
+        assert_eq!(code, 125, "{args:?}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+    assert!(
+        fs::read_dir(env.store.join("containers"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "a refused run left a container directory"
+    );
+}
