@@ -562,7 +562,7 @@ impl Cgroup {
                         if e.raw_os_error() == Some(nix::libc::EBUSY)
                             && Instant::now() < deadline =>
                     {
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_micros(250));
                     }
                     Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
                 }
