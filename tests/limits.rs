@@ -384,3 +384,57 @@ fn bad_limits_are_refused_before_anything_starts() {
         "a refused run left a container directory"
     );
 }
+
+/// The devices allowlist as cgroup v2 enforces it: an eBPF program on the cgroup. This machine
+/// is hybrid (its v1 devices controller is what containers use here), so the test builds a
+/// v2-only layout from the cgroup2 mount and checks the program on its own.
+#[test]
+fn the_v2_device_program_refuses_what_is_not_allowed() {
+    use boxr::sandbox::cgroup::{Cgroup, Layout, Limits, default_devices};
+    if !privileged("the_v2_device_program_refuses_what_is_not_allowed")
+        || !support::have_tool(
+            "the_v2_device_program_refuses_what_is_not_allowed",
+            "losetup",
+        )
+    {
+        return;
+    }
+    let Some(v2) = Layout::detect().unwrap().v2 else {
+        panic!("no cgroup2 mount on this machine");
+    };
+    let layout = Layout {
+        v1: Default::default(),
+        v2: Some(v2),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("disk.img");
+    fs::write(&backing, vec![0u8; 1 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let limits = Limits {
+        devices: Some(default_devices()),
+        ..Default::default()
+    };
+    let name = format!("boxr/devices-test-{}", std::process::id());
+    let cg = Cgroup::create(&layout, &name, &limits).unwrap();
+    let procs = cg.v2.as_ref().unwrap().join("cgroup.procs");
+    // A shell moves itself into the cgroup, then tries the allowed and the refused devices.
+    let script = format!(
+        "echo $$ > {}; head -c1 /dev/zero >/dev/null && echo zero-ok; head -c1 {dev} >/dev/null 2>&1 && echo block-ok || echo block-refused",
+        procs.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    cg.destroy().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "zero-ok\nblock-refused\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -276,3 +276,89 @@ pub fn load_seccomp(program: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `bpf(2)` attribute layouts (the prefixes boxr uses; the kernel zero-extends).
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+const BPF_PROG_LOAD: nix::libc::c_long = 5;
+const BPF_PROG_ATTACH: nix::libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+
+/// Loads a cgroup device program (eBPF instructions, 8 bytes each) and attaches it to the
+/// cgroup v2 directory `cgroup`: the kernel then asks it about every device access of the
+/// cgroup's processes. The cgroup keeps the program; no descriptor stays open.
+pub fn attach_device_program(cgroup: &std::path::Path, program: &[[u8; 8]]) -> io::Result<()> {
+    let insns: Vec<u64> = program.iter().map(|i| u64::from_ne_bytes(*i)).collect();
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 1 << 16];
+    let load = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `load` points at `insns`, `license` and `log`, which outlive the call; the
+    // kernel reads the first two and writes at most `log_size` bytes into the third.
+    let fd = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &load as *const BpfProgLoad,
+            std::mem::size_of::<BpfProgLoad>(),
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let text = String::from_utf8_lossy(&log);
+        let text = text.trim_end_matches('\0').trim();
+        return Err(io::Error::new(e.kind(), format!("{e}: {text}")));
+    }
+    // SAFETY: a non-negative return of BPF_PROG_LOAD is a new descriptor only we own.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let dir = std::fs::File::open(cgroup)?;
+    let attach = BpfProgAttach {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: 0,
+    };
+    // SAFETY: `attach` is a plain struct read by the kernel during the call.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const BpfProgAttach,
+            std::mem::size_of::<BpfProgAttach>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
