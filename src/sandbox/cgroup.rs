@@ -609,20 +609,23 @@ fn try_create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), (bool, St
         let parent = dir.clone();
         dir.push(part);
         match fs::create_dir(&dir) {
-            Ok(()) => {
-                if cpuset {
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let v = read(&parent.join(f));
-                        if !v.trim().is_empty() {
-                            write(&dir.join(f), v.trim()).map_err(|e| (true, e))?;
-                        }
-                    }
-                }
-            }
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 let retry = e.kind() == io::ErrorKind::NotFound;
                 return Err((retry, format!("cannot create {}: {e}", dir.display())));
+            }
+        }
+        if cpuset {
+            // Also when the directory was there already: another boxr may have created it a
+            // moment ago and not filled it in yet.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if read(&dir.join(f)).trim().is_empty() {
+                    let v = read(&parent.join(f));
+                    if !v.trim().is_empty() {
+                        write(&dir.join(f), v.trim()).map_err(|e| (true, e))?;
+                    }
+                }
             }
         }
     }
