@@ -678,3 +678,81 @@ fn an_unchanged_context_is_not_read_again() {
     assert!(trace.lines().any(|l| l.contains("main.c")), "{trace}");
     assert!(trace.contains("4 steps ran"), "{trace}");
 }
+
+#[test]
+fn every_kind_of_base_builds() {
+    if !privileged("every_kind_of_base_builds") {
+        return;
+    }
+    let ctx = Ctx::new(
+        r#"
+image "from-dir" {
+    from "dir:./rootfs"
+    run "echo dir > /kind"
+}
+image "from-tar" {
+    from "tar:./rootfs.tar"
+    run "echo tar > /kind"
+}
+image "from-oci" {
+    from "oci:./layout:1"
+    run "echo oci > /kind"
+}
+image "from-store" {
+    from "bb:1"
+    run "echo store > /kind"
+}
+image "from-scratch" {
+    from "scratch"
+    copy "/bin/busybox" to="/bin/" from="from-dir"
+    run "/bin/busybox" "sh" "-c" "/bin/busybox echo scratch > /kind"
+}
+"#,
+    );
+    let rootfs = ctx.path().join("rootfs");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-cf"])
+        .arg(ctx.path().join("rootfs.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A store image, and the same saved as an OCI layout.
+    let (c, _, err) = boxr(&ctx.store(), &["import", rootfs.to_str().unwrap(), "bb:1"]);
+    assert_eq!(c, 0, "{err}");
+    let layout = ctx.path().join("layout");
+    let (c, _, err) = boxr(
+        &ctx.store(),
+        &[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            layout.to_str().unwrap(),
+            "bb:1",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    ctx.build_ok(&[]);
+    for kind in ["dir", "tar", "oci", "store"] {
+        assert_eq!(
+            ctx.run(&format!("from-{kind}"), "cat /kind"),
+            format!("{kind}\n")
+        );
+    }
+    let (code, out, err) = boxr(
+        &ctx.store(),
+        &[
+            "run",
+            "--rm",
+            "from-scratch",
+            "/bin/busybox",
+            "cat",
+            "/kind",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "scratch\n");
+}
