@@ -629,6 +629,7 @@ fn create(
         }),
         // A container that stays (no --rm) keeps its exit status and OOM flag.
         state_file: (!opts.remove).then(|| dir.join("state.json")),
+        cgroup_sync_fd: None,
     })
 }
 

@@ -492,10 +492,10 @@ impl Cgroup {
         out
     }
 
-    /// Moves the calling process into the cgroup (every hierarchy).
-    pub fn join_self(&self) -> Result<(), String> {
+    /// Moves the process `pid` into the cgroup (every hierarchy).
+    pub fn join(&self, pid: i32) -> Result<(), String> {
         for d in self.dirs() {
-            write(&d.join("cgroup.procs"), "0")?;
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
     }

@@ -262,6 +262,13 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
     } else {
         None
     };
+    // Moving a process into a v1 cgroup waits for an RCU grace period (milliseconds); the
+    // helper does it while the child sets up the container, and the init waits on this pipe
+    // before it starts the command.
+    let sync = match cgroup.map(|_| pipe2(OFlag::O_CLOEXEC)).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
+    };
     let child = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(err_r);
@@ -271,13 +278,11 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
                 let _ = sys::clear_cloexec(theirs.as_raw_fd());
                 spec.console_fd = Some(theirs.as_raw_fd());
             }
-            let e = match cgroup.map(Cgroup::join_self) {
-                Some(Err(m)) => StartError {
-                    code: 125,
-                    message: format!("cannot join the cgroup: {m}"),
-                },
-                _ => first_process(&spec, &init),
-            };
+            if let Some((r, _)) = &sync {
+                let _ = sys::clear_cloexec(r.as_raw_fd());
+                spec.cgroup_sync_fd = Some(r.as_raw_fd());
+            }
+            let e = first_process(&spec, &init);
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
             std::process::exit(e.code);
@@ -285,6 +290,19 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return fail(125, &format!("fork: {}", e.desc())),
     };
+    if let (Some(cg), Some((r, w))) = (cgroup, sync) {
+        drop(r);
+        if let Err(m) = cg.join(child.as_raw()) {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return fail(
+                125,
+                &format!("cannot move the container into its cgroup: {m}"),
+            );
+        }
+        // The init may have failed already: then nobody reads this, which is fine.
+        let _ = File::from(w).write_all(b"1");
+    }
     drop(err_w);
     drop(init);
     let ours = console.map(|(ours, theirs)| {

@@ -63,6 +63,17 @@ pub fn main(spec_fd: i32) -> i32 {
         }
         _ => None,
     };
+    // In the cgroup before the command exists (the helper moves the init there meanwhile).
+    if let Some(fd) = spec.cgroup_sync_fd {
+        let mut byte = [0u8; 1];
+        let joined = sys::own_fd(fd)
+            .map(File::from)
+            .is_some_and(|mut f| matches!(f.read(&mut byte), Ok(1)) && byte[0] == b'1');
+        if !joined {
+            eprintln!("boxr: the container's cgroup was not set up");
+            return 125;
+        }
+    }
     // Confined before the command exists: it inherits the init's limits, identity and
     // capabilities, and nothing in the container ever has more than it.
     if let Err(e) = process::confine(&resolved, &spec.security) {

@@ -37,6 +37,10 @@ pub struct SandboxSpec {
     /// Where to write the exit status (and whether the OOM killer struck) when it ends.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// (Set by the helper.) A pipe on which the init waits, before it starts the command, for
+    /// the helper to have moved it into the cgroup.
+    #[serde(default)]
+    pub cgroup_sync_fd: Option<i32>,
 }
 
 /// A sandbox's cgroup.
