@@ -112,12 +112,35 @@ fn sealed_self_copy() -> Result<OwnedFd, String> {
     let mut dst = File::from(fd);
     let mut src =
         File::open("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
-    std::io::copy(&mut src, &mut dst).map_err(|e| format!("cannot copy boxr: {e}"))?;
+    // A plain read/write copy: std's zero-copy paths (copy_file_range, sendfile through a pipe)
+    // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE then fails with EBUSY.
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot copy boxr: {e}")),
+        };
+        dst.write_all(&buf[..n])
+            .map_err(|e| format!("cannot copy boxr: {e}"))?;
+    }
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
-    fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)).map_err(|e| format!("cannot seal the init: {e}"))?;
+    let mut tries = 0;
+    loop {
+        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)) {
+            Ok(_) => break,
+            // Pages still referenced by I/O in flight: brief, so wait and try again.
+            Err(nix::errno::Errno::EBUSY) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("cannot seal the init: {e}")),
+        }
+    }
     Ok(dst.into())
 }
 
