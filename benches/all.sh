@@ -31,6 +31,6 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   benches/layer.sh 2>&1 | tail -8
   echo
   echo "## boxr check of a 1,000-image manifest (benches/check.sh)"
-  benches/check.sh 2>&1 | tail -8
+  benches/check.sh 2>&1 | grep -E "^Benchmark|Time \(mean|^\||KB$"
 } | tee "$out"
 echo "results: $out"

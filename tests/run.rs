@@ -604,6 +604,44 @@ fn named_volumes_persist_across_containers_until_removed() {
     assert_eq!(c, 125, "{err}");
 }
 
+#[test]
+fn a_new_named_volume_starts_with_the_image_s_content() {
+    if !privileged("a_new_named_volume_starts_with_the_image_s_content") {
+        return;
+    }
+    let e = Env::new();
+    // First use: the volume gets the image's /etc (and /tmp's mode, 1777).
+    let (c, out, err) = e.run(&[
+        "-v",
+        "etc:/etc",
+        "-v",
+        "scratch:/tmp",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -1 /etc/passwd; stat -c %a /tmp; echo added >> /etc/group",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, "root:x:0:0:root:/root:/bin/sh\n1777\n");
+    // Later uses keep the volume's own content: it is not filled again.
+    let (c, out, err) = e.run(&["-v", "etc:/etc", "bb:1", "tail", "-1", "/etc/group"]);
+    assert_eq!((c, out.as_str()), (0, "added\n"), "{err}");
+    // A path the image does not have gives an empty volume; a host directory is never filled.
+    let (c, out, _) = e.run(&[
+        "-v",
+        "empty:/nothing-here",
+        "bb:1",
+        "ls",
+        "-A",
+        "/nothing-here",
+    ]);
+    assert_eq!((c, out.as_str()), (0, ""));
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/etc", host.path().display());
+    let (c, out, _) = e.run(&["-v", &bind, "bb:1", "ls", "-A", "/etc"]);
+    assert_eq!((c, out.as_str()), (0, ""));
+}
+
 /// A network namespace made with `ip netns`, deleted when dropped.
 struct Netns(String);
 

@@ -733,7 +733,7 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
         .as_str()
         .and_then(|m| u32::from_str_radix(m, 8).ok());
     let spec = FsOpSpec {
-        rootfs: dirs.rootfs(),
+        rootfs: Some(dirs.rootfs()),
         source: Some(source),
         op: FsOp::Copy {
             sources: strings(&def["sources"]),
@@ -754,7 +754,7 @@ fn workdir(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)
     let err = |m: String| ctx.step_error(step, m);
     let dirs = StepDirs::new(ctx, step, state)?;
     let spec = FsOpSpec {
-        rootfs: dirs.rootfs(),
+        rootfs: Some(dirs.rootfs()),
         source: None,
         op: FsOp::Mkdir {
             path: step.definition["path"].as_str().unwrap_or("/").to_owned(),

@@ -449,6 +449,60 @@ fn mounts(store: &Store, opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerE
     Ok(out)
 }
 
+/// A named volume that is still empty gets what the image has at its mount point (owners and
+/// modes kept), as Docker does on a volume's first use.
+fn populate_new_volumes(
+    store: &Store,
+    mounts: &[MountSpec],
+    lowers: &[PathBuf],
+) -> Result<(), ContainerError> {
+    let volumes = store.root().join("volumes");
+    for m in mounts {
+        let MountSpec::Bind { source, target, .. } = m else {
+            continue;
+        };
+        let empty = fs::read_dir(source).is_ok_and(|mut d| d.next().is_none());
+        if !source.starts_with(&volumes) || !empty || lowers.is_empty() {
+            continue;
+        }
+        let scratch = store.tmp_dir("populate-")?;
+        let spec = sandbox::fsop::FsOpSpec {
+            rootfs: None,
+            source: Some(sandbox::fsop::FsSource::Layers {
+                lowers: lowers.to_vec(),
+                target: scratch.clone(),
+            }),
+            op: sandbox::fsop::FsOp::Populate {
+                path: target.clone(),
+                into: source.clone(),
+            },
+        };
+        let out = sandbox::spawn_fsop(
+            &spec,
+            std::process::Stdio::null(),
+            std::process::Stdio::piped(),
+        )
+        .map_err(|e| invalid(e.0, None))
+        .and_then(|c| {
+            c.wait_with_output()
+                .map_err(|e| invalid(format!("populate the volume: {e}"), None))
+        });
+        let _ = crate::store::remove_dir_tree(&scratch);
+        let out = out?;
+        if !out.status.success() {
+            return Err(invalid(
+                format!(
+                    "cannot fill the new volume {} from the image: {}",
+                    source.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Prepares the container's directory and its sandbox spec.
 pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, ContainerError> {
     // Every option is checked before anything is created.
@@ -488,6 +542,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         }
         lowers.push(store.layer_root(d));
     }
+    populate_new_volumes(store, &extra_mounts, &lowers)?;
     let id = new_id()?;
     let dir = store.root().join("containers").join(&id);
     let result = create(

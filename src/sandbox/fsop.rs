@@ -28,8 +28,9 @@ use super::spec::RootfsSpec;
 /// A filesystem step: where to do it and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FsOpSpec {
-    /// The step's overlay: the parent's layers and the fresh upper dir that becomes its layer.
-    pub rootfs: RootfsSpec,
+    /// The step's overlay: the parent's layers and the fresh upper dir that becomes its layer
+    /// (none for [`FsOp::Populate`], which writes into a plain directory).
+    pub rootfs: Option<RootfsSpec>,
     /// Where `copy` reads from.
     pub source: Option<FsSource>,
     pub op: FsOp,
@@ -59,6 +60,9 @@ pub enum FsOp {
     },
     /// `workdir`: the directory and its missing parents (0755, root).
     Mkdir { path: String },
+    /// A new named volume gets what the image has at `path` (owners and modes kept), as in
+    /// Docker; nothing when the image has no directory there.
+    Populate { path: String, into: PathBuf },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -103,7 +107,10 @@ fn run(spec: &FsOpSpec) -> Result<()> {
         None::<&str>,
     )
     .map_err(at("make / private"))?;
-    let r = &spec.rootfs;
+    if let FsOp::Populate { path, into } = &spec.op {
+        return populate(spec, path, into);
+    }
+    let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs for the step")?;
     let upper = r.upper.display().to_string();
     let work = r.work.display().to_string();
     mount_layers(
@@ -120,6 +127,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
     )?;
     let dst = open_dir(&r.target)?;
     match &spec.op {
+        FsOp::Populate { .. } => unreachable!("handled above"),
         FsOp::Mkdir { path } => mkdir_p(&dst, path, None).map(drop),
         FsOp::Copy {
             sources,
@@ -152,12 +160,51 @@ fn run(spec: &FsOpSpec) -> Result<()> {
                 src: open_dir(&src_path)?,
                 dst,
                 chmod: *chmod,
-                owner: owner.unwrap_or((0, 0)),
+                owner: Some(owner.unwrap_or((0, 0))),
                 ignore,
             };
             copy.run(sources, dest)
         }
     }
+}
+
+/// [`FsOp::Populate`]: the image's directory `path` (resolved inside the image) copied into
+/// the plain directory `into`, owners and modes kept, `into` itself given the directory's
+/// owner and mode.
+fn populate(spec: &FsOpSpec, path: &str, into: &Path) -> Result<()> {
+    let src_path = match &spec.source {
+        Some(FsSource::Layers { lowers, target }) => {
+            if lowers.len() == 1 {
+                lowers[0].clone()
+            } else {
+                mount_layers(lowers, &[], target)?;
+                target.clone()
+            }
+        }
+        _ => return Err("populate: the source must be an image's layers".into()),
+    };
+    let src = open_dir(&src_path)?;
+    let dir = match open_in(&src, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+        Ok(d) => d,
+        // Nothing there (or not a directory): the volume stays empty, as in Docker.
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(at(format!("populate: open {path} in the image"))(e)),
+    };
+    let st = nix::sys::stat::fstat(&dir).map_err(at(format!("populate: {path}")))?;
+    let dst = open_dir(into)?;
+    let copy = Copier {
+        src_path: &src_path,
+        src,
+        dst: open_dir(into)?,
+        chmod: None,
+        owner: None,
+        ignore: crate::ignore::Ignore::default(),
+    };
+    copy.copy_children(&dir, "", &dst, path)?;
+    chown_fd(&dst, st.st_uid, st.st_gid).map_err(at("populate: chown"))?;
+    nix::sys::stat::fchmod(&dst, Mode::from_bits_truncate(st.st_mode & 0o7777))
+        .map_err(at("populate: chmod"))?;
+    Ok(())
 }
 
 /// Mounts the overlay of `lowers` (topmost first) at `target`; without an upper dir in
@@ -287,7 +334,8 @@ struct Copier<'a> {
     src: OwnedFd,
     dst: OwnedFd,
     chmod: Option<u32>,
-    owner: (u32, u32),
+    /// The owner of everything copied; `None` keeps each source entry's own.
+    owner: Option<(u32, u32)>,
     ignore: crate::ignore::Ignore,
 }
 
@@ -324,7 +372,7 @@ impl Copier<'_> {
             .map_err(|e| format!("copy: `{rel}`: {}", e.desc()))?;
             if kind(&st) == SFlag::S_IFDIR {
                 // A directory's contents are copied, not the directory itself.
-                let (d, created) = mkdir_p(&self.dst, dest, Some(self.owner))?;
+                let (d, created) = mkdir_p(&self.dst, dest, self.owner)?;
                 let from = match &name {
                     Some(n) => openat(
                         &parent,
@@ -345,14 +393,14 @@ impl Copier<'_> {
             let name = name.expect("only the root has no name, and it is a directory");
             let base = name.clone();
             let (dir, target) = if dest_is_dir {
-                (mkdir_p(&self.dst, dest, Some(self.owner))?.0, base)
+                (mkdir_p(&self.dst, dest, self.owner)?.0, base)
             } else {
                 match open_in(&self.dst, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
                     // An existing directory (or a link to one, inside the image) receives it.
                     Ok(d) => (d, base),
                     Err(_) => {
                         let (p, n) = split(dest);
-                        (mkdir_p(&self.dst, p, Some(self.owner))?.0, n.to_owned())
+                        (mkdir_p(&self.dst, p, self.owner)?.0, n.to_owned())
                     }
                 }
             };
@@ -533,11 +581,12 @@ impl Copier<'_> {
             SFlag::S_IFLNK => {
                 let target = readlinkat(from_dir, name).map_err(at(what()))?;
                 symlinkat(target.as_os_str(), to_dir, to_name).map_err(at(what()))?;
+                let (uid, gid) = self.owner_of(st);
                 fchownat(
                     to_dir,
                     to_name,
-                    Some(Uid::from_raw(self.owner.0)),
-                    Some(Gid::from_raw(self.owner.1)),
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
                     AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
                 .map_err(at(what()))?;
@@ -563,10 +612,11 @@ impl Copier<'_> {
                 .map_err(at(what()))?;
                 // fchmod and futimens do not take O_PATH descriptors: go through /proc.
                 let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let (uid, gid) = self.owner_of(st);
                 nix::unistd::chown(
                     p.as_str(),
-                    Some(Uid::from_raw(self.owner.0)),
-                    Some(Gid::from_raw(self.owner.1)),
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
                 )
                 .map_err(at(what()))?;
                 nix::sys::stat::fchmodat(
@@ -588,8 +638,13 @@ impl Copier<'_> {
     }
 
     /// Owner, then mode (chown clears setuid bits), then times of a copied file or directory.
+    fn owner_of(&self, st: &FileStat) -> (u32, u32) {
+        self.owner.unwrap_or((st.st_uid, st.st_gid))
+    }
+
     fn set_meta(&self, fd: &OwnedFd, st: &FileStat) -> Result<()> {
-        chown_fd(fd, self.owner.0, self.owner.1).map_err(at("copy: chown"))?;
+        let (uid, gid) = self.owner_of(st);
+        chown_fd(fd, uid, gid).map_err(at("copy: chown"))?;
         nix::sys::stat::fchmod(fd, self.mode(st)).map_err(at("copy: chmod"))?;
         let t = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
         nix::sys::stat::futimens(fd.as_fd(), &t, &t).map_err(at("copy: set times"))?;
