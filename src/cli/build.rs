@@ -234,3 +234,9 @@ fn secrets(specs: &[String], plan: &plan::Plan) -> Result<BTreeMap<String, Vec<u
     }
     Ok(out)
 }
+
+impl BuildArgs {
+    pub(super) fn overrides(&self) -> &ArgOverrides {
+        &self.overrides
+    }
+}

@@ -41,3 +41,9 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> i32 {
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+impl CheckArgs {
+    pub(super) fn overrides(&self) -> &ArgOverrides {
+        &self.overrides
+    }
+}

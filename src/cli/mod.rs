@@ -3,6 +3,7 @@
 
 mod build;
 mod check;
+mod containers;
 mod images;
 mod plan;
 pub mod printer;
@@ -40,11 +41,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "BOXR_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
-    /// The manifest to read
+    /// The manifest to read (also accepted after `check`, `plan` and `build`)
     #[arg(
         short = 'f',
         long = "file",
-        global = true,
         value_name = "FILE",
         default_value = "boxr.kdl"
     )]
@@ -80,6 +80,18 @@ enum Commands {
     Build(build::BuildArgs),
     /// Run a command in a new container
     Run(Box<run::RunArgs>),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Print a detached container's output
+    Logs(containers::LogsArgs),
+    /// Stop containers: the stop signal, then SIGKILL after a grace period
+    Stop(containers::StopArgs),
+    /// Send a signal to containers
+    Kill(containers::KillArgs),
+    /// Remove containers
+    Rm(containers::RmArgs),
+    /// Wait for containers to end and print their exit codes
+    Wait(containers::WaitArgs),
     /// Create an image from a root filesystem directory or tarball
     Import(images::ImportArgs),
     /// List images
@@ -111,6 +123,9 @@ enum Commands {
     /// (internal) a container's init
     #[command(name = "__init", hide = true)]
     Init(run::InternalArgs),
+    /// (internal) a detached container's monitor
+    #[command(name = "__monitor", hide = true)]
+    Monitor(run::InternalArgs),
     /// (internal) a filesystem build step
     #[command(name = "__fsop", hide = true)]
     FsOp(run::InternalArgs),
@@ -162,6 +177,9 @@ pub struct ArgOverrides {
     /// Set a build arg declared with `arg` in the manifest
     #[arg(long = "arg", value_name = "NAME=VALUE")]
     args: Vec<String>,
+    /// The manifest to read (as `boxr -f FILE`)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
 }
 
 impl ArgOverrides {
@@ -220,7 +238,17 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let settings = Settings::resolve(&cli);
+    let mut settings = Settings::resolve(&cli);
+    // `boxr build -f FILE` as well as `boxr -f FILE build`.
+    let sub_file = match &cli.command {
+        Commands::Check(a) => a.overrides().file.clone(),
+        Commands::Plan(a) => a.overrides().file.clone(),
+        Commands::Build(a) => a.overrides().file.clone(),
+        _ => None,
+    };
+    if let Some(f) = sub_file {
+        settings.file = f;
+    }
     match &cli.command {
         Commands::Check(args) => check::run(args, &settings),
         Commands::Plan(args) => plan::run(args, &settings),
@@ -229,6 +257,13 @@ pub fn main() -> i32 {
         Commands::SandboxHelper(args) => run::helper(args),
         Commands::Init(args) => run::init(args),
         Commands::FsOp(args) => run::fsop(args),
+        Commands::Monitor(args) => run::monitor(args),
+        Commands::Ps(args) => containers::ps(args, &settings),
+        Commands::Logs(args) => containers::logs(args, &settings),
+        Commands::Stop(args) => containers::stop(args, &settings),
+        Commands::Kill(args) => containers::kill(args, &settings),
+        Commands::Rm(args) => containers::rm(args, &settings),
+        Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),

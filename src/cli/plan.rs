@@ -148,3 +148,9 @@ fn render(p: &Plan) -> String {
     ));
     out
 }
+
+impl PlanArgs {
+    pub(super) fn overrides(&self) -> &ArgOverrides {
+        &self.overrides
+    }
+}

@@ -12,6 +12,12 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Run in the background under a monitor and print the container's id
+    #[arg(short, long)]
+    detach: bool,
+    /// A name for the container (unique)
+    #[arg(long)]
+    name: Option<String>,
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
@@ -161,7 +167,24 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
             device_write_bps: args.device_write_bps.clone(),
             hugetlb: args.hugetlb.clone(),
         },
+        detach: args.detach,
+        name: args.name.clone(),
     };
+    if args.detach {
+        if args.tty || args.interactive {
+            return super::fail(
+                &settings.printer,
+                "-d with -i or -t needs `boxr attach`, which is not there yet",
+            );
+        }
+        return match container::run_detached(&store, &opts) {
+            Ok(id) => {
+                settings.printer.data(format!("{id}\n"));
+                super::exit::OK
+            }
+            Err(e) => fail_with(&settings.printer, &e),
+        };
+    }
     // On success this process becomes the container's helper and never returns here.
     let e = container::run(&store, &opts);
     fail_with(&settings.printer, &e)
@@ -183,4 +206,8 @@ pub fn init(args: &InternalArgs) -> i32 {
 
 pub fn fsop(args: &InternalArgs) -> i32 {
     crate::sandbox::fsop_main(args.spec_fd)
+}
+
+pub fn monitor(args: &InternalArgs) -> i32 {
+    crate::container::monitor::main(args.spec_fd)
 }

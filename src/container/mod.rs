@@ -2,6 +2,9 @@
 //! cmd, environment, user, working directory, hostname), in a directory of its own under
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
+pub mod monitor;
+pub mod state;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,10 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// `--memory`, `--cpus`, ... as given.
     pub limits: LimitOptions,
+    /// `-d`: run under a monitor and return.
+    pub detach: bool,
+    /// `--name`: unique among containers.
+    pub name: Option<String>,
 }
 
 /// The resource limit flags of `boxr run`, as given (checked by [`limits`]).
@@ -544,6 +551,9 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     }
     populate_new_volumes(store, &extra_mounts, &lowers)?;
     let id = new_id()?;
+    if let Some(n) = &opts.name {
+        state::claim_name(store, n, &id)?;
+    }
     let dir = store.root().join("containers").join(&id);
     let result = create(
         store,
@@ -561,6 +571,9 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     );
     if result.is_err() {
         let _ = crate::store::remove_dir_tree(&dir);
+        if let Some(n) = &opts.name {
+            let _ = fs::remove_file(store.root().join("names").join(n));
+        }
     }
     result
 }
@@ -620,6 +633,8 @@ fn create(
     merge_env(&mut env, extra_env);
     let config = serde_json::json!({
         "Id": id,
+        "Name": opts.name,
+        "Detached": opts.detach,
         "Image": opts.image,
         "ImageId": img.id.to_string(),
         "Args": args,
@@ -669,7 +684,9 @@ fn create(
         init: opts.init,
         security,
         remove_on_exit: opts.remove.then(|| dir.to_owned()),
-        keep_fd: Some(store.lock_fd()),
+        // A foreground container holds the store lock while it runs (gc waits); a detached one
+        // cannot, and gc keeps the layers of every container instead.
+        keep_fd: (!opts.detach).then(|| store.lock_fd()),
         console_fd: None,
         die_with_parent: false,
         cgroup: Some(sandbox::CgroupSpec {
@@ -682,9 +699,15 @@ fn create(
                     .join(format!("cgroup-{id}.json")),
             ),
         }),
-        // A container that stays (no --rm) keeps its exit status and OOM flag.
-        state_file: (!opts.remove).then(|| dir.join("state.json")),
+        // A container that stays (no --rm) keeps its exit status and OOM flag; a detached
+        // one's monitor folds them into its state.
+        state_file: if opts.detach {
+            Some(dir.join("exit.json"))
+        } else {
+            (!opts.remove).then(|| dir.join("state.json"))
+        },
         cgroup_sync_fd: None,
+        pid_file: Some(dir.join("pid")),
     })
 }
 
@@ -700,6 +723,50 @@ pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
         let _ = crate::store::remove_dir_tree(dir);
     }
     err.into()
+}
+
+/// `boxr run -d`: prepares the container, starts its monitor, and returns the container's id
+/// once it runs (or has already ended).
+pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, ContainerError> {
+    let mut spec = prepare(store, opts)?;
+    spec.die_with_parent = false;
+    let dir = spec
+        .pid_file
+        .as_ref()
+        .and_then(|p| p.parent())
+        .expect("a container has a directory")
+        .to_owned();
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ms = monitor::MonitorSpec {
+        dir: dir.clone(),
+        sandbox: spec,
+        stage: 1,
+        name_file: opts
+            .name
+            .as_ref()
+            .map(|n| store.root().join("names").join(n)),
+    };
+    if let Err(m) = monitor::start(&ms) {
+        let _ = crate::store::remove_dir_tree(&dir);
+        return Err(invalid(m, None));
+    }
+    // Started means the helper recorded the init's pid (or the container already ended).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if dir.join("pid").exists() || dir.join("state.json").exists() || !dir.exists() {
+            return Ok(id);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(invalid(
+                format!("container {id} did not start within 30 s"),
+                Some("see `boxr logs` for what it printed"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]

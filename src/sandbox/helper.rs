@@ -176,6 +176,15 @@ pub fn main(spec_fd: i32) -> i32 {
     code
 }
 
+/// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
+/// with the pid it names one process for good.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
 /// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
 /// place once it is read.
 pub(super) fn stdin_from_dev_null() -> Result<(), String> {
@@ -313,6 +322,11 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return fail(125, &format!("fork: {}", e.desc())),
     };
+    if let Some(p) = &spec.pid_file {
+        // With the pid's start time, so a reused pid is never taken for the container.
+        let start = process_start_time(child.as_raw()).unwrap_or_default();
+        let _ = std::fs::write(p, format!("{} {start}\n", child.as_raw()));
+    }
     if let (Some(cg), Some((r, w))) = (cgroup, sync) {
         drop(r);
         if let Err(m) = cg.join(child.as_raw()) {

@@ -124,3 +124,20 @@ fn spawn_helper<T: serde::Serialize>(
 pub fn fsop_main(spec_fd: i32) -> i32 {
     fsop::main(spec_fd)
 }
+
+/// Reads a JSON value from an inherited descriptor (0: stdin, then pointed at /dev/null): how
+/// boxr's hidden subcommands receive their spec.
+pub fn read_json_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
+    let v = helper::read_spec_fd(fd)?;
+    if fd == 0 {
+        helper::stdin_from_dev_null()?;
+    }
+    Ok(v)
+}
+
+/// A JSON value in a new memfd, for a child's stdin (see [`read_json_fd`]).
+pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd, SandboxError> {
+    helper::spec_memfd(value, true).map_err(SandboxError)
+}
+
+pub use helper::process_start_time;

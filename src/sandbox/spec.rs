@@ -37,6 +37,9 @@ pub struct SandboxSpec {
     /// Where to write the exit status (and whether the OOM killer struck) when it ends.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// Where the helper writes the host pid of the container's first process (its init).
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
     /// (Set by the helper.) A pipe on which the init waits, before it starts the command, for
     /// the helper to have moved it into the cgroup.
     #[serde(default)]

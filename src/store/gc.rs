@@ -80,6 +80,23 @@ impl Store {
                 }
             }
         }
+        // Containers keep their image's config and layers, tagged or not (a detached container
+        // runs without holding the store lock).
+        if let Ok(rd) = fs::read_dir(self.root.join("containers")) {
+            for e in rd.flatten() {
+                let image_id = fs::read(e.path().join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["ImageId"].as_str().and_then(Digest::parse));
+                let Some(id) = image_id else { continue };
+                blobs.insert(id);
+                if let Ok(bytes) = self.read_blob(&id)
+                    && let Ok(cfg) = serde_json::from_slice::<crate::oci::ImageConfig>(&bytes)
+                {
+                    layers.extend(cfg.rootfs.diff_ids);
+                }
+            }
+        }
         let blob_dir = self.root.join("blobs/sha256");
         for e in fs::read_dir(&blob_dir).map_err(io_err("list", &blob_dir))? {
             let e = e.map_err(io_err("list", &blob_dir))?;

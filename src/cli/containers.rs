@@ -1,0 +1,428 @@
+//! `boxr ps`, `logs`, `stop`, `kill`, `rm`, `wait`: containers as any boxr process sees them.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use super::{Settings, exit, fail, fail_with};
+use crate::container::state::{self, Info, Status};
+use crate::store::{Access, Store};
+
+fn open(settings: &Settings) -> Result<Store, i32> {
+    Store::open(&settings.root, Access::Shared).map_err(|e| fail_with(&settings.printer, &e))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// "3 seconds", "2 minutes", ... as Docker words durations.
+fn ago(since: &str) -> String {
+    // Drop the fraction of a second the monitor's times carry.
+    let whole = match since.split_once('.') {
+        Some((s, _)) => format!("{s}Z"),
+        None => since.to_owned(),
+    };
+    let Some(t) = crate::oci::parse_rfc3339(&whole) else {
+        return "?".into();
+    };
+    let s = (now() - t).max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 86400 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+fn status_text(st: &Status) -> String {
+    match st {
+        Status::Created => "Created".into(),
+        Status::Running { started_at, .. } => {
+            format!(
+                "Up {}",
+                started_at.as_deref().map(ago).unwrap_or_else(|| "?".into())
+            )
+        }
+        Status::Exited {
+            code, finished_at, ..
+        } => {
+            let code = code.map_or("?".to_owned(), |c| c.to_string());
+            match finished_at {
+                Some(f) => format!("Exited ({code}) {} ago", ago(f)),
+                None => format!("Exited ({code})"),
+            }
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PsArgs {
+    /// Show every container (default: running ones)
+    #[arg(short, long)]
+    all: bool,
+    /// Only ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let rows: Vec<(Info, Status)> = state::list(&store)
+        .into_iter()
+        .map(|i| {
+            let s = state::status(&i);
+            (i, s)
+        })
+        .filter(|(_, s)| args.all || matches!(s, Status::Running { .. }))
+        .collect();
+    if args.quiet {
+        for (i, _) in &rows {
+            settings.printer.data(format!("{}\n", &i.id[..12]));
+        }
+        return exit::OK;
+    }
+    if args.format == "json" {
+        for (i, s) in &rows {
+            let v = serde_json::json!({
+                "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
+                "CreatedAt": i.created, "Status": status_text(s),
+                "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited" },
+            });
+            settings.printer.data(format!("{v}\n"));
+        }
+        return exit::OK;
+    }
+    let mut out = format!(
+        "{:<14}{:<20}{:<24}{:<20}{:<38}{}\n",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"
+    );
+    for (i, s) in &rows {
+        let mut cmd = format!("\"{}\"", i.args.join(" "));
+        if cmd.chars().count() > 22 {
+            cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
+        }
+        out.push_str(&format!(
+            "{:<14}{:<20}{:<24}{:<20}{:<38}{}\n",
+            &i.id[..12],
+            i.image,
+            cmd,
+            format!("{} ago", ago(&i.created)),
+            status_text(s),
+            i.name.as_deref().unwrap_or("")
+        ));
+    }
+    settings.printer.data(out);
+    exit::OK
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container ends
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Prefix each line with its time
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let info = match state::find(&store, &args.container) {
+        Ok(i) => i,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let path = info.dir.join("container.log");
+    let Ok(mut f) = std::fs::File::open(&path) else {
+        return fail(
+            &settings.printer,
+            &format!(
+                "{} has no logs: only detached containers (`run -d`) keep their output",
+                &info.id[..12]
+            ),
+        );
+    };
+    let print = |line: &str| {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let text = v["log"].as_str().unwrap_or_default();
+        let text = if args.timestamps {
+            format!("{} {text}", v["time"].as_str().unwrap_or_default())
+        } else {
+            text.to_owned()
+        };
+        if v["stream"] == "stderr" {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(text.as_bytes());
+            let _ = o.flush();
+        }
+    };
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for l in &lines[skip..] {
+        print(l);
+    }
+    if !args.follow {
+        return exit::OK;
+    }
+    let mut pos = text.len() as u64;
+    let mut partial = String::new();
+    loop {
+        let running = matches!(
+            state::status(&info),
+            Status::Running { .. } | Status::Created
+        );
+        let mut more = String::new();
+        if f.seek(SeekFrom::Start(pos)).is_ok() {
+            let _ = f.read_to_string(&mut more);
+        }
+        pos += more.len() as u64;
+        partial.push_str(&more);
+        while let Some(i) = partial.find('\n') {
+            let line: String = partial.drain(..=i).collect();
+            print(line.trim_end());
+        }
+        if !running && more.is_empty() {
+            return exit::OK;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the container is no longer running; `false` on timeout.
+fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if !matches!(state::status(info), Status::Running { .. }) {
+            // A detached container's monitor records the end a moment after the init is gone.
+            let settle = Instant::now() + Duration::from_secs(2);
+            while info.dir.join("pid").exists()
+                && !info.dir.join("state.json").exists()
+                && Instant::now() < settle
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while monitor_alive(info) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the container's monitor (by pid and start time) still runs.
+fn monitor_alive(info: &Info) -> bool {
+    let Ok(b) = std::fs::read(info.dir.join("state.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+        return false;
+    };
+    if v["Status"] == "exited" {
+        return false;
+    }
+    let (Some(pid), Some(start)) = (v["MonitorPid"].as_i64(), v["MonitorStart"].as_u64()) else {
+        return false;
+    };
+    crate::sandbox::process_start_time(pid as i32) == Some(start)
+}
+
+fn signal(info: &Info, sig: nix::sys::signal::Signal) -> Result<bool, String> {
+    let Some(pid) = state::live_pid(&info.dir) else {
+        return Ok(false);
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(format!("cannot signal {}: {}", &info.id[..12], e.desc())),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait after the stop signal before SIGKILL
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(args: &StopArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        let info = match state::find(&store, c) {
+            Ok(i) => i,
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::FAILED;
+                continue;
+            }
+        };
+        let result = signal(&info, nix::sys::signal::Signal::SIGTERM).and_then(|sent| {
+            if sent && !wait_exit(&info, Some(Duration::from_secs(args.time))) {
+                signal(&info, nix::sys::signal::Signal::SIGKILL)?;
+                wait_exit(&info, None);
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => settings.printer.out(c),
+            Err(m) => code = fail(&settings.printer, &m),
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The signal (name or number)
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let sig = match crate::manifest::values::parse_signal(&args.signal)
+        .ok()
+        .and_then(|s| nix::sys::signal::Signal::try_from(s.0).ok())
+    {
+        Some(s) => s,
+        None => {
+            return fail(
+                &settings.printer,
+                &format!("unknown signal `{}`", args.signal),
+            );
+        }
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        let r = state::find(&store, c)
+            .map_err(|e| e.to_string())
+            .and_then(|i| {
+                if signal(&i, sig)? {
+                    Ok(())
+                } else {
+                    Err(format!("container {c} is not running"))
+                }
+            });
+        match r {
+            Ok(()) => settings.printer.out(c),
+            Err(m) => code = fail(&settings.printer, &m),
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Kill a running container first
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        let info = match state::find(&store, c) {
+            Ok(i) => i,
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::FAILED;
+                continue;
+            }
+        };
+        if matches!(state::status(&info), Status::Running { .. }) {
+            if !args.force {
+                code = fail(
+                    &settings.printer,
+                    &format!("container {c} is running: stop it first, or use rm -f"),
+                );
+                continue;
+            }
+            let _ = signal(&info, nix::sys::signal::Signal::SIGKILL);
+            wait_exit(&info, Some(Duration::from_secs(10)));
+        } else {
+            wait_exit(&info, Some(Duration::from_secs(2)));
+        }
+        state::release_name(&store, &info);
+        match crate::store::remove_dir_tree(&info.dir) {
+            Ok(()) => settings.printer.out(c),
+            Err(e) => code = fail_with(&settings.printer, &e),
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn wait(args: &WaitArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        match state::find(&store, c) {
+            Ok(info) => {
+                wait_exit(&info, None);
+                let exit_code = match state::status(&info) {
+                    Status::Exited { code: Some(c), .. } => c.to_string(),
+                    _ => "-1".into(),
+                };
+                settings.printer.data(format!("{exit_code}\n"));
+            }
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::FAILED;
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,259 @@
+//! The per-container monitor of a detached container (`boxr __monitor`), the only long-lived
+//! piece of boxr (ARCHITECTURE decision 13), kept small and event-driven.
+//!
+//! `boxr run -d` starts it and returns. Stage 1 leaves boxr's session (`setsid`) and starts
+//! stage 2, then exits: stage 2 is nobody's child in the user's session, and is reparented to
+//! init (or the nearest subreaper). Stage 2 starts the sandbox helper with its stdout and stderr
+//! on pipes, writes every line to `container.log` as JSON (`{"time", "stream", "log"}`),
+//! records `state.json` when the container starts and when it ends (exit code, OOM, times),
+//! and exits when the container is gone.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::state::write_atomic;
+use crate::sandbox::{self, SandboxSpec};
+
+/// What the monitor runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorSpec {
+    /// The container's directory.
+    pub dir: PathBuf,
+    pub sandbox: SandboxSpec,
+    /// 1: leave the session and start stage 2; 2: start the monitor (stage 3) and exit.
+    pub stage: u8,
+    /// `names/<name>` of the container: freed when `--rm` removed the container.
+    pub name_file: Option<PathBuf>,
+}
+
+/// The hidden subcommand.
+pub const MONITOR_ARG: &str = "__monitor";
+
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = crate::oci::rfc3339(d.as_secs() as i64);
+    // 2026-11-29T06:00:00Z → with nanoseconds, as Docker's logs have them.
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
+}
+
+/// Starts the monitor for `spec` (stage 1, which returns at once).
+pub fn start(spec: &MonitorSpec) -> Result<(), String> {
+    let fd = sandbox::json_memfd(spec).map_err(|e| e.0)?;
+    let status = std::process::Command::new("/proc/self/exe")
+        .args([MONITOR_ARG, "--spec-fd", "0"])
+        .stdin(Stdio::from(fd))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start the monitor: {e}"))?;
+    if !status.success() {
+        return Err("the monitor could not start".into());
+    }
+    Ok(())
+}
+
+/// `boxr __monitor --spec-fd N`.
+pub fn main(spec_fd: i32) -> i32 {
+    let mut spec: MonitorSpec = match sandbox::read_json_fd(spec_fd) {
+        Ok(s) => s,
+        Err(_) => return 125,
+    };
+    if spec.stage == 1 {
+        if nix::unistd::setsid().is_err() {
+            return 125;
+        }
+        spec.stage = 2;
+        return match start(&spec) {
+            // `start` waits for its child, which is stage 2 here: so stage 2 detaches itself.
+            Ok(()) => 0,
+            Err(_) => 125,
+        };
+    }
+    if spec.stage == 2 {
+        // Stage 2 forks the real monitor and returns, so stage 1 (and `boxr run -d`) return
+        // as soon as the monitor exists.
+        spec.stage = 3;
+        let fd = match sandbox::json_memfd(&spec) {
+            Ok(fd) => fd,
+            Err(_) => return 125,
+        };
+        return match std::process::Command::new("/proc/self/exe")
+            .args([MONITOR_ARG, "--spec-fd", "0"])
+            .stdin(Stdio::from(fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(_) => 0,
+            Err(_) => 125,
+        };
+    }
+    monitor(&spec)
+}
+
+/// One stream's pending partial line.
+struct Stream {
+    name: &'static str,
+    pipe: Option<std::io::PipeReader>,
+    partial: Vec<u8>,
+}
+
+fn log_line(log: &mut fs::File, stream: &str, line: &[u8]) {
+    let entry = json!({
+        "time": now(),
+        "stream": stream,
+        "log": String::from_utf8_lossy(line),
+    });
+    let _ = writeln!(log, "{entry}");
+}
+
+fn monitor(spec: &MonitorSpec) -> i32 {
+    let dir = &spec.dir;
+    let mut log = match fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("container.log"))
+    {
+        Ok(f) => f,
+        Err(_) => return 125,
+    };
+    let pipes =
+        std::io::pipe().and_then(|(r1, w1)| std::io::pipe().map(|(r2, w2)| (r1, w1, r2, w2)));
+    let (out_r, out_w, err_r, err_w) = match pipes {
+        Ok(p) => p,
+        Err(_) => return 125,
+    };
+    let monitor_pid = std::process::id() as i32;
+    let base = json!({
+        "MonitorPid": monitor_pid,
+        "MonitorStart": sandbox::process_start_time(monitor_pid),
+    });
+    let mut child = match sandbox::spawn(&spec.sandbox, Stdio::from(out_w), Stdio::from(err_w)) {
+        Ok(c) => c,
+        Err(e) => {
+            log_line(&mut log, "stderr", format!("boxr: {}\n", e.0).as_bytes());
+            finish(dir, &base, 125, None);
+            return 125;
+        }
+    };
+    let mut streams = [
+        Stream {
+            name: "stdout",
+            pipe: Some(out_r),
+            partial: Vec::new(),
+        },
+        Stream {
+            name: "stderr",
+            pipe: Some(err_r),
+            partial: Vec::new(),
+        },
+    ];
+    let mut started = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    while streams.iter().any(|s| s.pipe.is_some()) {
+        if !started && let Some(pid) = super::state::live_pid(dir) {
+            let mut state = base.clone();
+            state["Status"] = json!("running");
+            state["Pid"] = json!(pid);
+            state["StartedAt"] = json!(now());
+            let _ = write_atomic(dir, "state.json", &state);
+            started = true;
+        }
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = streams
+                .iter()
+                .filter_map(|s| s.pipe.as_ref())
+                .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+                .collect();
+            // Until the start is recorded, look at the pid file every 10 ms; then only wait.
+            let timeout = if started {
+                PollTimeout::NONE
+            } else {
+                PollTimeout::from(10u16)
+            };
+            match poll(&mut fds, timeout) {
+                Ok(_) => fds
+                    .iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        };
+        let mut i = 0;
+        for s in streams.iter_mut() {
+            let Some(pipe) = s.pipe.as_mut() else {
+                continue;
+            };
+            let is_ready = ready[i];
+            i += 1;
+            if !is_ready {
+                continue;
+            }
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    if !s.partial.is_empty() {
+                        let rest = std::mem::take(&mut s.partial);
+                        log_line(&mut log, s.name, &rest);
+                    }
+                    s.pipe = None;
+                }
+                Ok(n) => {
+                    s.partial.extend_from_slice(&buf[..n]);
+                    while let Some(pos) = s.partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = s.partial.drain(..=pos).collect();
+                        log_line(&mut log, s.name, &line);
+                    }
+                }
+            }
+        }
+    }
+    let code = match child.wait() {
+        Ok(st) => st
+            .code()
+            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s))
+            .unwrap_or(125),
+        Err(_) => 125,
+    };
+    let exit = fs::read(dir.join("exit.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    finish(dir, &base, code, exit.as_ref());
+    if !dir.exists()
+        && let Some(n) = &spec.name_file
+    {
+        let _ = fs::remove_file(n);
+    }
+    0
+}
+
+/// Records the end (unless the container was removed with `--rm`).
+fn finish(dir: &Path, base: &serde_json::Value, code: i32, exit: Option<&serde_json::Value>) {
+    if !dir.exists() {
+        return;
+    }
+    let mut state = base.clone();
+    if let Ok(prev) = fs::read(dir.join("state.json"))
+        && let Ok(prev) = serde_json::from_slice::<serde_json::Value>(&prev)
+    {
+        state["StartedAt"] = prev["StartedAt"].clone();
+        state["Pid"] = prev["Pid"].clone();
+    }
+    state["Status"] = json!("exited");
+    state["ExitCode"] = json!(
+        exit.and_then(|e| e["ExitCode"].as_i64())
+            .unwrap_or(code as i64)
+    );
+    state["OOMKilled"] = json!(exit.and_then(|e| e["OOMKilled"].as_bool()).unwrap_or(false));
+    state["FinishedAt"] = json!(now());
+    let _ = write_atomic(dir, "state.json", &state);
+}

@@ -1,0 +1,194 @@
+//! Container state on disk, readable by any boxr process: `containers/<id>/` holds
+//! `config.json` (what was run), `pid` (the init's host pid and its start time, written by the
+//! helper), `state.json` (written atomically by the monitor, or at exit by the helper of a
+//! foreground container) and `container.log` (a detached container's output, JSON lines);
+//! `names/<name>` holds the id of a named container.
+//!
+//! The status is derived, not trusted: a container whose state says running but whose init
+//! (the recorded pid with its start time) is gone is reported as exited.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{ContainerError, invalid, io_err};
+use crate::store::Store;
+
+/// What `boxr ps` and friends know of a container.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: String,
+    pub args: Vec<String>,
+    pub created: String,
+    pub dir: PathBuf,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Prepared; its process has not started (or boxr died before it did).
+    Created,
+    Running {
+        pid: i32,
+        started_at: Option<String>,
+    },
+    Exited {
+        code: Option<i32>,
+        oom: bool,
+        finished_at: Option<String>,
+    },
+}
+
+fn read_json(p: &Path) -> Option<Value> {
+    serde_json::from_slice(&fs::read(p).ok()?).ok()
+}
+
+/// Writes `value` as `dir/name` atomically (tmp file + rename, then fsync of the directory).
+pub fn write_atomic(dir: &Path, name: &str, value: &Value) -> std::io::Result<()> {
+    let mut t = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    t.write_all(value.to_string().as_bytes())?;
+    t.as_file().sync_all()?;
+    t.persist(dir.join(name)).map_err(|e| e.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn info(dir: &Path) -> Option<Info> {
+    let c = read_json(&dir.join("config.json"))?;
+    Some(Info {
+        id: c["Id"].as_str()?.to_owned(),
+        name: c["Name"].as_str().map(str::to_owned),
+        image: c["Image"].as_str().unwrap_or_default().to_owned(),
+        args: c["Args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        created: c["Created"].as_str().unwrap_or_default().to_owned(),
+        dir: dir.to_owned(),
+    })
+}
+
+/// Every container, newest first.
+pub fn list(store: &Store) -> Vec<Info> {
+    let Ok(rd) = fs::read_dir(store.root().join("containers")) else {
+        return Vec::new();
+    };
+    let mut all: Vec<Info> = rd.flatten().filter_map(|e| info(&e.path())).collect();
+    all.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    all
+}
+
+/// A container by name, full id or unique id prefix.
+pub fn find(store: &Store, query: &str) -> Result<Info, ContainerError> {
+    if let Ok(id) = fs::read_to_string(store.root().join("names").join(query))
+        && let Some(i) = info(&store.root().join("containers").join(id.trim()))
+    {
+        return Ok(i);
+    }
+    let matches: Vec<Info> = list(store)
+        .into_iter()
+        .filter(|i| i.id.starts_with(query) || i.name.as_deref() == Some(query))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().expect("one")),
+        0 => Err(invalid(format!("no such container: {query}"), None)),
+        n => Err(invalid(
+            format!("`{query}` matches {n} containers: give more of the id"),
+            None,
+        )),
+    }
+}
+
+/// The container's init, if it is still the same process that started.
+pub fn live_pid(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join("pid")).ok()?;
+    let mut it = text.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: u64 = it.next()?.parse().ok()?;
+    (crate::sandbox::process_start_time(pid) == Some(start)).then_some(pid)
+}
+
+/// The container's status, checked against the live processes.
+pub fn status(info: &Info) -> Status {
+    let state = read_json(&info.dir.join("state.json"));
+    let exited = |s: &Value| Status::Exited {
+        code: s["ExitCode"].as_i64().map(|c| c as i32),
+        oom: s["OOMKilled"].as_bool().unwrap_or(false),
+        finished_at: s["FinishedAt"].as_str().map(str::to_owned),
+    };
+    if let Some(s) = &state
+        && (s["Status"] == "exited" || (s["Status"].is_null() && s["ExitCode"].is_i64()))
+    {
+        return exited(s);
+    }
+    match live_pid(&info.dir) {
+        Some(pid) => Status::Running {
+            pid,
+            started_at: state
+                .as_ref()
+                .and_then(|s| s["StartedAt"].as_str().map(str::to_owned)),
+        },
+        // It was started, and its init is gone: whatever the files say, it has exited (the
+        // monitor was killed, or the machine rebooted).
+        None if info.dir.join("pid").exists() => Status::Exited {
+            code: state
+                .as_ref()
+                .and_then(|s| s["ExitCode"].as_i64())
+                .map(|c| c as i32),
+            oom: false,
+            finished_at: None,
+        },
+        None => Status::Created,
+    }
+}
+
+/// Claims `name` for the container `id` (names are unique: the first to create the file wins).
+pub fn claim_name(store: &Store, name: &str, id: &str) -> Result<(), ContainerError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(invalid(
+            format!("invalid container name `{name}`"),
+            Some("use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+        ));
+    }
+    let dir = store.root().join("names");
+    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    let p = dir.join(name);
+    match fs::File::options().write(true).create_new(true).open(&p) {
+        Ok(mut f) => f.write_all(id.as_bytes()).map_err(io_err("write", &p)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let other = fs::read_to_string(&p).unwrap_or_default();
+            Err(invalid(
+                format!(
+                    "the name `{name}` is already in use by container {}",
+                    &other[..other.len().min(12)]
+                ),
+                Some("remove that container (`boxr rm`) or choose another name"),
+            ))
+        }
+        Err(e) => Err(io_err("create", &p)(e)),
+    }
+}
+
+/// Frees a container's name, if it has one.
+pub fn release_name(store: &Store, info: &Info) {
+    if let Some(n) = &info.name {
+        let p = store.root().join("names").join(n);
+        if fs::read_to_string(&p).is_ok_and(|id| id.trim() == info.id) {
+            let _ = fs::remove_file(p);
+        }
+    }
+}

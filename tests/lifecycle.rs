@@ -1,0 +1,204 @@
+//! Detached containers under their monitor: `run -d`, `ps`, `logs`, `stop`, `kill`, `wait`,
+//! `rm`, names, and state that stays true when the monitor is killed.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::{boxr, busybox_rootfs, privileged};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+}
+
+impl Env {
+    fn new(test: &str) -> Option<Env> {
+        if !privileged(test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = busybox_rootfs(dir.path());
+        let store = dir.path().join("store");
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        Some(Env { _dir: dir, store })
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = boxr(&self.store, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    }
+
+    /// Every container directory is gone, and no monitor of this store runs.
+    fn assert_clean(&self) {
+        let left: Vec<_> = fs::read_dir(self.store.join("containers"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "containers left: {left:?}");
+        let store = self.store.to_string_lossy().into_owned();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let environ = fs::read(e.path().join("environ")).unwrap_or_default();
+            let cmdline = fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+            if cmdline.contains("__monitor") && String::from_utf8_lossy(&environ).contains(&store) {
+                panic!("a monitor is left: {:?}", e.path());
+            }
+        }
+    }
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_detached_container_runs_logs_stops_and_goes() {
+    let Some(env) = Env::new("a_detached_container_runs_logs_stops_and_goes") else {
+        return;
+    };
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo started; echo to-stderr >&2; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = env.ok(&["ps"]);
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("ticker") && ps.contains("Up "),
+        "{ps}"
+    );
+    // The output is in the log, stdout and stderr apart, and grows.
+    until("ticks in the log", || {
+        env.ok(&["logs", "ticker"]).contains("tick 3")
+    });
+    let (_, out, err) = boxr(&env.store, &["logs", "--tail", "1", &id[..8]]);
+    assert!(
+        out.starts_with("tick ") && out.lines().count() == 1,
+        "{out}"
+    );
+    assert!(err.is_empty(), "--tail counts lines of both streams: {err}");
+    let (_, out, err) = boxr(&env.store, &["logs", "ticker"]);
+    assert!(out.starts_with("started\ntick 0\n"), "{out}");
+    assert_eq!(err, "to-stderr\n");
+    let (_, ts, _) = boxr(&env.store, &["logs", "-t", "ticker"]);
+    assert!(
+        ts.lines().next().unwrap().contains("T") && ts.contains("Z started"),
+        "{ts}"
+    );
+    // Names are unique.
+    let (code, _, err) = boxr(
+        &env.store,
+        &["run", "-d", "--name", "ticker", "bb:1", "true"],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("already in use"), "{err}");
+    // A running container is not removed without -f.
+    let (code, _, err) = boxr(&env.store, &["rm", "ticker"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("is running"), "{err}");
+    // stop: SIGTERM reaches the command through the init; sh dies of it (143).
+    env.ok(&["stop", "-t", "5", "ticker"]);
+    assert_eq!(env.ok(&["wait", "ticker"]), "143\n");
+    let ps = env.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (143)"), "{ps}");
+    assert!(!env.ok(&["ps"]).contains(&id[..12]));
+    let state: serde_json::Value = serde_json::from_slice(
+        &fs::read(env.store.join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["ExitCode"], 143);
+    assert!(state["StartedAt"].is_string() && state["FinishedAt"].is_string());
+    env.ok(&["rm", "ticker"]);
+    env.assert_clean();
+    // The name is free again.
+    let id2 = env.ok(&[
+        "run", "-d", "--name", "ticker", "bb:1", "sh", "-c", "exit 7",
+    ]);
+    assert_eq!(env.ok(&["wait", id2.trim()]), "7\n");
+    env.ok(&["rm", "ticker"]);
+    env.assert_clean();
+}
+
+#[test]
+fn kill_rm_force_and_a_killed_monitor() {
+    let Some(env) = Env::new("kill_rm_force_and_a_killed_monitor") else {
+        return;
+    };
+    let a = env
+        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    env.ok(&["kill", "-s", "TERM", &a[..12]]);
+    // sleep does not handle TERM: it dies of it.
+    assert_eq!(env.ok(&["wait", &a]), "143\n");
+    let b = env
+        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    // The monitor dies outright: the container goes on, and ps still tells the truth.
+    let state_path = env.store.join("containers").join(&b).join("state.json");
+    until("the running state", || fs::read(&state_path).is_ok());
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    let monitor = state["MonitorPid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        env.ok(&["ps"]).contains(&b[..12]),
+        "still running without its monitor"
+    );
+    // rm -f kills it; ps then shows nothing; the cgroup goes with the helper.
+    env.ok(&["rm", "-f", &b]);
+    env.ok(&["rm", &a]);
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    env.assert_clean();
+}
+
+#[test]
+fn many_detached_containers_come_and_go_cleanly() {
+    let Some(env) = Env::new("many_detached_containers_come_and_go_cleanly") else {
+        return;
+    };
+    let ids: Vec<String> = (0..10)
+        .map(|_| {
+            env.ok(&["run", "-d", "bb:1", "sleep", "1000"])
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(env.ok(&["ps", "-q"]).lines().count(), 10);
+    // gc keeps what running containers use, even untagged.
+    env.ok(&["rmi", "bb:1"]);
+    env.ok(&["gc"]);
+    let layers = fs::read_dir(env.store.join("layers")).unwrap().count();
+    assert_eq!(layers, 1, "the containers' layer was collected");
+    let mut args = vec!["stop", "-t", "1"];
+    args.extend(ids.iter().map(String::as_str));
+    env.ok(&args);
+    let mut args = vec!["rm"];
+    args.extend(ids.iter().map(String::as_str));
+    env.ok(&args);
+    env.assert_clean();
+    // With no container left, gc may take the layer.
+    env.ok(&["gc"]);
+    assert_eq!(fs::read_dir(env.store.join("layers")).unwrap().count(), 0);
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(env.store.to_str().unwrap()));
+}
