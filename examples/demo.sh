@@ -49,6 +49,15 @@ $boxr build --progress plain --arg VERSION=0.2.0 --explain
 step boxr run --rm app
 $boxr run --rm app
 
+step boxr run -d --name ticker busybox:demo sh -c "'while true; do date; sleep 1; done'" "# detached, under its monitor"
+$boxr run -d --name ticker busybox:demo sh -c 'while true; do date; sleep 1; done'
+sleep 2
+step boxr ps "&&" boxr logs --tail 2 ticker "&&" boxr stop -t 1 ticker "&&" boxr rm ticker
+$boxr ps
+$boxr logs --tail 2 ticker
+$boxr stop -t 1 ticker
+$boxr rm ticker
+
 step boxr images
 $boxr images
 

@@ -80,6 +80,12 @@ fn a_detached_container_runs_logs_stops_and_goes() {
         ps.contains(&id[..12]) && ps.contains("ticker") && ps.contains("Up "),
         "{ps}"
     );
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "ticker"])).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    assert!(v[0]["State"]["Running"].as_bool().unwrap());
+    // State.Pid is the container's init as the host sees it.
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.to_string_lossy().contains("boxr-init"), "{exe:?}");
     // The output is in the log, stdout and stderr apart, and grows.
     until("ticks in the log", || {
         env.ok(&["logs", "ticker"]).contains("tick 3")
@@ -122,6 +128,12 @@ fn a_detached_container_runs_logs_stops_and_goes() {
     assert_eq!(state["Status"], "exited");
     assert_eq!(state["ExitCode"], 143);
     assert!(state["StartedAt"].is_string() && state["FinishedAt"].is_string());
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "ticker"])).unwrap();
+    assert_eq!(v[0]["Id"], id.as_str());
+    assert_eq!(v[0]["Name"], "/ticker");
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert_eq!(v[0]["State"]["ExitCode"], 143);
+    assert_eq!(v[0]["State"]["Running"], false);
     env.ok(&["rm", "ticker"]);
     env.assert_clean();
     // The name is free again.

@@ -134,10 +134,14 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
     for q in &args.images {
         match store.resolve(q).and_then(|img| store.inspect(&img)) {
             Ok(v) => out.push(v),
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = exit::INVALID;
-            }
+            // Not an image: a container, as `docker inspect` looks at both.
+            Err(e) => match crate::container::state::find(&store, q) {
+                Ok(info) => out.push(crate::container::state::inspect(&info)),
+                Err(_) => {
+                    settings.printer.diagnostic(&e);
+                    code = exit::INVALID;
+                }
+            },
         }
     }
     let text = serde_json::to_string_pretty(&out).expect("serializes");

@@ -192,3 +192,35 @@ pub fn release_name(store: &Store, info: &Info) {
         }
     }
 }
+
+/// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid`.
+pub fn inspect(info: &Info) -> Value {
+    let config = read_json(&info.dir.join("config.json")).unwrap_or(Value::Null);
+    let state = read_json(&info.dir.join("state.json")).unwrap_or(Value::Null);
+    let st = status(info);
+    let (status, running, pid, code, oom) = match &st {
+        Status::Created => ("created", false, 0, 0, false),
+        Status::Running { pid, .. } => ("running", true, *pid, 0, false),
+        Status::Exited { code, oom, .. } => ("exited", false, 0, code.unwrap_or(-1), *oom),
+    };
+    serde_json::json!({
+        "Id": info.id,
+        "Name": info.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
+        "Created": info.created,
+        "Image": config["ImageId"],
+        "Config": {"Image": info.image, "Cmd": info.args},
+        "Path": info.args.first(),
+        "Args": info.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Paused": false,
+            "Pid": pid,
+            "ExitCode": code,
+            "OOMKilled": oom,
+            "StartedAt": state["StartedAt"],
+            "FinishedAt": state["FinishedAt"],
+            "MonitorPid": state["MonitorPid"],
+        },
+    })
+}
