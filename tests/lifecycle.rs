@@ -188,14 +188,14 @@ fn many_detached_containers_come_and_go_cleanly() {
     let Some(env) = Env::new("many_detached_containers_come_and_go_cleanly") else {
         return;
     };
-    let ids: Vec<String> = (0..10)
+    let ids: Vec<String> = (0..50)
         .map(|_| {
             env.ok(&["run", "-d", "bb:1", "sleep", "1000"])
                 .trim()
                 .to_owned()
         })
         .collect();
-    assert_eq!(env.ok(&["ps", "-q"]).lines().count(), 10);
+    assert_eq!(env.ok(&["ps", "-q"]).lines().count(), 50);
     // gc keeps what running containers use, even untagged.
     env.ok(&["rmi", "bb:1"]);
     env.ok(&["gc"]);
