@@ -11,6 +11,33 @@ use std::time::{Duration, Instant};
 
 use support::{boxr, busybox_rootfs, privileged};
 
+/// A loop device over a 1 MiB file in `dir`, detached when dropped (also when a test fails).
+struct Loop(String);
+
+impl Loop {
+    fn new(dir: &Path) -> Loop {
+        let backing = dir.join("disk.img");
+        fs::write(&backing, vec![0u8; 1 << 20]).unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
 /// CPU-heavy tests take turns, so one does not starve another's measurement.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -241,22 +268,8 @@ fn block_devices_cannot_be_opened_even_when_created() {
         return;
     }
     // A loop device the host can read.
-    let backing = env.store.parent().unwrap().join("disk.img");
-    fs::write(&backing, vec![0u8; 1 << 20]).unwrap();
-    let out = Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let detach = || {
-        let _ = Command::new("losetup").args(["-d", &dev]).status();
-    };
+    let lo = Loop::new(env.store.parent().unwrap());
+    let dev = lo.0.clone();
     use std::os::unix::fs::MetadataExt;
     let rdev = fs::metadata(&dev).unwrap().rdev();
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
@@ -282,7 +295,7 @@ fn block_devices_cannot_be_opened_even_when_created() {
         &major.to_string(),
         &minor.to_string(),
     ]);
-    detach();
+    drop(lo);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out, "mknod ok\nopen_block EPERM\n",
@@ -407,15 +420,8 @@ fn the_v2_device_program_refuses_what_is_not_allowed() {
         v2: Some(v2),
     };
     let dir = tempfile::tempdir().unwrap();
-    let backing = dir.path().join("disk.img");
-    fs::write(&backing, vec![0u8; 1 << 20]).unwrap();
-    let out = Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let lo = Loop::new(dir.path());
+    let dev = lo.0.clone();
     let limits = Limits {
         devices: Some(default_devices()),
         ..Default::default()
@@ -429,7 +435,7 @@ fn the_v2_device_program_refuses_what_is_not_allowed() {
         procs.display()
     );
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    drop(lo);
     cg.destroy().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
