@@ -214,3 +214,92 @@ fn many_detached_containers_come_and_go_cleanly() {
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(env.store.to_str().unwrap()));
 }
+
+#[test]
+fn exec_joins_the_container_with_its_confinement() {
+    let Some(env) = Env::new("exec_joins_the_container_with_its_confinement") else {
+        return;
+    };
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--hostname",
+        "inside",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo made-inside > /tmp/made; sleep 1000",
+    ]);
+    let id = id.trim().to_owned();
+    until("the container's file", || {
+        boxr(&env.store, &["exec", "box", "cat", "/tmp/made"]).1 == "made-inside\n"
+    });
+    // Its namespaces: hostname, mounts (the file above), PID namespace (its init is PID 1).
+    let out = env.ok(&[
+        "exec", "box", "sh", "-c",
+        "hostname; cat /proc/1/comm; grep -E '^(CapInh|CapEff|CapBnd|CapAmb|Seccomp):' /proc/self/status",
+    ]);
+    assert_eq!(
+        out,
+        "inside\nmemfd:boxr-init\nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nSeccomp:\t2\n"
+    );
+    // It cannot gain what the container lacks.
+    let (code, out, _) = boxr(
+        &env.store,
+        &[
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /mnt 2>&1; echo rc=$?",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("rc=") && !out.contains("rc=0"), "{out}");
+    // Exit codes, users, environment, stdin.
+    assert_eq!(
+        boxr(&env.store, &["exec", "box", "sh", "-c", "exit 3"]).0,
+        3
+    );
+    assert_eq!(
+        env.ok(&["exec", "-u", "nobody", "box", "id", "-u"]),
+        "65534\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "exec",
+            "-e",
+            "GREETING=hi",
+            "box",
+            "sh",
+            "-c",
+            "echo $GREETING"
+        ]),
+        "hi\n"
+    );
+    assert_eq!(boxr(&env.store, &["exec", "box", "nosuchcommand"]).0, 127);
+    // While an exec runs, its helper (the `boxr exec` process) is not the boxr file.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_boxr"));
+    let mut child = std::process::Command::new(bin)
+        .args(["exec", "box", "sleep", "2"])
+        .env("BOXR_ROOT", &env.store)
+        .spawn()
+        .unwrap();
+    let exe = format!("/proc/{}/exe", child.id());
+    until("the exec helper", || {
+        fs::read_link(&exe).is_ok_and(|t| t.to_string_lossy().contains("boxr-init"))
+    });
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        fs::metadata(&exe).unwrap().ino(),
+        fs::metadata(bin).unwrap().ino()
+    );
+    assert!(child.wait().unwrap().success());
+    env.ok(&["rm", "-f", &id]);
+    let (code, _, err) = boxr(&env.store, &["exec", &id, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no such container"), "{err}");
+    env.assert_clean();
+}

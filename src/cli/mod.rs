@@ -82,6 +82,8 @@ enum Commands {
     Run(Box<run::RunArgs>),
     /// List containers
     Ps(containers::PsArgs),
+    /// Run a command in a running container
+    Exec(run::ExecArgs),
     /// Print a detached container's output
     Logs(containers::LogsArgs),
     /// Stop containers: the stop signal, then SIGKILL after a grace period
@@ -123,6 +125,9 @@ enum Commands {
     /// (internal) a container's init
     #[command(name = "__init", hide = true)]
     Init(run::InternalArgs),
+    /// (internal) the helper of `boxr exec`
+    #[command(name = "__exec", hide = true)]
+    ExecHelper(run::InternalArgs),
     /// (internal) a detached container's monitor
     #[command(name = "__monitor", hide = true)]
     Monitor(run::InternalArgs),
@@ -258,6 +263,8 @@ pub fn main() -> i32 {
         Commands::Init(args) => run::init(args),
         Commands::FsOp(args) => run::fsop(args),
         Commands::Monitor(args) => run::monitor(args),
+        Commands::ExecHelper(args) => run::exec_helper(args),
+        Commands::Exec(args) => run::exec(args, &settings),
         Commands::Ps(args) => containers::ps(args, &settings),
         Commands::Logs(args) => containers::logs(args, &settings),
         Commands::Stop(args) => containers::stop(args, &settings),

@@ -211,3 +211,46 @@ pub fn fsop(args: &InternalArgs) -> i32 {
 pub fn monitor(args: &InternalArgs) -> i32 {
     crate::container::monitor::main(args.spec_fd)
 }
+
+pub fn exec_helper(args: &InternalArgs) -> i32 {
+    crate::sandbox::exec_main(args.spec_fd)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Keep stdin attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass boxr's own)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// User to run as: USER[:GROUP] (default: the container's)
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory (default: the container's)
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The container: name, id or unique id prefix
+    container: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `boxr exec`: on success this process becomes the command's helper.
+pub fn exec(args: &ExecArgs, settings: &Settings) -> i32 {
+    let store = match Store::open(&settings.root, Access::Shared) {
+        Ok(s) => s,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let opts = container::ExecOptions {
+        container: args.container.clone(),
+        command: args.command.clone(),
+        env: args.env.clone(),
+        user: args.user.clone(),
+        workdir: args.workdir.clone(),
+        interactive: args.interactive,
+    };
+    let e = container::exec(&store, &opts);
+    fail_with(&settings.printer, &e)
+}

@@ -650,7 +650,7 @@ fn create(
         serde_json::to_vec_pretty(&config).expect("serializes"),
     )
     .map_err(io_err("write", &cfg))?;
-    Ok(SandboxSpec {
+    let spec = SandboxSpec {
         rootfs: RootfsSpec {
             lowers,
             upper: dir.join("upper"),
@@ -708,7 +708,12 @@ fn create(
         },
         cgroup_sync_fd: None,
         pid_file: Some(dir.join("pid")),
-    })
+    };
+    // `boxr exec` starts later processes with the same confinement.
+    let path = dir.join("spec.json");
+    fs::write(&path, serde_json::to_vec(&spec).expect("serializes"))
+        .map_err(io_err("write", &path))?;
+    Ok(spec)
 }
 
 /// `boxr run` in the foreground: prepares the container and becomes its sandbox helper.
@@ -723,6 +728,90 @@ pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
         let _ = crate::store::remove_dir_tree(dir);
     }
     err.into()
+}
+
+/// What `boxr exec` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub container: String,
+    pub command: Vec<String>,
+    /// `KEY=VALUE` (or `KEY`: boxr's own value) added to the container's environment.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub interactive: bool,
+}
+
+/// `boxr exec`: becomes a process in the running container. Returns only on failure.
+pub fn exec(store: &Store, opts: &ExecOptions) -> ContainerError {
+    match exec_spec(store, opts) {
+        Ok(spec) => sandbox::exec::exec(&spec).into(),
+        Err(e) => e,
+    }
+}
+
+fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpec, ContainerError> {
+    let info = state::find(store, &opts.container)?;
+    let Some(pid) = state::live_pid(&info.dir) else {
+        return Err(invalid(
+            format!("container {} is not running", opts.container),
+            None,
+        ));
+    };
+    let path = info.dir.join("spec.json");
+    let spec: SandboxSpec = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| invalid(format!("cannot read {}", path.display()), None))?;
+    if opts.command.is_empty() {
+        return Err(invalid(
+            "exec needs a command",
+            Some("boxr exec CONTAINER COMMAND [ARG...]"),
+        ));
+    }
+    let layout = sandbox::cgroup::Layout::detect()
+        .map_err(|e| invalid(format!("cannot read the mount table: {e}"), None))?;
+    let cgroup_dirs = match &spec.cgroup {
+        Some(c) => {
+            let mut dirs: Vec<PathBuf> = layout.v1.values().map(|r| r.join(&c.path)).collect();
+            dirs.extend(layout.v2.as_ref().map(|r| r.join(&c.path)));
+            dirs.sort();
+            dirs.dedup();
+            dirs.into_iter().filter(|d| d.exists()).collect()
+        }
+        None => Vec::new(),
+    };
+    let mut env = spec.process.env.clone();
+    let extra: Vec<String> = opts
+        .env
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect();
+    merge_env(&mut env, extra);
+    Ok(sandbox::exec::ExecSpec {
+        pid,
+        pid_start: sandbox::process_start_time(pid).unwrap_or_default(),
+        cgroup_dirs,
+        process: ProcessSpec {
+            args: opts.command.clone(),
+            env,
+            cwd: opts
+                .workdir
+                .clone()
+                .unwrap_or_else(|| spec.process.cwd.clone()),
+            user: opts.user.clone().or(spec.process.user.clone()),
+            stdin: opts.interactive,
+            tty: false,
+            rlimits: spec.process.rlimits.clone(),
+        },
+        security: spec.security.clone(),
+    })
 }
 
 /// `boxr run -d`: prepares the container, starts its monitor, and returns the container's id

@@ -103,7 +103,7 @@ pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Resul
 /// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
 /// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
 /// copy itself cannot be written.
-fn sealed_self_copy() -> Result<OwnedFd, String> {
+pub(super) fn sealed_self_copy() -> Result<OwnedFd, String> {
     let fd = memfd_create(
         "boxr-init",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,

@@ -8,6 +8,7 @@
 //! boxr is in `sys`.
 
 pub mod cgroup;
+pub mod exec;
 pub mod fsop;
 mod helper;
 mod init;
@@ -141,3 +142,8 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
 }
 
 pub use helper::process_start_time;
+
+/// `boxr __exec --spec-fd N`.
+pub fn exec_main(spec_fd: i32) -> i32 {
+    exec::main(spec_fd)
+}

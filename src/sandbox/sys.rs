@@ -32,6 +32,24 @@ pub fn fork() -> nix::Result<ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// Proof that this process was single-threaded when it was made (see [`single_threaded`]).
+pub struct SingleThreaded(());
+
+/// A [`SingleThreaded`] token, if the process has one thread now. For a process that is about
+/// to enter another mount namespace, where /proc no longer shows it: it checks first and forks
+/// later with [`fork_checked`], starting no thread in between.
+pub fn single_threaded() -> Option<SingleThreaded> {
+    (thread_count() == 1).then_some(SingleThreaded(()))
+}
+
+/// `fork()` for a process that proved it was single-threaded (and starts no threads).
+pub fn fork_checked(_proof: SingleThreaded) -> nix::Result<ForkResult> {
+    // SAFETY: the token was made when the process had one thread (`single_threaded`), and the
+    // exec helper that holds it starts none: no other thread can hold a lock the child would
+    // inherit locked.
+    unsafe { nix::unistd::fork() }
+}
+
 /// Brings the loopback interface of the current network namespace up (a new network namespace
 /// starts with `lo` down).
 pub fn loopback_up() -> io::Result<()> {

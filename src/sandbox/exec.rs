@@ -1,0 +1,144 @@
+//! `boxr exec`: a process started in a running container, joining its cgroup and every one of
+//! its namespaces, under the container's own confinement (capabilities, seccomp,
+//! no_new_privs).
+//!
+//! The caller execs a sealed in-memory copy of boxr (`__exec`), as the container's init runs
+//! from one: once this process has joined the container's namespaces, a container process that
+//! opened its `/proc/PID/exe` would reach only the sealed copy, never the host's boxr file
+//! (CVE-2019-5736). The helper stays in the host's PID namespace (so the container cannot see
+//! it) and forks the command into the container's; it relays signals and exits with the
+//! command's status.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns};
+use nix::unistd::ForkResult;
+use serde::{Deserialize, Serialize};
+
+use super::spec::ProcessSpec;
+use super::{SandboxError, SecuritySpec, helper, process, sys};
+
+/// What to start where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The container's init, as the host sees it.
+    pub pid: i32,
+    /// Its start time (the pid must still name that process).
+    pub pid_start: u64,
+    /// The container's cgroup directories.
+    pub cgroup_dirs: Vec<PathBuf>,
+    pub process: ProcessSpec,
+    pub security: SecuritySpec,
+}
+
+/// The hidden subcommand.
+pub const EXEC_ARG: &str = "__exec";
+
+/// Replaces this (single-threaded) process with the exec helper, run from a sealed copy of
+/// boxr. Returns only on failure.
+pub fn exec(spec: &ExecSpec) -> SandboxError {
+    let copy = match helper::sealed_self_copy() {
+        Ok(c) => c,
+        Err(e) => return SandboxError(e),
+    };
+    let fd = match helper::spec_memfd(spec, false) {
+        Ok(fd) => fd,
+        Err(e) => return SandboxError(e),
+    };
+    let arg = |s: &str| CString::new(s).expect("no NUL");
+    let args = [
+        arg("boxr-exec"),
+        arg(EXEC_ARG),
+        arg("--spec-fd"),
+        arg(&fd.as_raw_fd().to_string()),
+    ];
+    let env: [CString; 0] = [];
+    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
+    SandboxError(format!("cannot start the exec helper: {}", e.desc()))
+}
+
+fn fail(code: i32, message: &str) -> i32 {
+    eprintln!("boxr: {message}");
+    code
+}
+
+/// `boxr __exec --spec-fd N`.
+pub fn main(spec_fd: i32) -> i32 {
+    let spec: ExecSpec = match helper::read_spec_fd(spec_fd) {
+        Ok(s) => s,
+        Err(e) => return fail(125, &e),
+    };
+    helper::cloexec_all_fds();
+    if super::process_start_time(spec.pid) != Some(spec.pid_start) {
+        return fail(125, "the container is not running");
+    }
+    // The cgroup first: the command is forked inside it.
+    for d in &spec.cgroup_dirs {
+        if let Err(e) = std::fs::write(d.join("cgroup.procs"), "0") {
+            return fail(125, &format!("cannot join the cgroup {}: {e}", d.display()));
+        }
+    }
+    // Checked here: in the container's mount namespace /proc no longer shows this process.
+    let Some(single) = sys::single_threaded() else {
+        return fail(125, "the exec helper must be single-threaded");
+    };
+    // Every namespace descriptor is opened before any is entered (the mount namespace changes
+    // what /proc is).
+    let kinds = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut fds = Vec::new();
+    for (name, flag) in kinds {
+        match File::open(format!("/proc/{}/ns/{name}", spec.pid)) {
+            Ok(f) => fds.push((name, flag, f)),
+            Err(e) => return fail(125, &format!("cannot open the {name} namespace: {e}")),
+        }
+    }
+    // The pid is checked again now that its namespaces are held open.
+    if super::process_start_time(spec.pid) != Some(spec.pid_start) {
+        return fail(125, "the container is not running");
+    }
+    for (name, flag, f) in &fds {
+        if let Err(e) = setns(f, *flag) {
+            return fail(
+                125,
+                &format!("cannot join the container's {name} namespace: {}", e.desc()),
+            );
+        }
+    }
+    drop(fds);
+    let relayed = helper::relayed();
+    if let Err(e) = relayed.thread_block() {
+        return fail(125, &format!("cannot block signals: {}", e.desc()));
+    }
+    match sys::fork_checked(single) {
+        Ok(ForkResult::Child) => {
+            // In the container's PID namespace now. Entering its mount namespace made its root
+            // our root and working directory.
+            let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let code = match process::resolve(&spec.process) {
+                Ok(p) => match process::confine(&p, &spec.security) {
+                    Ok(()) => {
+                        let e = process::exec(&p);
+                        eprintln!("boxr: {}", e.message);
+                        e.code
+                    }
+                    Err(e) => fail(e.code, &e.message),
+                },
+                Err(e) => fail(e.code, &e.message),
+            };
+            std::process::exit(code);
+        }
+        Ok(ForkResult::Parent { child }) => helper::wait_relaying(child, &relayed),
+        Err(e) => fail(125, &format!("fork: {}", e.desc())),
+    }
+}
