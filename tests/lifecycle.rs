@@ -303,3 +303,52 @@ fn exec_joins_the_container_with_its_confinement() {
     assert!(err.contains("no such container"), "{err}");
     env.assert_clean();
 }
+
+#[test]
+fn pause_stops_a_counter_and_unpause_resumes_it() {
+    let Some(env) = Env::new("pause_stops_a_counter_and_unpause_resumes_it") else {
+        return;
+    };
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "bb:1",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
+    ]);
+    let id = id.trim().to_owned();
+    // Read from the host, in the container's upper dir (an exec would join the frozen cgroup).
+    let file = env
+        .store
+        .join("containers")
+        .join(&id)
+        .join("upper/tmp/count");
+    let count = || -> u64 {
+        fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    until("the counter", || count() > 2);
+    env.ok(&["pause", &id]);
+    assert!(env.ok(&["ps"]).contains("(Paused)"));
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
+    assert_eq!(v[0]["State"]["Paused"], true);
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(), frozen, "the counter moved while paused");
+    let (code, _, err) = boxr(&env.store, &["pause", &id]);
+    assert_eq!(code, 125);
+    assert!(err.contains("already paused"), "{err}");
+    let (code, _, err) = boxr(&env.store, &["exec", &id, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("is paused"), "{err}");
+    env.ok(&["unpause", &id]);
+    until("the counter to move again", || count() > frozen);
+    // A paused container can still be stopped (it is thawed for the signal).
+    env.ok(&["pause", &id]);
+    env.ok(&["stop", "-t", "2", &id]);
+    env.ok(&["rm", &id]);
+    env.assert_clean();
+}

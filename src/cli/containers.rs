@@ -40,14 +40,19 @@ fn ago(since: &str) -> String {
     }
 }
 
-fn status_text(st: &Status) -> String {
+fn status_text(info: &Info, st: &Status) -> String {
     match st {
         Status::Created => "Created".into(),
         Status::Running { started_at, .. } => {
-            format!(
+            let up = format!(
                 "Up {}",
                 started_at.as_deref().map(ago).unwrap_or_else(|| "?".into())
-            )
+            );
+            if state::paused(info) {
+                format!("{up} (Paused)")
+            } else {
+                up
+            }
         }
         Status::Exited {
             code, finished_at, ..
@@ -97,7 +102,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         for (i, s) in &rows {
             let v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
-                "CreatedAt": i.created, "Status": status_text(s),
+                "CreatedAt": i.created, "Status": status_text(i, s),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited" },
             });
             settings.printer.data(format!("{v}\n"));
@@ -119,7 +124,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             i.image,
             cmd,
             format!("{} ago", ago(&i.created)),
-            status_text(s),
+            status_text(i, s),
             i.name.as_deref().unwrap_or("")
         ));
     }
@@ -259,6 +264,10 @@ fn signal(info: &Info, sig: nix::sys::signal::Signal) -> Result<bool, String> {
     let Some(pid) = state::live_pid(&info.dir) else {
         return Ok(false);
     };
+    // A frozen process handles no signal: thaw it first (as Docker does for stop and kill).
+    if state::paused(info) {
+        state::set_paused(info, false).map_err(|e| e.to_string())?;
+    }
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::ESRCH) => Ok(false),
@@ -418,6 +427,31 @@ pub fn wait(args: &WaitArgs, settings: &Settings) -> i32 {
                 };
                 settings.printer.data(format!("{exit_code}\n"));
             }
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::FAILED;
+            }
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `boxr pause` (`frozen`) and `boxr unpause`.
+pub fn pause(args: &PauseArgs, settings: &Settings, frozen: bool) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        match state::find(&store, c).and_then(|i| state::set_paused(&i, frozen)) {
+            Ok(()) => settings.printer.out(c),
             Err(e) => {
                 settings.printer.diagnostic(&e);
                 code = exit::FAILED;

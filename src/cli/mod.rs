@@ -88,6 +88,10 @@ enum Commands {
     Logs(containers::LogsArgs),
     /// Stop containers: the stop signal, then SIGKILL after a grace period
     Stop(containers::StopArgs),
+    /// Freeze every process of containers
+    Pause(containers::PauseArgs),
+    /// Thaw paused containers
+    Unpause(containers::PauseArgs),
     /// Send a signal to containers
     Kill(containers::KillArgs),
     /// Remove containers
@@ -269,6 +273,8 @@ pub fn main() -> i32 {
         Commands::Logs(args) => containers::logs(args, &settings),
         Commands::Stop(args) => containers::stop(args, &settings),
         Commands::Kill(args) => containers::kill(args, &settings),
+        Commands::Pause(args) => containers::pause(args, &settings, true),
+        Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Import(args) => images::import(args, &settings),

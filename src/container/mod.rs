@@ -758,6 +758,12 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
             None,
         ));
     };
+    if state::paused(&info) {
+        return Err(invalid(
+            format!("container {} is paused", opts.container),
+            Some("`boxr unpause` it first"),
+        ));
+    }
     let path = info.dir.join("spec.json");
     let spec: SandboxSpec = fs::read(&path)
         .ok()

@@ -212,9 +212,9 @@ pub fn inspect(info: &Info) -> Value {
         "Path": info.args.first(),
         "Args": info.args.get(1..).unwrap_or_default(),
         "State": {
-            "Status": status,
+            "Status": if running && paused(info) { "paused" } else { status },
             "Running": running,
-            "Paused": false,
+            "Paused": running && paused(info),
             "Pid": pid,
             "ExitCode": code,
             "OOMKilled": oom,
@@ -223,4 +223,39 @@ pub fn inspect(info: &Info) -> Value {
             "MonitorPid": state["MonitorPid"],
         },
     })
+}
+
+/// The container's cgroup (from its spec), if it has one.
+pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
+    let spec = read_json(&info.dir.join("spec.json"))?;
+    let rel = spec["cgroup"]["path"].as_str()?.to_owned();
+    let layout = crate::sandbox::cgroup::Layout::detect().ok()?;
+    Some(crate::sandbox::cgroup::Cgroup::existing(&layout, &rel))
+}
+
+/// Whether a running container is paused.
+pub fn paused(info: &Info) -> bool {
+    cgroup(info).is_some_and(|c| c.is_frozen())
+}
+
+/// `boxr pause` (`frozen`) and `boxr unpause`.
+pub fn set_paused(info: &Info, frozen: bool) -> Result<(), ContainerError> {
+    if !matches!(status(info), Status::Running { .. }) {
+        return Err(invalid(
+            format!("container {} is not running", &info.id[..12]),
+            None,
+        ));
+    }
+    if paused(info) == frozen {
+        return Err(invalid(
+            format!(
+                "container {} is {}paused",
+                &info.id[..12],
+                if frozen { "already " } else { "not " }
+            ),
+            None,
+        ));
+    }
+    let cg = cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
+    cg.set_frozen(frozen).map_err(|m| invalid(m, None))
 }

@@ -530,6 +530,59 @@ impl Cgroup {
         pids.into_iter().collect()
     }
 
+    /// Freezes (`true`) or thaws every process of the cgroup: the v1 freezer, or v2's
+    /// `cgroup.freeze`. Returns once the kernel reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), String> {
+        let (file, value) = if let Some(f) = self.v1.get("freezer") {
+            (
+                f.join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            )
+        } else if let Some(d) = &self.v2 {
+            (d.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+        } else {
+            return Err("no freezer on this machine".into());
+        };
+        write(&file, value)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.is_frozen() != frozen {
+            if Instant::now() > deadline {
+                return Err(format!("{} did not become {value}", file.display()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        if let Some(f) = self.v1.get("freezer") {
+            return read(&f.join("freezer.state")).trim() == "FROZEN";
+        }
+        self.v2.as_ref().is_some_and(|d| {
+            read(&d.join("cgroup.events"))
+                .lines()
+                .any(|l| l.trim() == "frozen 1")
+        })
+    }
+
+    /// The cgroup `rel` as it is in `layout`'s hierarchies (for a container that exists).
+    pub fn existing(layout: &Layout, rel: &str) -> Cgroup {
+        Cgroup {
+            v1: layout
+                .v1
+                .iter()
+                .map(|(k, r)| (k.clone(), r.join(rel)))
+                .filter(|(_, d)| d.exists())
+                .collect(),
+            v2: layout
+                .v2
+                .as_ref()
+                .map(|r| r.join(rel))
+                .filter(|d| d.exists()),
+        }
+    }
+
     /// Kills whatever is left (frozen first, so nothing forks meanwhile) and removes the
     /// directories.
     pub fn destroy(&self) -> Result<(), String> {
