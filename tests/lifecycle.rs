@@ -50,6 +50,19 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed test must not leave detached containers running: remove them all.
+    fn drop(&mut self) {
+        let (_, ids, _) = boxr(&self.store, &["ps", "-aq"]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = boxr(&self.store, &args);
+        }
+    }
+}
+
 fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f() {
