@@ -365,3 +365,66 @@ fn pause_stops_a_counter_and_unpause_resumes_it() {
     env.ok(&["rm", &id]);
     env.assert_clean();
 }
+
+#[test]
+fn restart_policies_apply_with_backoff_and_stop_wins() {
+    let Some(env) = Env::new("restart_policies_apply_with_backoff_and_stop_wins") else {
+        return;
+    };
+    // on-failure:3: the first run and three restarts (100, 200, 400 ms apart), then it stays.
+    let a = env
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:3",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo run; exit 1",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(env.ok(&["wait", &a]), "1\n");
+    assert_eq!(env.ok(&["logs", &a]), "run\nrun\nrun\nrun\n");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &a])).unwrap();
+    assert_eq!(v[0]["RestartCount"], 3);
+    // on-failure does not restart a success.
+    let b = env
+        .ok(&["run", "-d", "--restart", "on-failure", "bb:1", "true"])
+        .trim()
+        .to_owned();
+    assert_eq!(env.ok(&["wait", &b]), "0\n");
+    // always: a killed container comes back (another init), a stopped one stays down.
+    let c = env
+        .ok(&["run", "-d", "--restart", "always", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    let pid = |env: &Env| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &c])).unwrap();
+        v[0]["State"]["Pid"].as_i64().unwrap_or(0)
+    };
+    until("the first start", || pid(&env) > 0);
+    let first = pid(&env);
+    env.ok(&["kill", &c]);
+    until("a restart", || {
+        let p = pid(&env);
+        p > 0 && p != first
+    });
+    env.ok(&["stop", "-t", "1", &c]);
+    assert_eq!(env.ok(&["wait", &c]), "143\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pid(&env), 0, "a stopped container was restarted");
+    // --restart needs -d, and does not go with --rm.
+    let (code, _, err) = boxr(&env.store, &["run", "--restart", "always", "bb:1", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("needs -d"), "{err}");
+    let (code, _, err) = boxr(
+        &env.store,
+        &["run", "-d", "--rm", "--restart", "always", "bb:1", "true"],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("do not go together"), "{err}");
+    env.ok(&["rm", &a, &b, &c]);
+    env.assert_clean();
+}

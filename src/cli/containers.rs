@@ -54,6 +54,10 @@ fn status_text(info: &Info, st: &Status) -> String {
                 up
             }
         }
+        Status::Restarting { code } => format!(
+            "Restarting ({})",
+            code.map_or("?".to_owned(), |c| c.to_string())
+        ),
         Status::Exited {
             code, finished_at, ..
         } => {
@@ -90,7 +94,9 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             let s = state::status(&i);
             (i, s)
         })
-        .filter(|(_, s)| args.all || matches!(s, Status::Running { .. }))
+        .filter(|(_, s)| {
+            args.all || matches!(s, Status::Running { .. } | Status::Restarting { .. })
+        })
         .collect();
     if args.quiet {
         for (i, _) in &rows {
@@ -103,7 +109,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             let v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
                 "CreatedAt": i.created, "Status": status_text(i, s),
-                "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited" },
+                "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
             settings.printer.data(format!("{v}\n"));
         }
@@ -221,7 +227,10 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
 fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        if !matches!(state::status(info), Status::Running { .. }) {
+        if !matches!(
+            state::status(info),
+            Status::Running { .. } | Status::Restarting { .. }
+        ) {
             // A detached container's monitor records the end a moment after the init is gone.
             let settle = Instant::now() + Duration::from_secs(2);
             while info.dir.join("pid").exists()
@@ -299,6 +308,7 @@ pub fn stop(args: &StopArgs, settings: &Settings) -> i32 {
                 continue;
             }
         };
+        state::mark_stopped(&info);
         let result = signal(&info, nix::sys::signal::Signal::SIGTERM).and_then(|sent| {
             if sent && !wait_exit(&info, Some(Duration::from_secs(args.time))) {
                 signal(&info, nix::sys::signal::Signal::SIGKILL)?;
@@ -383,7 +393,10 @@ pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
                 continue;
             }
         };
-        if matches!(state::status(&info), Status::Running { .. }) {
+        if matches!(
+            state::status(&info),
+            Status::Running { .. } | Status::Restarting { .. }
+        ) {
             if !args.force {
                 code = fail(
                     &settings.printer,
@@ -391,6 +404,7 @@ pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
                 );
                 continue;
             }
+            state::mark_stopped(&info);
             let _ = signal(&info, nix::sys::signal::Signal::SIGKILL);
             wait_exit(&info, Some(Duration::from_secs(10)));
         } else {

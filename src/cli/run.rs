@@ -18,6 +18,9 @@ pub struct RunArgs {
     /// A name for the container (unique)
     #[arg(long)]
     name: Option<String>,
+    /// Restart policy of a detached container: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
@@ -169,7 +172,14 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         },
         detach: args.detach,
         name: args.name.clone(),
+        restart: args.restart.clone(),
     };
+    if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
+        return super::fail(
+            &settings.printer,
+            "--restart needs -d: a restart policy is applied by a detached container's monitor",
+        );
+    }
     if args.detach {
         if args.tty || args.interactive {
             return super::fail(

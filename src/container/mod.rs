@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub detach: bool,
     /// `--name`: unique among containers.
     pub name: Option<String>,
+    /// `--restart` (detached containers only).
+    pub restart: Option<String>,
 }
 
 /// The resource limit flags of `boxr run`, as given (checked by [`limits`]).
@@ -823,6 +825,16 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
 /// `boxr run -d`: prepares the container, starts its monitor, and returns the container's id
 /// once it runs (or has already ended).
 pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, ContainerError> {
+    if let Some(r) = &opts.restart {
+        crate::manifest::values::parse_restart(r)
+            .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?;
+        if opts.remove && r != "no" {
+            return Err(invalid(
+                "--restart and --rm do not go together",
+                Some("a container that is removed when it exits cannot be restarted"),
+            ));
+        }
+    }
     let mut spec = prepare(store, opts)?;
     spec.die_with_parent = false;
     let dir = spec
@@ -843,6 +855,7 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
             .name
             .as_ref()
             .map(|n| store.root().join("names").join(n)),
+        restart: opts.restart.clone(),
     };
     if let Err(m) = monitor::start(&ms) {
         let _ = crate::store::remove_dir_tree(&dir);

@@ -13,12 +13,14 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::state::write_atomic;
+use crate::manifest::values::RestartPolicy;
 use crate::sandbox::{self, SandboxSpec};
 
 /// What the monitor runs.
@@ -31,6 +33,9 @@ pub struct MonitorSpec {
     pub stage: u8,
     /// `names/<name>` of the container: freed when `--rm` removed the container.
     pub name_file: Option<PathBuf>,
+    /// `--restart`: no, on-failure[:N], always, unless-stopped.
+    #[serde(default)]
+    pub restart: Option<String>,
 }
 
 /// The hidden subcommand.
@@ -126,22 +131,89 @@ fn monitor(spec: &MonitorSpec) -> i32 {
         Ok(f) => f,
         Err(_) => return 125,
     };
+    let monitor_pid = std::process::id() as i32;
+    let mut base = json!({
+        "MonitorPid": monitor_pid,
+        "MonitorStart": sandbox::process_start_time(monitor_pid),
+        "RestartCount": 0,
+    });
+    let policy = spec
+        .restart
+        .as_deref()
+        .and_then(|r| crate::manifest::values::parse_restart(r).ok())
+        .unwrap_or(RestartPolicy::No);
+    // Docker's backoff: 100 ms, doubling to a minute; back to 100 ms after 10 s of running.
+    let mut delay = Duration::from_millis(100);
+    let mut restarts = 0u32;
+    loop {
+        let started = Instant::now();
+        let code = run_once(spec, &mut log, &base);
+        let exit = fs::read(dir.join("exit.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let code = exit
+            .as_ref()
+            .and_then(|e| e["ExitCode"].as_i64())
+            .map_or(code, |c| c as i32);
+        // `boxr stop` and `rm -f` leave this behind: a stop by the user is not restarted.
+        let stopped = dir.join("stopped").exists();
+        let again = dir.exists()
+            && !stopped
+            && match policy {
+                RestartPolicy::No => false,
+                RestartPolicy::OnFailure { max_retries } => {
+                    code != 0 && max_retries.is_none_or(|m| restarts < m)
+                }
+                RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            };
+        if !again {
+            finish(dir, &base, code, exit.as_ref());
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = Duration::from_millis(100);
+        }
+        let mut state = base.clone();
+        state["Status"] = json!("restarting");
+        state["ExitCode"] = json!(code);
+        let _ = write_atomic(dir, "state.json", &state);
+        let _ = fs::remove_file(dir.join("exit.json"));
+        // Waits out the backoff, unless the user stops it meanwhile.
+        let until = Instant::now() + delay;
+        while Instant::now() < until && !dir.join("stopped").exists() && dir.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if dir.join("stopped").exists() || !dir.exists() {
+            finish(dir, &base, code, exit.as_ref());
+            break;
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+        restarts += 1;
+        base["RestartCount"] = json!(restarts);
+    }
+    if !dir.exists()
+        && let Some(n) = &spec.name_file
+    {
+        let _ = fs::remove_file(n);
+    }
+    0
+}
+
+/// Runs the container once: starts the helper, writes its output to the log, records the
+/// start; returns the helper's exit code.
+fn run_once(spec: &MonitorSpec, log: &mut fs::File, base: &serde_json::Value) -> i32 {
+    let dir = &spec.dir;
     let pipes =
         std::io::pipe().and_then(|(r1, w1)| std::io::pipe().map(|(r2, w2)| (r1, w1, r2, w2)));
     let (out_r, out_w, err_r, err_w) = match pipes {
         Ok(p) => p,
         Err(_) => return 125,
     };
-    let monitor_pid = std::process::id() as i32;
-    let base = json!({
-        "MonitorPid": monitor_pid,
-        "MonitorStart": sandbox::process_start_time(monitor_pid),
-    });
+    let _ = fs::remove_file(dir.join("pid"));
     let mut child = match sandbox::spawn(&spec.sandbox, Stdio::from(out_w), Stdio::from(err_w)) {
         Ok(c) => c,
         Err(e) => {
-            log_line(&mut log, "stderr", format!("boxr: {}\n", e.0).as_bytes());
-            finish(dir, &base, 125, None);
+            log_line(log, "stderr", format!("boxr: {}\n", e.0).as_bytes());
             return 125;
         }
     };
@@ -203,7 +275,7 @@ fn monitor(spec: &MonitorSpec) -> i32 {
                 Ok(0) | Err(_) => {
                     if !s.partial.is_empty() {
                         let rest = std::mem::take(&mut s.partial);
-                        log_line(&mut log, s.name, &rest);
+                        log_line(log, s.name, &rest);
                     }
                     s.pipe = None;
                 }
@@ -211,29 +283,19 @@ fn monitor(spec: &MonitorSpec) -> i32 {
                     s.partial.extend_from_slice(&buf[..n]);
                     while let Some(pos) = s.partial.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = s.partial.drain(..=pos).collect();
-                        log_line(&mut log, s.name, &line);
+                        log_line(log, s.name, &line);
                     }
                 }
             }
         }
     }
-    let code = match child.wait() {
+    match child.wait() {
         Ok(st) => st
             .code()
             .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s))
             .unwrap_or(125),
         Err(_) => 125,
-    };
-    let exit = fs::read(dir.join("exit.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    finish(dir, &base, code, exit.as_ref());
-    if !dir.exists()
-        && let Some(n) = &spec.name_file
-    {
-        let _ = fs::remove_file(n);
     }
-    0
 }
 
 /// Records the end (unless the container was removed with `--rm`).

@@ -41,6 +41,8 @@ pub enum Status {
         oom: bool,
         finished_at: Option<String>,
     },
+    /// Ended, and its restart policy will start it again after a backoff.
+    Restarting { code: Option<i32> },
 }
 
 fn read_json(p: &Path) -> Option<Value> {
@@ -128,7 +130,16 @@ pub fn status(info: &Info) -> Status {
     {
         return exited(s);
     }
+    let restarting = state.as_ref().is_some_and(|s| s["Status"] == "restarting");
     match live_pid(&info.dir) {
+        None if restarting && monitor_alive(state.as_ref().expect("checked")) => {
+            Status::Restarting {
+                code: state
+                    .as_ref()
+                    .and_then(|s| s["ExitCode"].as_i64())
+                    .map(|c| c as i32),
+            }
+        }
         Some(pid) => Status::Running {
             pid,
             started_at: state
@@ -147,6 +158,20 @@ pub fn status(info: &Info) -> Status {
         },
         None => Status::Created,
     }
+}
+
+/// Whether the monitor a state names (by pid and start time) still runs.
+pub fn monitor_alive(state: &Value) -> bool {
+    let (Some(pid), Some(start)) = (state["MonitorPid"].as_i64(), state["MonitorStart"].as_u64())
+    else {
+        return false;
+    };
+    crate::sandbox::process_start_time(pid as i32) == Some(start)
+}
+
+/// Marks a container as stopped by the user, so its restart policy leaves it down.
+pub fn mark_stopped(info: &Info) {
+    let _ = fs::write(info.dir.join("stopped"), "");
 }
 
 /// Claims `name` for the container `id` (names are unique: the first to create the file wins).
@@ -202,6 +227,7 @@ pub fn inspect(info: &Info) -> Value {
         Status::Created => ("created", false, 0, 0, false),
         Status::Running { pid, .. } => ("running", true, *pid, 0, false),
         Status::Exited { code, oom, .. } => ("exited", false, 0, code.unwrap_or(-1), *oom),
+        Status::Restarting { code } => ("restarting", false, 0, code.unwrap_or(-1), false),
     };
     serde_json::json!({
         "Id": info.id,
@@ -209,6 +235,7 @@ pub fn inspect(info: &Info) -> Value {
         "Created": info.created,
         "Image": config["ImageId"],
         "Config": {"Image": info.image, "Cmd": info.args},
+        "RestartCount": state["RestartCount"].as_u64().unwrap_or(0),
         "Path": info.args.first(),
         "Args": info.args.get(1..).unwrap_or_default(),
         "State": {
