@@ -428,3 +428,54 @@ fn restart_policies_apply_with_backoff_and_stop_wins() {
     env.ok(&["rm", &a, &b, &c]);
     env.assert_clean();
 }
+
+#[test]
+fn top_and_stats_read_the_container_s_cgroup() {
+    let Some(env) = Env::new("top_and_stats_read_the_container_s_cgroup") else {
+        return;
+    };
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "bb:1",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .trim()
+        .to_owned();
+    // The init starts the command a moment after `run -d` returns.
+    until("the command in top", || {
+        env.ok(&["top", "busy"])
+            .contains("sh -c while :; do :; done")
+    });
+    let top = env.ok(&["top", "busy"]);
+    assert!(
+        top.contains("__init"),
+        "the init is in the container's cgroup too:\n{top}"
+    );
+    let stats = env.ok(&["stats", "--no-stream", "busy"]);
+    let row = stats.lines().find(|l| l.starts_with(&id[..12])).unwrap();
+    assert!(row.contains("/ 64.0MiB"), "{stats}");
+    let cpu: f64 = row
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('%'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (15.0..=85.0).contains(&cpu),
+        "--cpus 0.5 and stats says {cpu}%"
+    );
+    env.ok(&["rm", "-f", "busy"]);
+    env.assert_clean();
+}

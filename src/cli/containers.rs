@@ -474,3 +474,145 @@ pub fn pause(args: &PauseArgs, settings: &Settings, frozen: bool) -> i32 {
     }
     code
 }
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    container: String,
+}
+
+/// `boxr top`: the container's processes (every process of its cgroup), as the host sees them.
+pub fn top(args: &TopArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let info = match state::find(&store, &args.container) {
+        Ok(i) => i,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    if !matches!(state::status(&info), Status::Running { .. }) {
+        return fail(
+            &settings.printer,
+            &format!("container {} is not running", args.container),
+        );
+    }
+    let Some(cg) = state::cgroup(&info) else {
+        return fail(&settings.printer, "the container has no cgroup");
+    };
+    let mut out = format!("{:<8} {:<8} {:<8} {}\n", "UID", "PID", "PPID", "CMD");
+    for pid in cg.pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<8} {:<8} {:<8} {}\n",
+            field("Uid:"),
+            pid,
+            field("PPid:"),
+            cmd
+        ));
+    }
+    settings.printer.data(out);
+    exit::OK
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// One sample, then exit (default: a new sample every second until interrupted)
+    #[arg(long)]
+    no_stream: bool,
+    /// Containers (default: every running one)
+    containers: Vec<String>,
+}
+
+/// CPU time (ns) of the processes of a cgroup, from /proc (works on every layout).
+fn cpu_ns(pids: &[i32]) -> u64 {
+    let tick = 1_000_000_000 / 100; // USER_HZ
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) * tick)
+        })
+        .sum()
+}
+
+/// `boxr stats --no-stream`: CPU %, memory, pids of running containers from their cgroups.
+pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let infos: Vec<Info> = if args.containers.is_empty() {
+        state::list(&store)
+            .into_iter()
+            .filter(|i| matches!(state::status(i), Status::Running { .. }))
+            .collect()
+    } else {
+        match args
+            .containers
+            .iter()
+            .map(|c| state::find(&store, c))
+            .collect::<Result<_, _>>()
+        {
+            Ok(v) => v,
+            Err(e) => return fail_with(&settings.printer, &e),
+        }
+    };
+    let cgroups: Vec<_> = infos.iter().map(state::cgroup).collect();
+    loop {
+        settings.printer.data(stats_table(&infos, &cgroups));
+        if args.no_stream {
+            return exit::OK;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One sample of every container's use (CPU over 500 ms).
+fn stats_table(infos: &[Info], cgroups: &[Option<crate::sandbox::cgroup::Cgroup>]) -> String {
+    let first: Vec<u64> = cgroups
+        .iter()
+        .map(|c| c.as_ref().map_or(0, |c| cpu_ns(&c.pids())))
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let wall = t0.elapsed().as_nanos() as f64;
+    let mut out = format!(
+        "{:<14}{:<20}{:>8}  {:>22}  {:>6}\n",
+        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"
+    );
+    for ((info, cg), before) in infos.iter().zip(cgroups).zip(first) {
+        let Some(cg) = cg else { continue };
+        let pids = cg.pids();
+        let cpu = (cpu_ns(&pids).saturating_sub(before)) as f64 / wall * 100.0;
+        let (used, limit) = cg.memory();
+        let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
+        let limit = limit.map_or("no limit".to_owned(), mib);
+        out.push_str(&format!(
+            "{:<14}{:<20}{:>7.2}%  {:>22}  {:>6}\n",
+            &info.id[..12],
+            info.name.as_deref().unwrap_or(""),
+            cpu,
+            format!("{} / {limit}", mib(used)),
+            pids.len()
+        ));
+    }
+    out
+}

@@ -88,6 +88,10 @@ enum Commands {
     Logs(containers::LogsArgs),
     /// Stop containers: the stop signal, then SIGKILL after a grace period
     Stop(containers::StopArgs),
+    /// Show the processes of a container
+    Top(containers::TopArgs),
+    /// Show CPU, memory and process use of running containers
+    Stats(containers::StatsArgs),
     /// Freeze every process of containers
     Pause(containers::PauseArgs),
     /// Thaw paused containers
@@ -274,6 +278,8 @@ pub fn main() -> i32 {
         Commands::Stop(args) => containers::stop(args, &settings),
         Commands::Kill(args) => containers::kill(args, &settings),
         Commands::Pause(args) => containers::pause(args, &settings, true),
+        Commands::Top(args) => containers::top(args, &settings),
+        Commands::Stats(args) => containers::stats(args, &settings),
         Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),

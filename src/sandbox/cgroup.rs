@@ -517,6 +517,24 @@ impl Cgroup {
         false
     }
 
+    /// Memory in use and the limit (bytes; `None`: unlimited).
+    pub fn memory(&self) -> (u64, Option<u64>) {
+        let num = |p: PathBuf| read(&p).trim().parse::<u64>().ok();
+        if let Some(d) = self.v1.get("memory") {
+            let used = num(d.join("memory.usage_in_bytes")).unwrap_or(0);
+            // v1 reports "no limit" as a huge page-rounded number.
+            let limit = num(d.join("memory.limit_in_bytes")).filter(|l| *l < (1 << 60));
+            return (used, limit);
+        }
+        if let Some(d) = &self.v2 {
+            return (
+                num(d.join("memory.current")).unwrap_or(0),
+                num(d.join("memory.max")),
+            );
+        }
+        (0, None)
+    }
+
     /// The pids in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let mut pids: BTreeSet<i32> = BTreeSet::new();

@@ -322,11 +322,6 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return fail(125, &format!("fork: {}", e.desc())),
     };
-    if let Some(p) = &spec.pid_file {
-        // With the pid's start time, so a reused pid is never taken for the container.
-        let start = process_start_time(child.as_raw()).unwrap_or_default();
-        let _ = std::fs::write(p, format!("{} {start}\n", child.as_raw()));
-    }
     if let (Some(cg), Some((r, w))) = (cgroup, sync) {
         drop(r);
         if let Err(m) = cg.join(child.as_raw()) {
@@ -339,6 +334,12 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         }
         // The init may have failed already: then nobody reads this, which is fine.
         let _ = File::from(w).write_all(b"1");
+    }
+    // Once the container is in its cgroup (what `boxr top` and `stats` read).
+    if let Some(p) = &spec.pid_file {
+        // With the pid's start time, so a reused pid is never taken for the container.
+        let start = process_start_time(child.as_raw()).unwrap_or_default();
+        let _ = std::fs::write(p, format!("{} {start}\n", child.as_raw()));
     }
     drop(err_w);
     drop(init);
