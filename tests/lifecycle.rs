@@ -479,3 +479,55 @@ fn top_and_stats_read_the_container_s_cgroup() {
     env.ok(&["rm", "-f", "busy"]);
     env.assert_clean();
 }
+
+#[test]
+fn logs_rotate_by_size() {
+    let Some(env) = Env::new("logs_rotate_by_size") else {
+        return;
+    };
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=4k",
+            "--log-opt",
+            "max-file=3",
+            "bb:1",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(env.ok(&["wait", &id]), "0\n");
+    let dir = env.store.join("containers").join(&id);
+    for f in ["container.log", "container.log.1", "container.log.2"] {
+        let len = fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len <= 4096, "{f} is {len} bytes");
+    }
+    assert!(
+        !dir.join("container.log.3").exists(),
+        "max-file=3 keeps 3 files"
+    );
+    // What is kept reads back in order and ends with the last line; the oldest lines are gone.
+    let out = env.ok(&["logs", &id]);
+    let nums: Vec<u32> = out
+        .lines()
+        .map(|l| l.strip_prefix("line-").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 399);
+    assert!(nums[0] > 0, "nothing was rotated away");
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "out of order: {nums:?}"
+    );
+    let (code, _, err) = boxr(
+        &env.store,
+        &["run", "-d", "--log-opt", "max-size=1", "bb:1", "true"],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("max-size"), "{err}");
+    env.ok(&["rm", &id]);
+    env.assert_clean();
+}

@@ -189,9 +189,27 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
             let _ = o.flush();
         }
     };
+    // Rotated files first, oldest (highest number) first.
+    let mut rotated: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&info.dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let i = n.strip_prefix("container.log.")?.parse().ok()?;
+                    Some((i, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut old = String::new();
+    for (_, p) in &rotated {
+        old.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+    }
     let mut text = String::new();
     let _ = f.read_to_string(&mut text);
-    let lines: Vec<&str> = text.lines().collect();
+    let all = format!("{old}{text}");
+    let lines: Vec<&str> = all.lines().collect();
     let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
         print(l);

@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// Restart policy of a detached container: no, on-failure[:N], always, unless-stopped
     #[arg(long, value_name = "POLICY")]
     restart: Option<String>,
+    /// Log options of a detached container: max-size=SIZE (rotate past it), max-file=N
+    #[arg(long, value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
@@ -173,6 +176,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         detach: args.detach,
         name: args.name.clone(),
         restart: args.restart.clone(),
+        log_opts: args.log_opt.clone(),
     };
     if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
         return super::fail(

@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub name: Option<String>,
     /// `--restart` (detached containers only).
     pub restart: Option<String>,
+    /// `--log-opt max-size=SIZE`, `--log-opt max-file=N` (detached containers only).
+    pub log_opts: Vec<String>,
 }
 
 /// The resource limit flags of `boxr run`, as given (checked by [`limits`]).
@@ -835,6 +837,31 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
             ));
         }
     }
+    let (mut log_max_size, mut log_max_files) = (None, 1u32);
+    for o in &opts.log_opts {
+        let bad = |m: String| {
+            invalid(
+                format!("--log-opt {o}: {m}"),
+                Some("max-size=SIZE or max-file=N"),
+            )
+        };
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                let n = crate::manifest::values::parse_size(v).map_err(|b| bad(b.reason))?;
+                if n < 4096 {
+                    return Err(bad("the least is 4 KiB".into()));
+                }
+                log_max_size = Some(n);
+            }
+            Some(("max-file", v)) => {
+                log_max_files =
+                    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        bad(format!("`{v}` is not a number of files (1 or more)"))
+                    })?;
+            }
+            _ => return Err(bad("unknown option".into())),
+        }
+    }
     let mut spec = prepare(store, opts)?;
     spec.die_with_parent = false;
     let dir = spec
@@ -856,6 +883,8 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
             .as_ref()
             .map(|n| store.root().join("names").join(n)),
         restart: opts.restart.clone(),
+        log_max_size,
+        log_max_files,
     };
     if let Err(m) = monitor::start(&ms) {
         let _ = crate::store::remove_dir_tree(&dir);

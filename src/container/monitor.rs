@@ -36,6 +36,16 @@ pub struct MonitorSpec {
     /// `--restart`: no, on-failure[:N], always, unless-stopped.
     #[serde(default)]
     pub restart: Option<String>,
+    /// `--log-opt max-size`: rotate `container.log` past this many bytes.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    /// `--log-opt max-file`: how many log files to keep (with the current one).
+    #[serde(default = "one")]
+    pub log_max_files: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The hidden subcommand.
@@ -112,23 +122,73 @@ struct Stream {
     partial: Vec<u8>,
 }
 
-fn log_line(log: &mut fs::File, stream: &str, line: &[u8]) {
-    let entry = json!({
-        "time": now(),
-        "stream": stream,
-        "log": String::from_utf8_lossy(line),
-    });
-    let _ = writeln!(log, "{entry}");
+/// `container.log`, rotated by size when `--log-opt max-size` says so: `container.log.1` is the
+/// newest rotated file, up to `max-file` files in all.
+struct Log {
+    dir: PathBuf,
+    file: fs::File,
+    size: u64,
+    max_size: Option<u64>,
+    max_files: u32,
+}
+
+impl Log {
+    fn open(dir: &Path, max_size: Option<u64>, max_files: u32) -> std::io::Result<Log> {
+        let file = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("container.log"))?;
+        let size = file.metadata()?.len();
+        Ok(Log {
+            dir: dir.to_owned(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let name = |i: u32| self.dir.join(format!("container.log.{i}"));
+        let _ = fs::remove_file(name(self.max_files - 1));
+        for i in (1..self.max_files - 1).rev() {
+            let _ = fs::rename(name(i), name(i + 1));
+        }
+        if self.max_files > 1 {
+            fs::rename(self.dir.join("container.log"), name(1))?;
+        }
+        self.file = fs::File::options()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(self.dir.join("container.log"))?;
+        self.size = 0;
+        Ok(())
+    }
+
+    fn line(&mut self, stream: &str, line: &[u8]) {
+        let entry = json!({
+            "time": now(),
+            "stream": stream,
+            "log": String::from_utf8_lossy(line),
+        });
+        let text = format!("{entry}\n");
+        if let Some(max) = self.max_size
+            && self.size > 0
+            && self.size + text.len() as u64 > max
+        {
+            let _ = self.rotate();
+        }
+        if self.file.write_all(text.as_bytes()).is_ok() {
+            self.size += text.len() as u64;
+        }
+    }
 }
 
 fn monitor(spec: &MonitorSpec) -> i32 {
     let dir = &spec.dir;
-    let mut log = match fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.join("container.log"))
-    {
-        Ok(f) => f,
+    let mut log = match Log::open(dir, spec.log_max_size, spec.log_max_files) {
+        Ok(l) => l,
         Err(_) => return 125,
     };
     let monitor_pid = std::process::id() as i32;
@@ -201,7 +261,7 @@ fn monitor(spec: &MonitorSpec) -> i32 {
 
 /// Runs the container once: starts the helper, writes its output to the log, records the
 /// start; returns the helper's exit code.
-fn run_once(spec: &MonitorSpec, log: &mut fs::File, base: &serde_json::Value) -> i32 {
+fn run_once(spec: &MonitorSpec, log: &mut Log, base: &serde_json::Value) -> i32 {
     let dir = &spec.dir;
     let pipes =
         std::io::pipe().and_then(|(r1, w1)| std::io::pipe().map(|(r2, w2)| (r1, w1, r2, w2)));
@@ -213,7 +273,7 @@ fn run_once(spec: &MonitorSpec, log: &mut fs::File, base: &serde_json::Value) ->
     let mut child = match sandbox::spawn(&spec.sandbox, Stdio::from(out_w), Stdio::from(err_w)) {
         Ok(c) => c,
         Err(e) => {
-            log_line(log, "stderr", format!("boxr: {}\n", e.0).as_bytes());
+            log.line("stderr", format!("boxr: {}\n", e.0).as_bytes());
             return 125;
         }
     };
@@ -275,7 +335,7 @@ fn run_once(spec: &MonitorSpec, log: &mut fs::File, base: &serde_json::Value) ->
                 Ok(0) | Err(_) => {
                     if !s.partial.is_empty() {
                         let rest = std::mem::take(&mut s.partial);
-                        log_line(log, s.name, &rest);
+                        log.line(s.name, &rest);
                     }
                     s.pipe = None;
                 }
@@ -283,7 +343,7 @@ fn run_once(spec: &MonitorSpec, log: &mut fs::File, base: &serde_json::Value) ->
                     s.partial.extend_from_slice(&buf[..n]);
                     while let Some(pos) = s.partial.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = s.partial.drain(..=pos).collect();
-                        log_line(log, s.name, &line);
+                        log.line(s.name, &line);
                     }
                 }
             }
