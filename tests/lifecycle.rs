@@ -531,3 +531,91 @@ fn logs_rotate_by_size() {
     env.ok(&["rm", &id]);
     env.assert_clean();
 }
+
+#[test]
+fn events_record_what_happened_and_follow() {
+    let Some(env) = Env::new("events_record_what_happened_and_follow") else {
+        return;
+    };
+    // A follower started first sees the events as they come.
+    struct Follower(std::process::Child);
+    impl Drop for Follower {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut follower = Follower(
+        std::process::Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["events", "--filter", "event=die", "--format", "json"])
+            .env("BOXR_ROOT", &env.store)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let id = env
+        .ok(&["run", "-d", "--name", "ev", "bb:1", "sleep", "100"])
+        .trim()
+        .to_owned();
+    env.ok(&["pause", "ev"]);
+    env.ok(&["unpause", "ev"]);
+    env.ok(&["exec", "ev", "true"]);
+    env.ok(&["rm", "-f", "ev"]);
+    assert_eq!(
+        boxr(&env.store, &["run", "--rm", "bb:1", "sh", "-c", "exit 4"]).0,
+        4
+    );
+    let all = env.ok(&["events", "--until", "now", "--format", "json"]);
+    let actions: Vec<(String, String)> = all
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let of = |id: &str| -> Vec<&str> {
+        actions
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    assert_eq!(
+        of(&id),
+        [
+            "create",
+            "start",
+            "pause",
+            "unpause",
+            "exec_start",
+            "die",
+            "destroy"
+        ]
+    );
+    let other = actions.iter().find(|(i, _)| *i != id).unwrap().0.clone();
+    assert_eq!(
+        of(&other),
+        ["create", "start", "die"],
+        "a foreground --rm container"
+    );
+    let filtered = env.ok(&["events", "--until", "now", "--filter", "container=ev"]);
+    assert_eq!(filtered.lines().count(), 7, "{filtered}");
+    // The follower saw both deaths, with their exit codes.
+    let mut seen = String::new();
+    let mut out = follower.0.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    while seen.lines().count() < 2 {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0);
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(follower);
+    assert!(
+        seen.contains("\"exitCode\":137") && seen.contains("\"exitCode\":4"),
+        "{seen}"
+    );
+    env.assert_clean();
+}

@@ -593,6 +593,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         state_file: None,
         cgroup_sync_fd: None,
         pid_file: None,
+        events_file: None,
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);

@@ -430,7 +430,15 @@ pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
         }
         state::release_name(&store, &info);
         match crate::store::remove_dir_tree(&info.dir) {
-            Ok(()) => settings.printer.out(c),
+            Ok(()) => {
+                crate::container::events::record(
+                    store.root(),
+                    "destroy",
+                    &info.id,
+                    serde_json::json!({"name": info.name}),
+                );
+                settings.printer.out(c)
+            }
             Err(e) => code = fail_with(&settings.printer, &e),
         }
     }
@@ -633,4 +641,130 @@ fn stats_table(infos: &[Info], cgroups: &[Option<crate::sandbox::cgroup::Cgroup>
         ));
     }
     out
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Only events at or after this time (RFC 3339, or seconds since the epoch)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Stop at this time instead of following new events (RFC 3339, seconds, or `now`)
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only matching events: container=NAME|ID, event=ACTION (repeatable; same key: any of)
+    #[arg(long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+fn parse_time(t: &str) -> Option<u64> {
+    if t == "now" {
+        return Some(now() as u64);
+    }
+    t.parse::<u64>()
+        .ok()
+        .or_else(|| crate::oci::parse_rfc3339(t).map(|v| v as u64))
+}
+
+/// `boxr events`: the event log, filtered; follows it until interrupted unless `--until`.
+pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let since = match args.since.as_deref().map(parse_time) {
+        Some(None) => return fail(&settings.printer, "--since: write RFC 3339 or seconds"),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let until = match args.until.as_deref().map(parse_time) {
+        Some(None) => return fail(&settings.printer, "--until: write RFC 3339, seconds or now"),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some((k @ ("container" | "event"), v)) => filters.push((k.into(), v.into())),
+            _ => {
+                return fail(
+                    &settings.printer,
+                    &format!("--filter {f}: use container=… or event=…"),
+                );
+            }
+        }
+    }
+    // Names are known from `create` events (read first, in order); other events carry the id.
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut matches = |e: &serde_json::Value| -> bool {
+        if let (Some(n), Some(id)) = (e["attributes"]["name"].as_str(), e["id"].as_str()) {
+            names.insert(id.to_owned(), n.to_owned());
+        }
+        let t = e["time"].as_u64().unwrap_or(0);
+        if since.is_some_and(|s| t < s) || until.is_some_and(|u| t > u) {
+            return false;
+        }
+        for key in ["container", "event"] {
+            let wanted: Vec<&str> = filters
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let ok = match key {
+                "event" => wanted.iter().any(|w| e["action"] == *w),
+                _ => wanted.iter().any(|w| {
+                    e["id"].as_str().is_some_and(|id| {
+                        id.starts_with(w) || names.get(id).is_some_and(|n| n == w)
+                    })
+                }),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    };
+    let print = |e: &serde_json::Value| {
+        if args.format == "json" {
+            settings.printer.data(format!("{e}\n"));
+        } else {
+            let secs = e["time"].as_i64().unwrap_or(0);
+            let name = e["attributes"]["name"]
+                .as_str()
+                .map(|n| format!(" (name={n})"))
+                .unwrap_or_default();
+            settings.printer.data(format!(
+                "{} container {} {}{name}\n",
+                crate::oci::rfc3339(secs),
+                e["action"].as_str().unwrap_or("?"),
+                e["id"].as_str().unwrap_or("?"),
+            ));
+        }
+    };
+    let path = crate::container::events::path(store.root());
+    let mut pos = 0usize;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.len() > pos {
+            // Only whole lines; a line being written is read on the next round.
+            let end = text[pos..].rfind('\n').map_or(pos, |i| pos + i + 1);
+            for line in text[pos..end].lines() {
+                if let Ok(e) = serde_json::from_str::<serde_json::Value>(line)
+                    && matches(&e)
+                {
+                    print(&e);
+                }
+            }
+            pos = end;
+        }
+        if until.is_some_and(|u| now() as u64 >= u) {
+            return exit::OK;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -88,6 +88,8 @@ enum Commands {
     Logs(containers::LogsArgs),
     /// Stop containers: the stop signal, then SIGKILL after a grace period
     Stop(containers::StopArgs),
+    /// Show what happened to containers (follows new events unless --until)
+    Events(containers::EventsArgs),
     /// Show the processes of a container
     Top(containers::TopArgs),
     /// Show CPU, memory and process use of running containers
@@ -279,6 +281,7 @@ pub fn main() -> i32 {
         Commands::Kill(args) => containers::kill(args, &settings),
         Commands::Pause(args) => containers::pause(args, &settings, true),
         Commands::Top(args) => containers::top(args, &settings),
+        Commands::Events(args) => containers::events(args, &settings),
         Commands::Stats(args) => containers::stats(args, &settings),
         Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),

@@ -2,6 +2,7 @@
 //! cmd, environment, user, working directory, hostname), in a directory of its own under
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
+pub mod events;
 pub mod monitor;
 pub mod state;
 
@@ -712,11 +713,19 @@ fn create(
         },
         cgroup_sync_fd: None,
         pid_file: Some(dir.join("pid")),
+        // The helper records `start` and `die` (each run, when a restart policy applies).
+        events_file: Some(events::path(store.root())),
     };
     // `boxr exec` starts later processes with the same confinement.
     let path = dir.join("spec.json");
     fs::write(&path, serde_json::to_vec(&spec).expect("serializes"))
         .map_err(io_err("write", &path))?;
+    events::record(
+        store.root(),
+        "create",
+        id,
+        serde_json::json!({"image": opts.image, "name": opts.name}),
+    );
     Ok(spec)
 }
 
@@ -804,6 +813,12 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
         })
         .collect();
     merge_env(&mut env, extra);
+    events::record(
+        store.root(),
+        "exec_start",
+        &info.id,
+        serde_json::json!({"execID": opts.command.join(" "), "name": info.name}),
+    );
     Ok(sandbox::exec::ExecSpec {
         pid,
         pid_start: sandbox::process_start_time(pid).unwrap_or_default(),

@@ -284,5 +284,15 @@ pub fn set_paused(info: &Info, frozen: bool) -> Result<(), ContainerError> {
         ));
     }
     let cg = cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
-    cg.set_frozen(frozen).map_err(|m| invalid(m, None))
+    cg.set_frozen(frozen).map_err(|m| invalid(m, None))?;
+    if let Some(root) = super::events::root_of(&info.dir) {
+        let action = if frozen { "pause" } else { "unpause" };
+        super::events::record(
+            root,
+            action,
+            &info.id,
+            serde_json::json!({"name": info.name}),
+        );
+    }
+    Ok(())
 }

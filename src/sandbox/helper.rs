@@ -176,6 +176,30 @@ pub fn main(spec_fd: i32) -> i32 {
     code
 }
 
+/// Appends an event for this container to `spec.events_file` (the store's log), if any.
+fn event(spec: &SandboxSpec, action: &str, attrs: serde_json::Value) {
+    let Some(log) = &spec.events_file else {
+        return;
+    };
+    let id = spec
+        .pid_file
+        .as_ref()
+        .and_then(|p| p.parent())
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let e = serde_json::json!({
+        "time": d.as_secs(), "timeNano": d.as_nanos() as u64, "type": "container",
+        "action": action, "id": id, "attributes": attrs,
+    });
+    if let Ok(mut f) = std::fs::File::options().create(true).append(true).open(log) {
+        let _ = f.write_all(format!("{e}\n").as_bytes());
+    }
+}
+
 /// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
 /// with the pid it names one process for good.
 pub fn process_start_time(pid: i32) -> Option<u64> {
@@ -219,6 +243,14 @@ fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> i32 {
             .unwrap_or_default();
         eprintln!("boxr: the container ran out of memory{limit}: the kernel's OOM killer ended it");
     }
+    if oom {
+        event(spec, "oom", serde_json::json!({}));
+    }
+    event(
+        spec,
+        "die",
+        serde_json::json!({"exitCode": if oom && code != 0 { 137 } else { code }}),
+    );
     if let Some(state) = &spec.state_file {
         let json = serde_json::json!({"ExitCode": code, "OOMKilled": oom});
         let _ = std::fs::write(state, json.to_string());
@@ -341,6 +373,7 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         let start = process_start_time(child.as_raw()).unwrap_or_default();
         let _ = std::fs::write(p, format!("{} {start}\n", child.as_raw()));
     }
+    event(spec, "start", serde_json::json!({}));
     drop(err_w);
     drop(init);
     let ours = console.map(|(ours, theirs)| {

@@ -40,6 +40,9 @@ pub struct SandboxSpec {
     /// Where the helper writes the host pid of the container's first process (its init).
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// Append `start`, `oom` and `die` to this event log (the store's).
+    #[serde(default)]
+    pub events_file: Option<PathBuf>,
     /// (Set by the helper.) A pipe on which the init waits, before it starts the command, for
     /// the helper to have moved it into the cgroup.
     #[serde(default)]
