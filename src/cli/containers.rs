@@ -258,7 +258,10 @@ fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let deadline = Instant::now() + Duration::from_secs(2);
-            while monitor_alive(info) && Instant::now() < deadline {
+            while state::read_state(info)
+                .is_some_and(|s| s["Status"] != "exited" && state::monitor_alive(&s))
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
             return true;
@@ -268,23 +271,6 @@ fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether the container's monitor (by pid and start time) still runs.
-fn monitor_alive(info: &Info) -> bool {
-    let Ok(b) = std::fs::read(info.dir.join("state.json")) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
-        return false;
-    };
-    if v["Status"] == "exited" {
-        return false;
-    }
-    let (Some(pid), Some(start)) = (v["MonitorPid"].as_i64(), v["MonitorStart"].as_u64()) else {
-        return false;
-    };
-    crate::sandbox::process_start_time(pid as i32) == Some(start)
 }
 
 fn signal(info: &Info, sig: nix::sys::signal::Signal) -> Result<bool, String> {

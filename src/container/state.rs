@@ -254,10 +254,20 @@ pub fn inspect(info: &Info) -> Value {
 
 /// The container's cgroup (from its spec), if it has one.
 pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
+    // The mount table is read once per process: `ps` asks this for every running container.
+    static LAYOUT: std::sync::OnceLock<Option<crate::sandbox::cgroup::Layout>> =
+        std::sync::OnceLock::new();
+    let layout = LAYOUT
+        .get_or_init(|| crate::sandbox::cgroup::Layout::detect().ok())
+        .as_ref()?;
     let spec = read_json(&info.dir.join("spec.json"))?;
-    let rel = spec["cgroup"]["path"].as_str()?.to_owned();
-    let layout = crate::sandbox::cgroup::Layout::detect().ok()?;
-    Some(crate::sandbox::cgroup::Cgroup::existing(&layout, &rel))
+    let rel = spec["cgroup"]["path"].as_str()?;
+    Some(crate::sandbox::cgroup::Cgroup::existing(layout, rel))
+}
+
+/// The container's `state.json`, if it has one.
+pub fn read_state(info: &Info) -> Option<Value> {
+    read_json(&info.dir.join("state.json"))
 }
 
 /// Whether a running container is paused.

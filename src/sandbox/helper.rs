@@ -188,6 +188,12 @@ fn event(spec: &SandboxSpec, action: &str, attrs: serde_json::Value) {
         .and_then(|d| d.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    append_event(log, action, &id, attrs);
+}
+
+/// Appends one container event to the event log `log`, as one `O_APPEND` write (so writers never
+/// interleave). Errors are ignored: the event log never stops a container.
+pub fn append_event(log: &std::path::Path, action: &str, id: &str, attrs: serde_json::Value) {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

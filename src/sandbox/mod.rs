@@ -141,7 +141,7 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
     helper::spec_memfd(value, true).map_err(SandboxError)
 }
 
-pub use helper::process_start_time;
+pub use helper::{append_event, process_start_time};
 
 /// `boxr __exec --spec-fd N`.
 pub fn exec_main(spec_fd: i32) -> i32 {
