@@ -2,7 +2,8 @@
 # The whole side-by-side suite in one command: start latency (boxr vs crun, runc, podman, with
 # and without limits), the cost of confinement, builds (boxr vs buildah: cold, no-op, a COPY
 # source changed, a 200 MB RUN step vs the tar|sha256 floor, parallel branches), layer commit
-# and apply, and `boxr check` of a large manifest. Installs what it needs; needs root; CI does
+# and apply, detached container monitor memory (boxr vs conmon), and `boxr check` of a large
+# manifest. Installs what it needs; needs root; CI does
 # not run it. Results: benches/results/<date>.md (and on stdout).
 # usage: benches/all.sh [RUNS]   (hyperfine runs for the start benchmarks; default 200)
 set -euo pipefail
@@ -26,6 +27,9 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   echo
   echo "## Builds against buildah (benches/build.sh)"
   benches/build.sh 20 2>&1 | sed -n '/^| benchmark/,$p'
+  echo
+  echo "## Detached container monitor memory (benches/monitor.sh)"
+  benches/monitor.sh 10 2>&1 | sed -n '/^| monitor/,$p'
   echo
   echo "## Layer commit and apply (benches/layer.sh)"
   benches/layer.sh 2>&1 | tail -8

@@ -43,7 +43,9 @@ impl Env {
         for e in fs::read_dir("/proc").unwrap().flatten() {
             let environ = fs::read(e.path().join("environ")).unwrap_or_default();
             let cmdline = fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
-            if cmdline.contains("__monitor") && String::from_utf8_lossy(&environ).contains(&store) {
+            if cmdline.contains("boxr-monitor")
+                && String::from_utf8_lossy(&environ).contains(&store)
+            {
                 panic!("a monitor is left: {:?}", e.path());
             }
         }
@@ -617,5 +619,257 @@ fn events_record_what_happened_and_follow() {
         seen.contains("\"exitCode\":137") && seen.contains("\"exitCode\":4"),
         "{seen}"
     );
+    env.assert_clean();
+}
+
+/// The cgroup directories of container `id` that exist, in every hierarchy.
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("boxr").join(id))
+                .chain([PathBuf::from("/sys/fs/cgroup/boxr").join(id)])
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn attach_relays_input_output_and_the_exit_code() {
+    let Some(env) = Env::new("attach_relays_input_output_and_the_exit_code") else {
+        return;
+    };
+    // A start that fails is reported by `run -d` itself, with Docker's exit codes.
+    let (code, _, err) = boxr(&env.store, &["run", "-d", "bb:1", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("no-such-command"), "{err}");
+    let (code, _, err) = boxr(&env.store, &["run", "-d", "bb:1", "/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "-i",
+            "bb:1",
+            "sh",
+            "-c",
+            "while read l; do echo got:$l; echo err:$l >&2; done; echo bye; exit 5",
+        ])
+        .trim()
+        .to_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["attach", &id])
+        .env("BOXR_ROOT", &env.store)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\n").unwrap();
+        // Dropped: the container's stdin ends, and so does its loop.
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(5), "{stdout}{stderr}");
+    assert_eq!(stdout, "got:one\ngot:two\nbye\n");
+    assert_eq!(stderr, "err:one\nerr:two\n");
+    // The log has it all too, and the state agrees.
+    assert_eq!(env.ok(&["logs", &id]), "got:one\ngot:two\nbye\n");
+    assert_eq!(env.ok(&["wait", &id]), "5\n");
+    let (code, _, err) = boxr(&env.store, &["attach", &id]);
+    assert_eq!(code, 125, "a stopped container cannot be attached: {err}");
+    // As Docker's, the containers that failed to start stay, until removed.
+    let all = env.ok(&["ps", "-a", "-q"]);
+    assert_eq!(all.lines().count(), 3, "{all}");
+    let mut args = vec!["rm"];
+    args.extend(all.lines());
+    env.ok(&args);
+    env.assert_clean();
+}
+
+#[test]
+fn attach_to_a_tty_passes_the_window_size_and_detaches_on_ctrl_p_ctrl_q() {
+    let Some(env) =
+        Env::new("attach_to_a_tty_passes_the_window_size_and_detaches_on_ctrl_p_ctrl_q")
+    else {
+        return;
+    };
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "-i",
+            "-t",
+            "bb:1",
+            "sh",
+            "-c",
+            "while read l; do echo got:$l; tty; stty size; [ $l = bye ] && exit 3; done",
+        ])
+        .trim()
+        .to_owned();
+    // Ctrl-P Ctrl-Q leaves the container running.
+    let (code, _) = support::on_pty(&env.store, &["attach", &id], "", b"\x10\x11");
+    assert_eq!(code, Some(0));
+    assert!(env.ok(&["ps", "-q"]).contains(&id[..12]));
+    let (code, out) = support::on_pty(&env.store, &["attach", &id], "", b"bye\n");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("got:bye\n"), "{out}");
+    assert!(
+        out.contains("/dev/pts/0\n"),
+        "the container's own pty: {out}"
+    );
+    assert!(
+        out.contains("33 91\n"),
+        "the attached terminal's size: {out}"
+    );
+    env.ok(&["rm", &id]);
+    env.assert_clean();
+}
+
+#[test]
+fn start_and_restart_keep_the_container_s_files() {
+    let Some(env) = Env::new("start_and_restart_keep_the_container_s_files") else {
+        return;
+    };
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo x >> /runs; wc -l < /runs; exec sleep 1000",
+        ])
+        .trim()
+        .to_owned();
+    let pid = |env: &Env| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
+        v[0]["State"]["Pid"].as_i64().unwrap_or(0)
+    };
+    let first = pid(&env);
+    assert!(first > 0);
+    env.ok(&["restart", "-t", "1", &id]);
+    let second = pid(&env);
+    assert!(
+        second > 0 && second != first,
+        "a new init: {first} {second}"
+    );
+    env.ok(&["stop", "-t", "1", &id]);
+    assert!(!env.ok(&["ps"]).contains(&id[..12]));
+    env.ok(&["start", &id]);
+    assert!(env.ok(&["ps"]).contains(&id[..12]));
+    // Three runs over the same upper dir.
+    until("the third run's output", || {
+        env.ok(&["logs", &id]) == "1\n2\n3\n"
+    });
+    // A container first run in the foreground can be started again, detached.
+    let (code, _, err) = boxr(
+        &env.store,
+        &[
+            "run",
+            "--name",
+            "fg",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo x >> /f; wc -l < /f",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    env.ok(&["start", "fg"]);
+    assert_eq!(env.ok(&["wait", "fg"]), "0\n");
+    assert_eq!(env.ok(&["logs", "fg"]), "2\n");
+    env.ok(&["rm", "-f", &id, "fg"]);
+    assert!(cgroup_dirs(&id).is_empty());
+    env.assert_clean();
+}
+
+#[test]
+fn a_container_whose_processes_all_vanished_is_recovered() {
+    let Some(env) = Env::new("a_container_whose_processes_all_vanished_is_recovered") else {
+        return;
+    };
+    let id = env
+        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
+    let (monitor, init) = (
+        v[0]["State"]["MonitorPid"].as_i64().unwrap() as i32,
+        v[0]["State"]["Pid"].as_i64().unwrap() as i32,
+    );
+    // As after a crash or a reboot: the monitor and the container die with no word.
+    for pid in [monitor, init] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    until("the processes to go", || {
+        !PathBuf::from(format!("/proc/{init}")).exists()
+            && !PathBuf::from(format!("/proc/{monitor}")).exists()
+    });
+    // The next command tells the truth, and records it.
+    let ps = env.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (255)"), "{ps}");
+    let state: serde_json::Value = serde_json::from_slice(
+        &fs::read(env.store.join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["Status"], "exited");
+    assert!(
+        !cgroup_dirs(&id).is_empty(),
+        "the cgroup outlived its processes"
+    );
+    // It can be started again, and removing it removes its cgroup.
+    env.ok(&["start", &id]);
+    assert!(env.ok(&["ps"]).contains(&id[..12]));
+    env.ok(&["rm", "-f", &id]);
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+    env.assert_clean();
+}
+
+#[test]
+fn exec_t_gives_the_command_a_terminal_of_the_container() {
+    let Some(env) = Env::new("exec_t_gives_the_command_a_terminal_of_the_container") else {
+        return;
+    };
+    let id = env
+        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    let (code, out) = support::on_pty(
+        &env.store,
+        &[
+            "exec",
+            "-it",
+            &id,
+            "sh",
+            "-c",
+            "tty; stty size; echo ready; read l; echo got:$l; exit 4",
+        ],
+        "ready",
+        b"hi\n",
+    );
+    assert_eq!(code, Some(4), "{out}");
+    // The container's own devpts (its init has no terminal: this is the first pty there).
+    assert!(out.contains("/dev/pts/0\n"), "{out}");
+    assert!(
+        out.contains("33 91\n"),
+        "the window size is passed on: {out}"
+    );
+    assert!(out.contains("got:hi\n"), "{out}");
+    // Without -t the command has no terminal.
+    let (code, out, _) = boxr(&env.store, &["exec", &id, "tty"]);
+    assert_eq!((code, out.as_str()), (1, "not a tty\n"));
+    env.ok(&["rm", "-f", &id]);
     env.assert_clean();
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{boxr, busybox_rootfs, privileged};
+use support::{boxr, busybox_rootfs, on_pty, privileged};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -428,58 +428,6 @@ fn a_symlink_in_the_image_cannot_redirect_a_mount_to_the_host() {
         !Path::new("/etc").join(&name).exists(),
         "nothing appeared in the host's /etc"
     );
-}
-
-/// Runs boxr on a fresh pty (33 rows, 91 columns); once its output contains `ready_marker`
-/// (so the container is up and the terminal is in raw mode), writes `input`. Returns (exit
-/// code, everything it printed).
-fn on_pty(store: &Path, args: &[&str], ready_marker: &str, input: &[u8]) -> (Option<i32>, String) {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-    let ws = nix::pty::Winsize {
-        ws_row: 33,
-        ws_col: 91,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-    let slave = fs::File::from(pty.slave);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
-        .args(args)
-        .env("BOXR_ROOT", store)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .unwrap();
-    let mut master = fs::File::from(pty.master);
-    let mut reader = master.try_clone().unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = out.clone();
-    let collector = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // EIO once every slave descriptor is closed, i.e. boxr has exited.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !String::from_utf8_lossy(&out.lock().unwrap()).contains(ready_marker) {
-        assert!(
-            Instant::now() < deadline,
-            "the container never printed {ready_marker:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    master.write_all(input).unwrap();
-    let status = child.wait().unwrap();
-    drop(master);
-    collector.join().unwrap();
-    let text = String::from_utf8_lossy(&out.lock().unwrap()).replace('\r', "");
-    (status.code(), text)
 }
 
 #[test]

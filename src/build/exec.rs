@@ -592,6 +592,8 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         }),
         state_file: None,
         cgroup_sync_fd: None,
+        detach: false,
+        report_fd: None,
         pid_file: None,
         events_file: None,
     };

@@ -4,6 +4,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use super::{Settings, exit, fail, fail_with};
+use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
 use crate::store::{Access, Store};
 
@@ -115,24 +116,52 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         }
         return exit::OK;
     }
-    let mut out = format!(
-        "{:<14}{:<20}{:<24}{:<20}{:<38}{}\n",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"
-    );
+    let mut table = vec![
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ]
+        .map(String::from),
+    ];
     for (i, s) in &rows {
         let mut cmd = format!("\"{}\"", i.args.join(" "));
         if cmd.chars().count() > 22 {
             cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
         }
-        out.push_str(&format!(
-            "{:<14}{:<20}{:<24}{:<20}{:<38}{}\n",
-            &i.id[..12],
-            i.image,
+        table.push([
+            i.id[..12].to_owned(),
+            i.image.clone(),
             cmd,
             format!("{} ago", ago(&i.created)),
             status_text(i, s),
-            i.name.as_deref().unwrap_or("")
-        ));
+            i.name.clone().unwrap_or_default(),
+        ]);
+    }
+    // Columns as wide as their widest cell, three spaces apart (as Docker's tabwriter).
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+                + 3
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        for (c, cell) in row.iter().enumerate() {
+            if c == 5 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[c]));
+            }
+        }
+        out.push('\n');
     }
     settings.printer.data(out);
     exit::OK
@@ -241,51 +270,8 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
     }
 }
 
-/// Waits until the container is no longer running; `false` on timeout.
-fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        if !matches!(
-            state::status(info),
-            Status::Running { .. } | Status::Restarting { .. }
-        ) {
-            // A detached container's monitor records the end a moment after the init is gone.
-            let settle = Instant::now() + Duration::from_secs(2);
-            while info.dir.join("pid").exists()
-                && !info.dir.join("state.json").exists()
-                && Instant::now() < settle
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while state::read_state(info)
-                .is_some_and(|s| s["Status"] != "exited" && state::monitor_alive(&s))
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            return true;
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn signal(info: &Info, sig: nix::sys::signal::Signal) -> Result<bool, String> {
-    let Some(pid) = state::live_pid(&info.dir) else {
-        return Ok(false);
-    };
-    // A frozen process handles no signal: thaw it first (as Docker does for stop and kill).
-    if state::paused(info) {
-        state::set_paused(info, false).map_err(|e| e.to_string())?;
-    }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::ESRCH) => Ok(false),
-        Err(e) => Err(format!("cannot signal {}: {}", &info.id[..12], e.desc())),
-    }
+    lifecycle::signal(info, sig).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,20 +298,114 @@ pub fn stop(args: &StopArgs, settings: &Settings) -> i32 {
                 continue;
             }
         };
-        state::mark_stopped(&info);
-        let result = signal(&info, nix::sys::signal::Signal::SIGTERM).and_then(|sent| {
-            if sent && !wait_exit(&info, Some(Duration::from_secs(args.time))) {
-                signal(&info, nix::sys::signal::Signal::SIGKILL)?;
-                wait_exit(&info, None);
-            }
-            Ok(())
-        });
+        let result =
+            lifecycle::stop(&info, Duration::from_secs(args.time)).map_err(|e| e.to_string());
         match result {
             Ok(()) => settings.printer.out(c),
             Err(m) => code = fail(&settings.printer, &m),
         }
     }
     code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (and input, with -i) once it runs
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach the terminal's input too (with -a)
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    if args.attach && args.containers.len() > 1 {
+        return fail(&settings.printer, "start -a attaches to one container");
+    }
+    let mut code = exit::OK;
+    for c in &args.containers {
+        let r = state::find(&store, c).and_then(|i| lifecycle::start(&i).map(|()| i));
+        match r {
+            Ok(info) if args.attach => {
+                let opts = lifecycle::AttachOptions {
+                    no_stdin: !args.interactive,
+                    sig_proxy: true,
+                };
+                return match lifecycle::attach(&info, &opts) {
+                    Ok(code) => code,
+                    Err(e) => fail_with(&settings.printer, &e),
+                };
+            }
+            Ok(_) => settings.printer.out(c),
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = e.exit_code();
+            }
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait after the stop signal before SIGKILL
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn restart(args: &RestartArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in &args.containers {
+        let r = state::find(&store, c)
+            .and_then(|i| lifecycle::restart(&i, Duration::from_secs(args.time)));
+        match r {
+            Ok(()) => settings.printer.out(c),
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = e.exit_code();
+            }
+        }
+    }
+    code
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach the terminal's input
+    #[arg(long)]
+    no_stdin: bool,
+    /// Forward SIGINT and SIGTERM to the container
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
+    container: String,
+}
+
+/// Exits with the container's exit code when it ends while attached.
+pub fn attach(args: &AttachArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let opts = lifecycle::AttachOptions {
+        no_stdin: args.no_stdin,
+        sig_proxy: args.sig_proxy,
+    };
+    match state::find(&store, &args.container).and_then(|i| lifecycle::attach(&i, &opts)) {
+        Ok(code) => code,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,34 +477,8 @@ pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
                 continue;
             }
         };
-        if matches!(
-            state::status(&info),
-            Status::Running { .. } | Status::Restarting { .. }
-        ) {
-            if !args.force {
-                code = fail(
-                    &settings.printer,
-                    &format!("container {c} is running: stop it first, or use rm -f"),
-                );
-                continue;
-            }
-            state::mark_stopped(&info);
-            let _ = signal(&info, nix::sys::signal::Signal::SIGKILL);
-            wait_exit(&info, Some(Duration::from_secs(10)));
-        } else {
-            wait_exit(&info, Some(Duration::from_secs(2)));
-        }
-        state::release_name(&store, &info);
-        match crate::store::remove_dir_tree(&info.dir) {
-            Ok(()) => {
-                crate::container::events::record(
-                    store.root(),
-                    "destroy",
-                    &info.id,
-                    serde_json::json!({"name": info.name}),
-                );
-                settings.printer.out(c)
-            }
+        match lifecycle::remove(&store, &info, args.force) {
+            Ok(()) => settings.printer.out(c),
             Err(e) => code = fail_with(&settings.printer, &e),
         }
     }
@@ -446,7 +500,7 @@ pub fn wait(args: &WaitArgs, settings: &Settings) -> i32 {
     for c in &args.containers {
         match state::find(&store, c) {
             Ok(info) => {
-                wait_exit(&info, None);
+                lifecycle::wait_exit(&info, None);
                 let exit_code = match state::status(&info) {
                     Status::Exited { code: Some(c), .. } => c.to_string(),
                     _ => "-1".into(),

@@ -88,6 +88,12 @@ enum Commands {
     Logs(containers::LogsArgs),
     /// Stop containers: the stop signal, then SIGKILL after a grace period
     Stop(containers::StopArgs),
+    /// Start stopped containers again (detached)
+    Start(containers::StartArgs),
+    /// Stop and start containers
+    Restart(containers::RestartArgs),
+    /// Attach the terminal to a running container's output (and input, with -i); Ctrl-P Ctrl-Q detaches
+    Attach(containers::AttachArgs),
     /// Show what happened to containers (follows new events unless --until)
     Events(containers::EventsArgs),
     /// Show the processes of a container
@@ -138,9 +144,9 @@ enum Commands {
     /// (internal) the helper of `boxr exec`
     #[command(name = "__exec", hide = true)]
     ExecHelper(run::InternalArgs),
-    /// (internal) a detached container's monitor
-    #[command(name = "__monitor", hide = true)]
-    Monitor(run::InternalArgs),
+    /// (internal) the end of a detached container, run by its monitor
+    #[command(name = "__finish", hide = true)]
+    Finish(run::FinishArgs),
     /// (internal) a filesystem build step
     #[command(name = "__fsop", hide = true)]
     FsOp(run::InternalArgs),
@@ -272,12 +278,15 @@ pub fn main() -> i32 {
         Commands::SandboxHelper(args) => run::helper(args),
         Commands::Init(args) => run::init(args),
         Commands::FsOp(args) => run::fsop(args),
-        Commands::Monitor(args) => run::monitor(args),
+        Commands::Finish(args) => run::finish(args),
         Commands::ExecHelper(args) => run::exec_helper(args),
         Commands::Exec(args) => run::exec(args, &settings),
         Commands::Ps(args) => containers::ps(args, &settings),
         Commands::Logs(args) => containers::logs(args, &settings),
         Commands::Stop(args) => containers::stop(args, &settings),
+        Commands::Start(args) => containers::start(args, &settings),
+        Commands::Restart(args) => containers::restart(args, &settings),
+        Commands::Attach(args) => containers::attach(args, &settings),
         Commands::Kill(args) => containers::kill(args, &settings),
         Commands::Pause(args) => containers::pause(args, &settings, true),
         Commands::Top(args) => containers::top(args, &settings),

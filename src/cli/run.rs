@@ -185,18 +185,15 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         );
     }
     if args.detach {
-        if args.tty || args.interactive {
-            return super::fail(
-                &settings.printer,
-                "-d with -i or -t needs `boxr attach`, which is not there yet",
-            );
-        }
         return match container::run_detached(&store, &opts) {
             Ok(id) => {
                 settings.printer.data(format!("{id}\n"));
                 super::exit::OK
             }
-            Err(e) => fail_with(&settings.printer, &e),
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                e.exit_code()
+            }
         };
     }
     // On success this process becomes the container's helper and never returns here.
@@ -222,8 +219,17 @@ pub fn fsop(args: &InternalArgs) -> i32 {
     crate::sandbox::fsop_main(args.spec_fd)
 }
 
-pub fn monitor(args: &InternalArgs) -> i32 {
-    crate::container::monitor::main(args.spec_fd)
+#[derive(Debug, clap::Args)]
+pub struct FinishArgs {
+    #[arg(long)]
+    spec_fd: i32,
+    /// The exit code of the container's init
+    #[arg(long, allow_hyphen_values = true)]
+    code: i32,
+}
+
+pub fn finish(args: &FinishArgs) -> i32 {
+    crate::sandbox::finish_main(args.spec_fd, args.code)
 }
 
 pub fn exec_helper(args: &InternalArgs) -> i32 {
@@ -235,6 +241,9 @@ pub struct ExecArgs {
     /// Keep stdin attached
     #[arg(short, long)]
     interactive: bool,
+    /// Allocate a terminal (a pty of the container's own)
+    #[arg(short, long)]
+    tty: bool,
     /// Set environment variables (KEY=VALUE, or KEY to pass boxr's own)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -264,6 +273,7 @@ pub fn exec(args: &ExecArgs, settings: &Settings) -> i32 {
         user: args.user.clone(),
         workdir: args.workdir.clone(),
         interactive: args.interactive,
+        tty: args.tty,
     };
     let e = container::exec(&store, &opts);
     fail_with(&settings.printer, &e)

@@ -3,6 +3,7 @@
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
 pub mod events;
+pub mod lifecycle;
 pub mod monitor;
 pub mod state;
 
@@ -304,6 +305,20 @@ pub enum ContainerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    /// A detached container could not start: 125 (boxr), 126 (cannot execute), 127 (not found).
+    #[error("{message}")]
+    #[diagnostic(code(boxr::container::start))]
+    Start { code: i32, message: String },
+}
+
+impl ContainerError {
+    /// The exit code of `boxr` for this error (Docker's: 125, or the command's 126 and 127).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Start { code, .. } => *code,
+            _ => 125,
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>, help: Option<&str>) -> ContainerError {
@@ -712,6 +727,8 @@ fn create(
             (!opts.remove).then(|| dir.join("state.json"))
         },
         cgroup_sync_fd: None,
+        detach: false,
+        report_fd: None,
         pid_file: Some(dir.join("pid")),
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),
@@ -753,6 +770,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub interactive: bool,
+    /// `-t`: a pty of the container's own for the command.
+    pub tty: bool,
 }
 
 /// `boxr exec`: becomes a process in the running container. Returns only on failure.
@@ -832,7 +851,7 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
                 .unwrap_or_else(|| spec.process.cwd.clone()),
             user: opts.user.clone().or(spec.process.user.clone()),
             stdin: opts.interactive,
-            tty: false,
+            tty: opts.tty,
             rlimits: spec.process.rlimits.clone(),
         },
         security: spec.security.clone(),
@@ -877,48 +896,45 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
             _ => return Err(bad("unknown option".into())),
         }
     }
-    let mut spec = prepare(store, opts)?;
-    spec.die_with_parent = false;
+    let spec = prepare(store, opts)?;
     let dir = spec
         .pid_file
         .as_ref()
         .and_then(|p| p.parent())
         .expect("a container has a directory")
         .to_owned();
+    let spec = lifecycle::detached(spec, &dir);
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let boxr = std::env::current_exe()
+        .map_err(|e| invalid(format!("cannot find the boxr binary: {e}"), None))?;
     let ms = monitor::MonitorSpec {
         dir: dir.clone(),
-        sandbox: spec,
-        stage: 1,
+        boxr,
+        tty: spec.process.tty,
+        stdin: spec.process.stdin,
+        sandbox: serde_json::to_value(&spec).expect("serializes"),
         name_file: opts
             .name
             .as_ref()
             .map(|n| store.root().join("names").join(n)),
-        restart: opts.restart.clone(),
+        restart: match &opts.restart {
+            Some(r) => crate::manifest::values::parse_restart(r)
+                .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?,
+            None => Default::default(),
+        },
         log_max_size,
         log_max_files,
     };
-    if let Err(m) = monitor::start(&ms) {
-        let _ = crate::store::remove_dir_tree(&dir);
-        return Err(invalid(m, None));
-    }
-    // Started means the helper recorded the init's pid (or the container already ended).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if dir.join("pid").exists() || dir.join("state.json").exists() || !dir.exists() {
-            return Ok(id);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(invalid(
-                format!("container {id} did not start within 30 s"),
-                Some("see `boxr logs` for what it printed"),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    start_monitor(&ms)?;
+    Ok(id)
+}
+
+/// Starts a detached container's monitor; returns once the command runs (or failed to start).
+fn start_monitor(ms: &monitor::MonitorSpec) -> Result<i32, ContainerError> {
+    monitor::start(ms).map_err(|(code, message)| ContainerError::Start { code, message })
 }
 
 #[cfg(test)]

@@ -1,41 +1,61 @@
-//! The per-container monitor of a detached container (`boxr __monitor`), the only long-lived
-//! piece of boxr (ARCHITECTURE decision 13), kept small and event-driven.
+//! The per-container monitor of a detached container: its own small binary, `boxr-monitor`,
+//! the only long-lived piece of boxr (ARCHITECTURE decision 13), single-threaded and
+//! event-driven (one `poll` over a signalfd, the container's output, and a control socket).
 //!
-//! `boxr run -d` starts it and returns. Stage 1 leaves boxr's session (`setsid`) and starts
-//! stage 2, then exits: stage 2 is nobody's child in the user's session, and is reparented to
-//! init (or the nearest subreaper). Stage 2 starts the sandbox helper with its stdout and stderr
-//! on pipes, writes every line to `container.log` as JSON (`{"time", "stream", "log"}`),
-//! records `state.json` when the container starts and when it ends (exit code, OOM, times),
-//! and exits when the container is gone.
+//! `boxr run -d` (and `start`, `restart`) starts it and waits only for its one-line start
+//! report. The monitor leaves boxr's session, becomes a child subreaper, and starts the sandbox
+//! helper (`boxr __sandbox`) in detached mode: the helper sets the container up and exits once
+//! the command runs, so the container's init is reparented to the monitor, which reaps it. The
+//! monitor holds the container's stdio (pipes, or the pty master with `-t`), writes every line
+//! to `container.log` as JSON (`{"time", "stream", "log"}`, rotated by size), records
+//! `state.json` atomically when the container starts and ends, runs `boxr __finish` when it ends
+//! (OOM check, cgroup removal, exit status), applies the restart policy with Docker's backoff,
+//! and exits when the container is gone for good.
+//!
+//! Its control socket, `monitor.sock` in the container's directory, takes one request line:
+//! `status` (a JSON line back), `stop SECONDS` (stop signal, SIGKILL after the timeout, then the
+//! exit code back once the end is recorded), `attach` or `attach stdin` (then [frames](Frame)
+//! both ways: output out; input, stdin's end and window sizes in; the exit code last).
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::state::write_atomic;
 use crate::manifest::values::RestartPolicy;
-use crate::sandbox::{self, SandboxSpec};
+use crate::sandbox::{self, term};
 
 /// What the monitor runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorSpec {
     /// The container's directory.
     pub dir: PathBuf,
-    pub sandbox: SandboxSpec,
-    /// 1: leave the session and start stage 2; 2: start the monitor (stage 3) and exit.
-    pub stage: u8,
+    /// The boxr binary: the monitor runs its helper (`__sandbox`) and `__finish`.
+    pub boxr: PathBuf,
+    /// The container's `SandboxSpec` (with `detach`), passed through as it is.
+    pub sandbox: Value,
+    /// `-t`: the container's stdio is a pty, whose master the init sends the monitor.
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the container's stdin stays open for `boxr attach`.
+    #[serde(default)]
+    pub stdin: bool,
     /// `names/<name>` of the container: freed when `--rm` removed the container.
     pub name_file: Option<PathBuf>,
     /// `--restart`: no, on-failure[:N], always, unless-stopped.
     #[serde(default)]
-    pub restart: Option<String>,
+    pub restart: RestartPolicy,
     /// `--log-opt max-size`: rotate `container.log` past this many bytes.
     #[serde(default)]
     pub log_max_size: Option<u64>,
@@ -48,8 +68,50 @@ fn one() -> u32 {
     1
 }
 
-/// The hidden subcommand.
-pub const MONITOR_ARG: &str = "__monitor";
+/// The monitor's file name, beside the boxr binary.
+pub const BINARY: &str = "boxr-monitor";
+/// The control socket, in the container's directory.
+pub const SOCKET: &str = "monitor.sock";
+
+/// Kinds of the frames on an attached control connection: a kind byte, a big-endian u32
+/// length, the payload.
+pub mod frame {
+    /// Monitor → client: output of the container (the pty's, with `-t`).
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    /// Monitor → client: the container ended; the payload is its exit code in decimal.
+    pub const EXIT: u8 = 3;
+    /// Client → monitor: bytes for the container's stdin.
+    pub const STDIN: u8 = 0;
+    /// Client → monitor: the client's stdin ended (the container's stdin is closed).
+    pub const STDIN_EOF: u8 = 4;
+    /// Client → monitor: the client's window size, "ROWS COLS".
+    pub const RESIZE: u8 = 5;
+
+    /// One frame, encoded.
+    pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(5 + payload.len());
+        v.push(kind);
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Takes the first whole frame off `buf`, if there is one.
+    pub fn decode(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+        if buf.len() < 5 {
+            return None;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if buf.len() < 5 + len {
+            return None;
+        }
+        let kind = buf[0];
+        let payload = buf[5..5 + len].to_vec();
+        buf.drain(..5 + len);
+        Some((kind, payload))
+    }
+}
 
 fn now() -> String {
     let d = std::time::SystemTime::now()
@@ -60,66 +122,89 @@ fn now() -> String {
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
 }
 
-/// Starts the monitor for `spec` (stage 1, which returns at once).
-pub fn start(spec: &MonitorSpec) -> Result<(), String> {
-    let fd = sandbox::json_memfd(spec).map_err(|e| e.0)?;
-    let status = std::process::Command::new("/proc/self/exe")
-        .args([MONITOR_ARG, "--spec-fd", "0"])
-        .stdin(Stdio::from(fd))
+/// Starts a monitor for `spec` and waits for its start report: the container's init pid once
+/// the command runs, or the exit code (125, 126, 127) and message of a failed start.
+pub fn start(spec: &MonitorSpec) -> Result<i32, (i32, String)> {
+    let err = |m: String| (125, m);
+    let exe = std::env::current_exe().map_err(|e| err(format!("where is boxr? {e}")))?;
+    let bin = exe.with_file_name(BINARY);
+    if !bin.exists() {
+        return Err(err(format!(
+            "{} is missing: it is installed beside boxr",
+            bin.display()
+        )));
+    }
+    fs::write(
+        spec.dir.join("monitor.json"),
+        serde_json::to_vec(spec).expect("serializes"),
+    )
+    .map_err(|e| err(format!("cannot write monitor.json: {e}")))?;
+    let (ready_r, ready_w) =
+        std::io::pipe().map_err(|e| err(format!("cannot make a pipe: {e}")))?;
+    let ready_w = OwnedFd::from(ready_w);
+    let fd = sandbox::json_memfd_inherited(spec).map_err(|e| err(e.0))?;
+    // `boxr run -d` starts no thread: nothing else can inherit these two.
+    term::inheritable(&ready_w).map_err(|e| err(format!("cannot pass a pipe on: {e}")))?;
+    let child = Command::new(&bin)
+        .args([
+            "--spec-fd",
+            &fd.as_raw_fd().to_string(),
+            "--ready-fd",
+            &ready_w.as_raw_fd().to_string(),
+        ])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot start the monitor: {e}"))?;
-    if !status.success() {
-        return Err("the monitor could not start".into());
+        .spawn()
+        .map_err(|e| err(format!("cannot start {}: {e}", bin.display())))?;
+    drop((fd, ready_w));
+    // Not waited for: it outlives boxr, reparented to init (or the nearest subreaper).
+    drop(child);
+    let mut text = String::new();
+    let _ = std::io::BufReader::new(ready_r).read_to_string(&mut text);
+    let (code, rest) = text
+        .split_once('\n')
+        .ok_or_else(|| err("the monitor exited before the container started".into()))?;
+    match code.parse::<i32>() {
+        Ok(0) => Ok(rest.trim().parse().unwrap_or(0)),
+        Ok(c) => Err((c, rest.trim().to_owned())),
+        Err(_) => Err(err(format!("the monitor said `{}`", text.trim()))),
     }
-    Ok(())
 }
 
-/// `boxr __monitor --spec-fd N`.
-pub fn main(spec_fd: i32) -> i32 {
-    let mut spec: MonitorSpec = match sandbox::read_json_fd(spec_fd) {
-        Ok(s) => s,
-        Err(_) => return 125,
+/// `boxr-monitor --spec-fd N --ready-fd M`.
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let fd_arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<i32>().ok())
     };
-    if spec.stage == 1 {
-        if nix::unistd::setsid().is_err() {
+    let (Some(spec_fd), Some(ready_fd)) = (fd_arg("--spec-fd"), fd_arg("--ready-fd")) else {
+        eprintln!("usage: {BINARY} --spec-fd N --ready-fd M (started by `boxr run -d`)");
+        return 2;
+    };
+    sandbox::close_inherited_fds(&[spec_fd, ready_fd]);
+    let ready = sandbox::own_inherited_fd(ready_fd).map(fs::File::from);
+    let spec: MonitorSpec = match sandbox::read_json_fd(spec_fd) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(mut r) = ready {
+                let _ = write!(r, "125\ncannot read the monitor's spec: {e}");
+            }
             return 125;
         }
-        spec.stage = 2;
-        return match start(&spec) {
-            // `start` waits for its child, which is stage 2 here: so stage 2 detaches itself.
-            Ok(()) => 0,
-            Err(_) => 125,
-        };
+    };
+    match Monitor::new(spec, ready) {
+        Ok(mut m) => m.run(),
+        Err((mut ready, message)) => {
+            if let Some(r) = ready.as_mut() {
+                let _ = write!(r, "125\n{message}");
+            }
+            125
+        }
     }
-    if spec.stage == 2 {
-        // Stage 2 forks the real monitor and returns, so stage 1 (and `boxr run -d`) return
-        // as soon as the monitor exists.
-        spec.stage = 3;
-        let fd = match sandbox::json_memfd(&spec) {
-            Ok(fd) => fd,
-            Err(_) => return 125,
-        };
-        return match std::process::Command::new("/proc/self/exe")
-            .args([MONITOR_ARG, "--spec-fd", "0"])
-            .stdin(Stdio::from(fd))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(_) => 0,
-            Err(_) => 125,
-        };
-    }
-    monitor(&spec)
-}
-
-/// One stream's pending partial line.
-struct Stream {
-    name: &'static str,
-    pipe: Option<std::io::PipeReader>,
-    partial: Vec<u8>,
 }
 
 /// `container.log`, rotated by size when `--log-opt max-size` says so: `container.log.1` is the
@@ -185,197 +270,751 @@ impl Log {
     }
 }
 
-fn monitor(spec: &MonitorSpec) -> i32 {
-    let dir = &spec.dir;
-    let mut log = match Log::open(dir, spec.log_max_size, spec.log_max_files) {
-        Ok(l) => l,
-        Err(_) => return 125,
-    };
-    let monitor_pid = std::process::id() as i32;
-    let mut base = json!({
-        "MonitorPid": monitor_pid,
-        "MonitorStart": sandbox::process_start_time(monitor_pid),
-        "RestartCount": 0,
-    });
-    let policy = spec
-        .restart
-        .as_deref()
-        .and_then(|r| crate::manifest::values::parse_restart(r).ok())
-        .unwrap_or(RestartPolicy::No);
-    // Docker's backoff: 100 ms, doubling to a minute; back to 100 ms after 10 s of running.
-    let mut delay = Duration::from_millis(100);
-    let mut restarts = 0u32;
-    loop {
-        let started = Instant::now();
-        let code = run_once(spec, &mut log, &base);
-        let exit = fs::read(dir.join("exit.json"))
+/// One output stream of the container: a pipe, or the pty master (as `stdout`).
+struct Output {
+    kind: u8,
+    name: &'static str,
+    file: fs::File,
+    partial: Vec<u8>,
+}
+
+/// A connection on the control socket.
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    /// Attached: gets the output as frames (and may send input).
+    attached: bool,
+    /// Waits for the end of a `stop`.
+    stopping: bool,
+}
+
+/// Where the container is.
+enum Phase {
+    /// The helper (this pid) is setting the container up.
+    Starting(Pid),
+    /// The container's init (this pid) runs.
+    Running(Pid),
+    /// The init exited with this code; the output is drained until `until`.
+    Draining { code: i32, until: Instant },
+    /// Ended; the restart policy starts it again at `until`.
+    Backoff { until: Instant },
+    /// Ended for good.
+    Done,
+}
+
+struct Monitor {
+    spec: MonitorSpec,
+    ready: Option<fs::File>,
+    log: Log,
+    sigfd: SignalFd,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    outputs: Vec<Output>,
+    /// The container's stdin (`-i`): a pipe, or the pty master.
+    stdin: Option<fs::File>,
+    /// The pty master, for window sizes.
+    master: Option<fs::File>,
+    /// Before the pty master arrives: the socket the init sends it over.
+    console: Option<OwnedFd>,
+    phase: Phase,
+    /// Children reaped before their pid was known (the init can end before its helper).
+    early: Vec<(Pid, i32)>,
+    policy: RestartPolicy,
+    base: Value,
+    restarts: u32,
+    delay: Duration,
+    started: Instant,
+    /// When a `stop` turns into SIGKILL.
+    kill_at: Option<Instant>,
+    /// The last line the failed helper printed.
+    last_err: String,
+    buf: Vec<u8>,
+}
+
+type NewError = (Option<fs::File>, String);
+
+impl Monitor {
+    fn new(spec: MonitorSpec, ready: Option<fs::File>) -> Result<Monitor, NewError> {
+        // Out of the user's session, and the parent of the container's init once its helper
+        // is gone.
+        let _ = nix::unistd::setsid();
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            return Err((ready, format!("cannot become a subreaper: {}", e.desc())));
+        }
+        // The socket's path is relative: a store's path can be longer than a socket address.
+        if let Err(e) = std::env::set_current_dir(&spec.dir) {
+            return Err((ready, format!("cannot enter {}: {e}", spec.dir.display())));
+        }
+        let mut signals = SigSet::empty();
+        for s in [Signal::SIGCHLD, Signal::SIGHUP] {
+            signals.add(s);
+        }
+        if let Err(e) = signals.thread_block() {
+            return Err((ready, format!("cannot block signals: {}", e.desc())));
+        }
+        let sigfd =
+            match SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+                Ok(s) => s,
+                Err(e) => return Err((ready, format!("signalfd: {}", e.desc()))),
+            };
+        let _ = fs::remove_file(SOCKET);
+        let listener = match UnixListener::bind(SOCKET).and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(l)
+        }) {
+            Ok(l) => l,
+            Err(e) => return Err((ready, format!("cannot listen on {SOCKET}: {e}"))),
+        };
+        let log = match Log::open(&spec.dir, spec.log_max_size, spec.log_max_files) {
+            Ok(l) => l,
+            Err(e) => return Err((ready, format!("cannot open the log: {e}"))),
+        };
+        let policy = spec.restart;
+        let pid = std::process::id() as i32;
+        Ok(Monitor {
+            base: json!({
+                "MonitorPid": pid,
+                "MonitorStart": sandbox::process_start_time(pid),
+                "RestartCount": 0,
+            }),
+            spec,
+            ready,
+            log,
+            sigfd,
+            listener,
+            clients: Vec::new(),
+            outputs: Vec::new(),
+            stdin: None,
+            master: None,
+            console: None,
+            phase: Phase::Done,
+            early: Vec::new(),
+            policy,
+            restarts: 0,
+            // Docker's backoff: 100 ms, doubling to a minute; back to 100 ms after 10 s up.
+            delay: Duration::from_millis(100),
+            started: Instant::now(),
+            kill_at: None,
+            last_err: String::new(),
+            buf: vec![0u8; 32 * 1024],
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        &self.spec.dir
+    }
+
+    fn stopped(&self) -> bool {
+        Path::new("stopped").exists()
+    }
+
+    fn write_state(&self, status: &str, extra: Value) {
+        let mut state = self.base.clone();
+        state["Status"] = json!(status);
+        if let (Some(s), Some(e)) = (state.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        if self.dir().exists() {
+            let _ = write_state_file(&state);
+        }
+    }
+
+    fn report(&mut self, text: String) {
+        if let Some(mut r) = self.ready.take() {
+            let _ = r.write_all(text.as_bytes());
+        }
+    }
+
+    /// The main loop; returns the monitor's exit code.
+    fn run(&mut self) -> i32 {
+        self.launch();
+        loop {
+            if matches!(self.phase, Phase::Done) {
+                break;
+            }
+            let deadline = match &self.phase {
+                Phase::Draining { until, .. } | Phase::Backoff { until } => Some(*until),
+                _ => None,
+            };
+            let deadline = match (deadline, self.kill_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.wait(deadline);
+            self.tick();
+        }
+        for c in &mut self.clients {
+            if c.attached || c.stopping {
+                let _ = c.stream.set_nonblocking(false);
+            }
+        }
+        let code = last_exit_code();
+        for c in &mut self.clients {
+            if c.attached {
+                let _ = c
+                    .stream
+                    .write_all(&frame::encode(frame::EXIT, code.to_string().as_bytes()));
+            } else if c.stopping {
+                let _ = c.stream.write_all(format!("{code}\n").as_bytes());
+            }
+        }
+        let _ = fs::remove_file(SOCKET);
+        if !self.dir().exists()
+            && let Some(n) = &self.spec.name_file
+        {
+            let _ = fs::remove_file(n);
+        }
+        0
+    }
+
+    /// Starts the container once: the helper, with the container's stdio.
+    fn launch(&mut self) {
+        let _ = fs::remove_file("pid");
+        let _ = fs::remove_file("exit.json");
+        self.started = Instant::now();
+        self.outputs.clear();
+        self.stdin = None;
+        self.master = None;
+        self.console = None;
+        if let Err(message) = self.spawn_helper() {
+            self.log
+                .line("stderr", format!("boxr: {message}\n").as_bytes());
+            self.report(format!("125\n{message}"));
+            self.ended(125, false);
+        }
+    }
+
+    fn spawn_helper(&mut self) -> Result<(), String> {
+        let output = |kind, name, r: std::io::PipeReader| Output {
+            kind,
+            name,
+            file: fs::File::from(OwnedFd::from(r)),
+            partial: Vec::new(),
+        };
+        let mut sandbox = self.spec.sandbox.clone();
+        // The init's end of the console socket, held until the helper has inherited it.
+        let mut theirs = None;
+        let (stdout, stderr, stdin) = if self.spec.tty {
+            let (ours, t) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| format!("socketpair: {}", e.desc()))?;
+            term::inheritable(&t).map_err(|e| format!("cannot pass a socket on: {e}"))?;
+            sandbox["console_fd"] = json!(t.as_raw_fd());
+            theirs = Some(t);
+            self.console = Some(ours);
+            // The command's stdio is the pty; what the helper and init print before it runs
+            // (why a start failed) still reaches the log.
+            let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            self.outputs.push(output(frame::STDERR, "stderr", r));
+            let w2 = w.try_clone().map_err(|e| format!("dup: {e}"))?;
+            (Stdio::from(w2), Stdio::from(w), Stdio::null())
+        } else {
+            let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            self.outputs.push(output(frame::STDOUT, "stdout", out_r));
+            self.outputs.push(output(frame::STDERR, "stderr", err_r));
+            let stdin = if self.spec.stdin {
+                let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+                self.stdin = Some(fs::File::from(OwnedFd::from(w)));
+                Stdio::from(r)
+            } else {
+                Stdio::null()
+            };
+            (Stdio::from(out_w), Stdio::from(err_w), stdin)
+        };
+        let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.0)?;
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(&self.spec.boxr)
+            .arg0("boxr")
+            .args([
+                sandbox::HELPER_ARG,
+                "--spec-fd",
+                &fd.as_raw_fd().to_string(),
+            ])
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start the helper: {e}"))?;
+        drop((fd, theirs));
+        // Reaped by the SIGCHLD handler, not through `child`.
+        self.phase = Phase::Starting(Pid::from_raw(child.id() as i32));
+        Ok(())
+    }
+
+    /// Waits for something to happen (or `deadline`), and handles it.
+    fn wait(&mut self, deadline: Option<Instant>) {
+        let timeout = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::ZERO)
+            }
+            None => PollTimeout::NONE,
+        };
+        // [signals, listener, console?, outputs..., clients...]
+        let (ready, n_out) = {
+            let mut fds = vec![
+                PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            ];
+            if let Some(c) = &self.console {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            }
+            let n_out = self.outputs.len();
+            for o in &self.outputs {
+                fds.push(PollFd::new(o.file.as_fd(), PollFlags::POLLIN));
+            }
+            for c in &self.clients {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            (ready, n_out)
+        };
+        let mut i = 2;
+        if self.console.is_some() {
+            if ready[i] {
+                self.take_console();
+            }
+            i += 1;
+        }
+        let out_ready: Vec<usize> = (0..n_out).filter(|k| ready[i + k]).collect();
+        i += n_out;
+        let client_ready: Vec<usize> = (0..self.clients.len()).filter(|k| ready[i + k]).collect();
+        for k in out_ready {
+            self.read_output(k);
+        }
+        for k in client_ready.into_iter().rev() {
+            self.read_client(k);
+        }
+        if ready[1] {
+            self.accept();
+        }
+        if ready[0] {
+            self.signals();
+        }
+        // Ended outputs were marked with no name.
+        self.outputs.retain(|o| !o.name.is_empty());
+    }
+
+    /// The init sent the pty master: it is the container's stdout and stdin now.
+    fn take_console(&mut self) {
+        let Some(console) = self.console.take() else {
+            return;
+        };
+        let Some(master) = term::receive_master(&console) else {
+            return;
+        };
+        let master = fs::File::from(master);
+        if let Ok(copy) = master.try_clone() {
+            self.outputs.push(Output {
+                kind: frame::STDOUT,
+                name: "stdout",
+                file: copy,
+                partial: Vec::new(),
+            });
+        }
+        if self.spec.stdin {
+            self.stdin = master.try_clone().ok();
+        }
+        self.master = Some(master);
+    }
+
+    fn read_output(&mut self, k: usize) {
+        let n = match self.outputs[k].file.read(&mut self.buf) {
+            Ok(n) => n,
+            // EIO: the pty's last slave closed.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
+            Err(_) => 0,
+        };
+        let o = &mut self.outputs[k];
+        if n == 0 {
+            if !o.partial.is_empty() {
+                let rest = std::mem::take(&mut o.partial);
+                self.log.line(o.name, &rest);
+            }
+            // Marked for removal (see the end of `wait`).
+            o.name = "";
+            return;
+        }
+        let chunk = &self.buf[..n];
+        o.partial.extend_from_slice(chunk);
+        while let Some(pos) = o.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = o.partial.drain(..=pos).collect();
+            if o.kind == frame::STDERR && matches!(self.phase, Phase::Starting(_)) {
+                self.last_err = String::from_utf8_lossy(&line)
+                    .trim()
+                    .trim_start_matches("boxr: ")
+                    .to_owned();
+            }
+            self.log.line(o.name, &line);
+        }
+        let f = frame::encode(o.kind, chunk);
+        // A client that cannot keep up is dropped; the log has everything.
+        self.clients.retain_mut(|c| {
+            !c.attached || {
+                match c.stream.write(&f) {
+                    Ok(w) if w == f.len() => true,
+                    Ok(w) => {
+                        let _ = c.stream.set_nonblocking(false);
+                        let ok = c.stream.write_all(&f[w..]).is_ok();
+                        let _ = c.stream.set_nonblocking(true);
+                        ok
+                    }
+                    Err(_) => false,
+                }
+            }
+        });
+    }
+
+    fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_ok() {
+                self.clients.push(Client {
+                    stream,
+                    input: Vec::new(),
+                    attached: false,
+                    stopping: false,
+                });
+            }
+        }
+    }
+
+    fn read_client(&mut self, k: usize) {
+        let n = match self.clients[k].stream.read(&mut self.buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            // A stop waits for its answer even if the client closed its side.
+            if !self.clients[k].stopping {
+                self.clients.remove(k);
+            }
+            return;
+        }
+        let data = self.buf[..n].to_vec();
+        self.clients[k].input.extend_from_slice(&data);
+        if !self.clients[k].attached && !self.clients[k].stopping {
+            let Some(pos) = self.clients[k].input.iter().position(|&b| b == b'\n') else {
+                if self.clients[k].input.len() > 4096 {
+                    self.clients.remove(k);
+                }
+                return;
+            };
+            let line: Vec<u8> = self.clients[k].input.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line).trim().to_owned();
+            if !self.request(k, &line) {
+                self.clients.remove(k);
+                return;
+            }
+        }
+        if self.clients[k].attached {
+            while let Some((kind, payload)) = frame::decode(&mut self.clients[k].input) {
+                self.input(kind, &payload);
+            }
+        }
+    }
+
+    /// A request line; false when the connection is done with.
+    fn request(&mut self, k: usize, line: &str) -> bool {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("status") => {
+                let (status, pid) = match &self.phase {
+                    Phase::Starting(_) => ("created", 0),
+                    Phase::Running(p) => ("running", p.as_raw()),
+                    Phase::Draining { .. } | Phase::Done => ("exited", 0),
+                    Phase::Backoff { .. } => ("restarting", 0),
+                };
+                let reply = json!({
+                    "Status": status, "Pid": pid, "RestartCount": self.restarts,
+                    "Tty": self.spec.tty, "OpenStdin": self.spec.stdin,
+                });
+                let s = &mut self.clients[k].stream;
+                let _ = s.set_nonblocking(false);
+                let _ = s.write_all(format!("{reply}\n").as_bytes());
+                false
+            }
+            Some("attach") => {
+                self.clients[k].attached = true;
+                true
+            }
+            Some("stop") => {
+                let secs: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(10);
+                let _ = fs::write("stopped", "");
+                self.clients[k].stopping = true;
+                match self.phase {
+                    Phase::Running(pid) => {
+                        let _ = kill(pid, Signal::SIGTERM);
+                        self.kill_at = Some(Instant::now() + Duration::from_secs(secs));
+                    }
+                    // The backoff is cut short: the container stays down.
+                    Phase::Backoff { .. } => self.done(last_exit_code(), None),
+                    _ => {}
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Input from an attached client.
+    fn input(&mut self, kind: u8, payload: &[u8]) {
+        match kind {
+            frame::STDIN => {
+                if let Some(s) = &mut self.stdin
+                    && s.write_all(payload).is_err()
+                {
+                    self.stdin = None;
+                }
+            }
+            frame::STDIN_EOF if self.master.is_none() => self.stdin = None,
+            frame::RESIZE => {
+                let text = String::from_utf8_lossy(payload);
+                let mut it = text.split_whitespace().map(|w| w.parse::<u16>().ok());
+                if let (Some(m), Some(Some(rows)), Some(Some(cols))) =
+                    (&self.master, it.next(), it.next())
+                {
+                    let _ = term::resize(m, rows, cols);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn signals(&mut self) {
+        while let Ok(Some(info)) = self.sigfd.read_signal() {
+            if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
+                continue;
+            }
+            loop {
+                let (pid, code) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                    Ok(WaitStatus::Signaled(pid, s, _)) => (pid, 128 + s as i32),
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                };
+                self.reaped(pid, code);
+            }
+        }
+    }
+
+    fn reaped(&mut self, pid: Pid, code: i32) {
+        match self.phase {
+            Phase::Starting(helper) if pid == helper => {
+                if code != 0 {
+                    // The helper has finished the failed start itself (cgroup, exit status).
+                    let message = std::mem::take(&mut self.last_err);
+                    self.report(format!("{code}\n{message}"));
+                    self.ended(code, false);
+                    return;
+                }
+                let Some(init) = super::state::live_pid(self.dir())
+                    .or_else(|| pid_file(self.dir()))
+                    .map(Pid::from_raw)
+                else {
+                    self.report("125\nthe container's helper recorded no pid".into());
+                    self.ended(125, true);
+                    return;
+                };
+                // Recorded before `run -d` returns, so the next command finds it running.
+                self.write_state("running", json!({"Pid": init.as_raw(), "StartedAt": now()}));
+                self.report(format!("0\n{init}"));
+                self.phase = Phase::Running(init);
+                // What the start needed is not kept resident for the container's lifetime.
+                sandbox::trim_heap();
+                sandbox::map_code_on_demand();
+                if self.clients.iter().any(|c| c.stopping) {
+                    // Stopped while it started.
+                    let _ = kill(init, Signal::SIGTERM);
+                    self.kill_at = Some(Instant::now() + Duration::from_secs(10));
+                }
+                if let Some(i) = self.early.iter().position(|(p, _)| *p == init) {
+                    let (_, code) = self.early.remove(i);
+                    self.reaped(init, code);
+                }
+            }
+            Phase::Running(init) if pid == init => {
+                // The container's processes are gone with their PID namespace: the output
+                // ends in a moment.
+                self.kill_at = None;
+                self.phase = Phase::Draining {
+                    code,
+                    until: Instant::now() + Duration::from_secs(2),
+                };
+            }
+            Phase::Starting(_) => self.early.push((pid, code)),
+            _ => {}
+        }
+    }
+
+    /// Timers and the end of draining.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if let (Some(at), Phase::Running(pid)) = (self.kill_at, &self.phase)
+            && now >= at
+        {
+            let _ = kill(*pid, Signal::SIGKILL);
+            self.kill_at = None;
+        }
+        match self.phase {
+            Phase::Draining { code, until } if self.outputs.is_empty() || now >= until => {
+                self.ended(code, true);
+            }
+            Phase::Backoff { until } if now >= until => {
+                if self.stopped() || !self.dir().exists() {
+                    let code = last_exit_code();
+                    self.done(code, None);
+                } else {
+                    self.delay = (self.delay * 2).min(Duration::from_secs(60));
+                    self.restarts += 1;
+                    self.base["RestartCount"] = json!(self.restarts);
+                    self.launch();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The container ended with `code`; `finish`: run `boxr __finish` (the helper has not).
+    fn ended(&mut self, code: i32, finish: bool) {
+        // What is left of the output (the pty's, the helper's last words).
+        for k in 0..self.outputs.len() {
+            let o = &mut self.outputs[k];
+            if !o.partial.is_empty() {
+                let rest = std::mem::take(&mut o.partial);
+                self.log.line(o.name, &rest);
+            }
+        }
+        self.outputs.clear();
+        self.stdin = None;
+        self.master = None;
+        self.console = None;
+        if finish {
+            self.finish(code);
+        }
+        self.report(format!("{code}\nthe container exited at once"));
+        let exit = fs::read("exit.json")
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         let code = exit
             .as_ref()
             .and_then(|e| e["ExitCode"].as_i64())
             .map_or(code, |c| c as i32);
-        // `boxr stop` and `rm -f` leave this behind: a stop by the user is not restarted.
-        let stopped = dir.join("stopped").exists();
-        let again = dir.exists()
-            && !stopped
-            && match policy {
+        let again = self.dir().exists()
+            && !self.stopped()
+            && match self.policy {
                 RestartPolicy::No => false,
                 RestartPolicy::OnFailure { max_retries } => {
-                    code != 0 && max_retries.is_none_or(|m| restarts < m)
+                    code != 0 && max_retries.is_none_or(|m| self.restarts < m)
                 }
                 RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
             };
         if !again {
-            finish(dir, &base, code, exit.as_ref());
-            break;
+            self.done(code, exit.as_ref());
+            return;
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            delay = Duration::from_millis(100);
+        if self.started.elapsed() > Duration::from_secs(10) {
+            self.delay = Duration::from_millis(100);
         }
-        let mut state = base.clone();
-        state["Status"] = json!("restarting");
-        state["ExitCode"] = json!(code);
-        let _ = write_atomic(dir, "state.json", &state);
-        let _ = fs::remove_file(dir.join("exit.json"));
-        // Waits out the backoff, unless the user stops it meanwhile.
-        let until = Instant::now() + delay;
-        while Instant::now() < until && !dir.join("stopped").exists() && dir.exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if dir.join("stopped").exists() || !dir.exists() {
-            finish(dir, &base, code, exit.as_ref());
-            break;
-        }
-        delay = (delay * 2).min(Duration::from_secs(60));
-        restarts += 1;
-        base["RestartCount"] = json!(restarts);
-    }
-    if !dir.exists()
-        && let Some(n) = &spec.name_file
-    {
-        let _ = fs::remove_file(n);
-    }
-    0
-}
-
-/// Runs the container once: starts the helper, writes its output to the log, records the
-/// start; returns the helper's exit code.
-fn run_once(spec: &MonitorSpec, log: &mut Log, base: &serde_json::Value) -> i32 {
-    let dir = &spec.dir;
-    let pipes =
-        std::io::pipe().and_then(|(r1, w1)| std::io::pipe().map(|(r2, w2)| (r1, w1, r2, w2)));
-    let (out_r, out_w, err_r, err_w) = match pipes {
-        Ok(p) => p,
-        Err(_) => return 125,
-    };
-    let _ = fs::remove_file(dir.join("pid"));
-    let mut child = match sandbox::spawn(&spec.sandbox, Stdio::from(out_w), Stdio::from(err_w)) {
-        Ok(c) => c,
-        Err(e) => {
-            log.line("stderr", format!("boxr: {}\n", e.0).as_bytes());
-            return 125;
-        }
-    };
-    let mut streams = [
-        Stream {
-            name: "stdout",
-            pipe: Some(out_r),
-            partial: Vec::new(),
-        },
-        Stream {
-            name: "stderr",
-            pipe: Some(err_r),
-            partial: Vec::new(),
-        },
-    ];
-    let mut started = false;
-    let mut buf = vec![0u8; 64 * 1024];
-    while streams.iter().any(|s| s.pipe.is_some()) {
-        if !started && let Some(pid) = super::state::live_pid(dir) {
-            let mut state = base.clone();
-            state["Status"] = json!("running");
-            state["Pid"] = json!(pid);
-            state["StartedAt"] = json!(now());
-            let _ = write_atomic(dir, "state.json", &state);
-            started = true;
-        }
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd> = streams
-                .iter()
-                .filter_map(|s| s.pipe.as_ref())
-                .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
-                .collect();
-            // Until the start is recorded, look at the pid file every 10 ms; then only wait.
-            let timeout = if started {
-                PollTimeout::NONE
-            } else {
-                PollTimeout::from(10u16)
-            };
-            match poll(&mut fds, timeout) {
-                Ok(_) => fds
-                    .iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                    .collect(),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            }
+        self.write_state("restarting", json!({"ExitCode": code}));
+        let _ = fs::remove_file("exit.json");
+        self.phase = Phase::Backoff {
+            until: Instant::now() + self.delay,
         };
-        let mut i = 0;
-        for s in streams.iter_mut() {
-            let Some(pipe) = s.pipe.as_mut() else {
-                continue;
-            };
-            let is_ready = ready[i];
-            i += 1;
-            if !is_ready {
-                continue;
-            }
-            match pipe.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    if !s.partial.is_empty() {
-                        let rest = std::mem::take(&mut s.partial);
-                        log.line(s.name, &rest);
-                    }
-                    s.pipe = None;
-                }
-                Ok(n) => {
-                    s.partial.extend_from_slice(&buf[..n]);
-                    while let Some(pos) = s.partial.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = s.partial.drain(..=pos).collect();
-                        log.line(s.name, &line);
-                    }
-                }
-            }
-        }
     }
-    match child.wait() {
-        Ok(st) => st
-            .code()
-            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s))
-            .unwrap_or(125),
-        Err(_) => 125,
+
+    /// Ended for good: the final state.
+    fn done(&mut self, code: i32, exit: Option<&Value>) {
+        let prev = fs::read("state.json")
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or(Value::Null);
+        let oom = exit.and_then(|e| e["OOMKilled"].as_bool()).unwrap_or(false);
+        self.write_state(
+            "exited",
+            json!({
+                "StartedAt": prev["StartedAt"], "Pid": prev["Pid"], "ExitCode": code,
+                "OOMKilled": oom, "FinishedAt": now(),
+            }),
+        );
+        self.phase = Phase::Done;
+    }
+
+    /// `boxr __finish`: the cgroup (and whatever is left in it), OOM, events, exit status, --rm.
+    fn finish(&mut self, code: i32) {
+        let run = sandbox::json_memfd_inherited(&self.spec.sandbox).and_then(|fd| {
+            use std::os::unix::process::CommandExt;
+            let r = Command::new(&self.spec.boxr)
+                .arg0("boxr")
+                .args([
+                    "__finish",
+                    "--spec-fd",
+                    &fd.as_raw_fd().to_string(),
+                    "--code",
+                    &code.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output();
+            r.map_err(|e| sandbox::SandboxError(e.to_string()))
+        });
+        match run {
+            Ok(out) => {
+                for line in String::from_utf8_lossy(&out.stderr).lines() {
+                    self.log.line("stderr", format!("{line}\n").as_bytes());
+                }
+            }
+            Err(e) => self.log.line(
+                "stderr",
+                format!("boxr: cannot finish: {}\n", e.0).as_bytes(),
+            ),
+        }
     }
 }
 
-/// Records the end (unless the container was removed with `--rm`).
-fn finish(dir: &Path, base: &serde_json::Value, code: i32, exit: Option<&serde_json::Value>) {
-    if !dir.exists() {
-        return;
-    }
-    let mut state = base.clone();
-    if let Ok(prev) = fs::read(dir.join("state.json"))
-        && let Ok(prev) = serde_json::from_slice::<serde_json::Value>(&prev)
-    {
-        state["StartedAt"] = prev["StartedAt"].clone();
-        state["Pid"] = prev["Pid"].clone();
-    }
-    state["Status"] = json!("exited");
-    state["ExitCode"] = json!(
-        exit.and_then(|e| e["ExitCode"].as_i64())
-            .unwrap_or(code as i64)
-    );
-    state["OOMKilled"] = json!(exit.and_then(|e| e["OOMKilled"].as_bool()).unwrap_or(false));
-    state["FinishedAt"] = json!(now());
-    let _ = write_atomic(dir, "state.json", &state);
+/// The pid the helper recorded, whether or not it still runs (it may have ended already).
+fn pid_file(dir: &Path) -> Option<i32> {
+    fs::read_to_string(dir.join("pid"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Writes `state.json` (in the current directory, the container's) atomically: a temporary
+/// file, synced, renamed over it, then the directory synced. The monitor is its only writer
+/// while it runs.
+fn write_state_file(state: &Value) -> std::io::Result<()> {
+    let tmp = ".state.json.monitor";
+    let mut f = fs::File::create(tmp)?;
+    f.write_all(state.to_string().as_bytes())?;
+    f.sync_all()?;
+    fs::rename(tmp, "state.json")?;
+    fs::File::open(".")?.sync_all()
+}
+
+/// The exit code `state.json` records (while restarting: the last run's).
+fn last_exit_code() -> i32 {
+    fs::read("state.json")
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|s| s["ExitCode"].as_i64())
+        .unwrap_or(-1) as i32
 }

@@ -148,15 +148,42 @@ pub fn status(info: &Info) -> Status {
         },
         // It was started, and its init is gone: whatever the files say, it has exited (the
         // monitor was killed, or the machine rebooted).
-        None if info.dir.join("pid").exists() => Status::Exited {
-            code: state
-                .as_ref()
-                .and_then(|s| s["ExitCode"].as_i64())
-                .map(|c| c as i32),
-            oom: false,
-            finished_at: None,
-        },
+        None if info.dir.join("pid").exists() => recover(info, state.as_ref()),
         None => Status::Created,
+    }
+}
+
+/// A container that was started and whose processes are all gone, monitor included (killed,
+/// or a reboot): its end is recorded for good, with the exit status its helper or monitor saw
+/// if any (else 255, as Docker's for an end nobody saw), so every later command agrees.
+fn recover(info: &Info, state: Option<&Value>) -> Status {
+    let exit = read_json(&info.dir.join("exit.json"));
+    let mut code = exit
+        .as_ref()
+        .and_then(|e| e["ExitCode"].as_i64())
+        .or_else(|| state.and_then(|s| s["ExitCode"].as_i64()))
+        .map(|c| c as i32);
+    let oom = exit
+        .as_ref()
+        .and_then(|e| e["OOMKilled"].as_bool())
+        .unwrap_or(false);
+    // Not while a monitor may still record the end itself.
+    if let Some(s) = state
+        && !monitor_alive(s)
+        && s["Status"] != "exited"
+    {
+        let c = *code.get_or_insert(255);
+        let mut s = s.clone();
+        s["Status"] = "exited".into();
+        s["ExitCode"] = c.into();
+        s["OOMKilled"] = oom.into();
+        let _ = write_atomic(&info.dir, "state.json", &s);
+        let _ = fs::remove_file(info.dir.join(super::monitor::SOCKET));
+    }
+    Status::Exited {
+        code,
+        oom,
+        finished_at: None,
     }
 }
 

@@ -418,11 +418,14 @@ pub fn parse_signal(text: &str) -> Result<Signal, Bad> {
 }
 
 /// A restart policy: `no`, `on-failure[:MAX]`, `always`, `unless-stopped`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "policy")]
 pub enum RestartPolicy {
+    #[default]
     No,
-    OnFailure { max_retries: Option<u32> },
+    OnFailure {
+        max_retries: Option<u32>,
+    },
     Always,
     UnlessStopped,
 }

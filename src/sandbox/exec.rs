@@ -115,6 +115,11 @@ pub fn main(spec_fd: i32) -> i32 {
         }
     }
     drop(fds);
+    // `-t`: a pty of the container's own devpts (our root is the container's now).
+    let pty = match spec.process.tty.then(super::tty::open_pair).transpose() {
+        Ok(p) => p,
+        Err(m) => return fail(125, &m),
+    };
     let relayed = helper::relayed();
     if let Err(e) = relayed.thread_block() {
         return fail(125, &format!("cannot block signals: {}", e.desc()));
@@ -125,6 +130,12 @@ pub fn main(spec_fd: i32) -> i32 {
             // our root and working directory.
             let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if let Some((master, slave)) = pty {
+                drop(master);
+                if let Err(m) = super::tty::become_controlled(&slave) {
+                    std::process::exit(fail(125, &m));
+                }
+            }
             let code = match process::resolve(&spec.process) {
                 Ok(p) => match process::confine(&p, &spec.security) {
                     Ok(()) => {
@@ -138,7 +149,13 @@ pub fn main(spec_fd: i32) -> i32 {
             };
             std::process::exit(code);
         }
-        Ok(ForkResult::Parent { child }) => helper::wait_relaying(child, &relayed),
+        Ok(ForkResult::Parent { child }) => match pty {
+            Some((master, slave)) => {
+                drop(slave);
+                super::tty::proxy(master, child, &relayed, spec.process.stdin)
+            }
+            None => helper::wait_relaying(child, &relayed),
+        },
         Err(e) => fail(125, &format!("fork: {}", e.desc())),
     }
 }

@@ -167,13 +167,48 @@ pub fn main(spec_fd: i32) -> i32 {
         let _ = sys::set_cloexec(fd);
     }
     cloexec_all_fds();
-    let code = run(&spec);
+    let code = match run(&spec) {
+        Outcome::Exited(code) => code,
+        // The monitor reaps the container and finishes it (`boxr __finish`).
+        Outcome::Detached => return 0,
+    };
+    remove_on_exit(&spec);
+    code
+}
+
+fn remove_on_exit(spec: &SandboxSpec) {
     if let Some(dir) = &spec.remove_on_exit
         && let Err(e) = crate::store::remove_dir_tree(dir)
     {
         eprintln!("boxr: cannot remove {}: {e}", dir.display());
     }
+}
+
+/// `boxr __finish --spec-fd N --code C`: what the helper of a foreground sandbox does when its
+/// init has exited, for a detached one, run by its monitor once it has reaped the init: the
+/// OOM check, the cgroup's removal (killing whatever is left in it first), the `oom` and `die`
+/// events, the exit status in `state_file`, and `--rm`. Returns the container's exit code.
+pub fn finish_main(spec_fd: i32, code: i32) -> i32 {
+    let spec: SandboxSpec = match read_spec_fd(spec_fd) {
+        Ok(s) => s,
+        Err(e) => return fail(125, &e),
+    };
+    let cgroup = spec.cgroup.as_ref().and_then(|c| {
+        Layout::detect()
+            .ok()
+            .map(|layout| Cgroup::existing(&layout, &c.path))
+    });
+    let code = finish(&spec, cgroup.as_ref(), code);
+    remove_on_exit(&spec);
     code
+}
+
+/// How the helper's sandbox ended.
+enum Outcome {
+    /// Its init exited with this code (or it could not start: 125, 126, 127).
+    Exited(i32),
+    /// It runs, detached: the monitor has it now.
+    Detached,
 }
 
 /// Appends an event for this container to `spec.events_file` (the store's log), if any.
@@ -294,16 +329,20 @@ fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
     }
 }
 
-fn run(spec: &SandboxSpec) -> i32 {
+fn run(spec: &SandboxSpec) -> Outcome {
     let cgroup = match create_cgroup(spec) {
         Ok(c) => c,
-        Err(e) => return fail(125, &format!("cgroup: {e}")),
+        Err(e) => return Outcome::Exited(fail(125, &format!("cgroup: {e}"))),
     };
-    let code = run_in(spec, cgroup.as_ref());
-    finish(spec, cgroup.as_ref(), code)
+    match run_in(spec, cgroup.as_ref()) {
+        Ok(Outcome::Detached) => Outcome::Detached,
+        Ok(Outcome::Exited(code)) => Outcome::Exited(finish(spec, cgroup.as_ref(), code)),
+        Err(code) => Outcome::Exited(finish(spec, cgroup.as_ref(), code)),
+    }
 }
 
-fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
+fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
+    let fail = |code: i32, message: &str| Err(fail(code, message));
     let init = match sealed_self_copy() {
         Ok(i) => i,
         Err(e) => return fail(125, &e),
@@ -319,7 +358,9 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
     };
-    let console = if spec.process.tty {
+    // A detached sandbox's monitor gives its own socket for the pty master.
+    let given_console = spec.console_fd.filter(|_| spec.detach);
+    let console = if spec.process.tty && given_console.is_none() {
         match socketpair(
             AddressFamily::Unix,
             SockType::Stream,
@@ -347,6 +388,14 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
                 // The init's end must survive its exec.
                 let _ = sys::clear_cloexec(theirs.as_raw_fd());
                 spec.console_fd = Some(theirs.as_raw_fd());
+            }
+            if let Some(fd) = given_console {
+                let _ = sys::clear_cloexec(fd);
+            }
+            if spec.detach {
+                // The init holds the report pipe until the command runs.
+                let _ = sys::clear_cloexec(err_w.as_raw_fd());
+                spec.report_fd = Some(err_w.as_raw_fd());
             }
             if let Some((r, _)) = &sync {
                 let _ = sys::clear_cloexec(r.as_raw_fd());
@@ -382,6 +431,9 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
     event(spec, "start", serde_json::json!({}));
     drop(err_w);
     drop(init);
+    if let Some(fd) = given_console {
+        drop(sys::own_fd(fd));
+    }
     let ours = console.map(|(ours, theirs)| {
         drop(theirs);
         ours
@@ -392,10 +444,17 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> i32 {
         let _ = waitpid(child, None);
         return fail(code.parse().unwrap_or(125), message);
     }
-    match ours.as_ref().and_then(super::tty::receive_master) {
-        Some(master) => super::tty::proxy(master, child, &relayed, spec.process.stdin),
-        None => wait_relaying(child, &relayed),
+    if spec.detach {
+        // The command runs and the init no longer dies with us: our exit hands it to the
+        // monitor. Not reaped here, whether or not it has exited already.
+        return Ok(Outcome::Detached);
     }
+    Ok(Outcome::Exited(
+        match ours.as_ref().and_then(super::tty::receive_master) {
+            Some(master) => super::tty::proxy(master, child, &relayed, spec.process.stdin),
+            None => wait_relaying(child, &relayed),
+        },
+    ))
 }
 
 /// Waits for the sandbox's first process, relaying signals to it; returns its exit code

@@ -23,6 +23,32 @@ use super::rootfs;
 use super::spec::SandboxSpec;
 use super::sys;
 
+/// Where the init says why the command could not start: the report pipe of a detached
+/// sandbox's helper, else stderr.
+struct Report(Option<File>);
+
+impl Report {
+    fn fail(&mut self, code: i32, message: &str) -> i32 {
+        match self.0.take() {
+            Some(mut f) => {
+                let _ = write!(f, "{code}\n{message}");
+            }
+            None => eprintln!("boxr: {message}"),
+        }
+        code
+    }
+
+    /// The command runs: a detached sandbox's init stops dying with the helper, which then
+    /// exits and leaves it to the monitor.
+    fn started(&mut self) {
+        if let Some(pipe) = self.0.take() {
+            let _ = nix::sys::prctl::set_pdeathsig(None);
+            // Only now: the helper exits when it reads the end of the pipe.
+            drop(pipe);
+        }
+    }
+}
+
 pub fn main(spec_fd: i32) -> i32 {
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(r) => r,
@@ -32,16 +58,20 @@ pub fn main(spec_fd: i32) -> i32 {
         }
     };
     cloexec_all_fds();
-    if let Err(rootfs::SetupError(m)) = rootfs::setup(&spec) {
-        eprintln!("boxr: {m}");
-        return 125;
+    // Close-on-exec now, so the command never holds it.
+    let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
+    start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message))
+}
+
+/// Sets up the container and runs the command; returns the init's exit code, or why the
+/// command could not start.
+fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> {
+    if let Err(rootfs::SetupError(m)) = rootfs::setup(spec) {
+        return Err((125, m));
     }
     let resolved = match process::resolve(&spec.process) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("boxr: {}", e.message);
-            return e.code;
-        }
+        Err(e) => return Err((e.code, e.message)),
     };
     let slave = match (resolved.tty, spec.console_fd) {
         (true, Some(console)) => {
@@ -51,14 +81,8 @@ pub fn main(spec_fd: i32) -> i32 {
                 .map(|c| super::tty::open_in_container(c.as_raw_fd()));
             match slave {
                 Some(Ok(s)) => Some(s),
-                Some(Err(m)) => {
-                    eprintln!("boxr: {m}");
-                    return 125;
-                }
-                None => {
-                    eprintln!("boxr: the terminal socket is missing");
-                    return 125;
-                }
+                Some(Err(m)) => return Err((125, m)),
+                None => return Err((125, "the terminal socket is missing".into())),
             }
         }
         _ => None,
@@ -70,15 +94,13 @@ pub fn main(spec_fd: i32) -> i32 {
             .map(File::from)
             .is_some_and(|mut f| matches!(f.read(&mut byte), Ok(1)) && byte[0] == b'1');
         if !joined {
-            eprintln!("boxr: the container's cgroup was not set up");
-            return 125;
+            return Err((125, "the container's cgroup was not set up".into()));
         }
     }
     // Confined before the command exists: it inherits the init's limits, identity and
     // capabilities, and nothing in the container ever has more than it.
     if let Err(e) = process::confine(&resolved, &spec.security) {
-        eprintln!("boxr: {}", e.message);
-        return e.code;
+        return Err((e.code, e.message));
     }
     if !spec.init {
         // The command becomes PID 1 itself.
@@ -86,26 +108,26 @@ pub fn main(spec_fd: i32) -> i32 {
         if let Some(s) = &slave
             && let Err(m) = super::tty::become_controlled(s)
         {
-            eprintln!("boxr: {m}");
-            return 125;
+            return Err((125, m));
         }
         drop(slave);
+        if report.0.is_some() {
+            // The report pipe closes on exec (it is close-on-exec), telling the helper.
+            let _ = nix::sys::prctl::set_pdeathsig(None);
+        }
         let e = process::exec(&resolved);
-        eprintln!("boxr: {}", e.message);
-        return e.code;
+        return Err((e.code, e.message));
     }
     // Nothing may ptrace or read the memory of PID 1 through /proc.
     let _ = nix::sys::prctl::set_dumpable(false);
     let all = SigSet::all();
     if all.thread_block().is_err() {
-        eprintln!("boxr: init cannot block signals");
-        return 125;
+        return Err((125, "init cannot block signals".into()));
     }
     let (err_r, err_w) = match pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("boxr: pipe: {}", e.desc());
-            return 125;
+            return Err((125, format!("pipe: {}", e.desc())));
         }
     };
     let child = match sys::fork() {
@@ -125,20 +147,21 @@ pub fn main(spec_fd: i32) -> i32 {
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
-            eprintln!("boxr: fork: {}", e.desc());
-            return 125;
+            return Err((125, format!("fork: {}", e.desc())));
         }
     };
     drop(slave);
     drop(err_w);
-    let mut report = String::new();
-    let _ = File::from(err_r).read_to_string(&mut report);
-    let failed = report.split_once('\n').map(|(code, msg)| {
-        eprintln!("boxr: {msg}");
-        code.parse().unwrap_or(125)
-    });
+    let mut text = String::new();
+    let _ = File::from(err_r).read_to_string(&mut text);
+    let failed = text
+        .split_once('\n')
+        .map(|(code, msg)| report.fail(code.parse().unwrap_or(125), msg));
+    if failed.is_none() {
+        report.started();
+    }
     let status = supervise(child, &all);
-    failed.unwrap_or(status)
+    Ok(failed.unwrap_or(status))
 }
 
 /// Reaps and forwards until the main child exits; returns its exit code.

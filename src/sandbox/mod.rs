@@ -143,6 +143,78 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
 
 pub use helper::{append_event, process_start_time};
 
+/// `boxr __finish --spec-fd N --code C`: ends a detached sandbox whose init has exited.
+pub fn finish_main(spec_fd: i32, code: i32) -> i32 {
+    helper::finish_main(spec_fd, code)
+}
+
+/// For a long-lived process: maps its code only as it runs (see `sys::map_code_on_demand`).
+pub fn map_code_on_demand() {
+    sys::map_code_on_demand();
+}
+
+/// Gives the heap's free memory back to the kernel (a long-lived process after its start).
+pub fn trim_heap() {
+    sys::trim_heap();
+}
+
+/// Closes every inherited descriptor from 3 up except `keep`: for the long-lived monitor,
+/// which must not hold what its starter happened to have open (a terminal, a pipe whose
+/// reader waits for its end).
+pub fn close_inherited_fds(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // The listing's own descriptor is closed by now: its EBADF is expected.
+        drop(sys::own_fd(fd));
+    }
+}
+
+/// Takes ownership of descriptor `fd`, inherited from the parent (None if it is not open).
+pub fn own_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    sys::own_fd(fd)
+}
+
+/// A JSON value in a new memfd that a child inherits (not close-on-exec): for a
+/// single-threaded parent that passes `--spec-fd N` and keeps its children's stdin for them.
+pub fn json_memfd_inherited<T: serde::Serialize>(
+    value: &T,
+) -> Result<std::os::fd::OwnedFd, SandboxError> {
+    helper::spec_memfd(value, false).map_err(SandboxError)
+}
+
+/// Terminal plumbing for the monitor and `boxr attach`: the pty master a detached sandbox's
+/// init sends over `console` (None if it exited first), window sizes, and raw mode.
+pub mod term {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    pub use super::tty::RawMode;
+
+    pub fn receive_master(console: &OwnedFd) -> Option<OwnedFd> {
+        super::tty::receive_master(console)
+    }
+
+    /// Rows and columns of terminal `fd`.
+    pub fn size(fd: &impl AsRawFd) -> Option<(u16, u16)> {
+        super::sys::get_winsize(fd.as_raw_fd()).ok()
+    }
+
+    pub fn resize(fd: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
+        super::sys::set_winsize(fd.as_raw_fd(), rows, cols)
+    }
+
+    /// Clears close-on-exec on `fd`, for a child to inherit it.
+    pub fn inheritable(fd: &impl AsRawFd) -> std::io::Result<()> {
+        super::sys::clear_cloexec(fd.as_raw_fd())
+    }
+}
+
 /// `boxr __exec --spec-fd N`.
 pub fn exec_main(spec_fd: i32) -> i32 {
     exec::main(spec_fd)

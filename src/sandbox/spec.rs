@@ -47,6 +47,16 @@ pub struct SandboxSpec {
     /// the helper to have moved it into the cgroup.
     #[serde(default)]
     pub cgroup_sync_fd: Option<i32>,
+    /// Detached (`boxr run -d`): the helper returns once the command runs, leaving the init to
+    /// the monitor (a child subreaper above it), which reaps it and then runs `boxr __finish`.
+    /// With `process.tty`, `console_fd` is then the monitor's socket for the pty master.
+    #[serde(default)]
+    pub detach: bool,
+    /// (Set by the helper of a detached sandbox.) The init writes `CODE\nMESSAGE` here if the
+    /// command cannot be started, and closes it once the command runs: the helper's end reads
+    /// EOF only when the start is over.
+    #[serde(default)]
+    pub report_fd: Option<i32>,
 }
 
 /// A sandbox's cgroup.

@@ -157,6 +157,86 @@ pub fn copy_winsize(from: i32, to: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// For a long-lived, mostly idle process: its code is mapped page by page as it runs, not in
+/// the kernel's read-around windows (`MADV_RANDOM` on every file mapping), and the code pages
+/// mapped so far are unmapped (`MADV_DONTNEED` on the executable mappings only: their pages are
+/// never modified, and come back from the page cache when next run).
+pub fn map_code_on_demand() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        // A path (a file mapping), not an anonymous or [special] one.
+        if !f.nth(3).is_some_and(|p| p.starts_with('/')) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        let Some(addr) = std::ptr::NonNull::new(start as *mut std::ffi::c_void) else {
+            continue;
+        };
+        let len = end - start;
+        // SAFETY: the range is one whole mapping of this process (from /proc/self/maps);
+        // MADV_RANDOM only changes how it is faulted in, and MADV_DONTNEED is applied only to
+        // private executable file mappings, whose pages are never written: dropping them loses
+        // nothing, they are read again from the file when used.
+        unsafe {
+            let _ = nix::sys::mman::madvise(addr, len, nix::sys::mman::MmapAdvise::MADV_RANDOM);
+            if perms == "r-xp" {
+                let _ =
+                    nix::sys::mman::madvise(addr, len, nix::sys::mman::MmapAdvise::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// `malloc_trim(0)`: returns free heap pages to the kernel.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists, under its lock.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+/// The window size (rows, columns) of terminal `fd`.
+pub fn get_winsize(fd: i32) -> io::Result<(u16, u16)> {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `winsize` into the live, initialized struct we pass.
+    if unsafe { nix::libc::ioctl(fd, nix::libc::TIOCGWINSZ, &mut ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+/// Sets the window size of terminal `fd` (the kernel then signals its foreground group).
+pub fn set_winsize(fd: i32, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ only reads the live, initialized struct we pass.
+    if unsafe { nix::libc::ioctl(fd, nix::libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 // The new mount API (Linux 5.2; overlay's `lowerdir+` since 6.8). nix has no wrappers.
 const FSOPEN_CLOEXEC: nix::libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: nix::libc::c_uint = 0;

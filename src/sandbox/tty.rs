@@ -27,6 +27,22 @@ use super::sys;
 /// In the init, after pivot_root: opens a pty in the container's devpts, sends the master to
 /// the helper, and returns the slave.
 pub fn open_in_container(console: RawFd) -> Result<OwnedFd, String> {
+    let (master, slave) = open_pair()?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        console,
+        &[IoSlice::new(b"m")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("cannot pass the terminal to boxr: {}", e.desc()))?;
+    Ok(slave)
+}
+
+/// A new pty in the devpts of this process's root (the container's, once inside it): its
+/// master and slave.
+pub fn open_pair() -> Result<(OwnedFd, OwnedFd), String> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| format!("cannot open /dev/ptmx: {}", e.desc()))?;
     grantpt(&master).map_err(|e| format!("grantpt: {}", e.desc()))?;
@@ -39,16 +55,8 @@ pub fn open_in_container(console: RawFd) -> Result<OwnedFd, String> {
         .open(&name)
         .map_err(|e| format!("cannot open {name}: {e}"))?
         .into();
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        console,
-        &[IoSlice::new(b"m")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| format!("cannot pass the terminal to boxr: {}", e.desc()))?;
-    Ok(slave)
+    let master = OwnedFd::from(master);
+    Ok((master, slave))
 }
 
 trait NoCtty {
@@ -96,12 +104,12 @@ pub fn receive_master(console: &OwnedFd) -> Option<OwnedFd> {
 }
 
 /// The user's terminal in raw mode until dropped.
-struct RawMode {
+pub struct RawMode {
     saved: Option<Termios>,
 }
 
 impl RawMode {
-    fn enter() -> RawMode {
+    pub fn enter() -> RawMode {
         let stdin = io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(t) = &saved {

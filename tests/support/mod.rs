@@ -219,3 +219,82 @@ pub fn inspect_image(store: &Path, name: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0].clone()
 }
+
+/// Runs boxr on a fresh pty (33 rows, 91 columns); once its output contains `ready_marker`
+/// (so the container is up and the terminal is in raw mode), or with an empty marker once the
+/// terminal is in raw mode, writes `input`. Returns (exit
+/// code, everything it printed).
+pub fn on_pty(
+    store: &Path,
+    args: &[&str],
+    ready_marker: &str,
+    input: &[u8],
+) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let ws = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 91,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    // Not inherited by what other tests spawn meanwhile (a detached container's monitor would
+    // keep the terminal open, and its reader would never see the end).
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(args)
+        .env("BOXR_ROOT", store)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let collector = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once every slave descriptor is closed, i.e. boxr has exited.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // No marker: ready once boxr has put the terminal in raw mode.
+    let raw = || {
+        nix::sys::termios::tcgetattr(&master).is_ok_and(|t| {
+            !t.local_flags
+                .contains(nix::sys::termios::LocalFlags::ICANON)
+        })
+    };
+    while !(if ready_marker.is_empty() {
+        raw()
+    } else {
+        String::from_utf8_lossy(&out.lock().unwrap()).contains(ready_marker)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the container never printed {ready_marker:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    master.write_all(input).unwrap();
+    let status = child.wait().unwrap();
+    drop(master);
+    collector.join().unwrap();
+    let text = String::from_utf8_lossy(&out.lock().unwrap()).replace('\r', "");
+    (status.code(), text)
+}

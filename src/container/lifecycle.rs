@@ -1,0 +1,356 @@
+//! Starting, stopping and attaching to containers through their monitor's control socket
+//! (`boxr start`, `stop`, `restart`, `attach`). A container whose monitor is gone (killed, or
+//! the machine rebooted) is stopped with signals, as before a monitor existed.
+
+use std::fs;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde_json::Value;
+
+use super::monitor::{self, MonitorSpec, frame};
+use super::state::{self, Info, Status};
+use super::{ContainerError, invalid};
+use crate::sandbox::{SandboxSpec, term};
+
+/// Connects to the container's monitor, if it runs.
+fn connect(info: &Info) -> Option<UnixStream> {
+    let s = state::read_state(info)?;
+    if !state::monitor_alive(&s) {
+        return None;
+    }
+    // Through the directory's descriptor: the socket's full path may be too long for an
+    // address.
+    let dir = fs::File::open(&info.dir).ok()?;
+    let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), monitor::SOCKET);
+    UnixStream::connect(path).ok()
+}
+
+/// Sends one request line; the connection stays open for the answer.
+fn request(info: &Info, line: &str) -> Option<UnixStream> {
+    let mut s = connect(info)?;
+    s.write_all(format!("{line}\n").as_bytes()).ok()?;
+    Some(s)
+}
+
+/// The monitor's `status` answer.
+fn monitor_status(info: &Info) -> Option<Value> {
+    let s = request(info, "status")?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+/// Sends `sig` to the container's init; false if it does not run.
+pub fn signal(info: &Info, sig: Signal) -> Result<bool, ContainerError> {
+    let Some(pid) = state::live_pid(&info.dir) else {
+        return Ok(false);
+    };
+    // A frozen process handles no signal: thaw it first (as Docker does for stop and kill).
+    if state::paused(info) {
+        state::set_paused(info, false)?;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(invalid(
+            format!("cannot signal {}: {}", &info.id[..12], e.desc()),
+            None,
+        )),
+    }
+}
+
+/// Waits until the container no longer runs and its end is recorded; false on timeout.
+pub fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if !matches!(
+            state::status(info),
+            Status::Running { .. } | Status::Restarting { .. }
+        ) {
+            // A detached container's monitor records the end a moment after the init is gone.
+            let settle = Instant::now() + Duration::from_secs(2);
+            while state::read_state(info)
+                .is_some_and(|s| s["Status"] != "exited" && state::monitor_alive(&s))
+                && Instant::now() < settle
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `boxr stop`: the stop signal, SIGKILL after `timeout`; the restart policy leaves it down.
+pub fn stop(info: &Info, timeout: Duration) -> Result<(), ContainerError> {
+    state::mark_stopped(info);
+    if state::paused(info) {
+        state::set_paused(info, false)?;
+    }
+    if let Some(s) = request(info, &format!("stop {}", timeout.as_secs())) {
+        // The monitor answers with the exit code once the end is recorded.
+        let mut line = String::new();
+        if std::io::BufReader::new(s).read_line(&mut line).is_ok() && !line.is_empty() {
+            return Ok(());
+        }
+    }
+    if signal(info, Signal::SIGTERM)? && !wait_exit(info, Some(timeout)) {
+        signal(info, Signal::SIGKILL)?;
+        wait_exit(info, None);
+    }
+    Ok(())
+}
+
+/// A container's monitor spec: the one it was started with, or (for a container first run
+/// in the foreground) one made from its sandbox spec.
+fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
+    if let Ok(b) = fs::read(info.dir.join("monitor.json"))
+        && let Ok(ms) = serde_json::from_slice::<MonitorSpec>(&b)
+    {
+        return Ok(ms);
+    }
+    let path = info.dir.join("spec.json");
+    let mut spec: SandboxSpec = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| invalid(format!("cannot read {}", path.display()), None))?;
+    spec.keep_fd = None;
+    spec.remove_on_exit = None;
+    let ms = MonitorSpec {
+        dir: info.dir.clone(),
+        boxr: std::env::current_exe()
+            .map_err(|e| invalid(format!("cannot find the boxr binary: {e}"), None))?,
+        tty: spec.process.tty,
+        stdin: spec.process.stdin,
+        sandbox: serde_json::to_value(detached(spec, &info.dir)).expect("serializes"),
+        name_file: None,
+        restart: Default::default(),
+        log_max_size: None,
+        log_max_files: 1,
+    };
+    Ok(ms)
+}
+
+/// The spec of a sandbox that runs under a monitor.
+pub(super) fn detached(mut spec: SandboxSpec, dir: &std::path::Path) -> SandboxSpec {
+    spec.die_with_parent = false;
+    spec.detach = true;
+    spec.state_file = Some(dir.join("exit.json"));
+    spec
+}
+
+/// `boxr start`: runs a stopped container again, detached, with its own filesystem.
+pub fn start(info: &Info) -> Result<(), ContainerError> {
+    match state::status(info) {
+        Status::Running { .. } => return Ok(()),
+        Status::Restarting { .. } => {
+            return Err(invalid(
+                format!("container {} is restarting", &info.id[..12]),
+                Some("it comes back by itself; `boxr stop` it first to start it by hand"),
+            ));
+        }
+        _ => {}
+    }
+    let ms = monitor_spec(info)?;
+    let _ = fs::remove_file(info.dir.join("stopped"));
+    super::start_monitor(&ms).map(|_| ())
+}
+
+/// `boxr restart`: stop (if it runs), then start.
+pub fn restart(info: &Info, timeout: Duration) -> Result<(), ContainerError> {
+    if matches!(
+        state::status(info),
+        Status::Running { .. } | Status::Restarting { .. }
+    ) {
+        stop(info, timeout)?;
+    }
+    start(info)
+}
+
+/// `boxr attach` options.
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// Do not send the terminal's input (`--no-stdin`).
+    pub no_stdin: bool,
+    /// Forward SIGINT and SIGTERM to the container (`--sig-proxy`, the default).
+    pub sig_proxy: bool,
+}
+
+/// `boxr attach`: the container's output from now on (and input, if it was started with
+/// `-i`), until it exits (its exit code) or the user detaches with Ctrl-P Ctrl-Q (0).
+pub fn attach(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> {
+    let not_running = || invalid(format!("container {} is not running", &info.id[..12]), None);
+    let st = monitor_status(info).ok_or_else(not_running)?;
+    if st["Status"] != "running" {
+        return Err(not_running());
+    }
+    let tty = st["Tty"].as_bool().unwrap_or(false);
+    let send_stdin = st["OpenStdin"].as_bool().unwrap_or(false) && !opts.no_stdin;
+    let mut sock = request(info, if send_stdin { "attach stdin" } else { "attach" })
+        .ok_or_else(not_running)?;
+    let stdin = std::io::stdin();
+    let _raw = (tty && send_stdin && term::size(&stdin).is_some()).then(term::RawMode::enter);
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGWINCH);
+    if opts.sig_proxy && !tty {
+        signals.add(Signal::SIGINT);
+        signals.add(Signal::SIGTERM);
+    }
+    signals
+        .thread_block()
+        .map_err(|e| invalid(format!("cannot block signals: {}", e.desc()), None))?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| invalid(format!("signalfd: {}", e.desc()), None))?;
+    let send_size = |sock: &mut UnixStream| {
+        if tty && let Some((rows, cols)) = term::size(&std::io::stdin()) {
+            let _ = sock.write_all(&frame::encode(
+                frame::RESIZE,
+                format!("{rows} {cols}").as_bytes(),
+            ));
+        }
+    };
+    send_size(&mut sock);
+    let mut stdin_open = send_stdin;
+    let mut input = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    // Ctrl-P seen last: with Ctrl-Q next, the user detaches.
+    let mut ctrl_p = false;
+    loop {
+        let (sock_ready, stdin_ready, sig_ready) = {
+            let mut fds = vec![
+                PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            ];
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(invalid(format!("poll: {}", e.desc()), None)),
+            }
+            let r = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            (r(0), r(2), r(1))
+        };
+        if sock_ready {
+            let n = sock.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                // The monitor is gone without a word: the container's recorded end, if any.
+                return Ok(match state::status(info) {
+                    Status::Exited { code, .. } => code.unwrap_or(125),
+                    _ => 125,
+                });
+            }
+            input.extend_from_slice(&buf[..n]);
+            while let Some((kind, payload)) = frame::decode(&mut input) {
+                match kind {
+                    frame::STDOUT => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&payload);
+                        let _ = out.flush();
+                    }
+                    frame::STDERR => {
+                        let _ = std::io::stderr().write_all(&payload);
+                    }
+                    frame::EXIT => {
+                        return Ok(String::from_utf8_lossy(&payload).parse().unwrap_or(125));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if stdin_ready {
+            let n = stdin.lock().read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                stdin_open = false;
+                let _ = sock.write_all(&frame::encode(frame::STDIN_EOF, b""));
+            } else {
+                let mut data = &buf[..n];
+                let mut detach = false;
+                if tty {
+                    for (i, &b) in data.iter().enumerate() {
+                        if ctrl_p && b == 0x11 {
+                            // What came before Ctrl-P Ctrl-Q still goes to the container.
+                            data = &data[..i.saturating_sub(1)];
+                            detach = true;
+                            break;
+                        }
+                        ctrl_p = b == 0x10;
+                    }
+                }
+                if !data.is_empty() && sock.write_all(&frame::encode(frame::STDIN, data)).is_err() {
+                    stdin_open = false;
+                }
+                if detach {
+                    return Ok(0);
+                }
+            }
+        }
+        if sig_ready {
+            while let Ok(Some(s)) = sigfd.read_signal() {
+                match Signal::try_from(s.ssi_signo as i32) {
+                    Ok(Signal::SIGWINCH) => send_size(&mut sock),
+                    Ok(other) => {
+                        let _ = signal(info, other);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// `boxr rm [-f]`: removes a container (killing it first with `force`): its cgroup (when no
+/// monitor is left to remove it), its name, its directory (upper dir and all).
+pub fn remove(store: &crate::store::Store, info: &Info, force: bool) -> Result<(), ContainerError> {
+    if matches!(
+        state::status(info),
+        Status::Running { .. } | Status::Restarting { .. }
+    ) {
+        if !force {
+            return Err(invalid(
+                format!("container {} is running", &info.id[..12]),
+                Some("stop it first, or use rm -f"),
+            ));
+        }
+        state::mark_stopped(info);
+        let _ = signal(info, Signal::SIGKILL);
+        wait_exit(info, Some(Duration::from_secs(10)));
+    } else {
+        wait_exit(info, Some(Duration::from_secs(2)));
+    }
+    // A live monitor has removed the cgroup when it recorded the end; without one (killed,
+    // or gone with a reboot), nobody has.
+    if !state::read_state(info).is_some_and(|s| state::monitor_alive(&s))
+        && let Some(cg) = state::cgroup(info)
+    {
+        cg.destroy().map_err(|m| invalid(m, None))?;
+        let _ = fs::remove_file(
+            store
+                .root()
+                .join("journal")
+                .join(format!("cgroup-{}.json", info.id)),
+        );
+    }
+    state::release_name(store, info);
+    crate::store::remove_dir_tree(&info.dir).map_err(|e| invalid(e.to_string(), None))?;
+    super::events::record(
+        store.root(),
+        "destroy",
+        &info.id,
+        serde_json::json!({"name": info.name}),
+    );
+    Ok(())
+}
