@@ -28,6 +28,9 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   echo "## Builds against buildah (benches/build.sh)"
   benches/build.sh 20 2>&1 | sed -n '/^| benchmark/,$p'
   echo
+  echo "## Detached containers: run -d and ps (benches/lifecycle.sh)"
+  benches/lifecycle.sh 100 2>&1 | sed -n '/^| command/,$p'
+  echo
   echo "## Detached container monitor memory (benches/monitor.sh)"
   benches/monitor.sh 10 2>&1 | sed -n '/^| monitor/,$p'
   echo

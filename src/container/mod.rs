@@ -658,6 +658,8 @@ fn create(
         "Image": opts.image,
         "ImageId": img.id.to_string(),
         "Args": args,
+        // Where `ps`, `stats` and `pause` find the cgroup without reading the whole spec.
+        "CgroupPath": format!("boxr/{id}"),
         "Created": crate::oci::rfc3339(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -25,6 +25,8 @@ pub struct Info {
     pub args: Vec<String>,
     pub created: String,
     pub dir: PathBuf,
+    /// The cgroup's path below each hierarchy's root (`config.json`'s `CgroupPath`).
+    pub cgroup: Option<String>,
 }
 
 /// Where a container is in its life.
@@ -74,6 +76,7 @@ fn info(dir: &Path) -> Option<Info> {
             .unwrap_or_default(),
         created: c["Created"].as_str().unwrap_or_default().to_owned(),
         dir: dir.to_owned(),
+        cgroup: c["CgroupPath"].as_str().map(str::to_owned),
     })
 }
 
@@ -287,9 +290,13 @@ pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
     let layout = LAYOUT
         .get_or_init(|| crate::sandbox::cgroup::Layout::detect().ok())
         .as_ref()?;
-    let spec = read_json(&info.dir.join("spec.json"))?;
-    let rel = spec["cgroup"]["path"].as_str()?;
-    Some(crate::sandbox::cgroup::Cgroup::existing(layout, rel))
+    let rel = match &info.cgroup {
+        Some(rel) => rel.clone(),
+        None => read_json(&info.dir.join("spec.json"))?["cgroup"]["path"]
+            .as_str()?
+            .to_owned(),
+    };
+    Some(crate::sandbox::cgroup::Cgroup::existing(layout, &rel))
 }
 
 /// The container's `state.json`, if it has one.
