@@ -760,3 +760,81 @@ fn containers_get_dockers_capabilities_and_masked_paths() {
     assert_eq!(c, 125);
     assert!(err.contains("unknown capability `NET_ADMN`"), "{err}");
 }
+
+#[test]
+fn anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v() {
+    if !privileged("anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v") {
+        return;
+    }
+    let e = Env::new();
+    let volumes = |e: &Env| -> Vec<String> {
+        let (c, out, err) = boxr(&e.store, &["volume", "ls", "-q"]);
+        assert_eq!(c, 0, "{err}");
+        out.lines().map(str::to_owned).collect()
+    };
+    // `--rm` takes its anonymous volume along.
+    let (c, out, err) = e.run(&[
+        "-v",
+        "/data",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo hi > /data/f; cat /data/f",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "hi\n"), "{err}");
+    assert!(volumes(&e).is_empty(), "{:?}", volumes(&e));
+    // A kept container keeps it, with what was written, until `rm -v`.
+    let (c, _, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--name",
+            "keep",
+            "-v",
+            "/data",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let v = volumes(&e);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].len(), 64, "a random 64-hex name: {v:?}");
+    let f = e.store.join("volumes").join(&v[0]).join("f");
+    assert_eq!(fs::read_to_string(&f).unwrap(), "kept\n");
+    let (c, _, err) = boxr(&e.store, &["rm", "-v", "keep"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(volumes(&e).is_empty());
+    // A volume the image declares gets one too, filled with the image's files there; a mount
+    // of the user's at that path replaces it.
+    let ctx = e._dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("boxr.kdl"),
+        "image \"vol\" {\n    from \"bb:1\"\n    run \"mkdir -p /srv && echo seed > /srv/seed\"\n    volume \"/srv\"\n}\n",
+    )
+    .unwrap();
+    let (c, _, err) = support::boxr_in(&e.store, &ctx, &["build"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--name",
+            "v",
+            "vol",
+            "sh",
+            "-c",
+            "cat /srv/seed; grep -c ' /srv ' /proc/self/mountinfo",
+        ],
+    );
+    assert_eq!((c, out.as_str()), (0, "seed\n1\n"), "{err}");
+    assert_eq!(volumes(&e).len(), 1);
+    let (c, _, err) = boxr(&e.store, &["rm", "-v", "v"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = e.run(&["--tmpfs", "/srv", "vol", "sh", "-c", "ls /srv | wc -l"]);
+    assert_eq!((c, out.trim()), (0, "0"), "{err}");
+    assert!(volumes(&e).is_empty());
+}

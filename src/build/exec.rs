@@ -573,6 +573,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         init: true,
         security,
         remove_on_exit: None,
+        remove_also: Vec::new(),
         keep_fd: None,
         console_fd: None,
         die_with_parent: true,

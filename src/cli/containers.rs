@@ -458,6 +458,9 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short, long)]
     force: bool,
+    /// Remove the container's anonymous volumes too
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -477,7 +480,7 @@ pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
                 continue;
             }
         };
-        match lifecycle::remove(&store, &info, args.force) {
+        match lifecycle::remove(&store, &info, args.force, args.volumes) {
             Ok(()) => settings.printer.out(c),
             Err(e) => code = fail_with(&settings.printer, &e),
         }

@@ -314,7 +314,12 @@ pub fn attach(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> 
 
 /// `boxr rm [-f]`: removes a container (killing it first with `force`): its cgroup (when no
 /// monitor is left to remove it), its name, its directory (upper dir and all).
-pub fn remove(store: &crate::store::Store, info: &Info, force: bool) -> Result<(), ContainerError> {
+pub fn remove(
+    store: &crate::store::Store,
+    info: &Info,
+    force: bool,
+    volumes: bool,
+) -> Result<(), ContainerError> {
     if matches!(
         state::status(info),
         Status::Running { .. } | Status::Restarting { .. }
@@ -344,8 +349,21 @@ pub fn remove(store: &crate::store::Store, info: &Info, force: bool) -> Result<(
                 .join(format!("cgroup-{}.json", info.id)),
         );
     }
+    // `-v`: its anonymous volumes go with it (named volumes stay, as Docker's).
+    let anonymous: Vec<String> = if volumes {
+        fs::read(info.dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|c| serde_json::from_value(c["AnonymousVolumes"].clone()).ok())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     state::release_name(store, info);
     crate::store::remove_dir_tree(&info.dir).map_err(|e| invalid(e.to_string(), None))?;
+    for n in &anonymous {
+        let _ = store.remove_volume(n);
+    }
     super::events::record(
         store.root(),
         "destroy",

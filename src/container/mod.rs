@@ -416,10 +416,22 @@ fn cli_env(opts: &RunOptions) -> Result<Vec<String>, ContainerError> {
     Ok(resolved)
 }
 
-fn mounts(store: &Store, opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerError> {
+/// The mounts of `-v` and `--tmpfs`, and the targets of `-v /path` (anonymous volumes, made
+/// once every option is checked).
+fn mounts(
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<(Vec<MountSpec>, Vec<String>), ContainerError> {
     let mut out = Vec::new();
+    let mut anonymous = Vec::new();
     for v in &opts.volumes {
         let parts: Vec<&str> = v.split(':').collect();
+        if let [target] = parts.as_slice()
+            && target.starts_with('/')
+        {
+            anonymous.push((*target).to_owned());
+            continue;
+        }
         let (src, dst, ro) = match parts.as_slice() {
             [s, d] => (*s, *d, false),
             [s, d, "ro"] => (*s, *d, true),
@@ -428,7 +440,7 @@ fn mounts(store: &Store, opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerE
                 return Err(invalid(
                     format!("invalid volume `{v}`"),
                     Some(
-                        "write -v /host/path:/container/path[:ro] or -v NAME:/container/path[:ro]",
+                        "write -v /host/path:/container/path[:ro], -v NAME:/container/path[:ro] or -v /container/path (an anonymous volume)",
                     ),
                 ));
             }
@@ -473,7 +485,55 @@ fn mounts(store: &Store, opts: &RunOptions) -> Result<Vec<MountSpec>, ContainerE
             options,
         });
     }
-    Ok(out)
+    Ok((out, anonymous))
+}
+
+/// Makes the container's anonymous volumes: one for each `-v /path`, and one for each volume
+/// the image declares that no mount covers, as Docker does. Returns their names (64 hex
+/// digits); they are removed with the container by `rm -v` and `--rm`.
+fn anonymous_volumes(
+    store: &Store,
+    img: &crate::store::Image,
+    mounts: &mut Vec<MountSpec>,
+    targets: Vec<String>,
+) -> Result<Vec<String>, ContainerError> {
+    let covered = |mounts: &[MountSpec], t: &str| {
+        mounts.iter().any(|m| match m {
+            MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } => {
+                target.trim_end_matches('/') == t.trim_end_matches('/')
+            }
+        })
+    };
+    let declared = img
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.volumes.as_ref())
+        .map(|v| v.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut names: Vec<String> = Vec::new();
+    for target in targets.into_iter().chain(declared) {
+        if covered(mounts, &target) {
+            continue;
+        }
+        let name = new_id()?;
+        let source = match store.volume(&name) {
+            Ok(s) => s,
+            Err(e) => {
+                for n in &names {
+                    let _ = store.remove_volume(n);
+                }
+                return Err(e.into());
+            }
+        };
+        names.push(name);
+        mounts.push(MountSpec::Bind {
+            source,
+            target,
+            read_only: false,
+        });
+    }
+    Ok(names)
 }
 
 /// A named volume that is still empty gets what the image has at its mount point (owners and
@@ -538,7 +598,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .iter()
         .map(|u| sandbox::Rlimit::parse(u).map_err(|m| invalid(m, None)))
         .collect::<Result<_, _>>()?;
-    let extra_mounts = mounts(store, opts)?;
+    let (mut extra_mounts, anonymous) = mounts(store, opts)?;
     let extra_env = cli_env(opts)?;
     let security = security(store, opts)?;
     let limits = limits(&opts.limits, opts.privileged)?;
@@ -569,8 +629,23 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         }
         lowers.push(store.layer_root(d));
     }
-    populate_new_volumes(store, &extra_mounts, &lowers)?;
-    let id = new_id()?;
+    let anonymous = anonymous_volumes(store, &img, &mut extra_mounts, anonymous)?;
+    let remove_anonymous = || {
+        for n in &anonymous {
+            let _ = store.remove_volume(n);
+        }
+    };
+    if let Err(e) = populate_new_volumes(store, &extra_mounts, &lowers) {
+        remove_anonymous();
+        return Err(e);
+    }
+    let id = match new_id() {
+        Ok(id) => id,
+        Err(e) => {
+            remove_anonymous();
+            return Err(e);
+        }
+    };
     if let Some(n) = &opts.name {
         state::claim_name(store, n, &id)?;
     }
@@ -588,8 +663,10 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         extra_env,
         security,
         limits,
+        &anonymous,
     );
     if result.is_err() {
+        remove_anonymous();
         let _ = crate::store::remove_dir_tree(&dir);
         if let Some(n) = &opts.name {
             let _ = fs::remove_file(store.root().join("names").join(n));
@@ -613,6 +690,7 @@ fn create(
     extra_env: Vec<String>,
     security: sandbox::SecuritySpec,
     limits: sandbox::cgroup::Limits,
+    anonymous: &[String],
 ) -> Result<SandboxSpec, ContainerError> {
     let run = img.config.config.clone().unwrap_or_default();
     for d in ["upper", "work", "rootfs", "empty"] {
@@ -660,6 +738,7 @@ fn create(
         "Args": args,
         // Where `ps`, `stats` and `pause` find the cgroup without reading the whole spec.
         "CgroupPath": format!("boxr/{id}"),
+        "AnonymousVolumes": anonymous,
         "Created": crate::oci::rfc3339(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -706,6 +785,14 @@ fn create(
         init: opts.init,
         security,
         remove_on_exit: opts.remove.then(|| dir.to_owned()),
+        remove_also: if opts.remove {
+            anonymous
+                .iter()
+                .map(|n| store.root().join("volumes").join(n))
+                .collect()
+        } else {
+            Vec::new()
+        },
         // A foreground container holds the store lock while it runs (gc waits); a detached one
         // cannot, and gc keeps the layers of every container instead.
         keep_fd: (!opts.detach).then(|| store.lock_fd()),

@@ -177,10 +177,13 @@ pub fn main(spec_fd: i32) -> i32 {
 }
 
 fn remove_on_exit(spec: &SandboxSpec) {
-    if let Some(dir) = &spec.remove_on_exit
-        && let Err(e) = crate::store::remove_dir_tree(dir)
-    {
-        eprintln!("boxr: cannot remove {}: {e}", dir.display());
+    let Some(dir) = &spec.remove_on_exit else {
+        return;
+    };
+    for d in std::iter::once(dir).chain(&spec.remove_also) {
+        if let Err(e) = crate::store::remove_dir_tree(d) {
+            eprintln!("boxr: cannot remove {}: {e}", d.display());
+        }
     }
 }
 

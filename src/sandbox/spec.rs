@@ -21,6 +21,9 @@ pub struct SandboxSpec {
     pub security: super::SecuritySpec,
     /// Remove this directory after the sandbox exits (`--rm`).
     pub remove_on_exit: Option<PathBuf>,
+    /// With `remove_on_exit`: directories removed with it (`--rm`'s anonymous volumes).
+    #[serde(default)]
+    pub remove_also: Vec<PathBuf>,
     /// An inherited descriptor (a store lock) the helper keeps until the sandbox exits.
     pub keep_fd: Option<i32>,
     /// With `process.tty`: the socket over which the init sends the pty master (set by the
