@@ -109,7 +109,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         for (i, s) in &rows {
             let v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
-                "CreatedAt": i.created, "Status": status_text(i, s),
+                "CreatedAt": i.created, "Status": status_text(i, s), "Ports": "",
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
             settings.printer.data(format!("{v}\n"));
@@ -123,6 +123,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             "COMMAND",
             "CREATED",
             "STATUS",
+            "PORTS",
             "NAMES",
         ]
         .map(String::from),
@@ -138,11 +139,13 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             cmd,
             format!("{} ago", ago(&i.created)),
             status_text(i, s),
+            // No port is published yet: publishing comes with networking.
+            String::new(),
             i.name.clone().unwrap_or_default(),
         ]);
     }
     // Columns as wide as their widest cell, three spaces apart (as Docker's tabwriter).
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| {
             table
                 .iter()
@@ -155,7 +158,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
     let mut out = String::new();
     for row in &table {
         for (c, cell) in row.iter().enumerate() {
-            if c == 5 {
+            if c == 6 {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<w$}", w = widths[c]));
