@@ -838,3 +838,102 @@ fn anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v() {
     assert_eq!((c, out.trim()), (0, "0"), "{err}");
     assert!(volumes(&e).is_empty());
 }
+
+#[test]
+fn userns_maps_root_to_an_unprivileged_host_uid_and_layers_keep_their_owners() {
+    if !privileged("userns_maps_root_to_an_unprivileged_host_uid_and_layers_keep_their_owners") {
+        return;
+    }
+    let e = Env::new();
+    // An image with a file owned by 1000: through the idmapped layers it stays 1000 inside.
+    let rootfs = busybox_rootfs(&e._dir.path().join("owned"));
+    std::os::unix::fs::chown(rootfs.join("etc/group"), Some(1000), Some(1000)).unwrap();
+    let (c, _, err) = boxr(&e.store, &["import", rootfs.to_str().unwrap(), "owned:1"]);
+    assert_eq!(c, 0, "{err}");
+    // A host directory with a file only the host's root may write.
+    let host = e._dir.path().join("host");
+    fs::create_dir(&host).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&host, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(host.join("roots"), "").unwrap();
+    fs::set_permissions(host.join("roots"), fs::Permissions::from_mode(0o644)).unwrap();
+    let vol = format!("{}:/x", host.display());
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--name",
+            "u",
+            "--uidmap",
+            "0:200000:65536",
+            "-v",
+            &vol,
+            "owned:1",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map | tr -s ' '; stat -c '%u %g' / /bin/busybox /etc/group; \
+             touch /x/made /made-here; echo x >> /x/roots || echo denied; echo ok > /dev/null && echo devnull",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out, "0\n 0 200000 65536\n0 0\n0 0\n1000 1000\ndenied\ndevnull\n",
+        "{err}"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+    // What the container's root creates belongs to the host's uid 200000, on a bind mount and
+    // in the container's own layer.
+    use std::os::unix::fs::MetadataExt;
+    let made = fs::metadata(host.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (200000, 200000));
+    let dirs: Vec<_> = fs::read_dir(e.store.join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let upper = fs::metadata(dirs[0].join("upper/made-here")).unwrap();
+    assert_eq!(upper.uid(), 200000);
+    assert_eq!(fs::metadata(host.join("roots")).unwrap().len(), 0);
+    let (c, _, err) = boxr(&e.store, &["rm", "u"]);
+    assert_eq!(c, 0, "{err}");
+    // `exec` joins the user namespace too: the host's root never enters as itself.
+    let (c, id, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "-d",
+            "--uidmap",
+            "0:200000:65536",
+            "bb:1",
+            "sleep",
+            "1000",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "exec",
+            id.trim(),
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map | tr -s ' '",
+        ],
+    );
+    let _ = boxr(&e.store, &["rm", "-f", id.trim()]);
+    assert_eq!((c, out.as_str()), (0, "0\n 0 200000 65536\n"), "{err}");
+    // `--userns auto`: 65536 ids from /etc/subuid's range for root, else from 100000.
+    let (c, out, err) = e.run(&["--userns", "auto", "bb:1", "cat", "/proc/self/uid_map"]);
+    assert_eq!(c, 0, "{err}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!((f[0], f[2]), ("0", "65536"), "{out}");
+    assert_ne!(f[1], "0", "root is not the host's root: {out}");
+    // Bad maps are refused before anything runs.
+    let (c, _, err) = e.run(&["--uidmap", "1:200000:10", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("container's root"), "{err}");
+    let (c, _, err) = e.run(&["--uidmap", "0:x:1", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("CONTAINER:HOST:SIZE"), "{err}");
+}

@@ -595,6 +595,8 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
+        userns: None,
+        rootfs_mounted: false,
         pid_file: None,
         events_file: None,
     };

@@ -24,6 +24,16 @@ pub struct RunArgs {
     /// Log options of a detached container: max-size=SIZE (rotate past it), max-file=N
     #[arg(long, value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
+    /// A user namespace: `auto` maps the container's ids 0-65535 to the range /etc/subuid
+    /// gives root (else 100000-165535); `host` (the default) uses none
+    #[arg(long, value_name = "MODE")]
+    userns: Option<String>,
+    /// A user namespace with this uid map, CONTAINER:HOST:SIZE (repeatable)
+    #[arg(long, value_name = "MAP")]
+    uidmap: Vec<String>,
+    /// Its gid map, CONTAINER:HOST:SIZE (default: the uid map)
+    #[arg(long, value_name = "MAP")]
+    gidmap: Vec<String>,
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
@@ -177,6 +187,9 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         name: args.name.clone(),
         restart: args.restart.clone(),
         log_opts: args.log_opt.clone(),
+        userns: args.userns.clone(),
+        uidmaps: args.uidmap.clone(),
+        gidmaps: args.gidmap.clone(),
     };
     if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
         return super::fail(

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::sandbox::{self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec};
+use crate::sandbox::{
+    self, EtcFile, IdMap, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, UserNs,
+};
 use crate::store::{Store, StoreError};
 
 /// `boxr run` options.
@@ -60,6 +62,86 @@ pub struct RunOptions {
     pub restart: Option<String>,
     /// `--log-opt max-size=SIZE`, `--log-opt max-file=N` (detached containers only).
     pub log_opts: Vec<String>,
+    /// `--userns auto|host`.
+    pub userns: Option<String>,
+    /// `--uidmap CONTAINER:HOST:SIZE` (a user namespace with these maps).
+    pub uidmaps: Vec<String>,
+    /// `--gidmap CONTAINER:HOST:SIZE` (default: the uid maps).
+    pub gidmaps: Vec<String>,
+}
+
+/// The first range `/etc/subuid` (or `/etc/subgid`) gives `root`, else 100000 and 65536 ids.
+fn subordinate_range(file: &str) -> IdMap {
+    let found = fs::read_to_string(file).ok().and_then(|text| {
+        text.lines().find_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            if who != "root" && who != "0" {
+                return None;
+            }
+            Some(IdMap {
+                container: 0,
+                host: start.parse().ok()?,
+                size: count.parse::<u32>().ok()?.min(65536),
+            })
+        })
+    });
+    found.unwrap_or(IdMap {
+        container: 0,
+        host: 100_000,
+        size: 65536,
+    })
+}
+
+/// The user namespace `--userns`, `--uidmap` and `--gidmap` ask for, if any.
+fn user_namespace(opts: &RunOptions) -> Result<Option<UserNs>, ContainerError> {
+    let parse = |maps: &[String]| -> Result<Vec<IdMap>, ContainerError> {
+        maps.iter()
+            .map(|m| IdMap::parse(m).map_err(|e| invalid(e, None)))
+            .collect()
+    };
+    let (mut uid_map, mut gid_map) = (parse(&opts.uidmaps)?, parse(&opts.gidmaps)?);
+    match opts.userns.as_deref() {
+        None | Some("host") | Some("") if uid_map.is_empty() && gid_map.is_empty() => {
+            return Ok(None);
+        }
+        None => {}
+        Some("auto") if uid_map.is_empty() && gid_map.is_empty() => {
+            uid_map.push(subordinate_range("/etc/subuid"));
+            gid_map.push(subordinate_range("/etc/subgid"));
+        }
+        Some(other) => {
+            return Err(invalid(
+                format!("--userns {other}: not a user namespace mode here"),
+                Some(
+                    "--userns auto (a range of /etc/subuid's root, else 100000:65536), or --uidmap/--gidmap CONTAINER:HOST:SIZE without --userns",
+                ),
+            ));
+        }
+    }
+    if uid_map.is_empty() {
+        uid_map = gid_map.clone();
+    }
+    if gid_map.is_empty() {
+        gid_map = uid_map.clone();
+    }
+    if opts
+        .network
+        .as_ref()
+        .is_some_and(|n| *n != NetworkMode::None)
+    {
+        return Err(invalid(
+            "--userns needs --network none here",
+            Some("the network namespace must belong to the container's user namespace"),
+        ));
+    }
+    if IdMap::host_of(&uid_map, 0).is_none() || IdMap::host_of(&gid_map, 0).is_none() {
+        return Err(invalid(
+            "the id maps must map the container's root (id 0)",
+            Some("e.g. --uidmap 0:100000:65536"),
+        ));
+    }
+    Ok(Some(UserNs { uid_map, gid_map }))
 }
 
 /// The resource limit flags of `boxr run`, as given (checked by [`limits`]).
@@ -599,6 +681,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .map(|u| sandbox::Rlimit::parse(u).map_err(|m| invalid(m, None)))
         .collect::<Result<_, _>>()?;
     let (mut extra_mounts, anonymous) = mounts(store, opts)?;
+    user_namespace(opts)?;
     let extra_env = cli_env(opts)?;
     let security = security(store, opts)?;
     let limits = limits(&opts.limits, opts.privileged)?;
@@ -696,6 +779,16 @@ fn create(
     for d in ["upper", "work", "rootfs", "empty"] {
         let p = dir.join(d);
         fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+    }
+    let userns = user_namespace(opts)?;
+    if let Some(u) = &userns {
+        // The rootfs's root directory is the upper dir's: the container's root owns it.
+        let uid = IdMap::host_of(&u.uid_map, 0).expect("checked");
+        let gid = IdMap::host_of(&u.gid_map, 0).expect("checked");
+        for d in ["upper", "empty"] {
+            let p = dir.join(d);
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(io_err("chown", &p))?;
+        }
     }
     if lowers.is_empty() {
         lowers.push(dir.join("empty"));
@@ -818,6 +911,8 @@ fn create(
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
+        userns: userns.clone(),
+        rootfs_mounted: false,
         pid_file: Some(dir.join("pid")),
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),

@@ -88,6 +88,24 @@ pub fn main(spec_fd: i32) -> i32 {
     };
     // Every namespace descriptor is opened before any is entered (the mount namespace changes
     // what /proc is).
+    // A container with a user namespace is joined in it first (as its root): its other
+    // namespaces belong to it, and nothing of the exec'd command keeps the host's privileges.
+    let own_userns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/user")).ok();
+    let same_userns = match (own_userns("self"), own_userns(&spec.pid.to_string())) {
+        (Some(a), Some(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        _ => true,
+    };
+    let userns = if same_userns {
+        None
+    } else {
+        match File::open(format!("/proc/{}/ns/user", spec.pid)) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(125, &format!("cannot open the user namespace: {e}")),
+        }
+    };
     let kinds = [
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
@@ -105,6 +123,19 @@ pub fn main(spec_fd: i32) -> i32 {
     // The pid is checked again now that its namespaces are held open.
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");
+    }
+    if let Some(u) = &userns {
+        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        let entered = setns(u, CloneFlags::CLONE_NEWUSER)
+            .and_then(|()| nix::unistd::setresgid(root.1, root.1, root.1))
+            .and_then(|()| nix::unistd::setgroups(&[]))
+            .and_then(|()| nix::unistd::setresuid(root.0, root.0, root.0));
+        if let Err(e) = entered {
+            return fail(
+                125,
+                &format!("cannot join the container's user namespace: {}", e.desc()),
+            );
+        }
     }
     for (name, flag, f) in &fds {
         if let Err(e) = setns(f, *flag) {

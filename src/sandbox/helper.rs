@@ -350,9 +350,26 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         Ok(i) => i,
         Err(e) => return fail(125, &e),
     };
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+    // With a user namespace, the PID namespace must belong to it: the first process creates
+    // it (see `first_process_userns`).
+    let userns = match spec
+        .userns
+        .as_ref()
+        .map(|u| UsernsSetup::new(spec, u))
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(e) => return fail(125, &e),
+    };
+    if userns.is_none()
+        && let Err(e) = unshare(CloneFlags::CLONE_NEWPID)
+    {
         return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
     }
+    let pid_pipe = match userns.as_ref().map(|_| pipe2(OFlag::O_CLOEXEC)).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
+    };
     let relayed = relayed();
     if let Err(e) = relayed.thread_block() {
         return fail(125, &format!("cannot block signals: {}", e.desc()));
@@ -404,7 +421,10 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
                 let _ = sys::clear_cloexec(r.as_raw_fd());
                 spec.cgroup_sync_fd = Some(r.as_raw_fd());
             }
-            let e = first_process(&spec, &init);
+            let e = match (&userns, pid_pipe) {
+                (Some(ns), Some((_, pid_w))) => first_process_userns(&spec, &init, ns, pid_w),
+                _ => first_process(&spec, &init),
+            };
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
             std::process::exit(e.code);
@@ -412,6 +432,30 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return fail(125, &format!("fork: {}", e.desc())),
     };
+    // With a user namespace, the init is the first process's child, reparented to us (a
+    // subreaper) when the first process exits, after telling us its pid.
+    let child = match pid_pipe {
+        Some((pid_r, pid_w)) => {
+            drop(pid_w);
+            let mut text = String::new();
+            let _ = File::from(pid_r).read_to_string(&mut text);
+            let _ = waitpid(child, None);
+            match text.trim().parse::<i32>() {
+                Ok(p) => Pid::from_raw(p),
+                Err(_) => {
+                    drop(err_w);
+                    let mut report = String::new();
+                    let _ = File::from(err_r).read_to_string(&mut report);
+                    let (code, message) = report
+                        .split_once('\n')
+                        .unwrap_or(("125", "the sandbox's first process failed"));
+                    return fail(code.parse().unwrap_or(125), message);
+                }
+            }
+        }
+        None => child,
+    };
+    drop(userns);
     if let (Some(cg), Some((r, w))) = (cgroup, sync) {
         drop(r);
         if let Err(m) = cg.join(child.as_raw()) {
@@ -480,6 +524,152 @@ pub(super) fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
     }
 }
 
+/// What a sandbox with a user namespace needs from the helper, made before the first process:
+/// the namespace (held by a descriptor) and an idmapped copy of each layer.
+struct UsernsSetup {
+    userns: OwnedFd,
+    lowers: Vec<OwnedFd>,
+}
+
+impl UsernsSetup {
+    fn new(spec: &SandboxSpec, u: &super::spec::UserNs) -> Result<UsernsSetup, String> {
+        let userns = make_userns(u)?;
+        let lowers = spec
+            .rootfs
+            .lowers
+            .iter()
+            .map(|l| {
+                sys::idmapped_clone(l, &userns)
+                    .map_err(|e| format!("cannot make an idmapped mount of {}: {e}", l.display()))
+            })
+            .collect::<Result<_, _>>()?;
+        // The init is the first process's child: it comes to us when the first process exits.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| format!("cannot become a subreaper: {}", e.desc()))?;
+        Ok(UsernsSetup { userns, lowers })
+    }
+}
+
+/// A new user namespace with the maps `u`, held by a descriptor: a short-lived child creates
+/// it, the helper (root of the host's namespace) writes its maps and opens it.
+fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
+    let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
+    let child = match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop((ready_r, done_w));
+            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            let _ = File::from(ready_w).write_all(&[ok as u8]);
+            // Until the helper has opened the namespace.
+            let _ = File::from(done_r).read(&mut [0u8; 1]);
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Err(format!("fork: {}", e.desc())),
+    };
+    drop((ready_w, done_r));
+    let result = (|| {
+        let mut ok = [0u8; 1];
+        File::from(ready_r)
+            .read_exact(&mut ok)
+            .map_err(|e| format!("the user namespace's process: {e}"))?;
+        if ok[0] != 1 {
+            return Err("cannot create a user namespace".to_owned());
+        }
+        let lines = |maps: &[super::spec::IdMap]| {
+            maps.iter()
+                .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+                .collect::<String>()
+        };
+        for (file, maps) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
+            let p = format!("/proc/{child}/{file}");
+            // One write: the kernel takes a map whole, once.
+            std::fs::write(&p, lines(maps)).map_err(|e| format!("cannot write {p}: {e}"))?;
+        }
+        File::open(format!("/proc/{child}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(|e| format!("cannot open the user namespace: {e}"))
+    })();
+    drop(done_w);
+    let _ = waitpid(child, None);
+    result
+}
+
+/// The first process of a sandbox with a user namespace. Still root of the host, it mounts the
+/// overlay over the idmapped layers in a mount namespace of its own; then it enters the user
+/// namespace as its root, creates the other namespaces there (so they belong to it: the init
+/// may mount /proc and /sys), forks the init into the new PID namespace, tells the helper its
+/// pid and exits. Returns only on failure.
+fn first_process_userns(
+    spec: &SandboxSpec,
+    init: &OwnedFd,
+    ns: &UsernsSetup,
+    pid_w: OwnedFd,
+) -> StartError {
+    let err = |message: String| StartError { code: 125, message };
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
+        return err(format!("cannot create a mount namespace: {}", e.desc()));
+    }
+    if let Err(e) = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    ) {
+        return err(format!("make / private: {}", e.desc()));
+    }
+    let lowers: Vec<std::path::PathBuf> = ns
+        .lowers
+        .iter()
+        .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()).into())
+        .collect();
+    if let Err(super::rootfs::SetupError(m)) = super::rootfs::mount_overlay(spec, &lowers) {
+        return err(m);
+    }
+    if let Err(e) = nix::sched::setns(&ns.userns, CloneFlags::CLONE_NEWUSER) {
+        return err(format!("cannot enter the user namespace: {}", e.desc()));
+    }
+    let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    let became_root = nix::unistd::setresgid(root.1, root.1, root.1)
+        .and_then(|()| nix::unistd::setgroups(&[]))
+        .and_then(|()| nix::unistd::setresuid(root.0, root.0, root.0));
+    if let Err(e) = became_root {
+        return err(format!(
+            "cannot become root of the user namespace: {}",
+            e.desc()
+        ));
+    }
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWPID;
+    if let Err(e) = unshare(flags) {
+        return err(format!("cannot create namespaces: {}", e.desc()));
+    }
+    if let Err(e) = sys::loopback_up() {
+        return err(format!("cannot bring up the loopback interface: {e}"));
+    }
+    let mut spec = spec.clone();
+    spec.rootfs_mounted = true;
+    match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(pid_w);
+            // Not killed with the first process, which exits now; the init asks for it again
+            // once it is the helper's (see `init`).
+            let _ = nix::sys::prctl::set_pdeathsig(None);
+            exec_init(&spec, init)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let _ = File::from(pid_w).write_all(child.as_raw().to_string().as_bytes());
+            std::process::exit(0);
+        }
+        Err(e) => err(format!("fork: {}", e.desc())),
+    }
+}
+
 /// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then exec of the
 /// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
 /// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
@@ -512,6 +702,12 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     {
         return err(format!("cannot bring up the loopback interface: {e}"));
     }
+    exec_init(spec, init)
+}
+
+/// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.
+fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
+    let err = |message: String| StartError { code: 125, message };
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(m) => return err(m),

@@ -97,6 +97,14 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
             return Err((125, "the container's cgroup was not set up".into()));
         }
     }
+    // With a user namespace the init was reparented to the helper: from now on it dies with it
+    // (a detached one's helper exits; see `Report::started`).
+    if spec.userns.is_some() && !spec.detach {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+            return Err((125, "the sandbox's helper is gone".into()));
+        }
+    }
     // Confined before the command exists: it inherits the init's limits, identity and
     // capabilities, and nothing in the container ever has more than it.
     if let Err(e) = process::confine(&resolved, &spec.security) {

@@ -138,7 +138,20 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
         None::<&str>,
     )
     .map_err(SetupError::at("make / private"))?;
-    mount_overlay(spec)?;
+    if !spec.rootfs_mounted {
+        mount_overlay(spec, &spec.rootfs.lowers)?;
+    } else {
+        // The overlay came from a more privileged mount namespace, so it is locked here and
+        // cannot be pivoted into: a bind mount of it made here can.
+        mount(
+            Some(&spec.rootfs.target),
+            &spec.rootfs.target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(SetupError::at("bind the rootfs onto itself"))?;
+    }
     let target = &spec.rootfs.target;
     let root: OwnedFd = File::open(target)
         .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
@@ -177,7 +190,7 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
             }
         }
     }
-    special_filesystems(&root)?;
+    special_filesystems(&root, spec.userns.is_some())?;
     if !spec.security.privileged {
         mask_paths(&root)?;
     }
@@ -201,10 +214,13 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
     Ok(())
 }
 
-fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
+/// Mounts the overlay of `spec.rootfs` at its target, with `lowers` as its layers (the image's,
+/// or idmapped copies of them).
+pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
     let r = &spec.rootfs;
     // The new mount API takes every layer on its own: no limit on the number of layers.
-    let lowers: Vec<&Path> = r.lowers.iter().map(PathBuf::as_path).collect();
+    let all_lowers = lowers;
+    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let upper = r.upper.display().to_string();
     let work = r.work.display().to_string();
     let mut options = vec![
@@ -230,22 +246,21 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
     }
     // Mount data is one page. Layer roots share a parent (the store's layers/), so listing them
     // relative to it from there fits about 55 layers; more need the new mount API.
-    let common = r
-        .lowers
+    let common = all_lowers
         .first()
         .and_then(|l| l.parent())
         .and_then(|p| p.parent());
     let (dir, lowers): (Option<&Path>, Vec<String>) = match common {
-        Some(c) if r.lowers.iter().all(|l| l.starts_with(c)) => (
+        Some(c) if all_lowers.iter().all(|l| l.starts_with(c)) => (
             Some(c),
-            r.lowers
+            all_lowers
                 .iter()
                 .map(|l| l.strip_prefix(c).expect("checked").display().to_string())
                 .collect(),
         ),
         _ => (
             None,
-            r.lowers.iter().map(|l| l.display().to_string()).collect(),
+            all_lowers.iter().map(|l| l.display().to_string()).collect(),
         ),
     };
     let data = format!(
@@ -258,7 +273,7 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
     if data.len() >= 4000 {
         return Err(SetupError(format!(
             "the image has too many layers ({}) for one overlay mount",
-            r.lowers.len()
+            all_lowers.len()
         )));
     }
     if let Some(d) = dir {
@@ -274,8 +289,9 @@ fn mount_overlay(spec: &SandboxSpec) -> Result<()> {
     .map_err(SetupError::at("mount the overlay rootfs"))
 }
 
-/// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys.
-fn special_filesystems(root: &OwnedFd) -> Result<()> {
+/// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys. In a
+/// user namespace, where mknod is not allowed, the device nodes are bind mounts of the host's.
+fn special_filesystems(root: &OwnedFd, userns: bool) -> Result<()> {
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = mkdir_in_root(root, "/proc")?;
     mount_fs("proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
@@ -298,6 +314,11 @@ fn special_filesystems(root: &OwnedFd) -> Result<()> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
+        if userns {
+            let node = file_in_root(root, &format!("/dev/{name}"))?;
+            bind(Path::new(&format!("/dev/{name}")), &node, name)?;
+            continue;
+        }
         mknodat(
             &dev,
             name,

@@ -60,6 +60,54 @@ pub struct SandboxSpec {
     /// EOF only when the start is over.
     #[serde(default)]
     pub report_fd: Option<i32>,
+    /// `--userns`: a new user namespace with these id maps; the image's layers are shown
+    /// through idmapped mounts, so their files keep their owners inside.
+    #[serde(default)]
+    pub userns: Option<UserNs>,
+    /// (Set for the init of a sandbox with a user namespace.) The overlay is mounted at
+    /// `rootfs.target` already (by the first process, before it entered the user namespace).
+    #[serde(default)]
+    pub rootfs_mounted: bool,
+}
+
+/// A user namespace's id maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserNs {
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+}
+
+/// One line of `/proc/PID/uid_map`: ids `container..container+size` are host ids
+/// `host..host+size`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+impl IdMap {
+    /// `CONTAINER:HOST:SIZE`, as podman's `--uidmap`.
+    pub fn parse(text: &str) -> Result<IdMap, String> {
+        let n: Vec<Option<u32>> = text.split(':').map(|p| p.parse().ok()).collect();
+        match n.as_slice() {
+            [Some(c), Some(h), Some(s)] if *s > 0 => Ok(IdMap {
+                container: *c,
+                host: *h,
+                size: *s,
+            }),
+            _ => Err(format!(
+                "`{text}` is not an id map: write CONTAINER:HOST:SIZE, e.g. 0:100000:65536"
+            )),
+        }
+    }
+
+    /// The host id of container id `id`, if the map covers it.
+    pub fn host_of(maps: &[IdMap], id: u32) -> Option<u32> {
+        maps.iter()
+            .find(|m| id >= m.container && id - m.container < m.size)
+            .map(|m| m.host + (id - m.container))
+    }
 }
 
 /// A sandbox's cgroup.
