@@ -937,3 +937,61 @@ fn userns_maps_root_to_an_unprivileged_host_uid_and_layers_keep_their_owners() {
     assert_eq!(c, 125);
     assert!(err.contains("CONTAINER:HOST:SIZE"), "{err}");
 }
+
+#[test]
+fn hooks_run_between_namespace_creation_and_the_command() {
+    let test = "hooks_run_between_namespace_creation_and_the_command";
+    if !privileged(test) || !support::have_tool(test, "nsenter") || !support::have_tool(test, "ip")
+    {
+        return;
+    }
+    let e = Env::new();
+    let dir = e._dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    let script = |name: &str, body: &str| {
+        let p = dir.join(name);
+        fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    // The hook configures the container's new network namespace, as networking will (there
+    // it plugs in a veth): the command, started after it, sees the change.
+    let state = dir.join("state.json");
+    let hook = script(
+        "plug",
+        &format!(
+            "cat > {}\nnsenter -t \"$BOXR_PID\" -n ip link set lo mtu 1234",
+            state.display()
+        ),
+    );
+    let (c, out, err) = e.run(&[
+        "--hook",
+        &hook,
+        "bb:1",
+        "cat",
+        "/sys/class/net/lo/mtu",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "1234\n"), "{err}");
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    assert_eq!(st["status"], "creating");
+    assert!(st["pid"].as_i64().unwrap() > 1, "{st}");
+    // A failing hook stops the start: the command never runs.
+    let fail = script("fail", "exit 3");
+    let marker = dir.join("ran");
+    let vol = format!("{}:/x", dir.display());
+    let (c, _, err) = e.run(&["--hook", &fail, "-v", &vol, "bb:1", "touch", "/x/ran"]);
+    assert_eq!(c, 125, "{err}");
+    assert!(err.contains("hook") && err.contains("fail"), "{err}");
+    assert!(!marker.exists(), "the command ran after a failed hook");
+    // The same point exists with a user namespace.
+    let (c, out, err) = e.run(&[
+        "--userns",
+        "auto",
+        "--hook",
+        &hook,
+        "bb:1",
+        "cat",
+        "/sys/class/net/lo/mtu",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "1234\n"), "{err}");
+}

@@ -597,6 +597,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         report_fd: None,
         userns: None,
         rootfs_mounted: false,
+        hooks: Vec::new(),
         pid_file: None,
         events_file: None,
     };

@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Its gid map, CONTAINER:HOST:SIZE (default: the uid map)
     #[arg(long, value_name = "MAP")]
     gidmap: Vec<String>,
+    /// A program to run once the container's namespaces exist, before its command starts, with
+    /// the OCI state on stdin and BOXR_PID set (repeatable; a failing hook stops the start)
+    #[arg(long, value_name = "PATH")]
+    hook: Vec<String>,
     /// Keep stdin open (otherwise the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
@@ -190,6 +194,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         userns: args.userns.clone(),
         uidmaps: args.uidmap.clone(),
         gidmaps: args.gidmap.clone(),
+        hooks: args.hook.clone(),
     };
     if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
         return super::fail(

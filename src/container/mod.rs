@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub uidmaps: Vec<String>,
     /// `--gidmap CONTAINER:HOST:SIZE` (default: the uid maps).
     pub gidmaps: Vec<String>,
+    /// `--hook PATH`: programs run once the namespaces exist, before the command starts.
+    pub hooks: Vec<String>,
 }
 
 /// The first range `/etc/subuid` (or `/etc/subgid`) gives `root`, else 100000 and 65536 ids.
@@ -682,6 +684,15 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         .collect::<Result<_, _>>()?;
     let (mut extra_mounts, anonymous) = mounts(store, opts)?;
     user_namespace(opts)?;
+    for h in &opts.hooks {
+        let p = Path::new(h);
+        if !p.is_absolute() || !p.is_file() {
+            return Err(invalid(
+                format!("--hook {h}: not an absolute path to a program"),
+                None,
+            ));
+        }
+    }
     let extra_env = cli_env(opts)?;
     let security = security(store, opts)?;
     let limits = limits(&opts.limits, opts.privileged)?;
@@ -913,6 +924,15 @@ fn create(
         report_fd: None,
         userns: userns.clone(),
         rootfs_mounted: false,
+        hooks: opts
+            .hooks
+            .iter()
+            .map(|h| sandbox::Hook {
+                path: h.into(),
+                args: Vec::new(),
+                timeout: None,
+            })
+            .collect(),
         pid_file: Some(dir.join("pid")),
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),

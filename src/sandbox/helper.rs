@@ -396,7 +396,20 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
     // Moving a process into a v1 cgroup waits for an RCU grace period (milliseconds); the
     // helper does it while the child sets up the container, and the init waits on this pipe
     // before it starts the command.
-    let sync = match cgroup.map(|_| pipe2(OFlag::O_CLOEXEC)).transpose() {
+    let hooked = !spec.hooks.is_empty();
+    let sync = match (cgroup.is_some() || hooked)
+        .then(|| pipe2(OFlag::O_CLOEXEC))
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
+    };
+    // The first process says when its namespaces exist (the hooks' point). With a user
+    // namespace, the init's pid (`pid_pipe`) says it.
+    let ns_ready = match (hooked && userns.is_none())
+        .then(|| pipe2(OFlag::O_CLOEXEC))
+        .transpose()
+    {
         Ok(p) => p,
         Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
     };
@@ -423,7 +436,7 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
             }
             let e = match (&userns, pid_pipe) {
                 (Some(ns), Some((_, pid_w))) => first_process_userns(&spec, &init, ns, pid_w),
-                _ => first_process(&spec, &init),
+                _ => first_process(&spec, &init, ns_ready.map(|(_, w)| w)),
             };
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
@@ -456,15 +469,32 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         None => child,
     };
     drop(userns);
-    if let (Some(cg), Some((r, w))) = (cgroup, sync) {
+    if let Some((r, w)) = sync {
         drop(r);
-        if let Err(m) = cg.join(child.as_raw()) {
+        if let Some(cg) = cgroup
+            && let Err(m) = cg.join(child.as_raw())
+        {
             let _ = kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
             return fail(
                 125,
                 &format!("cannot move the container into its cgroup: {m}"),
             );
+        }
+        if hooked {
+            // Once the namespaces exist: a first process that failed first says why below.
+            let ready = match ns_ready {
+                Some((r, w)) => {
+                    drop(w);
+                    matches!(File::from(r).read(&mut [0u8; 1]), Ok(1))
+                }
+                None => true,
+            };
+            if ready && let Err(m) = run_hooks(spec, child) {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return fail(125, &m);
+            }
         }
         // The init may have failed already: then nobody reads this, which is fine.
         let _ = File::from(w).write_all(b"1");
@@ -674,7 +704,7 @@ fn first_process_userns(
 /// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
 /// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
 /// runc's init does. Returns only on failure.
-fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
+fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -702,7 +732,55 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     {
         return err(format!("cannot bring up the loopback interface: {e}"));
     }
+    if let Some(w) = ns_ready {
+        let _ = File::from(w).write_all(b"1");
+    }
     exec_init(spec, init)
+}
+
+/// Runs the sandbox's hooks, one after the other, for the init `child`.
+fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
+    let dir = spec.pid_file.as_ref().and_then(|p| p.parent());
+    let state = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "id": dir.and_then(|d| d.file_name()).map(|n| n.to_string_lossy()),
+        "status": "creating",
+        "pid": child.as_raw(),
+        "bundle": dir,
+    });
+    for h in &spec.hooks {
+        let name = h.path.display();
+        let mut c = std::process::Command::new(&h.path)
+            .args(&h.args)
+            .env("BOXR_PID", child.as_raw().to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run the hook {name}: {e}"))?;
+        if let Some(mut stdin) = c.stdin.take() {
+            let _ = stdin.write_all(state.to_string().as_bytes());
+        }
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(h.timeout.unwrap_or(30));
+        let status = loop {
+            match c.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return Err(format!("the hook {name} ran past its timeout"));
+                }
+                Err(e) => return Err(format!("the hook {name}: {e}")),
+            }
+        };
+        if !status.success() {
+            return Err(format!("the hook {name} failed ({status})"));
+        }
+    }
+    Ok(())
 }
 
 /// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.

@@ -68,6 +68,24 @@ pub struct SandboxSpec {
     /// `rootfs.target` already (by the first process, before it entered the user namespace).
     #[serde(default)]
     pub rootfs_mounted: bool,
+    /// Programs the helper runs once the sandbox's namespaces exist and its init is in its
+    /// cgroup, before the command starts (OCI's `createRuntime` point: where a network is
+    /// plugged into the new network namespace).
+    #[serde(default)]
+    pub hooks: Vec<Hook>,
+}
+
+/// A hook: run in the host's namespaces with the OCI state of the sandbox on stdin
+/// (`{"ociVersion", "id", "status": "creating", "pid", "bundle"}`) and `BOXR_PID` set to the
+/// init's pid. A hook that fails (or runs past its timeout) stops the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hook {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Seconds (default 30).
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// A user namespace's id maps.
