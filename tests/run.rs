@@ -964,13 +964,7 @@ fn hooks_run_between_namespace_creation_and_the_command() {
             state.display()
         ),
     );
-    let (c, out, err) = e.run(&[
-        "--hook",
-        &hook,
-        "bb:1",
-        "cat",
-        "/sys/class/net/lo/mtu",
-    ]);
+    let (c, out, err) = e.run(&["--hook", &hook, "bb:1", "cat", "/sys/class/net/lo/mtu"]);
     assert_eq!((c, out.as_str()), (0, "1234\n"), "{err}");
     let st: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
     assert_eq!(st["status"], "creating");

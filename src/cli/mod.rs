@@ -135,18 +135,6 @@ enum Commands {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// (internal) the sandbox helper
-    #[command(name = "__sandbox", hide = true)]
-    SandboxHelper(run::InternalArgs),
-    /// (internal) a container's init
-    #[command(name = "__init", hide = true)]
-    Init(run::InternalArgs),
-    /// (internal) the helper of `boxr exec`
-    #[command(name = "__exec", hide = true)]
-    ExecHelper(run::InternalArgs),
-    /// (internal) the end of a detached container, run by its monitor
-    #[command(name = "__finish", hide = true)]
-    Finish(run::FinishArgs),
     /// (internal) a filesystem build step
     #[command(name = "__fsop", hide = true)]
     FsOp(run::InternalArgs),
@@ -275,11 +263,7 @@ pub fn main() -> i32 {
         Commands::Plan(args) => plan::run(args, &settings),
         Commands::Build(args) => build::run(args, &settings),
         Commands::Run(args) => run::run(args, &settings),
-        Commands::SandboxHelper(args) => run::helper(args),
-        Commands::Init(args) => run::init(args),
         Commands::FsOp(args) => run::fsop(args),
-        Commands::Finish(args) => run::finish(args),
-        Commands::ExecHelper(args) => run::exec_helper(args),
         Commands::Exec(args) => run::exec(args, &settings),
         Commands::Ps(args) => containers::ps(args, &settings),
         Commands::Logs(args) => containers::logs(args, &settings),

@@ -225,33 +225,8 @@ pub struct InternalArgs {
     spec_fd: i32,
 }
 
-pub fn helper(args: &InternalArgs) -> i32 {
-    crate::sandbox::helper_main(args.spec_fd)
-}
-
-pub fn init(args: &InternalArgs) -> i32 {
-    crate::sandbox::init_main(args.spec_fd)
-}
-
 pub fn fsop(args: &InternalArgs) -> i32 {
     crate::sandbox::fsop_main(args.spec_fd)
-}
-
-#[derive(Debug, clap::Args)]
-pub struct FinishArgs {
-    #[arg(long)]
-    spec_fd: i32,
-    /// The exit code of the container's init
-    #[arg(long, allow_hyphen_values = true)]
-    code: i32,
-}
-
-pub fn finish(args: &FinishArgs) -> i32 {
-    crate::sandbox::finish_main(args.spec_fd, args.code)
-}
-
-pub fn exec_helper(args: &InternalArgs) -> i32 {
-    crate::sandbox::exec_main(args.spec_fd)
 }
 
 #[derive(Debug, clap::Args)]

@@ -127,8 +127,7 @@ fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
     spec.remove_on_exit = None;
     let ms = MonitorSpec {
         dir: info.dir.clone(),
-        boxr: std::env::current_exe()
-            .map_err(|e| invalid(format!("cannot find the boxr binary: {e}"), None))?,
+        runtime: crate::sandbox::binary()?,
         tty: spec.process.tty,
         stdin: spec.process.stdin,
         sandbox: serde_json::to_value(detached(spec, &info.dir)).expect("serializes"),

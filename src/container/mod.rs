@@ -1112,11 +1112,10 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let boxr = std::env::current_exe()
-        .map_err(|e| invalid(format!("cannot find the boxr binary: {e}"), None))?;
+    let runtime = sandbox::binary()?;
     let ms = monitor::MonitorSpec {
         dir: dir.clone(),
-        boxr,
+        runtime,
         tty: spec.process.tty,
         stdin: spec.process.stdin,
         sandbox: serde_json::to_value(&spec).expect("serializes"),

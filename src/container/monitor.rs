@@ -4,11 +4,11 @@
 //!
 //! `boxr run -d` (and `start`, `restart`) starts it and waits only for its one-line start
 //! report. The monitor leaves boxr's session, becomes a child subreaper, and starts the sandbox
-//! helper (`boxr __sandbox`) in detached mode: the helper sets the container up and exits once
+//! helper (`boxr-sandbox __sandbox`) in detached mode: the helper sets the container up and exits once
 //! the command runs, so the container's init is reparented to the monitor, which reaps it. The
 //! monitor holds the container's stdio (pipes, or the pty master with `-t`), writes every line
 //! to `container.log` as JSON (`{"time", "stream", "log"}`, rotated by size), records
-//! `state.json` atomically when the container starts and ends, runs `boxr __finish` when it ends
+//! `state.json` atomically when the container starts and ends, runs `boxr-sandbox __finish` when it ends
 //! (OOM check, cgroup removal, exit status), applies the restart policy with Docker's backoff,
 //! and exits when the container is gone for good.
 //!
@@ -41,8 +41,9 @@ use crate::sandbox::{self, term};
 pub struct MonitorSpec {
     /// The container's directory.
     pub dir: PathBuf,
-    /// The boxr binary: the monitor runs its helper (`__sandbox`) and `__finish`.
-    pub boxr: PathBuf,
+    /// The sandbox runtime (`boxr-sandbox`): the monitor runs its helper (`__sandbox`) and
+    /// `__finish`.
+    pub runtime: PathBuf,
     /// The container's `SandboxSpec` (with `detach`), passed through as it is.
     pub sandbox: Value,
     /// `-t`: the container's stdio is a pty, whose master the init sends the monitor.
@@ -530,7 +531,7 @@ impl Monitor {
         };
         let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.0)?;
         use std::os::unix::process::CommandExt;
-        let child = Command::new(&self.spec.boxr)
+        let child = Command::new(&self.spec.runtime)
             .arg0("boxr")
             .args([
                 sandbox::HELPER_ARG,
@@ -890,7 +891,7 @@ impl Monitor {
         }
     }
 
-    /// The container ended with `code`; `finish`: run `boxr __finish` (the helper has not).
+    /// The container ended with `code`; `finish`: run `__finish` (the helper has not).
     fn ended(&mut self, code: i32, finish: bool) {
         // What is left of the output (the pty's, the helper's last words).
         for k in 0..self.outputs.len() {
@@ -955,14 +956,14 @@ impl Monitor {
         self.phase = Phase::Done;
     }
 
-    /// `boxr __finish`: the cgroup (and whatever is left in it), OOM, events, exit status, --rm.
+    /// `boxr-sandbox __finish`: the cgroup (and whatever is left in it), OOM, events, exit status, --rm.
     fn finish(&mut self, code: i32) {
         let run = sandbox::json_memfd_inherited(&self.spec.sandbox).and_then(|fd| {
             use std::os::unix::process::CommandExt;
-            let r = Command::new(&self.spec.boxr)
+            let r = Command::new(&self.spec.runtime)
                 .arg0("boxr")
                 .args([
-                    "__finish",
+                    sandbox::FINISH_ARG,
                     "--spec-fd",
                     &fd.as_raw_fd().to_string(),
                     "--code",

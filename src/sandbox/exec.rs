@@ -40,9 +40,9 @@ pub const EXEC_ARG: &str = "__exec";
 /// Replaces this (single-threaded) process with the exec helper, run from a sealed copy of
 /// boxr. Returns only on failure.
 pub fn exec(spec: &ExecSpec) -> SandboxError {
-    let copy = match helper::sealed_self_copy() {
+    let copy = match super::binary().and_then(|b| helper::sealed_copy(&b).map_err(SandboxError)) {
         Ok(c) => c,
-        Err(e) => return SandboxError(e),
+        Err(e) => return e,
     };
     let fd = match helper::spec_memfd(spec, false) {
         Ok(fd) => fd,

@@ -104,14 +104,18 @@ pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Resul
 /// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
 /// copy itself cannot be written.
 pub(super) fn sealed_self_copy() -> Result<OwnedFd, String> {
+    sealed_copy(std::path::Path::new("/proc/self/exe"))
+}
+
+/// A sealed in-memory copy of the program at `path`.
+pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
     let fd = memfd_create(
         "boxr-init",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )
     .map_err(|e| format!("memfd: {e}"))?;
     let mut dst = File::from(fd);
-    let mut src =
-        File::open("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
+    let mut src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     // A plain read/write copy: std's zero-copy paths (copy_file_range, sendfile through a pipe)
     // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE then fails with EBUSY.
     let mut buf = vec![0u8; 1 << 20];

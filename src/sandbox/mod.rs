@@ -1,10 +1,11 @@
 //! `SandboxSpec` (pure data) → a running process in new namespaces over an overlay rootfs.
 //!
 //! Process model (ARCHITECTURE decision 6): the caller never forks. It writes the spec into a
-//! memfd and execs (for `boxr run`) or spawns (for build steps) a fresh boxr, `boxr __sandbox`,
+//! memfd and execs (for `boxr run`) or spawns (for build steps) the sandbox runtime,
+//! `boxr-sandbox __sandbox` (a small binary of its own, beside boxr),
 //! which is single-threaded and does the real work: a PID namespace, the first process with its
 //! own mount/UTS/IPC/network namespaces, the rootfs (see `rootfs`), then boxr's init (PID 1,
-//! from a sealed memfd copy of boxr, see `init`) or the command itself. The only `unsafe` code of
+//! from a sealed memfd copy of the runtime, see `init`) or the command itself. The only `unsafe` code of
 //! boxr is in `sys`.
 
 pub mod cgroup;
@@ -39,6 +40,65 @@ pub const FSOP_ARG: &str = "__fsop";
 #[diagnostic(code(boxr::sandbox::start))]
 pub struct SandboxError(pub String);
 
+/// The sandbox runtime's file name, beside the boxr binary: the helper, the init and the exec
+/// helper run from it. A binary of its own so that the sealed copy every start makes for PID 1
+/// (CVE-2019-5736) is of a small file, not of all of boxr.
+pub const BINARY: &str = "boxr-sandbox";
+
+/// The sandbox runtime binary: this process's own if it is the runtime, else the one beside
+/// boxr.
+pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| SandboxError(format!("cannot find the boxr binary: {e}")))?;
+    if exe.file_name().is_some_and(|n| n == BINARY) {
+        return Ok(exe);
+    }
+    let bin = exe.with_file_name(BINARY);
+    if !bin.is_file() {
+        return Err(SandboxError(format!(
+            "{} is missing: it is installed beside boxr",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
+/// `boxr-sandbox MODE --spec-fd N [--code C]`: the sandbox runtime's entry point (`__sandbox`
+/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__finish` the end of a
+/// detached container). Arguments are read by hand: no argument parser in the start path.
+pub fn runtime_main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<i32>().ok())
+    };
+    let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
+        eprintln!("usage: {BINARY} __sandbox|__init|__exec|__finish --spec-fd N (run by boxr)");
+        return 125;
+    };
+    match mode.as_str() {
+        HELPER_ARG => helper::main(spec_fd),
+        INIT_ARG => init::main(spec_fd),
+        exec::EXEC_ARG => exec::main(spec_fd),
+        FINISH_ARG => match value("--code") {
+            Some(code) => helper::finish_main(spec_fd, code),
+            None => {
+                eprintln!("{BINARY} __finish needs --code");
+                125
+            }
+        },
+        other => {
+            eprintln!("{BINARY}: unknown mode `{other}`");
+            125
+        }
+    }
+}
+
+/// The mode of the sandbox runtime that ends a detached container.
+pub const FINISH_ARG: &str = "__finish";
+
 /// Replaces this process with the sandbox helper running `spec`; `boxr run` in the foreground
 /// becomes the helper, so signals from the terminal reach it directly. Returns only on failure.
 pub fn exec(spec: &SandboxSpec) -> SandboxError {
@@ -67,19 +127,14 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
             CString::new(kv).ok()
         })
         .collect();
-    let e = nix::unistd::execve(c"/proc/self/exe", &args, &env)
-        .expect_err("execve returns only on failure");
+    let bin = match binary() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(bin.as_os_str()))
+        .expect("a path has no NUL");
+    let e = nix::unistd::execve(&path, &args, &env).expect_err("execve returns only on failure");
     SandboxError(format!("cannot exec the helper: {}", e.desc()))
-}
-
-/// `boxr __sandbox --spec-fd N`.
-pub fn helper_main(spec_fd: i32) -> i32 {
-    helper::main(spec_fd)
-}
-
-/// `boxr __init --spec-fd N` (PID 1 of a container).
-pub fn init_main(spec_fd: i32) -> i32 {
-    init::main(spec_fd)
 }
 
 /// Starts the sandbox helper as a child (build steps). The spec reaches it as its stdin, a
@@ -111,7 +166,13 @@ fn spawn_helper<T: serde::Serialize>(
 ) -> Result<std::process::Child, SandboxError> {
     use std::os::unix::process::CommandExt;
     let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
-    std::process::Command::new("/proc/self/exe")
+    // The filesystem steps run from boxr itself; sandboxes from the runtime.
+    let bin = if arg == HELPER_ARG {
+        binary()?
+    } else {
+        "/proc/self/exe".into()
+    };
+    std::process::Command::new(bin)
         .arg0("boxr")
         .args([arg, "--spec-fd", "0"])
         .stdin(std::process::Stdio::from(fd))
@@ -142,11 +203,6 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
 }
 
 pub use helper::{append_event, process_start_time};
-
-/// `boxr __finish --spec-fd N --code C`: ends a detached sandbox whose init has exited.
-pub fn finish_main(spec_fd: i32, code: i32) -> i32 {
-    helper::finish_main(spec_fd, code)
-}
 
 /// For a long-lived process: maps its code only as it runs (see `sys::map_code_on_demand`).
 pub fn map_code_on_demand() {
@@ -213,9 +269,4 @@ pub mod term {
     pub fn inheritable(fd: &impl AsRawFd) -> std::io::Result<()> {
         super::sys::clear_cloexec(fd.as_raw_fd())
     }
-}
-
-/// `boxr __exec --spec-fd N`.
-pub fn exec_main(spec_fd: i32) -> i32 {
-    exec::main(spec_fd)
 }
