@@ -989,3 +989,55 @@ fn hooks_run_between_namespace_creation_and_the_command() {
     ]);
     assert_eq!((c, out.as_str()), (0, "1234\n"), "{err}");
 }
+
+#[test]
+fn the_classic_overlay_mount_works_and_refuses_too_many_layers_clearly() {
+    if !privileged("the_classic_overlay_mount_works_and_refuses_too_many_layers_clearly") {
+        return;
+    }
+    let e = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut dirs = vec![busybox_rootfs(work.path())];
+    for i in 1..100 {
+        let d = work.path().join(format!("l{i}"));
+        fs::create_dir_all(d.join("layers")).unwrap();
+        fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
+        fs::write(d.join("top"), format!("{i}")).unwrap();
+        dirs.push(d);
+    }
+    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+    support::put_layered_image(&e.store, &refs[..3], "three:1");
+    support::put_layered_image(&e.store, &refs, "deep:1");
+    let classic = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["run", "--rm"])
+            .args(args)
+            .env("BOXR_ROOT", &e.store)
+            .env("BOXR_OVERLAY_MOUNT", "classic")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // mount(2) with one lowerdir= string: every layer, the top one winning, and a writable top.
+    let (c, out, err) = classic(&[
+        "three:1",
+        "sh",
+        "-c",
+        "ls /layers; cat /top; echo; echo w > /top && cat /top",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "f001\nf002\n2\nw\n"), "{err}");
+    // The same with a user namespace (idmapped layers behind /proc/self/fd).
+    let (c, out, err) = classic(&["--userns", "auto", "three:1", "cat", "/layers/f001"]);
+    assert_eq!((c, out.as_str()), (0, "1"), "{err}");
+    // One page of mount data holds about 55 layers: more is a clear error, not a truncation.
+    let (c, _, err) = classic(&["deep:1", "true"]);
+    assert_eq!(c, 125, "{err}");
+    assert!(err.contains("too many layers (100)"), "{err}");
+    // The new mount API (the default) has no such limit.
+    let (c, out, err) = e.run(&["deep:1", "cat", "/layers/f099"]);
+    assert_eq!((c, out.as_str()), (0, "99"), "{err}");
+}

@@ -265,6 +265,7 @@ impl StepDirs {
             target: self.scratch.0.join("mnt"),
             read_only: false,
             volatile: true,
+            classic_mount: RootfsSpec::classic_requested(),
         }
     }
 

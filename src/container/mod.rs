@@ -863,6 +863,7 @@ fn create(
             target: dir.join("rootfs"),
             read_only: opts.read_only,
             volatile: false,
+            classic_mount: RootfsSpec::classic_requested(),
         },
         hostname,
         network,

@@ -234,7 +234,12 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
     if r.volatile {
         options.push(("volatile", ""));
     }
-    match super::sys::mount_overlay_fsconfig(&lowers, &options, &r.target) {
+    let new_api = if r.classic_mount {
+        Err(std::io::Error::from_raw_os_error(nix::libc::ENOSYS))
+    } else {
+        super::sys::mount_overlay_fsconfig(&lowers, &options, &r.target)
+    };
+    match new_api {
         Ok(()) => return Ok(()),
         // Kernels before 6.8 (no `lowerdir+`) or 5.2 (no fsopen): the classic mount below.
         Err(e)

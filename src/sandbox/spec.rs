@@ -153,6 +153,18 @@ pub struct RootfsSpec {
     /// thrown away if the machine crashes before it is committed).
     #[serde(default)]
     pub volatile: bool,
+    /// Mount with mount(2) and one `lowerdir=` string, not the new mount API (which boxr uses
+    /// when the kernel has it, and falls back from): `BOXR_OVERLAY_MOUNT=classic` asks for it,
+    /// to rule the new API out when something goes wrong.
+    #[serde(default)]
+    pub classic_mount: bool,
+}
+
+impl RootfsSpec {
+    /// Whether the environment asks for the classic overlay mount (`BOXR_OVERLAY_MOUNT=classic`).
+    pub fn classic_requested() -> bool {
+        std::env::var("BOXR_OVERLAY_MOUNT").is_ok_and(|v| v == "classic")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
