@@ -444,3 +444,40 @@ fn the_v2_device_program_refuses_what_is_not_allowed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup() {
+    let hybrid = Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+        && Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"));
+    if !hybrid {
+        eprintln!("skipped: not a hybrid host with hugetlb on cgroup2");
+        return;
+    }
+    let Some(env) = Env::new("on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup") else {
+        return;
+    };
+    let line = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "bb:1",
+            "sh",
+            "-c",
+            "grep -E '^(0::|[0-9]+:memory:)' /proc/self/cgroup",
+        ]);
+        let (c, out, err) = env.run(&all);
+        assert_eq!(c, 0, "{err}");
+        out
+    };
+    // The v1 hierarchies always (the process moved itself in through `tasks`); the v2 one,
+    // whose move waits for an RCU grace period, only for what only v2 has here: hugetlb.
+    let plain = line(&[]);
+    assert!(plain.contains(":memory:/boxr/"), "{plain}");
+    assert!(!plain.contains("0::/boxr/"), "{plain}");
+    let huge = line(&["--hugetlb", "2MB=4MiB"]);
+    assert!(
+        huge.contains(":memory:/boxr/") && huge.contains("0::/boxr/"),
+        "{huge}"
+    );
+}

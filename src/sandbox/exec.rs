@@ -78,7 +78,14 @@ pub fn main(spec_fd: i32) -> i32 {
     }
     // The cgroup first: the command is forked inside it.
     for d in &spec.cgroup_dirs {
-        if let Err(e) = std::fs::write(d.join("cgroup.procs"), "0") {
+        // v1: this (single-threaded) process moves itself through `tasks`, which spares the
+        // kernel's global threadgroup lock and its RCU wait; v2 has only `cgroup.procs`.
+        let file = if d.join("tasks").exists() {
+            "tasks"
+        } else {
+            "cgroup.procs"
+        };
+        if let Err(e) = std::fs::write(d.join(file), "0") {
             return fail(125, &format!("cannot join the cgroup {}: {e}", d.display()));
         }
     }

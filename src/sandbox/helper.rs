@@ -420,6 +420,17 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
     let child = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(err_r);
+            // Into the v1 hierarchies by itself, first: a thread moving itself is fast (see
+            // `join_self_v1`), and everything it starts is born there.
+            if let Some(cg) = cgroup
+                && let Err(m) = cg.join_self_v1()
+            {
+                let _ = write!(
+                    File::from(err_w),
+                    "125\ncannot move the container into its cgroup: {m}"
+                );
+                std::process::exit(125);
+            }
             let mut spec = spec.clone();
             if let Some((_, theirs)) = &console {
                 // The init's end must survive its exec.
@@ -476,7 +487,7 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
     if let Some((r, w)) = sync {
         drop(r);
         if let Some(cg) = cgroup
-            && let Err(m) = cg.join(child.as_raw())
+            && let Err(m) = cg.join_v2(child.as_raw())
         {
             let _ = kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
