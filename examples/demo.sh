@@ -58,6 +58,9 @@ $boxr logs --tail 2 ticker
 $boxr stop -t 1 ticker
 $boxr rm ticker
 
+step boxr run --rm --userns auto busybox:demo sh -c "'id -u; cat /proc/self/uid_map'" "# root inside, an unprivileged uid outside"
+$boxr run --rm --userns auto busybox:demo sh -c 'id -u; cat /proc/self/uid_map'
+
 step boxr images
 $boxr images
 
