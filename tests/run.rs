@@ -923,6 +923,31 @@ fn userns_maps_root_to_an_unprivileged_host_uid_and_layers_keep_their_owners() {
     );
     let _ = boxr(&e.store, &["rm", "-f", id.trim()]);
     assert_eq!((c, out.as_str()), (0, "0\n 0 200000 65536\n"), "{err}");
+    // A store whose path the container's root cannot search (as `mktemp -d` makes): the first
+    // process mounts what needs host paths as the host's root, and the init starts inside.
+    let locked = e._dir.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+    let store2 = locked.join("store");
+    let (c, _, err) = boxr(&store2, &["import", rootfs.to_str().unwrap(), "owned:1"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(
+        &store2,
+        &[
+            "run",
+            "--rm",
+            "--uidmap",
+            "0:200000:65536",
+            "--tmpfs",
+            "/t",
+            "--read-only",
+            "owned:1",
+            "sh",
+            "-c",
+            "cat /etc/hostname >/dev/null && stat -c '%u' /t && touch /t/ok && ! touch /no 2>/dev/null && echo fine",
+        ],
+    );
+    assert_eq!((c, out.as_str()), (0, "0\nfine\n"), "{err}");
     // `--userns auto`: 65536 ids from /etc/subuid's range for root, else from 100000.
     let (c, out, err) = e.run(&["--userns", "auto", "bb:1", "cat", "/proc/self/uid_map"]);
     assert_eq!(c, 0, "{err}");

@@ -670,8 +670,15 @@ fn first_process_userns(
         .iter()
         .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()).into())
         .collect();
-    if let Err(super::rootfs::SetupError(m)) = super::rootfs::mount_overlay(spec, &lowers) {
+    let mounted =
+        super::rootfs::mount_overlay(spec, &lowers).and_then(|()| super::rootfs::host_mounts(spec));
+    if let Err(super::rootfs::SetupError(m)) = mounted {
         return err(m);
+    }
+    // The init starts in the rootfs: the path to it may not be searchable by the container's
+    // root.
+    if let Err(e) = nix::unistd::chdir(&spec.rootfs.target) {
+        return err(format!("cannot enter the rootfs: {}", e.desc()));
     }
     if let Err(e) = nix::sched::setns(&ns.userns, CloneFlags::CLONE_NEWUSER) {
         return err(format!("cannot enter the user namespace: {}", e.desc()));

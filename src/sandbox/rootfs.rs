@@ -138,25 +138,66 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
         None::<&str>,
     )
     .map_err(SetupError::at("make / private"))?;
-    if !spec.rootfs_mounted {
-        mount_overlay(spec, &spec.rootfs.lowers)?;
-    } else {
-        // The overlay came from a more privileged mount namespace, so it is locked here and
-        // cannot be pivoted into: a bind mount of it made here can.
+    let target: &Path = if spec.rootfs_mounted {
+        // A user namespace's init: the first process mounted the rootfs and the host's mounts
+        // in it as the host's root, and left us in it (the store's path may not be searchable
+        // by the container's root). Those mounts came from a more privileged mount namespace,
+        // so they are locked here and cannot be pivoted into: a bind of them made here can,
+        // entered from the parent directory (`.` does not cross onto a mount over itself).
         mount(
-            Some(&spec.rootfs.target),
-            &spec.rootfs.target,
+            Some("."),
+            ".",
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .map_err(SetupError::at("bind the rootfs onto itself"))?;
-    }
-    let target = &spec.rootfs.target;
+        let name = spec
+            .rootfs
+            .target
+            .file_name()
+            .ok_or_else(|| SetupError("the rootfs target has no name".into()))?;
+        chdir("..").map_err(SetupError::at("leave the rootfs"))?;
+        chdir(name).map_err(SetupError::at("enter the rootfs again"))?;
+        Path::new(".")
+    } else {
+        mount_overlay(spec, &spec.rootfs.lowers)?;
+        host_mounts(spec)?;
+        &spec.rootfs.target
+    };
     let root: OwnedFd = File::open(target)
         .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
         .into();
+    special_filesystems(&root, spec.userns.is_some())?;
+    if !spec.security.privileged {
+        mask_paths(&root)?;
+    }
+    if spec.rootfs.read_only {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(SetupError::at("make the rootfs read-only"))?;
+    }
+    drop(root);
+    // pivot_root(".", "."): the old root ends up on top of the new one; detach it.
+    chdir(target).map_err(SetupError::at("enter the rootfs"))?;
+    pivot_root(".", ".").map_err(SetupError::at("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(SetupError::at("detach the old root"))?;
+    chdir("/").map_err(SetupError::at("chdir /"))?;
+    nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
+    Ok(())
+}
 
+/// The mounts of host paths into the mounted rootfs: the /etc files, `-v` and `--tmpfs`.
+/// With a user namespace the first process makes them, as the host's root.
+pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
+    let root: OwnedFd = File::open(&spec.rootfs.target)
+        .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
+        .into();
     for f in &spec.etc_files {
         let t = file_in_root(&root, &f.target)?;
         bind(&f.source, &t, &f.target)?;
@@ -180,37 +221,25 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
             }
             MountSpec::Tmpfs { target, options } => {
                 let t = mkdir_in_root(&root, target)?;
+                // Mounted by the host's root for a user namespace: owned by the container's.
+                let mut options = options.clone();
+                if let Some(u) = &spec.userns
+                    && !options.split(',').any(|o| o.starts_with("uid="))
+                {
+                    let uid = super::spec::IdMap::host_of(&u.uid_map, 0).unwrap_or(0);
+                    let gid = super::spec::IdMap::host_of(&u.gid_map, 0).unwrap_or(0);
+                    options.push_str(&format!(",uid={uid},gid={gid}"));
+                }
                 mount_fs(
                     "tmpfs",
                     &t,
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some(options),
+                    Some(&options),
                     target,
                 )?;
             }
         }
     }
-    special_filesystems(&root, spec.userns.is_some())?;
-    if !spec.security.privileged {
-        mask_paths(&root)?;
-    }
-    if spec.rootfs.read_only {
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .map_err(SetupError::at("make the rootfs read-only"))?;
-    }
-    drop(root);
-    // pivot_root(".", "."): the old root ends up on top of the new one; detach it.
-    chdir(target).map_err(SetupError::at("enter the rootfs"))?;
-    pivot_root(".", ".").map_err(SetupError::at("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(SetupError::at("detach the old root"))?;
-    chdir("/").map_err(SetupError::at("chdir /"))?;
-    nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
     Ok(())
 }
 
