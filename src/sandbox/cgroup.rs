@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -557,6 +558,17 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// The cgroup's v2 directory, opened (for a child born in it, see `fork_into_cgroup`).
+    pub fn open_v2(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        self.v2.as_ref().map(|d| {
+            fs::File::options()
+                .read(true)
+                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+                .open(d)
+                .map(Into::into)
+        })
     }
 
     /// Moves process `pid` into the cgroup's v2 directory, if it has one.

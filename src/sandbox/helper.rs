@@ -417,7 +417,25 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         Ok(p) => p,
         Err(e) => return fail(125, &format!("pipe: {}", e.desc())),
     };
-    let child = match sys::fork() {
+    // Born in the v2 cgroup, if there is one (clone3 CLONE_INTO_CGROUP): moving it there
+    // afterwards would wait for an RCU grace period. A kernel without it (before 5.7): moved.
+    let v2 = match cgroup.and_then(Cgroup::open_v2).transpose() {
+        Ok(v2) => v2,
+        Err(e) => return fail(125, &format!("cannot open the container's cgroup: {e}")),
+    };
+    let mut born_in_v2 = false;
+    let forked = match &v2 {
+        Some(fd) => match sys::fork_into_cgroup(fd) {
+            Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => sys::fork(),
+            r => {
+                born_in_v2 = r.is_ok();
+                r
+            }
+        },
+        None => sys::fork(),
+    };
+    drop(v2);
+    let child = match forked {
         Ok(ForkResult::Child) => {
             drop(err_r);
             // Into the v1 hierarchies by itself, first: a thread moving itself is fast (see
@@ -486,7 +504,7 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
     drop(userns);
     if let Some((r, w)) = sync {
         drop(r);
-        if let Some(cg) = cgroup
+        if let Some(cg) = cgroup.filter(|_| !born_in_v2)
             && let Err(m) = cg.join_v2(child.as_raw())
         {
             let _ = kill(child, Signal::SIGKILL);

@@ -32,6 +32,58 @@ pub fn fork() -> nix::Result<ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// `struct clone_args` of clone3(2) (the fields up to `cgroup`, Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `fork()` whose child is born in the cgroup2 directory `cgroup` (clone3 with
+/// CLONE_INTO_CGROUP): no migration afterwards, so no wait for the kernel's threadgroup lock.
+/// Same contract as [`fork`]: the process must be single-threaded.
+pub fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
+    assert_eq!(thread_count(), 1, "fork() from a multi-threaded process");
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: nix::libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: without CLONE_VM (and with no stack given) clone3 is a fork: the child gets a
+    // copy of the address space and returns here with 0. The process is single-threaded
+    // (asserted above), so, as for `fork`, no lock can be held by another thread in the child.
+    // `args` is a live, initialized struct of the size passed. Unlike glibc's fork, the raw
+    // call leaves the child's cached thread id the parent's, which only `raise`/`abort` read:
+    // the child (the sandbox's first process) makes namespaces and execs, as crun's does.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        r if r < 0 => Err(nix::errno::Errno::last()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
 /// Proof that this process was single-threaded when it was made (see [`single_threaded`]).
 pub struct SingleThreaded(());
 
