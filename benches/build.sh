@@ -12,13 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
-for tool in hyperfine buildah runc openssl; do
-  command -v $tool >/dev/null || apt-get install -y -qq $tool >/dev/null
-done
-[ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
-[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
-cargo build --release --locked --quiet
-boxr=$PWD/target/release/boxr
+. benches/lib.sh
+setup hyperfine buildah runc openssl
 work=/var/tmp/boxr-build-bench-$$  # lowercase: buildah names the pulled image after it
 mkdir "$work"
 cleanup() {
@@ -32,10 +27,8 @@ bud="buildah bud --runtime runc --layers --network none -q"
 
 # The base: a busybox rootfs, imported into boxr and pulled into buildah from boxr's OCI export.
 rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
-cp /bin/busybox "$rootfs/bin/"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+busybox_rootfs "$rootfs" $(/bin/busybox --list | grep -vx busybox)
+mkdir -p "$rootfs/tmp"
 $boxr import "$rootfs" bench-busybox:latest >/dev/null
 $boxr save --format oci-dir -o "$work/oci" bench-busybox:latest
 img=$(buildah pull -q "oci:$work/oci")

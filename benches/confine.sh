@@ -6,18 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
-command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
-[ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
-[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
-cargo build --release --locked --quiet
-boxr=$PWD/target/release/boxr
+. benches/lib.sh
+setup hyperfine
 work=$(mktemp -d /var/tmp/boxr-confine-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc"
-cp /bin/busybox "$rootfs/bin/"
-ln -s busybox "$rootfs/bin/true"
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+busybox_rootfs "$rootfs" true
 export BOXR_ROOT=$work/store
 $boxr import "$rootfs" bench:1 >/dev/null
 run="$boxr run --rm --network none"

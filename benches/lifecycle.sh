@@ -6,13 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
-for tool in hyperfine python3; do
-  command -v $tool >/dev/null || apt-get install -y -qq $tool >/dev/null
-done
-[ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
-[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
-cargo build --release --locked --quiet
-boxr=$PWD/target/release/boxr
+. benches/lib.sh
+setup hyperfine python3
 work=$(mktemp -d /var/tmp/boxr-lifecycle-bench.XXXXXX)
 export BOXR_ROOT=$work/store
 cleanup() {
@@ -22,10 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc"
-cp /bin/busybox "$rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+busybox_rootfs "$rootfs" sh true sleep
 "$boxr" import "$rootfs" bench:1 >/dev/null
 remove_all='ids=$('"$boxr"' ps -aq); [ -z "$ids" ] || '"$boxr"' rm -f $ids >/dev/null'
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/start.json" \

@@ -11,13 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}
-for tool in podman runc python3; do
-  command -v $tool >/dev/null || apt-get install -y -qq $tool >/dev/null
-done
-[ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
-[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
-cargo build --release --locked --quiet
-boxr=$PWD/target/release/boxr
+. benches/lib.sh
+setup podman runc python3
 work=$(mktemp -d /var/tmp/boxr-monitor-bench.XXXXXX)
 podman_opts=(--cgroup-manager=cgroupfs --events-backend=file --runtime runc)
 h=$(ulimit -Hn)
@@ -31,10 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc"
-cp /bin/busybox "$rootfs/bin/"
-for a in sh sleep; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+busybox_rootfs "$rootfs" sh sleep
 export BOXR_ROOT=$work/store
 "$boxr" import "$rootfs" boxr-bench-monitor:1 >/dev/null
 "$boxr" save -o "$work/image.tar" boxr-bench-monitor:1

@@ -11,13 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
-for tool in hyperfine crun runc podman python3; do
-  command -v $tool >/dev/null || apt-get install -y -qq $tool >/dev/null
-done
-[ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
-[ -e /usr/include/seccomp.h ] || apt-get install -y -qq libseccomp-dev >/dev/null
-cargo build --release --locked --quiet
-boxr=$PWD/target/release/boxr
+. benches/lib.sh
+setup hyperfine crun runc podman python3
 work=$(mktemp -d /var/tmp/boxr-run-bench.XXXXXX)
 podman_opts=(--cgroup-manager=cgroupfs --events-backend=file --runtime runc)
 cleanup() {
@@ -26,10 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 rootfs=$work/bundle/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
-cp /bin/busybox "$rootfs/bin/"
-for a in sh true; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+busybox_rootfs "$rootfs" sh true
+mkdir -p "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
 export BOXR_ROOT=$work/store
 $boxr import "$rootfs" boxr-bench:1 >/dev/null
 $boxr save -o "$work/image.tar" boxr-bench:1

@@ -27,6 +27,19 @@ impl Env {
         Some(Env { _dir: dir, store })
     }
 
+    /// `boxr run -d ARGS`, which must succeed: the container's id.
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        self.ok(&all).trim().to_owned()
+    }
+
+    /// `boxr inspect CONTAINER`, which must succeed: its JSON object.
+    fn inspect(&self, container: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", container])).unwrap();
+        v[0].clone()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = boxr(&self.store, args);
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -78,9 +91,7 @@ fn a_detached_container_runs_logs_stops_and_goes() {
     let Some(env) = Env::new("a_detached_container_runs_logs_stops_and_goes") else {
         return;
     };
-    let id = env.ok(&[
-        "run",
-        "-d",
+    let id = env.run_d(&[
         "--name",
         "ticker",
         "bb:1",
@@ -88,16 +99,15 @@ fn a_detached_container_runs_logs_stops_and_goes() {
         "-c",
         "echo started; echo to-stderr >&2; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
     ]);
-    let id = id.trim().to_owned();
     assert_eq!(id.len(), 64, "{id}");
     let ps = env.ok(&["ps"]);
     assert!(
         ps.contains(&id[..12]) && ps.contains("ticker") && ps.contains("Up "),
         "{ps}"
     );
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "ticker"])).unwrap();
-    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
-    assert!(v[0]["State"]["Running"].as_bool().unwrap());
+    let v = env.inspect("ticker");
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    assert!(v["State"]["Running"].as_bool().unwrap());
     // State.Pid is the container's init as the host sees it.
     let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.to_string_lossy().contains("boxr-init"), "{exe:?}");
@@ -143,19 +153,17 @@ fn a_detached_container_runs_logs_stops_and_goes() {
     assert_eq!(state["Status"], "exited");
     assert_eq!(state["ExitCode"], 143);
     assert!(state["StartedAt"].is_string() && state["FinishedAt"].is_string());
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "ticker"])).unwrap();
-    assert_eq!(v[0]["Id"], id.as_str());
-    assert_eq!(v[0]["Name"], "/ticker");
-    assert_eq!(v[0]["State"]["Status"], "exited");
-    assert_eq!(v[0]["State"]["ExitCode"], 143);
-    assert_eq!(v[0]["State"]["Running"], false);
+    let v = env.inspect("ticker");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Name"], "/ticker");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 143);
+    assert_eq!(v["State"]["Running"], false);
     env.ok(&["rm", "ticker"]);
     env.assert_clean();
     // The name is free again.
-    let id2 = env.ok(&[
-        "run", "-d", "--name", "ticker", "bb:1", "sh", "-c", "exit 7",
-    ]);
-    assert_eq!(env.ok(&["wait", id2.trim()]), "7\n");
+    let id2 = env.run_d(&["--name", "ticker", "bb:1", "sh", "-c", "exit 7"]);
+    assert_eq!(env.ok(&["wait", &id2]), "7\n");
     env.ok(&["rm", "ticker"]);
     env.assert_clean();
 }
@@ -165,17 +173,11 @@ fn kill_rm_force_and_a_killed_monitor() {
     let Some(env) = Env::new("kill_rm_force_and_a_killed_monitor") else {
         return;
     };
-    let a = env
-        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
-        .trim()
-        .to_owned();
+    let a = env.run_d(&["bb:1", "sleep", "1000"]);
     env.ok(&["kill", "-s", "TERM", &a[..12]]);
     // sleep does not handle TERM: it dies of it.
     assert_eq!(env.ok(&["wait", &a]), "143\n");
-    let b = env
-        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
-        .trim()
-        .to_owned();
+    let b = env.run_d(&["bb:1", "sleep", "1000"]);
     // The monitor dies outright: the container goes on, and ps still tells the truth.
     let state_path = env.store.join("containers").join(&b).join("state.json");
     until("the running state", || fs::read(&state_path).is_ok());
@@ -204,11 +206,7 @@ fn many_detached_containers_come_and_go_cleanly() {
         return;
     };
     let ids: Vec<String> = (0..50)
-        .map(|_| {
-            env.ok(&["run", "-d", "bb:1", "sleep", "1000"])
-                .trim()
-                .to_owned()
-        })
+        .map(|_| env.run_d(&["bb:1", "sleep", "1000"]))
         .collect();
     assert_eq!(env.ok(&["ps", "-q"]).lines().count(), 50);
     // gc keeps what running containers use, even untagged.
@@ -235,9 +233,7 @@ fn exec_joins_the_container_with_its_confinement() {
     let Some(env) = Env::new("exec_joins_the_container_with_its_confinement") else {
         return;
     };
-    let id = env.ok(&[
-        "run",
-        "-d",
+    let id = env.run_d(&[
         "--name",
         "box",
         "--hostname",
@@ -247,7 +243,6 @@ fn exec_joins_the_container_with_its_confinement() {
         "-c",
         "echo made-inside > /tmp/made; sleep 1000",
     ]);
-    let id = id.trim().to_owned();
     until("the container's file", || {
         boxr(&env.store, &["exec", "box", "cat", "/tmp/made"]).1 == "made-inside\n"
     });
@@ -324,15 +319,12 @@ fn pause_stops_a_counter_and_unpause_resumes_it() {
     let Some(env) = Env::new("pause_stops_a_counter_and_unpause_resumes_it") else {
         return;
     };
-    let id = env.ok(&[
-        "run",
-        "-d",
+    let id = env.run_d(&[
         "bb:1",
         "sh",
         "-c",
         "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
     ]);
-    let id = id.trim().to_owned();
     // Read from the host, in the container's upper dir (an exec would join the frozen cgroup).
     let file = env
         .store
@@ -348,8 +340,8 @@ fn pause_stops_a_counter_and_unpause_resumes_it() {
     until("the counter", || count() > 2);
     env.ok(&["pause", &id]);
     assert!(env.ok(&["ps"]).contains("(Paused)"));
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
-    assert_eq!(v[0]["State"]["Paused"], true);
+    let v = env.inspect(&id);
+    assert_eq!(v["State"]["Paused"], true);
     let frozen = count();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(), frozen, "the counter moved while paused");
@@ -374,37 +366,26 @@ fn restart_policies_apply_with_backoff_and_stop_wins() {
         return;
     };
     // on-failure:3: the first run and three restarts (100, 200, 400 ms apart), then it stays.
-    let a = env
-        .ok(&[
-            "run",
-            "-d",
-            "--restart",
-            "on-failure:3",
-            "bb:1",
-            "sh",
-            "-c",
-            "echo run; exit 1",
-        ])
-        .trim()
-        .to_owned();
+    let a = env.run_d(&[
+        "--restart",
+        "on-failure:3",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
     assert_eq!(env.ok(&["wait", &a]), "1\n");
     assert_eq!(env.ok(&["logs", &a]), "run\nrun\nrun\nrun\n");
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &a])).unwrap();
-    assert_eq!(v[0]["RestartCount"], 3);
+    let v = env.inspect(&a);
+    assert_eq!(v["RestartCount"], 3);
     // on-failure does not restart a success.
-    let b = env
-        .ok(&["run", "-d", "--restart", "on-failure", "bb:1", "true"])
-        .trim()
-        .to_owned();
+    let b = env.run_d(&["--restart", "on-failure", "bb:1", "true"]);
     assert_eq!(env.ok(&["wait", &b]), "0\n");
     // always: a killed container comes back (another init), a stopped one stays down.
-    let c = env
-        .ok(&["run", "-d", "--restart", "always", "bb:1", "sleep", "1000"])
-        .trim()
-        .to_owned();
+    let c = env.run_d(&["--restart", "always", "bb:1", "sleep", "1000"]);
     let pid = |env: &Env| -> i64 {
-        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &c])).unwrap();
-        v[0]["State"]["Pid"].as_i64().unwrap_or(0)
+        let v = env.inspect(&c);
+        v["State"]["Pid"].as_i64().unwrap_or(0)
     };
     until("the first start", || pid(&env) > 0);
     let first = pid(&env);
@@ -436,25 +417,20 @@ fn top_and_stats_read_the_container_s_cgroup() {
     let Some(env) = Env::new("top_and_stats_read_the_container_s_cgroup") else {
         return;
     };
-    let id = env
-        .ok(&[
-            "run",
-            "-d",
-            "--name",
-            "busy",
-            "-m",
-            "64m",
-            "--cpus",
-            "0.5",
-            "--pids-limit",
-            "20",
-            "bb:1",
-            "sh",
-            "-c",
-            "while :; do :; done",
-        ])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&[
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "bb:1",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
     // The init starts the command a moment after `run -d` returns.
     until("the command in top", || {
         env.ok(&["top", "busy"])
@@ -487,21 +463,16 @@ fn logs_rotate_by_size() {
     let Some(env) = Env::new("logs_rotate_by_size") else {
         return;
     };
-    let id = env
-        .ok(&[
-            "run",
-            "-d",
-            "--log-opt",
-            "max-size=4k",
-            "--log-opt",
-            "max-file=3",
-            "bb:1",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
-        ])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&[
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        "bb:1",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
     assert_eq!(env.ok(&["wait", &id]), "0\n");
     let dir = env.store.join("containers").join(&id);
     for f in ["container.log", "container.log.1", "container.log.2"] {
@@ -555,10 +526,7 @@ fn events_record_what_happened_and_follow() {
             .spawn()
             .unwrap(),
     );
-    let id = env
-        .ok(&["run", "-d", "--name", "ev", "bb:1", "sleep", "100"])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&["--name", "ev", "bb:1", "sleep", "100"]);
     env.ok(&["pause", "ev"]);
     env.ok(&["unpause", "ev"]);
     env.ok(&["exec", "ev", "true"]);
@@ -646,18 +614,13 @@ fn attach_relays_input_output_and_the_exit_code() {
     assert!(err.contains("no-such-command"), "{err}");
     let (code, _, err) = boxr(&env.store, &["run", "-d", "bb:1", "/etc/passwd"]);
     assert_eq!(code, 126, "{err}");
-    let id = env
-        .ok(&[
-            "run",
-            "-d",
-            "-i",
-            "bb:1",
-            "sh",
-            "-c",
-            "while read l; do echo got:$l; echo err:$l >&2; done; echo bye; exit 5",
-        ])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&[
+        "-i",
+        "bb:1",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; echo err:$l >&2; done; echo bye; exit 5",
+    ]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_boxr"))
         .args(["attach", &id])
         .env("BOXR_ROOT", &env.store)
@@ -701,19 +664,14 @@ fn attach_to_a_tty_passes_the_window_size_and_detaches_on_ctrl_p_ctrl_q() {
     else {
         return;
     };
-    let id = env
-        .ok(&[
-            "run",
-            "-d",
-            "-i",
-            "-t",
-            "bb:1",
-            "sh",
-            "-c",
-            "while read l; do echo got:$l; tty; stty size; [ $l = bye ] && exit 3; done",
-        ])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&[
+        "-i",
+        "-t",
+        "bb:1",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; tty; stty size; [ $l = bye ] && exit 3; done",
+    ]);
     // Ctrl-P Ctrl-Q leaves the container running.
     let (code, _) = support::on_pty(&env.store, &["attach", &id], "", b"\x10\x11");
     assert_eq!(code, Some(0));
@@ -738,20 +696,15 @@ fn start_and_restart_keep_the_container_s_files() {
     let Some(env) = Env::new("start_and_restart_keep_the_container_s_files") else {
         return;
     };
-    let id = env
-        .ok(&[
-            "run",
-            "-d",
-            "bb:1",
-            "sh",
-            "-c",
-            "echo x >> /runs; wc -l < /runs; exec sleep 1000",
-        ])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&[
+        "bb:1",
+        "sh",
+        "-c",
+        "echo x >> /runs; wc -l < /runs; exec sleep 1000",
+    ]);
     let pid = |env: &Env| -> i64 {
-        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
-        v[0]["State"]["Pid"].as_i64().unwrap_or(0)
+        let v = env.inspect(&id);
+        v["State"]["Pid"].as_i64().unwrap_or(0)
     };
     let first = pid(&env);
     assert!(first > 0);
@@ -796,14 +749,11 @@ fn a_container_whose_processes_all_vanished_is_recovered() {
     let Some(env) = Env::new("a_container_whose_processes_all_vanished_is_recovered") else {
         return;
     };
-    let id = env
-        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
-        .trim()
-        .to_owned();
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
+    let id = env.run_d(&["bb:1", "sleep", "1000"]);
+    let v = env.inspect(&id);
     let (monitor, init) = (
-        v[0]["State"]["MonitorPid"].as_i64().unwrap() as i32,
-        v[0]["State"]["Pid"].as_i64().unwrap() as i32,
+        v["State"]["MonitorPid"].as_i64().unwrap() as i32,
+        v["State"]["Pid"].as_i64().unwrap() as i32,
     );
     // As after a crash or a reboot: the monitor and the container die with no word.
     for pid in [monitor, init] {
@@ -842,10 +792,7 @@ fn exec_t_gives_the_command_a_terminal_of_the_container() {
     let Some(env) = Env::new("exec_t_gives_the_command_a_terminal_of_the_container") else {
         return;
     };
-    let id = env
-        .ok(&["run", "-d", "bb:1", "sleep", "1000"])
-        .trim()
-        .to_owned();
+    let id = env.run_d(&["bb:1", "sleep", "1000"]);
     let (code, out) = support::on_pty(
         &env.store,
         &[

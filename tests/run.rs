@@ -629,6 +629,20 @@ fn a_container_can_join_an_existing_network_namespace() {
     assert!(err.contains("cannot join the network namespace"), "{err}");
 }
 
+/// `n` layer directories: a busybox rootfs, then layer i (1..n) with `/layers/fNNN` (its own
+/// file) and `/top` (which the topmost one wins), both holding `i`.
+fn numbered_layers(work: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![busybox_rootfs(work)];
+    for i in 1..n {
+        let d = work.join(format!("l{i}"));
+        fs::create_dir_all(d.join("layers")).unwrap();
+        fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
+        fs::write(d.join("top"), format!("{i}")).unwrap();
+        dirs.push(d);
+    }
+    dirs
+}
+
 #[test]
 fn an_image_of_200_layers_mounts() {
     if !privileged("an_image_of_200_layers_mounts") {
@@ -636,14 +650,7 @@ fn an_image_of_200_layers_mounts() {
     }
     let e = Env::new();
     let work = tempfile::tempdir().unwrap();
-    let mut dirs = vec![busybox_rootfs(work.path())];
-    for i in 1..200 {
-        let d = work.path().join(format!("l{i}"));
-        fs::create_dir_all(d.join("layers")).unwrap();
-        fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
-        fs::write(d.join("top"), format!("{i}")).unwrap();
-        dirs.push(d);
-    }
+    let dirs = numbered_layers(work.path(), 200);
     let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
     support::put_layered_image(&e.store, &refs, "deep:1");
     let (c, out, err) = e.run(&[
@@ -1022,14 +1029,7 @@ fn the_classic_overlay_mount_works_and_refuses_too_many_layers_clearly() {
     }
     let e = Env::new();
     let work = tempfile::tempdir().unwrap();
-    let mut dirs = vec![busybox_rootfs(work.path())];
-    for i in 1..100 {
-        let d = work.path().join(format!("l{i}"));
-        fs::create_dir_all(d.join("layers")).unwrap();
-        fs::write(d.join("layers").join(format!("f{i:03}")), format!("{i}")).unwrap();
-        fs::write(d.join("top"), format!("{i}")).unwrap();
-        dirs.push(d);
-    }
+    let dirs = numbered_layers(work.path(), 100);
     let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
     support::put_layered_image(&e.store, &refs[..3], "three:1");
     support::put_layered_image(&e.store, &refs, "deep:1");

@@ -4,6 +4,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use super::{Settings, exit, fail, fail_with};
+use crate::container::ContainerError;
 use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
 use crate::store::{Access, Store};
@@ -273,8 +274,28 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
     }
 }
 
-fn signal(info: &Info, sig: nix::sys::signal::Signal) -> Result<bool, String> {
-    lifecycle::signal(info, sig).map_err(|e| e.to_string())
+/// Runs `act` on each container named, printing the name when it succeeds and the diagnostic
+/// when it fails; returns the exit code of the last failure (0 if none).
+fn each_container(
+    settings: &Settings,
+    names: &[String],
+    mut act: impl FnMut(&Store, &Info) -> Result<(), ContainerError>,
+) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut code = exit::OK;
+    for c in names {
+        match state::find(&store, c).and_then(|i| act(&store, &i)) {
+            Ok(()) => settings.printer.out(c),
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = e.exit_code();
+            }
+        }
+    }
+    code
 }
 
 #[derive(Debug, clap::Args)]
@@ -287,28 +308,10 @@ pub struct StopArgs {
 }
 
 pub fn stop(args: &StopArgs, settings: &Settings) -> i32 {
-    let store = match open(settings) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let mut code = exit::OK;
-    for c in &args.containers {
-        let info = match state::find(&store, c) {
-            Ok(i) => i,
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = exit::FAILED;
-                continue;
-            }
-        };
-        let result =
-            lifecycle::stop(&info, Duration::from_secs(args.time)).map_err(|e| e.to_string());
-        match result {
-            Ok(()) => settings.printer.out(c),
-            Err(m) => code = fail(&settings.printer, &m),
-        }
-    }
-    code
+    let timeout = Duration::from_secs(args.time);
+    each_container(settings, &args.containers, |_, info| {
+        lifecycle::stop(info, timeout)
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -324,35 +327,29 @@ pub struct StartArgs {
 }
 
 pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
+    if !args.attach {
+        return each_container(settings, &args.containers, |_, info| lifecycle::start(info));
+    }
+    let [c] = args.containers.as_slice() else {
+        return fail(&settings.printer, "start -a attaches to one container");
+    };
     let store = match open(settings) {
         Ok(s) => s,
         Err(c) => return c,
     };
-    if args.attach && args.containers.len() > 1 {
-        return fail(&settings.printer, "start -a attaches to one container");
-    }
-    let mut code = exit::OK;
-    for c in &args.containers {
-        let r = state::find(&store, c).and_then(|i| lifecycle::start(&i).map(|()| i));
-        match r {
-            Ok(info) if args.attach => {
-                let opts = lifecycle::AttachOptions {
-                    no_stdin: !args.interactive,
-                    sig_proxy: true,
-                };
-                return match lifecycle::attach(&info, &opts) {
-                    Ok(code) => code,
-                    Err(e) => fail_with(&settings.printer, &e),
-                };
-            }
-            Ok(_) => settings.printer.out(c),
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = e.exit_code();
-            }
+    let opts = lifecycle::AttachOptions {
+        no_stdin: !args.interactive,
+        sig_proxy: true,
+    };
+    let attached = state::find(&store, c)
+        .and_then(|i| lifecycle::start(&i).and_then(|()| lifecycle::attach(&i, &opts)));
+    match attached {
+        Ok(code) => code,
+        Err(e) => {
+            settings.printer.diagnostic(&e);
+            e.exit_code()
         }
     }
-    code
 }
 
 #[derive(Debug, clap::Args)]
@@ -365,23 +362,10 @@ pub struct RestartArgs {
 }
 
 pub fn restart(args: &RestartArgs, settings: &Settings) -> i32 {
-    let store = match open(settings) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let mut code = exit::OK;
-    for c in &args.containers {
-        let r = state::find(&store, c)
-            .and_then(|i| lifecycle::restart(&i, Duration::from_secs(args.time)));
-        match r {
-            Ok(()) => settings.printer.out(c),
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = e.exit_code();
-            }
-        }
-    }
-    code
+    let timeout = Duration::from_secs(args.time);
+    each_container(settings, &args.containers, |_, info| {
+        lifecycle::restart(info, timeout)
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -421,10 +405,6 @@ pub struct KillArgs {
 }
 
 pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
-    let store = match open(settings) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
     let sig = match crate::manifest::values::parse_signal(&args.signal)
         .ok()
         .and_then(|s| nix::sys::signal::Signal::try_from(s.0).ok())
@@ -437,23 +417,16 @@ pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
             );
         }
     };
-    let mut code = exit::OK;
-    for c in &args.containers {
-        let r = state::find(&store, c)
-            .map_err(|e| e.to_string())
-            .and_then(|i| {
-                if signal(&i, sig)? {
-                    Ok(())
-                } else {
-                    Err(format!("container {c} is not running"))
-                }
-            });
-        match r {
-            Ok(()) => settings.printer.out(c),
-            Err(m) => code = fail(&settings.printer, &m),
+    each_container(settings, &args.containers, |_, info| {
+        if lifecycle::signal(info, sig)? {
+            Ok(())
+        } else {
+            Err(ContainerError::Invalid {
+                message: format!("container {} is not running", &info.id[..12]),
+                help: None,
+            })
         }
-    }
-    code
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -469,26 +442,9 @@ pub struct RmArgs {
 }
 
 pub fn rm(args: &RmArgs, settings: &Settings) -> i32 {
-    let store = match open(settings) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let mut code = exit::OK;
-    for c in &args.containers {
-        let info = match state::find(&store, c) {
-            Ok(i) => i,
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = exit::FAILED;
-                continue;
-            }
-        };
-        match lifecycle::remove(&store, &info, args.force, args.volumes) {
-            Ok(()) => settings.printer.out(c),
-            Err(e) => code = fail_with(&settings.printer, &e),
-        }
-    }
-    code
+    each_container(settings, &args.containers, |store, info| {
+        lifecycle::remove(store, info, args.force, args.volumes)
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -530,21 +486,9 @@ pub struct PauseArgs {
 
 /// `boxr pause` (`frozen`) and `boxr unpause`.
 pub fn pause(args: &PauseArgs, settings: &Settings, frozen: bool) -> i32 {
-    let store = match open(settings) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let mut code = exit::OK;
-    for c in &args.containers {
-        match state::find(&store, c).and_then(|i| state::set_paused(&i, frozen)) {
-            Ok(()) => settings.printer.out(c),
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                code = exit::FAILED;
-            }
-        }
-    }
-    code
+    each_container(settings, &args.containers, |_, info| {
+        state::set_paused(info, frozen)
+    })
 }
 
 #[derive(Debug, clap::Args)]

@@ -176,12 +176,7 @@ pub fn start(spec: &MonitorSpec) -> Result<i32, (i32, String)> {
 /// `boxr-monitor --spec-fd N --ready-fd M`.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
-    let fd_arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<i32>().ok())
-    };
+    let fd_arg = |name| sandbox::number_arg(&args, name);
     let (Some(spec_fd), Some(ready_fd)) = (fd_arg("--spec-fd"), fd_arg("--ready-fd")) else {
         eprintln!("usage: {BINARY} --spec-fd N --ready-fd M (started by `boxr run -d`)");
         return 2;
@@ -418,7 +413,7 @@ impl Monitor {
             }
         }
         if self.dir().exists() {
-            let _ = write_state_file(&state);
+            let _ = super::state::write_atomic(self.dir(), "state.json", &state);
         }
     }
 
@@ -530,14 +525,8 @@ impl Monitor {
             (Stdio::from(out_w), Stdio::from(err_w), stdin)
         };
         let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.0)?;
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(&self.spec.runtime)
-            .arg0("boxr")
-            .args([
-                sandbox::HELPER_ARG,
-                "--spec-fd",
-                &fd.as_raw_fd().to_string(),
-            ])
+        let child = self
+            .runtime(sandbox::HELPER_ARG, &fd)
             .stdin(stdin)
             .stdout(stdout)
             .stderr(stderr)
@@ -825,7 +814,7 @@ impl Monitor {
                     return;
                 }
                 let Some(init) = super::state::live_pid(self.dir())
-                    .or_else(|| pid_file(self.dir()))
+                    .or_else(|| super::state::recorded_pid(self.dir()).map(|(pid, _)| pid))
                     .map(Pid::from_raw)
                 else {
                     self.report("125\nthe container's helper recorded no pid".into());
@@ -956,19 +945,21 @@ impl Monitor {
         self.phase = Phase::Done;
     }
 
+    /// The sandbox runtime in `mode`, its spec in the (inherited) descriptor `spec`.
+    fn runtime(&self, mode: &str, spec: &OwnedFd) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(&self.spec.runtime);
+        c.arg0("boxr")
+            .args([mode, "--spec-fd", &spec.as_raw_fd().to_string()]);
+        c
+    }
+
     /// `boxr-sandbox __finish`: the cgroup (and whatever is left in it), OOM, events, exit status, --rm.
     fn finish(&mut self, code: i32) {
         let run = sandbox::json_memfd_inherited(&self.spec.sandbox).and_then(|fd| {
-            use std::os::unix::process::CommandExt;
-            let r = Command::new(&self.spec.runtime)
-                .arg0("boxr")
-                .args([
-                    sandbox::FINISH_ARG,
-                    "--spec-fd",
-                    &fd.as_raw_fd().to_string(),
-                    "--code",
-                    &code.to_string(),
-                ])
+            let r = self
+                .runtime(sandbox::FINISH_ARG, &fd)
+                .args(["--code", &code.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -987,28 +978,6 @@ impl Monitor {
             ),
         }
     }
-}
-
-/// The pid the helper recorded, whether or not it still runs (it may have ended already).
-fn pid_file(dir: &Path) -> Option<i32> {
-    fs::read_to_string(dir.join("pid"))
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Writes `state.json` (in the current directory, the container's) atomically: a temporary
-/// file, synced, renamed over it, then the directory synced. The monitor is its only writer
-/// while it runs.
-fn write_state_file(state: &Value) -> std::io::Result<()> {
-    let tmp = ".state.json.monitor";
-    let mut f = fs::File::create(tmp)?;
-    f.write_all(state.to_string().as_bytes())?;
-    f.sync_all()?;
-    fs::rename(tmp, "state.json")?;
-    fs::File::open(".")?.sync_all()
 }
 
 /// The exit code `state.json` records (while restarting: the last run's).

@@ -51,12 +51,21 @@ fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_slice(&fs::read(p).ok()?).ok()
 }
 
-/// Writes `value` as `dir/name` atomically (tmp file + rename, then fsync of the directory).
+/// Writes `value` as `dir/name` atomically: a temporary file named for this process, synced,
+/// renamed over it, then the directory synced. (The monitor uses it too: no temp-file crate
+/// in its small binary.)
 pub fn write_atomic(dir: &Path, name: &str, value: &Value) -> std::io::Result<()> {
-    let mut t = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    t.write_all(value.to_string().as_bytes())?;
-    t.as_file().sync_all()?;
-    t.persist(dir.join(name)).map_err(|e| e.error)?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(value.to_string().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     fs::File::open(dir)?.sync_all()
 }
 
@@ -111,12 +120,16 @@ pub fn find(store: &Store, query: &str) -> Result<Info, ContainerError> {
     }
 }
 
-/// The container's init, if it is still the same process that started.
-pub fn live_pid(dir: &Path) -> Option<i32> {
+/// The init's pid and start time the helper recorded in `dir/pid`, whether or not it runs.
+pub fn recorded_pid(dir: &Path) -> Option<(i32, u64)> {
     let text = fs::read_to_string(dir.join("pid")).ok()?;
     let mut it = text.split_whitespace();
-    let pid: i32 = it.next()?.parse().ok()?;
-    let start: u64 = it.next()?.parse().ok()?;
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The container's init, if it is still the same process that started.
+pub fn live_pid(dir: &Path) -> Option<i32> {
+    let (pid, start) = recorded_pid(dir)?;
     (crate::sandbox::process_start_time(pid) == Some(start)).then_some(pid)
 }
 

@@ -131,18 +131,13 @@ pub fn main(spec_fd: i32) -> i32 {
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");
     }
-    if let Some(u) = &userns {
-        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-        let entered = setns(u, CloneFlags::CLONE_NEWUSER)
-            .and_then(|()| nix::unistd::setresgid(root.1, root.1, root.1))
-            .and_then(|()| nix::unistd::setgroups(&[]))
-            .and_then(|()| nix::unistd::setresuid(root.0, root.0, root.0));
-        if let Err(e) = entered {
-            return fail(
-                125,
-                &format!("cannot join the container's user namespace: {}", e.desc()),
-            );
-        }
+    if let Some(u) = userns
+        && let Err(e) = helper::enter_userns_as_root(&u.into())
+    {
+        return fail(
+            125,
+            &format!("cannot join the container's user namespace: {}", e.desc()),
+        );
     }
     for (name, flag, f) in &fds {
         if let Err(e) = setns(f, *flag) {

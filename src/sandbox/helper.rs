@@ -49,18 +49,29 @@ pub(super) fn relayed() -> SigSet {
 /// Marks every descriptor from 3 up close-on-exec, so nothing of the host leaks into the
 /// container (CVE-2024-21626 came from a leaked directory descriptor).
 pub(super) fn cloexec_all_fds() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
+    for fd in fds_from_3() {
         // The listing's own descriptor is closed by now: EBADF for it is expected.
         let _ = sys::set_cloexec(fd);
     }
+}
+
+/// Closes every descriptor from 3 up except `keep` (see `sandbox::close_inherited_fds`).
+pub(super) fn close_fds_except(keep: &[i32]) {
+    for fd in fds_from_3().into_iter().filter(|fd| !keep.contains(fd)) {
+        // The listing's own descriptor is closed by now: its EBADF is expected.
+        drop(sys::own_fd(fd));
+    }
+}
+
+/// This process's open descriptors from 3 up.
+fn fds_from_3() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect()
 }
 
 /// Reads a JSON value from an inherited memfd and closes it.
@@ -658,6 +669,16 @@ fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
     result
 }
 
+/// Joins the user namespace `userns` as its root (ids 0, no supplementary groups), which
+/// every process of a container with one is, until the init sets the container's user.
+pub(super) fn enter_userns_as_root(userns: &OwnedFd) -> nix::Result<()> {
+    let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)?;
+    nix::unistd::setresgid(gid, gid, gid)?;
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setresuid(uid, uid, uid)
+}
+
 /// The first process of a sandbox with a user namespace. Still root of the host, it mounts the
 /// overlay over the idmapped layers in a mount namespace of its own; then it enters the user
 /// namespace as its root, creates the other namespaces there (so they belong to it: the init
@@ -698,18 +719,8 @@ fn first_process_userns(
     if let Err(e) = nix::unistd::chdir(&spec.rootfs.target) {
         return err(format!("cannot enter the rootfs: {}", e.desc()));
     }
-    if let Err(e) = nix::sched::setns(&ns.userns, CloneFlags::CLONE_NEWUSER) {
+    if let Err(e) = enter_userns_as_root(&ns.userns) {
         return err(format!("cannot enter the user namespace: {}", e.desc()));
-    }
-    let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-    let became_root = nix::unistd::setresgid(root.1, root.1, root.1)
-        .and_then(|()| nix::unistd::setgroups(&[]))
-        .and_then(|()| nix::unistd::setresuid(root.0, root.0, root.0));
-    if let Err(e) = became_root {
-        return err(format!(
-            "cannot become root of the user namespace: {}",
-            e.desc()
-        ));
     }
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS

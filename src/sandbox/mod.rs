@@ -68,12 +68,7 @@ pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
 /// detached container). Arguments are read by hand: no argument parser in the start path.
 pub fn runtime_main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<i32>().ok())
-    };
+    let value = |name| number_arg(&args, name);
     let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
         eprintln!("usage: {BINARY} __sandbox|__init|__exec|__finish --spec-fd N (run by boxr)");
         return 125;
@@ -94,6 +89,14 @@ pub fn runtime_main() -> i32 {
             125
         }
     }
+}
+
+/// The number after `--name` in `args` (the small binaries read their few arguments by hand).
+pub fn number_arg(args: &[String], name: &str) -> Option<i32> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// The mode of the sandbox runtime that ends a detached container.
@@ -146,7 +149,7 @@ pub fn spawn(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
-    spawn_helper(HELPER_ARG, spec, stdout, stderr)
+    spawn_helper(binary()?, HELPER_ARG, spec, stdout, stderr)
 }
 
 /// Starts a filesystem step (`copy`, `workdir`) in its own helper; see [`fsop`].
@@ -155,10 +158,12 @@ pub fn spawn_fsop(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
-    spawn_helper(FSOP_ARG, spec, stdout, stderr)
+    // A filesystem step runs from boxr itself.
+    spawn_helper("/proc/self/exe".into(), FSOP_ARG, spec, stdout, stderr)
 }
 
 fn spawn_helper<T: serde::Serialize>(
+    bin: std::path::PathBuf,
     arg: &str,
     spec: &T,
     stdout: std::process::Stdio,
@@ -166,12 +171,6 @@ fn spawn_helper<T: serde::Serialize>(
 ) -> Result<std::process::Child, SandboxError> {
     use std::os::unix::process::CommandExt;
     let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
-    // The filesystem steps run from boxr itself; sandboxes from the runtime.
-    let bin = if arg == HELPER_ARG {
-        binary()?
-    } else {
-        "/proc/self/exe".into()
-    };
     std::process::Command::new(bin)
         .arg0("boxr")
         .args([arg, "--spec-fd", "0"])
@@ -218,18 +217,7 @@ pub fn trim_heap() {
 /// which must not hold what its starter happened to have open (a terminal, a pipe whose
 /// reader waits for its end).
 pub fn close_inherited_fds(keep: &[i32]) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2 && !keep.contains(fd))
-        .collect();
-    for fd in fds {
-        // The listing's own descriptor is closed by now: its EBADF is expected.
-        drop(sys::own_fd(fd));
-    }
+    helper::close_fds_except(keep);
 }
 
 /// Takes ownership of descriptor `fd`, inherited from the parent (None if it is not open).
