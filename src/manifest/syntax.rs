@@ -94,8 +94,38 @@ pub fn parse_fast(src: &str) -> Option<Doc> {
 }
 
 /// Parses `src` with the `kdl` crate alone (KDL v2, falling back to v1).
+///
+/// The v1 fallback is kdl 4, which panics on some malformed input (a reserved keyword as a type
+/// annotation at the end of the input, `(true`, slices its error span past the end). A manifest
+/// must get a diagnostic, never a crash: such a panic is caught, kept off stderr, and the v2
+/// parser's errors are reported instead.
 pub fn parse_with_kdl(src: &str) -> Result<Doc, Vec<SyntaxError>> {
-    convert_result(src, kdl::KdlDocument::parse(src))
+    let result = quiet_catch(|| kdl::KdlDocument::parse(src))
+        .unwrap_or_else(|| kdl::KdlDocument::parse_v2(src));
+    convert_result(src, result)
+}
+
+thread_local! {
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside it into `None` without printing the panic message: the
+/// process-wide panic hook is wrapped once so that it stays silent on this thread while `f` runs
+/// and behaves as before everywhere else.
+fn quiet_catch<T>(f: impl FnOnce() -> T) -> Option<T> {
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET_PANICS.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(was));
+    result.ok()
 }
 
 /// Parses `src` as KDL v2 only, with the `kdl` crate (the reference for the fast reader).
