@@ -629,6 +629,72 @@ fn a_container_can_join_an_existing_network_namespace() {
     assert!(err.contains("cannot join the network namespace"), "{err}");
 }
 
+#[test]
+fn a_user_namespace_can_share_the_hosts_or_a_joined_network_namespace() {
+    let test = "a_user_namespace_can_share_the_hosts_or_a_joined_network_namespace";
+    if !privileged(test) || !support::have_tool(test, "ip") {
+        return;
+    }
+    let e = Env::new();
+    let host_net = fs::read_link("/proc/self/ns/net").unwrap();
+    let host_net = host_net.to_str().unwrap();
+    // `--network host`: the host's network namespace, root mapped to 200000, and the host's
+    // /sys shown read-only (the kernel gives a sysfs only to the netns's own user namespace).
+    let script = "readlink /proc/self/ns/net; cat /proc/self/uid_map | tr -s ' '; \
+                  cat /sys/class/net/lo/mtu >/dev/null && echo sys-readable; \
+                  touch /sys/kernel/boxr-test 2>/dev/null || echo sys-read-only; \
+                  awk '$5 ~ /^\\/sys/ && $6 !~ /^ro/ { print \"writable:\", $5 }' /proc/self/mountinfo";
+    let map = ["--uidmap", "0:200000:65536"];
+    let (c, out, err) =
+        e.run(&[&map[..], &["--network", "host", "bb:1", "sh", "-c", script]].concat());
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("{host_net}\n 0 200000 65536\nsys-readable\nsys-read-only\n"),
+        "{err}"
+    );
+    // exec joins the host's network namespace too, before the user namespace.
+    let (c, id, err) = boxr(
+        &e.store,
+        &[
+            &["run", "-d"][..],
+            &map,
+            &["--network", "host", "bb:1", "sleep", "1000"],
+        ]
+        .concat(),
+    );
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "exec",
+            id.trim(),
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; id -u",
+        ],
+    );
+    let _ = boxr(&e.store, &["rm", "-f", id.trim()]);
+    assert_eq!((c, out), (0, format!("{host_net}\n0\n")), "{err}");
+    // A network namespace given by path, made by the host's root.
+    let ns = Netns(format!("boxr-test-u{}", std::process::id()));
+    support::sh(&format!(
+        "ip netns add {0} && ip -n {0} link set lo up",
+        ns.0
+    ));
+    let inode = fs::metadata(format!("/run/netns/{}", ns.0)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let net = format!("ns:/run/netns/{}", ns.0);
+    let (c, out, err) = e.run(
+        &[
+            &map[..],
+            &["--network", &net, "bb:1", "readlink", "/proc/self/ns/net"],
+        ]
+        .concat(),
+    );
+    assert_eq!((c, out), (0, format!("net:[{}]\n", inode.ino())), "{err}");
+}
+
 /// `n` layer directories: a busybox rootfs, then layer i (1..n) with `/layers/fNNN` (its own
 /// file) and `/top` (which the topmost one wins), both holding `i`.
 fn numbered_layers(work: &Path, n: usize) -> Vec<std::path::PathBuf> {

@@ -127,16 +127,6 @@ fn user_namespace(opts: &RunOptions) -> Result<Option<UserNs>, ContainerError> {
     if gid_map.is_empty() {
         gid_map = uid_map.clone();
     }
-    if opts
-        .network
-        .as_ref()
-        .is_some_and(|n| *n != NetworkMode::None)
-    {
-        return Err(invalid(
-            "--userns needs --network none here",
-            Some("the network namespace must belong to the container's user namespace"),
-        ));
-    }
     if IdMap::host_of(&uid_map, 0).is_none() || IdMap::host_of(&gid_map, 0).is_none() {
         return Err(invalid(
             "the id maps must map the container's root (id 0)",

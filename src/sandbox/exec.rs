@@ -131,6 +131,24 @@ pub fn main(spec_fd: i32) -> i32 {
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");
     }
+    // The network namespace is joined first, as the host's root: it may not be the user
+    // namespace's (`--network host` or a joined one), and then only the host's root may.
+    // The others are joined as the user namespace's root.
+    let (net, others): (Vec<_>, Vec<_>) = fds.into_iter().partition(|(name, ..)| *name == "net");
+    let join = |list: &[(&str, CloneFlags, File)]| {
+        for (name, flag, f) in list {
+            if let Err(e) = setns(f, *flag) {
+                return Err(format!(
+                    "cannot join the container's {name} namespace: {}",
+                    e.desc()
+                ));
+            }
+        }
+        Ok(())
+    };
+    if let Err(m) = join(&net) {
+        return fail(125, &m);
+    }
     if let Some(u) = userns
         && let Err(e) = helper::enter_userns_as_root(&u.into())
     {
@@ -139,15 +157,10 @@ pub fn main(spec_fd: i32) -> i32 {
             &format!("cannot join the container's user namespace: {}", e.desc()),
         );
     }
-    for (name, flag, f) in &fds {
-        if let Err(e) = setns(f, *flag) {
-            return fail(
-                125,
-                &format!("cannot join the container's {name} namespace: {}", e.desc()),
-            );
-        }
+    if let Err(m) = join(&others) {
+        return fail(125, &m);
     }
-    drop(fds);
+    drop((net, others));
     // `-t`: a pty of the container's own devpts (our root is the container's now).
     let pty = match spec.process.tty.then(super::tty::open_pair).transpose() {
         Ok(p) => p,

@@ -719,18 +719,27 @@ fn first_process_userns(
     if let Err(e) = nix::unistd::chdir(&spec.rootfs.target) {
         return err(format!("cannot enter the rootfs: {}", e.desc()));
     }
+    // A network namespace of the host's (its own, or one given by path) is joined while we
+    // are still the host's root: from inside the user namespace we could not.
+    if let Err(e) = join_network(spec) {
+        return err(e);
+    }
     if let Err(e) = enter_userns_as_root(&ns.userns) {
         return err(format!("cannot enter the user namespace: {}", e.desc()));
     }
-    let flags = CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWPID;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
     if let Err(e) = unshare(flags) {
         return err(format!("cannot create namespaces: {}", e.desc()));
     }
-    if let Err(e) = sys::loopback_up() {
+    if spec.network == NetworkMode::None
+        && let Err(e) = sys::loopback_up()
+    {
         return err(format!("cannot bring up the loopback interface: {e}"));
     }
     let mut spec = spec.clone();
@@ -760,16 +769,8 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Join a namespace given by path before creating the others.
-    if let NetworkMode::Join(path) = &spec.network {
-        let joined = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-            nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
-        });
-        if let Err(e) = joined {
-            return err(format!(
-                "cannot join the network namespace {}: {e}",
-                path.display()
-            ));
-        }
+    if let Err(e) = join_network(spec) {
+        return err(e);
     }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == NetworkMode::None {
@@ -787,6 +788,19 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
         let _ = File::from(w).write_all(b"1");
     }
     exec_init(spec, init)
+}
+
+/// Joins the network namespace given by path (`NetworkMode::Join`), if any.
+fn join_network(spec: &SandboxSpec) -> Result<(), String> {
+    let NetworkMode::Join(path) = &spec.network else {
+        return Ok(());
+    };
+    File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
+        })
+        .map_err(|e| format!("cannot join the network namespace {}: {e}", path.display()))
 }
 
 /// Runs the sandbox's hooks, one after the other, for the init `child`.

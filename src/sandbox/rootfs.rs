@@ -408,13 +408,26 @@ fn special_filesystems(root: &OwnedFd, userns: bool) -> Result<()> {
     let mq = mkdir_in_root(root, "/dev/mqueue")?;
     mount_fs("mqueue", &mq, nosuid_noexec_nodev, None, "/dev/mqueue")?;
     let sys = mkdir_in_root(root, "/sys")?;
-    mount_fs(
+    match mount_fs(
         "sysfs",
         &sys,
         nosuid_noexec_nodev | MsFlags::MS_RDONLY,
         None,
         "/sys",
-    )?;
+    ) {
+        Ok(()) => {}
+        // The kernel gives a sysfs only to the user namespace owning the network namespace.
+        // In a user namespace sharing the host's (or another) network namespace, the host's
+        // /sys is shown instead, read-only throughout, as rootless podman does.
+        Err(_) if userns => {
+            bind(Path::new("/sys"), &sys, "/sys")?;
+            let sys =
+                open_in_root(root, "/sys", OFlag::O_PATH).map_err(SetupError::at("open /sys"))?;
+            super::sys::set_read_only_recursive(&sys)
+                .map_err(|e| SetupError(format!("make /sys read-only: {e}")))?;
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 

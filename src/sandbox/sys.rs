@@ -453,6 +453,7 @@ struct BpfProgAttach {
 
 const OPEN_TREE_CLONE: nix::libc::c_uint = 1;
 const OPEN_TREE_CLOEXEC: nix::libc::c_uint = nix::libc::O_CLOEXEC as nix::libc::c_uint;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// `struct mount_attr` of mount_setattr(2).
@@ -502,6 +503,33 @@ pub fn idmapped_clone(path: &std::path::Path, userns: &OwnedFd) -> io::Result<Ow
         return Err(io::Error::last_os_error());
     }
     Ok(tree)
+}
+
+/// Makes the mount at `mount` (an O_PATH descriptor of its root) and every mount below it
+/// read-only (mount_setattr with AT_RECURSIVE, Linux 5.12).
+pub fn set_read_only_recursive(mount: &OwnedFd) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (a live, initialized struct of the size we pass) and
+    // the empty NUL-terminated path; `mount` is an open descriptor.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            nix::libc::AT_EMPTY_PATH | nix::libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 const BPF_PROG_LOAD: nix::libc::c_long = 5;
