@@ -820,3 +820,98 @@ fn exec_t_gives_the_command_a_terminal_of_the_container() {
     env.ok(&["rm", "-f", &id]);
     env.assert_clean();
 }
+
+#[test]
+fn a_container_shares_the_network_of_a_running_one() {
+    let Some(e) = Env::new("a_container_shares_the_network_of_a_running_one") else {
+        return;
+    };
+    // A server on the loopback interface of `web`'s network namespace.
+    let web = e.run_d(&[
+        "--name",
+        "web",
+        "--hostname",
+        "webhost",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 127.0.0.1:7000 -h /www",
+    ]);
+    // Another container reaches it on 127.0.0.1, and has its hostname.
+    let client = "hostname; for i in $(seq 100); do wget -qO- http://127.0.0.1:7000/ && exit; sleep 0.1; done; exit 1";
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:web",
+            "bb:1",
+            "sh",
+            "-c",
+            client,
+        ],
+    );
+    assert_eq!((c, out.as_str()), (0, "webhost\npong\n"), "{err}");
+    // One that does not share it cannot.
+    let (c, _, _) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "bb:1",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:7000/",
+        ],
+    );
+    assert_ne!(c, 0);
+    // The namespace is looked up again at every start: after `web` restarts (another init, the
+    // same name), a stopped sharer started again joins the new one.
+    let netns = |id: &str| e.ok(&["exec", id, "readlink", "/proc/self/ns/net"]);
+    let sidecar = e.run_d(&["--network", "container:web", "bb:1", "sleep", "1000"]);
+    assert_eq!(netns(&sidecar), netns(&web));
+    e.ok(&["stop", "-t", "0", &sidecar]);
+    let before = e.inspect("web")["State"]["Pid"].clone();
+    e.ok(&["restart", "-t", "0", "web"]);
+    assert_ne!(
+        e.inspect("web")["State"]["Pid"],
+        before,
+        "web runs a new init"
+    );
+    e.ok(&["start", &sidecar]);
+    assert_eq!(netns(&sidecar), netns(&web));
+    let fetch =
+        "for i in $(seq 100); do wget -qO- http://127.0.0.1:7000/ && exit; sleep 0.1; done; exit 1";
+    assert_eq!(e.ok(&["exec", &sidecar, "sh", "-c", fetch]), "pong\n");
+    // Refused: a hostname of its own, and a container that does not run.
+    let (c, _, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "--hostname",
+            "x",
+            "--network",
+            "container:web",
+            "bb:1",
+            "true",
+        ],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("conflicting options"), "{err}");
+    e.ok(&["stop", "-t", "0", "web"]);
+    let (c, _, err) = boxr(
+        &e.store,
+        &["run", "--rm", "--network", "container:web", "bb:1", "true"],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("it is not running"), "{err}");
+    // Started by hand after `web` stopped, the sharer cannot start either.
+    e.ok(&["stop", "-t", "0", &sidecar]);
+    let (c, _, err) = boxr(&e.store, &["start", &sidecar]);
+    assert_ne!(c, 0);
+    assert!(err.contains("not running"), "{err}");
+    e.ok(&["rm", "-f", &sidecar, "web"]);
+    e.assert_clean();
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Settings, fail_with};
-use crate::container::{self, RunOptions};
+use crate::container::{self, Network, RunOptions};
 use crate::sandbox::NetworkMode;
 use crate::store::{Access, Store};
 
@@ -59,9 +59,10 @@ pub struct RunArgs {
     /// Container host name (default: the first 12 digits of its id)
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: none (only loopback), host, or ns:PATH (join an existing network namespace)
+    /// Network: none (only loopback), host, container:NAME (share a running container's), or
+    /// ns:PATH (join an existing network namespace)
     #[arg(long, default_value = "none", value_parser = parse_network)]
-    network: NetworkMode,
+    network: Network,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     init: bool,
@@ -135,13 +136,14 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn parse_network(s: &str) -> Result<NetworkMode, String> {
+fn parse_network(s: &str) -> Result<Network, String> {
     match s {
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        _ => match s.strip_prefix("ns:") {
-            Some(p) if p.starts_with('/') => Ok(NetworkMode::Join(p.into())),
-            _ => Err("use none, host or ns:/path/to/netns".to_owned()),
+        "none" => Ok(Network::Mode(NetworkMode::None)),
+        "host" => Ok(Network::Mode(NetworkMode::Host)),
+        _ => match (s.strip_prefix("ns:"), s.strip_prefix("container:")) {
+            (Some(p), _) if p.starts_with('/') => Ok(Network::Mode(NetworkMode::Join(p.into()))),
+            (_, Some(c)) if !c.is_empty() => Ok(Network::Container(c.to_owned())),
+            _ => Err("use none, host, container:NAME or ns:/path/to/netns".to_owned()),
         },
     }
 }

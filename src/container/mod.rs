@@ -19,6 +19,15 @@ use crate::sandbox::{
 };
 use crate::store::{Store, StoreError};
 
+/// `--network`: a namespace of the sandbox's kinds, or another container's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Mode(NetworkMode),
+    /// `container:NAME`: the network namespace of a running container, with its hostname,
+    /// /etc/hosts and /etc/resolv.conf, as Docker shares them.
+    Container(String),
+}
+
 /// `boxr run` options.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -33,7 +42,7 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub hostname: Option<String>,
-    pub network: Option<NetworkMode>,
+    pub network: Option<Network>,
     pub init: bool,
     pub remove: bool,
     pub read_only: bool,
@@ -759,6 +768,28 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     result
 }
 
+/// The running container whose network namespace `--network container:NAME` shares.
+fn network_container(
+    store: &Store,
+    name: &str,
+    opts: &RunOptions,
+) -> Result<state::Info, ContainerError> {
+    if opts.hostname.is_some() {
+        return Err(invalid(
+            "conflicting options: --hostname and --network container:NAME",
+            Some("the container takes the hostname of the one whose network it shares"),
+        ));
+    }
+    let other = state::find(store, name)?;
+    if !matches!(state::status(&other), state::Status::Running { .. }) {
+        return Err(invalid(
+            format!("cannot join the network of container {name}: it is not running"),
+            None,
+        ));
+    }
+    Ok(other)
+}
+
 /// Creates the container's directory and files, and returns its spec.
 #[allow(clippy::too_many_arguments)]
 fn create(
@@ -794,16 +825,33 @@ fn create(
     if lowers.is_empty() {
         lowers.push(dir.join("empty"));
     }
-    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
-    let network = opts.network.clone().unwrap_or(NetworkMode::None);
-    let hosts = match network {
-        NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetworkMode::None | NetworkMode::Join(_) => {
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned()
+    let own_hosts =
+        || "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned();
+    let host_file = |path: &str| fs::read_to_string(path).unwrap_or_default();
+    let (network, hostname, hosts, resolv) = match &opts.network {
+        Some(Network::Container(name)) => {
+            let other = network_container(store, name, opts)?;
+            let file = |f: &str| fs::read_to_string(other.dir.join(f)).unwrap_or_default();
+            (
+                NetworkMode::Sandbox(other.dir.join("pid")),
+                file("hostname").trim().to_owned(),
+                file("hosts"),
+                file("resolv.conf"),
+            )
+        }
+        mode => {
+            let mode = match mode {
+                Some(Network::Mode(m)) => m.clone(),
+                _ => NetworkMode::None,
+            };
+            let hosts = match mode {
+                NetworkMode::Host => host_file("/etc/hosts"),
+                _ => own_hosts(),
+            };
+            let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+            (mode, hostname, hosts, host_file("/etc/resolv.conf"))
         }
     };
-
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut etc_files = Vec::new();
     for (name, content) in [
         ("hostname", format!("{hostname}\n")),

@@ -790,17 +790,40 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     exec_init(spec, init)
 }
 
-/// Joins the network namespace given by path (`NetworkMode::Join`), if any.
+/// Joins the network namespace the spec names (`Join`, `Sandbox`), if any.
 fn join_network(spec: &SandboxSpec) -> Result<(), String> {
-    let NetworkMode::Join(path) = &spec.network else {
-        return Ok(());
+    let (ns, what) = match &spec.network {
+        NetworkMode::None | NetworkMode::Host => return Ok(()),
+        NetworkMode::Join(path) => (
+            File::open(path).map_err(|e| e.to_string()),
+            path.display().to_string(),
+        ),
+        NetworkMode::Sandbox(pid_file) => (
+            sandbox_network(pid_file),
+            "of the container whose network is shared".to_owned(),
+        ),
     };
-    File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
-        })
-        .map_err(|e| format!("cannot join the network namespace {}: {e}", path.display()))
+    ns.and_then(|f| {
+        nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
+    })
+    .map_err(|e| format!("cannot join the network namespace {what}: {e}"))
+}
+
+/// The network namespace of the sandbox whose helper wrote `pid_file`, if it still runs.
+fn sandbox_network(pid_file: &std::path::Path) -> Result<File, String> {
+    let not_running = || "it is not running".to_owned();
+    let text = std::fs::read_to_string(pid_file).map_err(|_| not_running())?;
+    let mut it = text.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(start))) = (it.next(), it.next()) else {
+        return Err(not_running());
+    };
+    let pid = i32::try_from(pid).map_err(|_| not_running())?;
+    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(|_| not_running())?;
+    // Checked once the namespace is held: the pid was not reused in between.
+    if process_start_time(pid) != Some(start) {
+        return Err(not_running());
+    }
+    Ok(ns)
 }
 
 /// Runs the sandbox's hooks, one after the other, for the init `child`.

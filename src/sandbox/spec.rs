@@ -176,6 +176,10 @@ pub enum NetworkMode {
     /// Join an existing network namespace by path (`/run/netns/NAME`, `/proc/PID/ns/net`): for
     /// services that share one, and networks set up before the container starts.
     Join(PathBuf),
+    /// Join the network namespace of another sandbox, named by the pid file its helper wrote
+    /// (`PID START_TIME`): looked up at every start, and refused unless that process still runs
+    /// (a reused pid has another start time). `--network container:NAME`.
+    Sandbox(PathBuf),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
