@@ -915,3 +915,46 @@ fn a_container_shares_the_network_of_a_running_one() {
     e.ok(&["rm", "-f", &sidecar, "web"]);
     e.assert_clean();
 }
+
+#[test]
+fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
+    let Some(e) = Env::new("stop_sends_the_stop_signal_and_waits_the_stop_timeout") else {
+        return;
+    };
+    // The command hears the container's stop signal (through boxr's init) and exits with 3.
+    let id = e.run_d(&[
+        "--stop-signal",
+        "SIGUSR1",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 3' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    until("the trap", || e.ok(&["logs", &id]).contains("ready"));
+    e.ok(&["stop", &id]);
+    assert_eq!(e.inspect(&id)["State"]["ExitCode"], 3);
+    assert!(e.ok(&["logs", &id]).contains("got-usr1"));
+    // One that ignores it is killed after its --stop-timeout, not the default 10 s.
+    let id2 = e.run_d(&[
+        "--stop-timeout",
+        "1",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    until("the trap", || e.ok(&["logs", &id2]).contains("ready"));
+    let started = Instant::now();
+    e.ok(&["stop", &id2]);
+    let took = started.elapsed();
+    assert_eq!(e.inspect(&id2)["State"]["ExitCode"], 137);
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    let (c, _, err) = boxr(
+        &e.store,
+        &["run", "-d", "--stop-signal", "NOPE", "bb:1", "true"],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("--stop-signal NOPE"), "{err}");
+    e.ok(&["rm", &id, &id2]);
+    e.assert_clean();
+}

@@ -695,6 +695,103 @@ fn a_user_namespace_can_share_the_hosts_or_a_joined_network_namespace() {
     assert_eq!((c, out), (0, format!("net:[{}]\n", inode.ino())), "{err}");
 }
 
+#[test]
+fn hosts_dns_shm_sysctls_and_groups_are_what_was_asked() {
+    if !privileged("hosts_dns_shm_sysctls_and_groups_are_what_was_asked") {
+        return;
+    }
+    let e = Env::new();
+    // /etc/hosts and /etc/resolv.conf.
+    let (c, out, err) = e.run(&[
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "v6:::1",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:3",
+        "bb:1",
+        "sh",
+        "-c",
+        "tail -n 2 /etc/hosts; cat /etc/resolv.conf",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out,
+        "10.1.2.3\tdb\n::1\tv6\nnameserver 192.0.2.53\nsearch example.test\noptions ndots:3\n"
+    );
+    // /dev/shm's size, and what does not fit in it.
+    let (c, out, err) = e.sh("df -k /dev/shm | awk 'NR == 2 { print $2 }'");
+    assert_eq!((c, out.as_str()), (0, "65536\n"), "{err}");
+    let (c, out, err) = e.run(&[
+        "--shm-size",
+        "1m",
+        "bb:1",
+        "sh",
+        "-c",
+        "df -k /dev/shm | awk 'NR == 2 { print $2 }'; dd if=/dev/zero of=/dev/shm/x bs=1k count=2048 2>/dev/null || echo full",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "1024\nfull\n"), "{err}");
+    // Kernel parameters of the container's own namespaces; the host's stay.
+    let host_shmmax = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let host_forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let wanted_forward = if host_forward.trim() == "1" { "0" } else { "1" };
+    let forward = format!("net.ipv4.ip_forward={wanted_forward}");
+    let (c, out, err) = e.run(&[
+        "--sysctl",
+        &forward,
+        "--sysctl",
+        "kernel.shmmax=123456789",
+        "bb:1",
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/kernel/shmmax",
+    ]);
+    assert_eq!(
+        (c, out),
+        (0, format!("{wanted_forward}\n123456789\n")),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward
+    );
+    // ... and not those that would change the host.
+    for bad in [
+        &["--sysctl", "vm.swappiness=1"][..],
+        &["--sysctl", "kernel.hostname=x"],
+        &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+    ] {
+        let (c, _, err) = e.run(&[bad, &["bb:1", "true"]].concat());
+        assert_eq!(c, 125, "{bad:?}");
+        assert!(err.contains("--sysctl"), "{err}");
+    }
+    // Supplementary groups, by id and by the image's /etc/group.
+    let (c, out, err) = e.run(&[
+        "--user",
+        "65534",
+        "--group-add",
+        "1234",
+        "--group-add",
+        "nogroup",
+        "bb:1",
+        "awk",
+        "/^Groups/ { print $2, $3 }",
+        "/proc/self/status",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "1234 65534\n"), "{err}");
+    let (c, _, err) = e.run(&["--group-add", "nosuchgroup", "bb:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unable to find group nosuchgroup"), "{err}");
+}
+
 /// `n` layer directories: a busybox rootfs, then layer i (1..n) with `/layers/fNNN` (its own
 /// file) and `/top` (which the topmost one wins), both holding `i`.
 fn numbered_layers(work: &Path, n: usize) -> Vec<std::path::PathBuf> {

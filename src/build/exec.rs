@@ -570,6 +570,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
             stdin: false,
             tty: false,
             rlimits: Vec::new(),
+            group_add: Vec::new(),
         },
         init: true,
         security,
@@ -601,6 +602,8 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         hooks: Vec::new(),
         pid_file: None,
         events_file: None,
+        shm_size: None,
+        sysctls: Vec::new(),
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);

@@ -300,15 +300,16 @@ fn each_container(
 
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait after the stop signal before SIGKILL
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn stop(args: &StopArgs, settings: &Settings) -> i32 {
-    let timeout = Duration::from_secs(args.time);
+    let timeout = args.time.map(Duration::from_secs);
     each_container(settings, &args.containers, |_, info| {
         lifecycle::stop(info, timeout)
     })
@@ -354,15 +355,16 @@ pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
 
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
-    /// Seconds to wait after the stop signal before SIGKILL
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn restart(args: &RestartArgs, settings: &Settings) -> i32 {
-    let timeout = Duration::from_secs(args.time);
+    let timeout = args.time.map(Duration::from_secs);
     each_container(settings, &args.containers, |_, info| {
         lifecycle::restart(info, timeout)
     })

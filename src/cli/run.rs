@@ -129,6 +129,33 @@ pub struct RunArgs {
     /// Huge page limit: PAGESIZE=LIMIT (e.g. 2MB=64MiB)
     #[arg(long, value_name = "PAGESIZE=LIMIT")]
     hugetlb: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
+    /// A nameserver for /etc/resolv.conf instead of the host's
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// A search domain for /etc/resolv.conf instead of the host's (`.`: none)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// An option for /etc/resolv.conf instead of the host's
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    dns_option: Vec<String>,
+    /// The size of /dev/shm (default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    shm_size: Option<String>,
+    /// A kernel parameter of the container's own namespaces: net.*, kernel.shm*, ...
+    #[arg(long, value_name = "NAME=VALUE")]
+    sysctl: Vec<String>,
+    /// A supplementary group for the command (name or id)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// The signal `boxr stop` sends first (default: the image's, else SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds `boxr stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    stop_timeout: Option<u64>,
     /// The image: NAME[:TAG] or an id
     image: String,
     /// The command and its arguments (default: the image's)
@@ -197,6 +224,15 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         uidmaps: args.uidmap.clone(),
         gidmaps: args.gidmap.clone(),
         hooks: args.hook.clone(),
+        add_hosts: args.add_host.clone(),
+        dns: args.dns.clone(),
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
+        shm_size: args.shm_size.clone(),
+        sysctls: args.sysctl.clone(),
+        group_add: args.group_add.clone(),
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
     };
     if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
         return super::fail(

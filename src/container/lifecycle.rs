@@ -90,20 +90,27 @@ pub fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
     }
 }
 
-/// `boxr stop`: the stop signal, SIGKILL after `timeout`; the restart policy leaves it down.
-pub fn stop(info: &Info, timeout: Duration) -> Result<(), ContainerError> {
+/// `boxr stop`: the container's stop signal, SIGKILL after `timeout` (default: the
+/// container's stop timeout, else 10 s); the restart policy leaves it down.
+pub fn stop(info: &Info, timeout: Option<Duration>) -> Result<(), ContainerError> {
+    let timeout = timeout.unwrap_or_else(|| Duration::from_secs(info.stop_timeout.unwrap_or(10)));
+    let stop_signal = info
+        .stop_signal
+        .and_then(|n| Signal::try_from(n).ok())
+        .unwrap_or(Signal::SIGTERM);
     state::mark_stopped(info);
     if state::paused(info) {
         state::set_paused(info, false)?;
     }
-    if let Some(s) = request(info, &format!("stop {}", timeout.as_secs())) {
+    let req = format!("stop {} {}", timeout.as_secs(), stop_signal as i32);
+    if let Some(s) = request(info, &req) {
         // The monitor answers with the exit code once the end is recorded.
         let mut line = String::new();
         if std::io::BufReader::new(s).read_line(&mut line).is_ok() && !line.is_empty() {
             return Ok(());
         }
     }
-    if signal(info, Signal::SIGTERM)? && !wait_exit(info, Some(timeout)) {
+    if signal(info, stop_signal)? && !wait_exit(info, Some(timeout)) {
         signal(info, Signal::SIGKILL)?;
         wait_exit(info, None);
     }
@@ -165,7 +172,7 @@ pub fn start(info: &Info) -> Result<(), ContainerError> {
 }
 
 /// `boxr restart`: stop (if it runs), then start.
-pub fn restart(info: &Info, timeout: Duration) -> Result<(), ContainerError> {
+pub fn restart(info: &Info, timeout: Option<Duration>) -> Result<(), ContainerError> {
     if matches!(
         state::status(info),
         Status::Running { .. } | Status::Restarting { .. }

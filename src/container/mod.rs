@@ -2,6 +2,7 @@
 //! cmd, environment, user, working directory, hostname), in a directory of its own under
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
+mod etc;
 pub mod events;
 pub mod lifecycle;
 pub mod monitor;
@@ -79,6 +80,24 @@ pub struct RunOptions {
     pub gidmaps: Vec<String>,
     /// `--hook PATH`: programs run once the namespaces exist, before the command starts.
     pub hooks: Vec<String>,
+    /// `--add-host NAME:IP`: more lines of /etc/hosts.
+    pub add_hosts: Vec<String>,
+    /// `--dns`: /etc/resolv.conf's nameservers instead of the host's.
+    pub dns: Vec<String>,
+    /// `--dns-search`: its search domains instead of the host's (`.`: none).
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: its options instead of the host's.
+    pub dns_options: Vec<String>,
+    /// `--shm-size`: the size of /dev/shm (default 64m).
+    pub shm_size: Option<String>,
+    /// `--sysctl NAME=VALUE`: parameters of the container's own namespaces.
+    pub sysctls: Vec<String>,
+    /// `--group-add GROUP`: more supplementary groups for the command.
+    pub group_add: Vec<String>,
+    /// `--stop-signal`: what `stop` sends first (default: the image's, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits by default before SIGKILL.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The first range `/etc/subuid` (or `/etc/subgid`) gives `root`, else 100000 and 65536 ids.
@@ -780,6 +799,16 @@ fn network_container(
             Some("the container takes the hostname of the one whose network it shares"),
         ));
     }
+    if !(opts.add_hosts.is_empty()
+        && opts.dns.is_empty()
+        && opts.dns_search.is_empty()
+        && opts.dns_options.is_empty())
+    {
+        return Err(invalid(
+            "conflicting options: --add-host or --dns and --network container:NAME",
+            Some("the container shares /etc/hosts and /etc/resolv.conf with that one"),
+        ));
+    }
     let other = state::find(store, name)?;
     if !matches!(state::status(&other), state::Status::Running { .. }) {
         return Err(invalid(
@@ -849,8 +878,43 @@ fn create(
                 _ => own_hosts(),
             };
             let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
-            (mode, hostname, hosts, host_file("/etc/resolv.conf"))
+            let hosts =
+                hosts + &etc::host_entries(&opts.add_hosts).map_err(|m| invalid(m, None))?;
+            let resolv = etc::resolv_conf(
+                &host_file("/etc/resolv.conf"),
+                &opts.dns,
+                &opts.dns_search,
+                &opts.dns_options,
+            )
+            .map_err(|m| invalid(m, None))?;
+            (mode, hostname, hosts, resolv)
         }
+    };
+    let sysctls =
+        etc::sysctls(&opts.sysctls, network == NetworkMode::None).map_err(|m| invalid(m, None))?;
+    let shm_size = opts
+        .shm_size
+        .as_deref()
+        .map(|t| {
+            crate::manifest::values::parse_size(t)
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| invalid(format!("--shm-size {t}: not a size"), Some("e.g. 256m")))
+        })
+        .transpose()?;
+    // A standard signal (not a real-time one): what `stop` and the monitor send.
+    let standard = |s: &str| {
+        crate::manifest::values::parse_signal(s)
+            .map_err(|b| b.reason)
+            .and_then(|n| {
+                nix::sys::signal::Signal::try_from(n.0)
+                    .map_err(|_| "real-time signals are not supported as stop signals".to_owned())
+            })
+    };
+    let stop_signal = match &opts.stop_signal {
+        Some(s) => Some(standard(s).map_err(|m| invalid(format!("--stop-signal {s}: {m}"), None))?),
+        // An image's signal that cannot be used is ignored: SIGTERM then.
+        None => run.stop_signal.as_deref().and_then(|s| standard(s).ok()),
     };
     let mut etc_files = Vec::new();
     for (name, content) in [
@@ -881,6 +945,9 @@ fn create(
         // Where `ps`, `stats` and `pause` find the cgroup without reading the whole spec.
         "CgroupPath": format!("boxr/{id}"),
         "AnonymousVolumes": anonymous,
+        "StopSignal": stop_signal.map(|s| s.as_str()),
+        "StopSignalNumber": stop_signal.map(|s| s as i32),
+        "StopTimeout": opts.stop_timeout,
         "Created": crate::oci::rfc3339(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -924,6 +991,7 @@ fn create(
             stdin: opts.interactive,
             tty: opts.tty,
             rlimits,
+            group_add: opts.group_add.clone(),
         },
         init: opts.init,
         security,
@@ -973,6 +1041,8 @@ fn create(
             })
             .collect(),
         pid_file: Some(dir.join("pid")),
+        shm_size,
+        sysctls,
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),
     };
@@ -1096,6 +1166,7 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
             stdin: opts.interactive,
             tty: opts.tty,
             rlimits: spec.process.rlimits.clone(),
+            group_add: spec.process.group_add.clone(),
         },
         security: spec.security.clone(),
     })

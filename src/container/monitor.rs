@@ -322,6 +322,8 @@ struct Monitor {
     started: Instant,
     /// When a `stop` turns into SIGKILL.
     kill_at: Option<Instant>,
+    /// What a `stop` request asked for: the signal, and how long before SIGKILL.
+    stop_with: (Signal, Duration),
     /// The last line the failed helper printed.
     last_err: String,
     buf: Vec<u8>,
@@ -391,6 +393,7 @@ impl Monitor {
             delay: Duration::from_millis(100),
             started: Instant::now(),
             kill_at: None,
+            stop_with: (Signal::SIGTERM, Duration::from_secs(10)),
             last_err: String::new(),
             buf: vec![0u8; 32 * 1024],
         })
@@ -745,12 +748,20 @@ impl Monitor {
             }
             Some("stop") => {
                 let secs: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(10);
+                self.stop_with = (
+                    words
+                        .next()
+                        .and_then(|w| w.parse().ok())
+                        .and_then(|n: i32| Signal::try_from(n).ok())
+                        .unwrap_or(Signal::SIGTERM),
+                    Duration::from_secs(secs),
+                );
                 let _ = fs::write("stopped", "");
                 self.clients[k].stopping = true;
                 match self.phase {
                     Phase::Running(pid) => {
-                        let _ = kill(pid, Signal::SIGTERM);
-                        self.kill_at = Some(Instant::now() + Duration::from_secs(secs));
+                        let _ = kill(pid, self.stop_with.0);
+                        self.kill_at = Some(Instant::now() + self.stop_with.1);
                     }
                     // The backoff is cut short: the container stays down.
                     Phase::Backoff { .. } => self.done(last_exit_code(), None),
@@ -830,8 +841,8 @@ impl Monitor {
                 sandbox::map_code_on_demand();
                 if self.clients.iter().any(|c| c.stopping) {
                     // Stopped while it started.
-                    let _ = kill(init, Signal::SIGTERM);
-                    self.kill_at = Some(Instant::now() + Duration::from_secs(10));
+                    let _ = kill(init, self.stop_with.0);
+                    self.kill_at = Some(Instant::now() + self.stop_with.1);
                 }
                 if let Some(i) = self.early.iter().position(|(p, _)| *p == init) {
                     let (_, code) = self.early.remove(i);

@@ -27,6 +27,11 @@ pub struct Info {
     pub dir: PathBuf,
     /// The cgroup's path below each hierarchy's root (`config.json`'s `CgroupPath`).
     pub cgroup: Option<String>,
+    /// The signal `stop` sends first (`--stop-signal`, else the image's `StopSignal`), as a
+    /// number; SIGTERM when neither says.
+    pub stop_signal: Option<i32>,
+    /// Seconds `stop` waits by default before SIGKILL (`--stop-timeout`; else 10).
+    pub stop_timeout: Option<u64>,
 }
 
 /// Where a container is in its life.
@@ -86,6 +91,8 @@ fn info(dir: &Path) -> Option<Info> {
         created: c["Created"].as_str().unwrap_or_default().to_owned(),
         dir: dir.to_owned(),
         cgroup: c["CgroupPath"].as_str().map(str::to_owned),
+        stop_signal: c["StopSignalNumber"].as_i64().map(|n| n as i32),
+        stop_timeout: c["StopTimeout"].as_u64(),
     })
 }
 

@@ -143,6 +143,24 @@ pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
             .map(|(_, id, _)| *id)
             .collect();
     }
+    for g in &spec.group_add {
+        let id = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups_db
+                .iter()
+                .find(|(name, _, _)| name == g)
+                .map(|(_, id, _)| *id)
+                .ok_or_else(|| {
+                    start_err(
+                        125,
+                        format!("unable to find group {g}: no matching entries in group file"),
+                    )
+                })?,
+        };
+        if !groups.contains(&id) {
+            groups.push(id);
+        }
+    }
     let mut env = spec.env.clone();
     let has = |env: &[String], k: &str| {
         env.iter()

@@ -168,7 +168,8 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
     let root: OwnedFd = File::open(target)
         .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
         .into();
-    special_filesystems(&root, spec.userns.is_some())?;
+    special_filesystems(&root, spec)?;
+    write_sysctls(&root, &spec.sysctls)?;
     if !spec.security.privileged {
         mask_paths(&root)?;
     }
@@ -325,7 +326,8 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
 
 /// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys. In a
 /// user namespace, where mknod is not allowed, the device nodes are bind mounts of the host's.
-fn special_filesystems(root: &OwnedFd, userns: bool) -> Result<()> {
+fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
+    let userns = spec.userns.is_some();
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = mkdir_in_root(root, "/proc")?;
     mount_fs("proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
@@ -402,7 +404,10 @@ fn special_filesystems(root: &OwnedFd, userns: bool) -> Result<()> {
         "tmpfs",
         &shm,
         nosuid_noexec_nodev,
-        Some("mode=1777,size=65536k"),
+        Some(&format!(
+            "mode=1777,size={}",
+            spec.shm_size.unwrap_or(64 << 20)
+        )),
         "/dev/shm",
     )?;
     let mq = mkdir_in_root(root, "/dev/mqueue")?;
@@ -427,6 +432,20 @@ fn special_filesystems(root: &OwnedFd, userns: bool) -> Result<()> {
                 .map_err(|e| SetupError(format!("make /sys read-only: {e}")))?;
         }
         Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Writes `--sysctl` values through the container's /proc/sys: the init is in the container's
+/// namespaces already, so they are the container's own. (Which names may be set is checked
+/// before the sandbox starts: only those of namespaces the container does not share.)
+fn write_sysctls(root: &OwnedFd, sysctls: &[(String, String)]) -> Result<()> {
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let fd = open_in_root(root, &path, OFlag::O_WRONLY | OFlag::O_TRUNC)
+            .map_err(SetupError::at(format!("sysctl {key}")))?;
+        nix::unistd::write(&fd, value.as_bytes())
+            .map_err(SetupError::at(format!("sysctl {key}={value}")))?;
     }
     Ok(())
 }

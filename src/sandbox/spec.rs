@@ -73,6 +73,13 @@ pub struct SandboxSpec {
     /// plugged into the new network namespace).
     #[serde(default)]
     pub hooks: Vec<Hook>,
+    /// The size of /dev/shm in bytes (`--shm-size`; default 64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// Kernel parameters of the sandbox's own namespaces (`--sysctl net.ipv4.ip_forward=1`),
+    /// written through its /proc/sys before that is made read-only.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// A hook: run in the host's namespaces with the OCI state of the sandbox on stdin
@@ -221,6 +228,9 @@ pub struct ProcessSpec {
     pub tty: bool,
     /// Resource limits to set (others are inherited).
     pub rlimits: Vec<Rlimit>,
+    /// More supplementary groups (`--group-add`): names of the container's /etc/group, or ids.
+    #[serde(default)]
+    pub group_add: Vec<String>,
 }
 
 /// A resource limit, `--ulimit NAME=SOFT[:HARD]`.
