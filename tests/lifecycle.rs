@@ -958,3 +958,151 @@ fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
     e.ok(&["rm", &id, &id2]);
     e.assert_clean();
 }
+
+#[test]
+fn diff_and_commit_take_the_container_s_own_changes() {
+    let Some(e) = Env::new("diff_and_commit_take_the_container_s_own_changes") else {
+        return;
+    };
+    let host = e._dir.path().join("host");
+    fs::create_dir(&host).unwrap();
+    let vol = format!("{}:/mnt/host", host.display());
+    let id = e.run_d(&[
+        "-v",
+        &vol,
+        "--tmpfs",
+        "/run/x",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo hi > /root/new; echo more >> /etc/passwd; rm /bin/vi; mkdir -p /data/d; \
+         touch /data/d/f /mnt/host/not-in-the-layer; echo ready; exec sleep 1000",
+    ]);
+    until("the changes", || e.ok(&["logs", &id]).contains("ready"));
+    // The mount points the sandbox made (/etc/hostname, /mnt/host, /run/x, ...) are no change.
+    assert_eq!(
+        e.ok(&["diff", &id]),
+        "C /bin\nD /bin/vi\nA /data\nA /data/d\nA /data/d/f\nC /etc\nC /etc/passwd\nC /root\nA /root/new\n"
+    );
+    let image_id = e.ok(&[
+        "commit",
+        "-m",
+        "my change",
+        "-a",
+        "me",
+        "-c",
+        r#"CMD ["cat", "/root/new"]"#,
+        "-c",
+        "ENV MADE_BY=commit",
+        &id,
+        "snap:1",
+    ]);
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    // Frozen while read, running again after.
+    e.ok(&["exec", &id, "true"]);
+    assert_eq!(e.inspect(&id)["State"]["Paused"], false);
+    // A container of the new image has the changes, and the new config.
+    let (c, out, err) = boxr(&e.store, &["run", "--rm", "snap:1"]);
+    assert_eq!((c, out.as_str()), (0, "hi\n"), "{err}");
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "snap:1",
+            "sh",
+            "-c",
+            "test -e /bin/vi || echo no-vi; tail -n 1 /etc/passwd; ls /data/d; echo $MADE_BY",
+        ],
+    );
+    assert_eq!((c, out.as_str()), (0, "no-vi\nmore\nf\ncommit\n"), "{err}");
+    // The layer holds the changes alone: no mount point, nothing of the bind mount.
+    let img: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "snap:1"])).unwrap();
+    let img = &img[0];
+    assert_eq!(img["Author"], "me");
+    let history = img["History"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["comment"], "my change");
+    let layers = img["RootFS"]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    let hex = layers[1].as_str().unwrap().trim_start_matches("sha256:");
+    let root = e.store.join("layers").join(hex).join("root");
+    let mut found: Vec<String> = walk(&root);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "bin",
+            "bin/vi",
+            "data",
+            "data/d",
+            "data/d/f",
+            "etc",
+            "etc/passwd",
+            "root",
+            "root/new"
+        ]
+    );
+    // A container that changed nothing gives an image with no new layer.
+    let idle = e.run_d(&["bb:1", "sleep", "1000"]);
+    assert_eq!(e.ok(&["diff", &idle]), "");
+    e.ok(&["commit", &idle, "idle:1"]);
+    let img: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "idle:1"])).unwrap();
+    assert_eq!(img[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        img[0]["History"].as_array().unwrap().last().unwrap()["empty_layer"],
+        true
+    );
+    // A bad change is refused, and no image is named.
+    let (c, _, err) = boxr(&e.store, &["commit", "-c", "RUN make", &idle, "bad:1"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("cannot be changed"), "{err}");
+    let (c, _, _) = boxr(&e.store, &["inspect", "bad:1"]);
+    assert_ne!(c, 0);
+    // In a user namespace the files belong to host ids; the layer has the container's.
+    let mapped = e.run_d(&[
+        "--uidmap",
+        "0:200000:65536",
+        "bb:1",
+        "sh",
+        "-c",
+        "touch /root/roots /root/users && chown 1000:1000 /root/users && echo ready && exec sleep 1000",
+    ]);
+    until("the files", || e.ok(&["logs", &mapped]).contains("ready"));
+    e.ok(&["commit", &mapped, "mapped:1"]);
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "mapped:1",
+            "stat",
+            "-c",
+            "%n %u %g",
+            "/root/roots",
+            "/root/users",
+        ],
+    );
+    assert_eq!(
+        (c, out.as_str()),
+        (0, "/root/roots 0 0\n/root/users 1000 1000\n"),
+        "{err}"
+    );
+    e.ok(&["rm", "-f", &id, &idle, &mapped]);
+    e.assert_clean();
+}
+
+/// Every path below `root`, relative to it.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    out
+}

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
@@ -544,9 +543,6 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         }
         redact.push(value.clone());
     }
-    let (present, absent): (Vec<String>, Vec<String>) = with_parents(&targets)
-        .into_iter()
-        .partition(|t| find_in_layers(&dirs.lowers, t).is_some());
     let mut security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
     security.seccomp = Some(
         crate::container::seccomp_program(
@@ -611,102 +607,8 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
     if code != 0 {
         return Err(failed(ctx, step, code, tail));
     }
-    remove_mount_points(&dirs.staged.0.join("root"), &dirs.lowers, &absent, &present);
+    crate::layer::stack::remove_mount_points(&dirs.staged.0.join("root"), &dirs.lowers, &targets);
     dirs.commit(ctx)
-}
-
-/// Where `path` is in the stack of layer roots (topmost first), whiteouts and opaque
-/// directories respected: the layer's copy of it, or `None` when the stack does not have it.
-fn find_in_layers(lowers: &[PathBuf], path: &str) -> Option<PathBuf> {
-    let rel = path.trim_start_matches('/');
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    for l in lowers {
-        let mut p = l.clone();
-        let mut opaque_above = false;
-        for (i, part) in parts.iter().enumerate() {
-            p.push(part);
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return None,
-                Ok(_) if i + 1 == parts.len() => return Some(p),
-                Ok(_) => {
-                    if xattr::get(&p, crate::layer::OPAQUE_XATTR)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|v| v == b"y")
-                    {
-                        opaque_above = true;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        if opaque_above {
-            return None;
-        }
-    }
-    None
-}
-
-/// Removes what the sandbox's mount points left in the upper dir, so it does not end up in the
-/// layer: the mount points the image did not have (`absent`, parents included: empty
-/// directories and empty files), and the directories overlay copied up only to create them
-/// (`present`: now empty, not opaque, with the owner and mode they have below).
-fn remove_mount_points(upper: &Path, lowers: &[PathBuf], absent: &[String], present: &[String]) {
-    let mut all: Vec<(&String, bool)> = absent
-        .iter()
-        .map(|p| (p, true))
-        .chain(present.iter().map(|p| (p, false)))
-        .collect();
-    // Deepest first, so a parent is empty by the time it comes.
-    all.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
-    for (t, is_absent) in all {
-        let p = upper.join(t.trim_matches('/'));
-        let Ok(m) = fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if is_absent {
-            if m.is_dir() {
-                let _ = fs::remove_dir(&p);
-            } else if m.is_file() && m.len() == 0 {
-                let _ = fs::remove_file(&p);
-            }
-            continue;
-        }
-        let Some(below) = find_in_layers(lowers, t).and_then(|b| fs::symlink_metadata(b).ok())
-        else {
-            continue;
-        };
-        let opaque = xattr::get(&p, crate::layer::OPAQUE_XATTR)
-            .ok()
-            .flatten()
-            .is_some();
-        let same = m.is_dir()
-            && below.is_dir()
-            && m.mode() == below.mode()
-            && m.uid() == below.uid()
-            && m.gid() == below.gid();
-        if same && !opaque {
-            // Fails (and keeps it) unless it is empty.
-            let _ = fs::remove_dir(&p);
-        }
-    }
-}
-
-/// `targets` and all their parents (below `/`).
-fn with_parents(targets: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in targets {
-        let mut rel = t.trim_matches('/').to_owned();
-        while !rel.is_empty() {
-            if !out.contains(&rel) {
-                out.push(rel.clone());
-            }
-            rel = rel
-                .rsplit_once('/')
-                .map_or(String::new(), |(p, _)| p.to_owned());
-        }
-    }
-    out
 }
 
 /// `copy`: Docker's COPY through the fs helper.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
+use crate::container::commit;
 use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
 use crate::store::{Access, Store};
@@ -758,5 +759,84 @@ pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
             return exit::OK;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// A comment for the image's history entry
+    #[arg(short, long)]
+    message: Option<String>,
+    /// The image's author
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Freeze a running container while its files are read (--pause=false to not)
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pause: bool,
+    /// A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, LABEL, WORKDIR,
+    /// USER, STOPSIGNAL, EXPOSE, VOLUME
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    change: Vec<String>,
+    container: String,
+    /// The new image's name: REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+/// `boxr commit`: prints the new image's id.
+pub fn commit(args: &CommitArgs, settings: &Settings) -> i32 {
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => match v.parse() {
+            Ok(e) => e,
+            Err(_) => {
+                return fail(
+                    &settings.printer,
+                    &format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
+                );
+            }
+        },
+        _ => now().max(0) as u64,
+    };
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let opts = commit::CommitOptions {
+        reference: args.reference.clone(),
+        message: args.message.clone(),
+        author: args.author.clone(),
+        pause: args.pause,
+        changes: args.change.clone(),
+        epoch,
+    };
+    match state::find(&store, &args.container).and_then(|i| commit::commit(&store, &i, &opts)) {
+        Ok(img) => {
+            settings.printer.data(format!("{}\n", img.id));
+            super::exit::OK
+        }
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    container: String,
+}
+
+/// `boxr diff`: one `A|C|D /path` line per change, in path order.
+pub fn diff(args: &DiffArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match state::find(&store, &args.container).and_then(|i| commit::diff(&i)) {
+        Ok(changes) => {
+            let out: String = changes
+                .iter()
+                .map(|(kind, path)| format!("{} {path}\n", kind.letter()))
+                .collect();
+            settings.printer.data(out);
+            super::exit::OK
+        }
+        Err(e) => fail_with(&settings.printer, &e),
     }
 }

@@ -110,6 +110,10 @@ enum Commands {
     Rm(containers::RmArgs),
     /// Wait for containers to end and print their exit codes
     Wait(containers::WaitArgs),
+    /// Create an image from a container's changes
+    Commit(containers::CommitArgs),
+    /// List the files a container added (A), changed (C) or deleted (D)
+    Diff(containers::DiffArgs),
     /// Create an image from a root filesystem directory or tarball
     Import(images::ImportArgs),
     /// List images
@@ -279,6 +283,8 @@ pub fn main() -> i32 {
         Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
+        Commands::Commit(args) => containers::commit(args, &settings),
+        Commands::Diff(args) => containers::diff(args, &settings),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),

@@ -2,6 +2,7 @@
 //! cmd, environment, user, working directory, hostname), in a directory of its own under
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
+pub mod commit;
 mod etc;
 pub mod events;
 pub mod lifecycle;

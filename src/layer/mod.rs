@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod compress;
 mod error;
+pub mod stack;
 pub mod write;
 
 pub use apply::{ApplyStats, apply};

@@ -98,6 +98,55 @@ impl Store {
         Ok(meta)
     }
 
+    /// A new layer from an overlay upper dir that may still be in use (a container's): its
+    /// tar is streamed through a pipe into `apply` over `lowers` (topmost first), so the copy
+    /// is the layer's own; `fixup` then adjusts the copy (drops what is no change of the
+    /// container's, maps ids back) before its DiffID is taken. `None` when nothing is left.
+    pub fn add_layer_from_upper(
+        &self,
+        upper: &Path,
+        lowers: &[&Path],
+        clamp_mtime: u64,
+        fixup: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<Option<LayerMeta>, StoreError> {
+        let staged = self.stage_layer()?;
+        let mut guard = Staged {
+            path: Some(&staged),
+        };
+        let root = staged.join("root");
+        let (reader, writer) = io::pipe().map_err(io_err("create a pipe for", upper))?;
+        let opts = WriteOptions {
+            clamp_mtime: Some(clamp_mtime),
+        };
+        let (written, applied) = std::thread::scope(|s| {
+            let producer = s.spawn(move || layer::write_tar(upper, opts, writer).map(|_| ()));
+            let applied = layer::apply(reader, &root, lowers);
+            (
+                producer.join().expect("the tar writer does not panic"),
+                applied,
+            )
+        });
+        written?;
+        applied?;
+        fixup(&root)?;
+        let empty = fs::read_dir(&root)
+            .map_err(io_err("read", &root))?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(None);
+        }
+        let stats = layer::diff_id(&root, opts)?;
+        let meta = LayerMeta {
+            diff_id: stats.diff_id,
+            size: stats.size,
+            clamp_mtime: Some(clamp_mtime),
+        };
+        self.put_layer(&staged, &meta)?;
+        guard.path = None;
+        Ok(Some(meta))
+    }
+
     /// `boxr import ROOTFS NAME:TAG`: a one-layer image from a root filesystem directory or
     /// tarball (.tar, .tar.gz, .tar.zst). Reproducible: `Created` and every mtime are clamped to
     /// `epoch` (SOURCE_DATE_EPOCH, else 0), so the same rootfs gives the same Id in any store.
