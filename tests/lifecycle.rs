@@ -1106,3 +1106,91 @@ fn walk(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn cp_copies_both_ways_and_stays_inside_the_container() {
+    let Some(e) = Env::new("cp_copies_both_ways_and_stays_inside_the_container") else {
+        return;
+    };
+    let dir = e._dir.path();
+    let host_in = dir.join("in");
+    fs::create_dir_all(host_in.join("sub")).unwrap();
+    fs::write(host_in.join("a"), "a\n").unwrap();
+    fs::write(host_in.join("sub/b"), "b\n").unwrap();
+    // /evil leads to / inside: a copy through it must stay in the container.
+    e.run_d(&[
+        "--name",
+        "c1",
+        "bb:1",
+        "sh",
+        "-c",
+        "[ -e /data ] || { mkdir /data && echo x > /data/x && ln -s /etc /data/link \
+         && ln -s / /evil && echo inside > /etc/motd; }; echo ready; exec sleep 1000",
+    ]);
+    until("the files", || e.ok(&["logs", "c1"]).contains("ready"));
+    // Out: a directory as itself, links as links, owned by the user running boxr.
+    let out = dir.join("out");
+    e.ok(&["cp", "c1:/data", out.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(out.join("x")).unwrap(), "x\n");
+    assert_eq!(
+        fs::read_link(out.join("link")).unwrap(),
+        PathBuf::from("/etc")
+    );
+    // Into an existing directory: the directory itself goes in; a file into a new name.
+    e.ok(&["cp", host_in.to_str().unwrap(), "c1:/data"]);
+    e.ok(&["cp", host_in.join("a").to_str().unwrap(), "c1:/newfile"]);
+    let listing = e.ok(&[
+        "exec",
+        "c1",
+        "sh",
+        "-c",
+        "find /data/in /newfile | sort; stat -c '%u %g' /data/in/sub/b",
+    ]);
+    assert_eq!(
+        listing,
+        "/data/in\n/data/in/a\n/data/in/sub\n/data/in/sub/b\n/newfile\n0 0\n"
+    );
+    // A symlink in the container resolves inside it, in both directions.
+    let sentinel = PathBuf::from("/etc/boxr-cp-escape-test");
+    let _ = fs::remove_file(&sentinel);
+    e.ok(&[
+        "cp",
+        host_in.join("a").to_str().unwrap(),
+        "c1:/evil/etc/boxr-cp-escape-test",
+    ]);
+    assert!(!sentinel.exists(), "cp wrote to the host's /etc");
+    assert_eq!(
+        e.ok(&["exec", "c1", "cat", "/etc/boxr-cp-escape-test"]),
+        "a\n"
+    );
+    let motd = dir.join("motd");
+    e.ok(&["cp", "c1:/data/link/motd", motd.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(&motd).unwrap(), "inside\n");
+    // Errors: a missing source, two host paths, a directory onto a file.
+    let (c, _, err) = boxr(
+        &e.store,
+        &["cp", "c1:/nope", dir.join("x").to_str().unwrap()],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("No such file"), "{err}");
+    let (c, _, err) = boxr(&e.store, &["cp", "/etc/hostname", "/tmp/x"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("CONTAINER:PATH"), "{err}");
+    let (c, _, err) = boxr(&e.store, &["cp", host_in.to_str().unwrap(), "c1:/newfile"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("to the file"), "{err}");
+    // A stopped container: its own filesystem, through its overlay.
+    e.ok(&["stop", "-t", "0", "c1"]);
+    e.ok(&[
+        "cp",
+        host_in.join("sub/b").to_str().unwrap(),
+        "c1:/stopped-b",
+    ]);
+    let back = dir.join("back");
+    e.ok(&["cp", "c1:/data/x", back.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(&back).unwrap(), "x\n");
+    e.ok(&["start", "c1"]);
+    assert_eq!(e.ok(&["exec", "c1", "cat", "/stopped-b"]), "b\n");
+    e.ok(&["rm", "-f", "c1"]);
+    e.assert_clean();
+}

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
-use crate::container::commit;
 use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
+use crate::container::{commit, cp};
 use crate::store::{Access, Store};
 
 fn open(settings: &Settings) -> Result<Store, i32> {
@@ -837,6 +837,33 @@ pub fn diff(args: &DiffArgs, settings: &Settings) -> i32 {
             settings.printer.data(out);
             super::exit::OK
         }
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CpArgs {
+    /// Keep the owners of what is copied (else: the container's root inside, you outside)
+    #[arg(short, long)]
+    archive: bool,
+    /// CONTAINER:PATH or a host path
+    src: String,
+    /// CONTAINER:PATH or a host path
+    dest: String,
+}
+
+/// `boxr cp`: files between a container and the host.
+pub fn cp(args: &CpArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let (src, dest) = (
+        cp::Location::parse(&args.src),
+        cp::Location::parse(&args.dest),
+    );
+    match cp::cp(&store, &src, &dest, args.archive) {
+        Ok(()) => super::exit::OK,
         Err(e) => fail_with(&settings.printer, &e),
     }
 }

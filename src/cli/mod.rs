@@ -112,6 +112,8 @@ enum Commands {
     Wait(containers::WaitArgs),
     /// Create an image from a container's changes
     Commit(containers::CommitArgs),
+    /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
+    Cp(containers::CpArgs),
     /// List the files a container added (A), changed (C) or deleted (D)
     Diff(containers::DiffArgs),
     /// Create an image from a root filesystem directory or tarball
@@ -284,6 +286,7 @@ pub fn main() -> i32 {
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Commit(args) => containers::commit(args, &settings),
+        Commands::Cp(args) => containers::cp(args, &settings),
         Commands::Diff(args) => containers::diff(args, &settings),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),

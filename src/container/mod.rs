@@ -3,6 +3,7 @@
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 
 pub mod commit;
+pub mod cp;
 mod etc;
 pub mod events;
 pub mod lifecycle;

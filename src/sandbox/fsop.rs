@@ -63,6 +63,19 @@ pub enum FsOp {
     /// A new named volume gets what the image has at `path` (owners and modes kept), as in
     /// Docker; nothing when the image has no directory there.
     Populate { path: String, into: PathBuf },
+    /// `boxr cp`: `src` to `dest` with `docker cp`'s rules, one of them a path in a container
+    /// and the other on the host. The container's root is a running process's (`/proc/PID/root`,
+    /// with its mounts), else its overlay (`rootfs`, mounted here).
+    Cp {
+        /// The container's init (pid, start time) when it runs.
+        running: Option<(i32, u64)>,
+        src: String,
+        dest: String,
+        /// Host → container (else container → host).
+        into_container: bool,
+        /// The owner of everything copied; `None` keeps each entry's own (`-a`).
+        owner: Option<(u32, u32)>,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -110,6 +123,57 @@ fn run(spec: &FsOpSpec) -> Result<()> {
     if let FsOp::Populate { path, into } = &spec.op {
         return populate(spec, path, into);
     }
+    if let FsOp::Cp {
+        running,
+        src,
+        dest,
+        into_container,
+        owner,
+    } = &spec.op
+    {
+        let container = match running {
+            Some((pid, start)) => {
+                let root = open_dir(Path::new(&format!("/proc/{pid}/root")))?;
+                // Checked once the root is held: the pid was not reused in between.
+                if super::process_start_time(*pid) != Some(*start) {
+                    return Err("boxr: the container is not running".into());
+                }
+                root
+            }
+            None => {
+                let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs for the copy")?;
+                let upper = r.upper.display().to_string();
+                let work = r.work.display().to_string();
+                mount_layers(
+                    &r.lowers,
+                    &[
+                        ("upperdir", upper.as_str()),
+                        ("workdir", work.as_str()),
+                        ("redirect_dir", "off"),
+                        ("metacopy", "off"),
+                        ("index", "off"),
+                    ],
+                    &r.target,
+                )?;
+                open_dir(&r.target)?
+            }
+        };
+        let host = open_dir(Path::new("/"))?;
+        let (from, to) = if *into_container {
+            (host, container)
+        } else {
+            (container, host)
+        };
+        let copy = Copier {
+            src_path: Path::new("/"),
+            src: from,
+            dst: to,
+            chmod: None,
+            owner: *owner,
+            ignore: crate::ignore::Ignore::default(),
+        };
+        return copy.cp(src, dest);
+    }
     let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs for the step")?;
     let upper = r.upper.display().to_string();
     let work = r.work.display().to_string();
@@ -127,7 +191,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
     )?;
     let dst = open_dir(&r.target)?;
     match &spec.op {
-        FsOp::Populate { .. } => unreachable!("handled above"),
+        FsOp::Populate { .. } | FsOp::Cp { .. } => unreachable!("handled above"),
         FsOp::Mkdir { path } => mkdir_p(&dst, path, None).map(drop),
         FsOp::Copy {
             sources,
@@ -407,6 +471,65 @@ impl Copier<'_> {
             self.copy_entry(&parent, &name, &st, &dir, &target, dest)?;
         }
         Ok(())
+    }
+
+    /// `docker cp SRC DEST`: a directory is copied as itself into an existing directory, as
+    /// DEST when that does not exist, and only its contents when SRC ends with `/.`; a file
+    /// goes into an existing directory, or becomes DEST (whose parent must exist). Links are
+    /// copied as links. Both paths are resolved inside their roots.
+    fn cp(&self, src: &str, dest: &str) -> Result<()> {
+        let contents = src == "." || src.ends_with("/.");
+        let rel = normalize(src);
+        let (parent, name) = self.src_entry(&rel)?;
+        let st = match &name {
+            Some(n) => fstatat(&parent, n.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
+            None => nix::sys::stat::fstat(&parent),
+        }
+        .map_err(|e| format!("{src}: {}", e.desc()))?;
+        let existing = open_in(&self.dst, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY);
+        if kind(&st) == SFlag::S_IFDIR {
+            let target = match (&existing, &name) {
+                (Ok(_), Some(n)) if !contents => format!("{}/{n}", dest.trim_end_matches('/')),
+                (Err(Errno::ENOTDIR), _) => {
+                    return Err(format!(
+                        "cannot copy the directory {src} to the file {dest}"
+                    ));
+                }
+                _ => dest.to_owned(),
+            };
+            let (d, created) = mkdir_p(&self.dst, &target, self.owner)?;
+            let from = match &name {
+                Some(n) => openat(
+                    &parent,
+                    n.as_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(at(format!("open {src}")))?,
+                None => parent,
+            };
+            if created {
+                self.set_meta(&d, &st)?;
+            }
+            return self.copy_children(&from, &rel, &d, &target);
+        }
+        if contents {
+            return Err(format!("{src}: not a directory"));
+        }
+        let name = name.expect("only the root has no name, and it is a directory");
+        let (dir, to_name) = match existing {
+            Ok(d) => (d, name.clone()),
+            Err(_) if dest.ends_with('/') => {
+                return Err(format!("{dest}: no such directory"));
+            }
+            Err(_) => {
+                let (p, n) = split(dest.trim_end_matches('/'));
+                let d = open_in(&self.dst, p, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .map_err(|e| format!("{}: {}", if p.is_empty() { "/" } else { p }, e.desc()))?;
+                (d, n.to_owned())
+            }
+        };
+        self.copy_entry(&parent, &name, &st, &dir, &to_name, dest)
     }
 
     /// The directory holding `rel` in the source (resolved in its root) and `rel`'s name
