@@ -1194,3 +1194,44 @@ fn cp_copies_both_ways_and_stays_inside_the_container() {
     e.ok(&["rm", "-f", "c1"]);
     e.assert_clean();
 }
+
+#[test]
+fn create_then_start_attached_misses_nothing() {
+    let Some(e) = Env::new("create_then_start_attached_misses_nothing") else {
+        return;
+    };
+    e.ok(&[
+        "create",
+        "--name",
+        "made",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert!(e.ok(&["ps", "-a"]).contains("Created"));
+    assert_eq!(e.inspect("made")["State"]["Status"], "created");
+    // `start -a` is attached before the command runs: a short command's output is all there,
+    // every time, and its exit code comes back.
+    for _ in 0..3 {
+        let (c, out, err) = boxr(&e.store, &["start", "-a", "made"]);
+        assert_eq!((c, out.as_str()), (3, "out\n"), "{err}");
+        assert!(err.contains("err"), "{err}");
+    }
+    // With --rm it is gone after, and its code still comes back.
+    let id = e.ok(&["create", "--rm", "bb:1", "sh", "-c", "echo hi; exit 4"]);
+    let (c, out, err) = boxr(&e.store, &["start", "-a", id.trim()]);
+    assert_eq!((c, out.as_str()), (4, "hi\n"), "{err}");
+    until("the removal", || {
+        !e.ok(&["ps", "-aq"]).contains(&id.trim()[..12])
+    });
+    // A plain start runs it detached.
+    let id = e.ok(&["create", "bb:1", "sleep", "1000"]);
+    e.ok(&["start", id.trim()]);
+    assert_eq!(e.inspect(id.trim())["State"]["Running"], true);
+    // Bad input creates nothing.
+    let (c, _, _) = boxr(&e.store, &["create", "nosuchimage:1"]);
+    assert_eq!(c, 125);
+    e.ok(&["rm", "-f", "made", id.trim()]);
+    e.assert_clean();
+}

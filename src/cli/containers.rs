@@ -343,8 +343,7 @@ pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
         no_stdin: !args.interactive,
         sig_proxy: true,
     };
-    let attached = state::find(&store, c)
-        .and_then(|i| lifecycle::start(&i).and_then(|()| lifecycle::attach(&i, &opts)));
+    let attached = state::find(&store, c).and_then(|i| lifecycle::start_attached(&i, &opts));
     match attached {
         Ok(code) => code,
         Err(e) => {

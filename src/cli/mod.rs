@@ -110,6 +110,8 @@ enum Commands {
     Rm(containers::RmArgs),
     /// Wait for containers to end and print their exit codes
     Wait(containers::WaitArgs),
+    /// Create a container as `run -d` would, without starting it (`boxr start` does)
+    Create(Box<run::RunArgs>),
     /// Create an image from a container's changes
     Commit(containers::CommitArgs),
     /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
@@ -285,6 +287,7 @@ pub fn main() -> i32 {
         Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
+        Commands::Create(args) => run::create(args, &settings),
         Commands::Commit(args) => containers::commit(args, &settings),
         Commands::Cp(args) => containers::cp(args, &settings),
         Commands::Diff(args) => containers::diff(args, &settings),

@@ -180,7 +180,47 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(e) => return fail_with(&settings.printer, &e),
     };
-    let opts = RunOptions {
+    let opts = options(args);
+    if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
+        return super::fail(
+            &settings.printer,
+            "--restart needs -d: a restart policy is applied by a detached container's monitor",
+        );
+    }
+    if args.detach {
+        return print_id(container::run_detached(&store, &opts), settings);
+    }
+    // On success this process becomes the container's helper and never returns here.
+    let e = container::run(&store, &opts);
+    fail_with(&settings.printer, &e)
+}
+
+/// `boxr create`: `run`'s options (the container is detached when started); prints the id.
+pub fn create(args: &RunArgs, settings: &Settings) -> i32 {
+    let store = match Store::open(&settings.root, Access::Shared) {
+        Ok(s) => s,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let mut opts = options(args);
+    opts.detach = true;
+    print_id(container::create_only(&store, &opts), settings)
+}
+
+fn print_id(r: Result<String, container::ContainerError>, settings: &Settings) -> i32 {
+    match r {
+        Ok(id) => {
+            settings.printer.data(format!("{id}\n"));
+            super::exit::OK
+        }
+        Err(e) => {
+            settings.printer.diagnostic(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn options(args: &RunArgs) -> RunOptions {
+    RunOptions {
         image: args.image.clone(),
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -233,28 +273,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         group_add: args.group_add.clone(),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
-    };
-    if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
-        return super::fail(
-            &settings.printer,
-            "--restart needs -d: a restart policy is applied by a detached container's monitor",
-        );
     }
-    if args.detach {
-        return match container::run_detached(&store, &opts) {
-            Ok(id) => {
-                settings.printer.data(format!("{id}\n"));
-                super::exit::OK
-            }
-            Err(e) => {
-                settings.printer.diagnostic(&e);
-                e.exit_code()
-            }
-        };
-    }
-    // On success this process becomes the container's helper and never returns here.
-    let e = container::run(&store, &opts);
-    fail_with(&settings.printer, &e)
 }
 
 #[derive(Debug, clap::Args)]

@@ -142,6 +142,7 @@ fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
         restart: Default::default(),
         log_max_size: None,
         log_max_files: 1,
+        hold: false,
     };
     Ok(ms)
 }
@@ -156,6 +157,20 @@ pub(super) fn detached(mut spec: SandboxSpec, dir: &std::path::Path) -> SandboxS
 
 /// `boxr start`: runs a stopped container again, detached, with its own filesystem.
 pub fn start(info: &Info) -> Result<(), ContainerError> {
+    start_with(info, false)
+}
+
+/// `boxr start -a`: starts the container with this process attached from its first byte of
+/// output (the monitor holds the start until the attach request), and returns its exit code.
+pub fn start_attached(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> {
+    if matches!(state::status(info), Status::Running { .. }) {
+        return attach(info, opts);
+    }
+    start_with(info, true)?;
+    attach(info, opts)
+}
+
+fn start_with(info: &Info, hold: bool) -> Result<(), ContainerError> {
     match state::status(info) {
         Status::Running { .. } => return Ok(()),
         Status::Restarting { .. } => {
@@ -166,7 +181,8 @@ pub fn start(info: &Info) -> Result<(), ContainerError> {
         }
         _ => {}
     }
-    let ms = monitor_spec(info)?;
+    let mut ms = monitor_spec(info)?;
+    ms.hold = hold;
     let _ = fs::remove_file(info.dir.join("stopped"));
     super::start_monitor(&ms).map(|_| ())
 }
@@ -196,7 +212,8 @@ pub struct AttachOptions {
 pub fn attach(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> {
     let not_running = || invalid(format!("container {} is not running", &info.id[..12]), None);
     let st = monitor_status(info).ok_or_else(not_running)?;
-    if st["Status"] != "running" {
+    // `created`: the monitor holds the start for this attach (`start -a`), or it is starting.
+    if st["Status"] != "running" && st["Status"] != "created" {
         return Err(not_running());
     }
     let tty = st["Tty"].as_bool().unwrap_or(false);

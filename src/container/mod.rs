@@ -1177,6 +1177,26 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
 /// `boxr run -d`: prepares the container, starts its monitor, and returns the container's id
 /// once it runs (or has already ended).
 pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, ContainerError> {
+    let (id, ms) = create_detached(store, opts)?;
+    start_monitor(&ms)?;
+    Ok(id)
+}
+
+/// `boxr create`: a container made as `run -d` makes it, not started (`boxr start` does):
+/// `ps -a` shows it `Created`. Returns its id.
+pub fn create_only(store: &Store, opts: &RunOptions) -> Result<String, ContainerError> {
+    let (id, ms) = create_detached(store, opts)?;
+    let value = serde_json::to_value(&ms).expect("serializes");
+    state::write_atomic(&ms.dir, "monitor.json", &value)
+        .map_err(io_err("write", &ms.dir.join("monitor.json")))?;
+    Ok(id)
+}
+
+/// The directory, files and monitor spec of a detached container.
+fn create_detached(
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<(String, monitor::MonitorSpec), ContainerError> {
     if let Some(r) = &opts.restart {
         crate::manifest::values::parse_restart(r)
             .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?;
@@ -1242,9 +1262,9 @@ pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, Containe
         },
         log_max_size,
         log_max_files,
+        hold: false,
     };
-    start_monitor(&ms)?;
-    Ok(id)
+    Ok((id, ms))
 }
 
 /// Starts a detached container's monitor; returns once the command runs (or failed to start).

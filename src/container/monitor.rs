@@ -63,6 +63,11 @@ pub struct MonitorSpec {
     /// `--log-opt max-file`: how many log files to keep (with the current one).
     #[serde(default = "one")]
     pub log_max_files: u32,
+    /// `boxr start -a`: report at once, and start the container when the first attach client
+    /// connects (so it misses nothing of a short command's output), or after 10 s without one.
+    /// Not kept in `monitor.json`.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 fn one() -> u32 {
@@ -135,9 +140,13 @@ pub fn start(spec: &MonitorSpec) -> Result<i32, (i32, String)> {
             bin.display()
         )));
     }
+    let kept = MonitorSpec {
+        hold: false,
+        ..spec.clone()
+    };
     fs::write(
         spec.dir.join("monitor.json"),
-        serde_json::to_vec(spec).expect("serializes"),
+        serde_json::to_vec(&kept).expect("serializes"),
     )
     .map_err(|e| err(format!("cannot write monitor.json: {e}")))?;
     let (ready_r, ready_w) =
@@ -286,6 +295,8 @@ struct Client {
 
 /// Where the container is.
 enum Phase {
+    /// Waiting for the first attach client (or `until`) to start the container (`hold`).
+    Held { until: Instant },
     /// The helper (this pid) is setting the container up.
     Starting(Pid),
     /// The container's init (this pid) runs.
@@ -324,6 +335,8 @@ struct Monitor {
     kill_at: Option<Instant>,
     /// What a `stop` request asked for: the signal, and how long before SIGKILL.
     stop_with: (Signal, Duration),
+    /// The exit code recorded at the end (kept here too: `--rm` removes `state.json`).
+    exit_code: Option<i32>,
     /// The last line the failed helper printed.
     last_err: String,
     buf: Vec<u8>,
@@ -394,6 +407,7 @@ impl Monitor {
             started: Instant::now(),
             kill_at: None,
             stop_with: (Signal::SIGTERM, Duration::from_secs(10)),
+            exit_code: None,
             last_err: String::new(),
             buf: vec![0u8; 32 * 1024],
         })
@@ -428,13 +442,24 @@ impl Monitor {
 
     /// The main loop; returns the monitor's exit code.
     fn run(&mut self) -> i32 {
-        self.launch();
+        if self.spec.hold {
+            self.phase = Phase::Held {
+                until: Instant::now() + Duration::from_secs(10),
+            };
+            // What `attach` connects by: this monitor's pid and start time.
+            self.write_state("created", json!({}));
+            self.report("0\n0".into());
+        } else {
+            self.launch();
+        }
         loop {
             if matches!(self.phase, Phase::Done) {
                 break;
             }
             let deadline = match &self.phase {
-                Phase::Draining { until, .. } | Phase::Backoff { until } => Some(*until),
+                Phase::Draining { until, .. }
+                | Phase::Backoff { until }
+                | Phase::Held { until } => Some(*until),
                 _ => None,
             };
             let deadline = match (deadline, self.kill_at) {
@@ -449,7 +474,7 @@ impl Monitor {
                 let _ = c.stream.set_nonblocking(false);
             }
         }
-        let code = last_exit_code();
+        let code = self.exit_code.unwrap_or_else(last_exit_code);
         for c in &mut self.clients {
             if c.attached {
                 let _ = c
@@ -728,7 +753,7 @@ impl Monitor {
         match words.next() {
             Some("status") => {
                 let (status, pid) = match &self.phase {
-                    Phase::Starting(_) => ("created", 0),
+                    Phase::Held { .. } | Phase::Starting(_) => ("created", 0),
                     Phase::Running(p) => ("running", p.as_raw()),
                     Phase::Draining { .. } | Phase::Done => ("exited", 0),
                     Phase::Backoff { .. } => ("restarting", 0),
@@ -744,6 +769,9 @@ impl Monitor {
             }
             Some("attach") => {
                 self.clients[k].attached = true;
+                if matches!(self.phase, Phase::Held { .. }) {
+                    self.launch();
+                }
                 true
             }
             Some("stop") => {
@@ -763,8 +791,8 @@ impl Monitor {
                         let _ = kill(pid, self.stop_with.0);
                         self.kill_at = Some(Instant::now() + self.stop_with.1);
                     }
-                    // The backoff is cut short: the container stays down.
-                    Phase::Backoff { .. } => self.done(last_exit_code(), None),
+                    // The backoff is cut short, or the held start called off: it stays down.
+                    Phase::Backoff { .. } | Phase::Held { .. } => self.done(last_exit_code(), None),
                     _ => {}
                 }
                 true
@@ -876,6 +904,7 @@ impl Monitor {
             Phase::Draining { code, until } if self.outputs.is_empty() || now >= until => {
                 self.ended(code, true);
             }
+            Phase::Held { until } if now >= until => self.launch(),
             Phase::Backoff { until } if now >= until => {
                 if self.stopped() || !self.dir().exists() {
                     let code = last_exit_code();
@@ -953,6 +982,7 @@ impl Monitor {
                 "OOMKilled": oom, "FinishedAt": now(),
             }),
         );
+        self.exit_code = Some(code);
         self.phase = Phase::Done;
     }
 
