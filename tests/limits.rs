@@ -481,3 +481,74 @@ fn on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup() {
         "{huge}"
     );
 }
+
+#[test]
+fn update_changes_the_limits_of_a_running_container_and_they_stay() {
+    let Some(env) = Env::new("update_changes_the_limits_of_a_running_container_and_they_stay")
+    else {
+        return;
+    };
+    let _turn = heavy();
+    let b = |args: &[&str]| boxr(&env.store, args);
+    let (c, _, err) = b(&[
+        "run",
+        "-d",
+        "--name",
+        "u1",
+        "--shm-size",
+        "512m",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+        "--pids-limit",
+        "20",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    // 30 more processes do not fit in 20. 100 MiB of /dev/shm does not fit in 64 MiB: the
+    // writer (first in the OOM killer's line) is killed, and what it wrote stays charged.
+    let fork = "for i in $(seq 30); do sleep 2 & done; wait; echo forked";
+    let (_, _, err) = b(&["exec", "u1", "sh", "-c", fork]);
+    assert!(err.contains("can't fork"), "{err}");
+    let fill = "dd if=/dev/zero of=/dev/shm/x bs=1M count=100 2>/dev/null";
+    let (c, _, _) = b(&[
+        "exec",
+        "u1",
+        "sh",
+        "-c",
+        &format!("echo 1000 > /proc/self/oom_score_adj; {fill}"),
+    ]);
+    assert_eq!(c, 137);
+    // Raised while it runs: both fit now.
+    let (c, out, err) = b(&[
+        "update",
+        "--memory",
+        "256m",
+        "--memory-swap",
+        "256m",
+        "--pids-limit",
+        "100",
+        "u1",
+    ]);
+    assert_eq!((c, out.as_str()), (0, "u1\n"), "{err}");
+    let check = format!("rm -f /dev/shm/x; {fill} && echo fits; rm /dev/shm/x; {fork}");
+    let (c, out, err) = b(&["exec", "u1", "sh", "-c", &check]);
+    assert_eq!((c, out.as_str()), (0, "fits\nforked\n"), "{err}");
+    // Kept for the next start.
+    let (c, _, err) = b(&["restart", "-t", "0", "u1"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = b(&["exec", "u1", "sh", "-c", &check]);
+    assert_eq!((c, out.as_str()), (0, "fits\nforked\n"), "{err}");
+    // Refused: memory above memory plus swap, and nothing to change.
+    let (c, _, err) = b(&["update", "--memory", "512m", "u1"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("--memory-swap"), "{err}");
+    let (c, _, err) = b(&["update", "u1"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("nothing to update"), "{err}");
+    let (c, _, err) = b(&["rm", "-f", "u1"]);
+    assert_eq!(c, 0, "{err}");
+}

@@ -866,3 +866,19 @@ pub fn cp(args: &CpArgs, settings: &Settings) -> i32 {
         Err(e) => fail_with(&settings.printer, &e),
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    limits: super::run::LimitArgs,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `boxr update`: new limits, live for a running container and kept for later starts.
+pub fn update(args: &UpdateArgs, settings: &Settings) -> i32 {
+    let opts = args.limits.options();
+    each_container(settings, &args.containers, |_, info| {
+        lifecycle::update(info, &opts)
+    })
+}

@@ -112,6 +112,8 @@ enum Commands {
     Wait(containers::WaitArgs),
     /// Create a container as `run -d` would, without starting it (`boxr start` does)
     Create(Box<run::RunArgs>),
+    /// Change the limits of containers (memory, CPU, processes, block I/O), live if they run
+    Update(containers::UpdateArgs),
     /// Create an image from a container's changes
     Commit(containers::CommitArgs),
     /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
@@ -288,6 +290,7 @@ pub fn main() -> i32 {
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Create(args) => run::create(args, &settings),
+        Commands::Update(args) => containers::update(args, &settings),
         Commands::Commit(args) => containers::commit(args, &settings),
         Commands::Cp(args) => containers::cp(args, &settings),
         Commands::Diff(args) => containers::diff(args, &settings),

@@ -93,42 +93,8 @@ pub struct RunArgs {
     /// Mount a tmpfs: /path[:options]
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     tmpfs: Vec<String>,
-    /// Memory limit (e.g. 256m, 1g)
-    #[arg(short = 'm', long, value_name = "SIZE")]
-    memory: Option<String>,
-    /// Memory plus swap limit (-1: unlimited swap; default: as much swap as memory)
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    memory_swap: Option<String>,
-    /// Soft memory limit
-    #[arg(long, value_name = "SIZE")]
-    memory_reservation: Option<String>,
-    /// CPUs of time the container may use (e.g. 0.5)
-    #[arg(long, value_name = "N")]
-    cpus: Option<f64>,
-    /// Relative CPU weight (default 1024)
-    #[arg(short = 'c', long, value_name = "N")]
-    cpu_shares: Option<u64>,
-    /// CPUs the container may run on (e.g. 0-3, 0,2)
-    #[arg(long, value_name = "LIST")]
-    cpuset_cpus: Option<String>,
-    /// Memory nodes the container may use
-    #[arg(long, value_name = "LIST")]
-    cpuset_mems: Option<String>,
-    /// Maximum number of processes (-1: unlimited)
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
-    /// Block I/O weight (10-1000)
-    #[arg(long, value_name = "N")]
-    blkio_weight: Option<u16>,
-    /// Read rate limit for a device: DEVICE:RATE (e.g. /dev/sda:1mb)
-    #[arg(long, value_name = "DEVICE:RATE")]
-    device_read_bps: Vec<String>,
-    /// Write rate limit for a device: DEVICE:RATE
-    #[arg(long, value_name = "DEVICE:RATE")]
-    device_write_bps: Vec<String>,
-    /// Huge page limit: PAGESIZE=LIMIT (e.g. 2MB=64MiB)
-    #[arg(long, value_name = "PAGESIZE=LIMIT")]
-    hugetlb: Vec<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Add a line to /etc/hosts: NAME:IP
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_host: Vec<String>,
@@ -161,6 +127,66 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// The resource limit flags of `run` (and `update`, less `--hugetlb`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Memory limit (e.g. 256m, 1g)
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap; default: as much swap as memory)
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Soft memory limit
+    #[arg(long, value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// CPUs of time the container may use (e.g. 0.5)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (default 1024)
+    #[arg(short = 'c', long, value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (e.g. 0-3, 0,2)
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight (10-1000)
+    #[arg(long, value_name = "N")]
+    pub blkio_weight: Option<u16>,
+    /// Read rate limit for a device: DEVICE:RATE (e.g. /dev/sda:1mb)
+    #[arg(long, value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write rate limit for a device: DEVICE:RATE
+    #[arg(long, value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Huge page limit: PAGESIZE=LIMIT (e.g. 2MB=64MiB)
+    #[arg(long, value_name = "PAGESIZE=LIMIT")]
+    pub hugetlb: Vec<String>,
+}
+
+impl LimitArgs {
+    pub fn options(&self) -> container::LimitOptions {
+        container::LimitOptions {
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            pids_limit: self.pids_limit,
+            blkio_weight: self.blkio_weight,
+            device_read_bps: self.device_read_bps.clone(),
+            device_write_bps: self.device_write_bps.clone(),
+            hugetlb: self.hugetlb.clone(),
+        }
+    }
 }
 
 fn parse_network(s: &str) -> Result<Network, String> {
@@ -242,20 +268,7 @@ fn options(args: &RunArgs) -> RunOptions {
         cap_drop: args.cap_drop.clone(),
         privileged: args.privileged,
         security_opt: args.security_opt.clone(),
-        limits: container::LimitOptions {
-            memory: args.memory.clone(),
-            memory_swap: args.memory_swap.clone(),
-            memory_reservation: args.memory_reservation.clone(),
-            cpus: args.cpus,
-            cpu_shares: args.cpu_shares,
-            cpuset_cpus: args.cpuset_cpus.clone(),
-            cpuset_mems: args.cpuset_mems.clone(),
-            pids_limit: args.pids_limit,
-            blkio_weight: args.blkio_weight,
-            device_read_bps: args.device_read_bps.clone(),
-            device_write_bps: args.device_write_bps.clone(),
-            hugetlb: args.hugetlb.clone(),
-        },
+        limits: args.limits.options(),
         detach: args.detach,
         name: args.name.clone(),
         restart: args.restart.clone(),

@@ -395,3 +395,103 @@ pub fn remove(
     );
     Ok(())
 }
+
+/// `boxr update`: new limits for a container, written to its cgroup at once if it runs and
+/// kept for its next starts. Only the limits given change; the devices allowlist stays.
+pub fn update(info: &Info, opts: &super::LimitOptions) -> Result<(), ContainerError> {
+    let spec_path = info.dir.join("spec.json");
+    let mut spec: SandboxSpec = fs::read(&spec_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| invalid(format!("cannot read {}", spec_path.display()), None))?;
+    let Some(cg) = spec.cgroup.as_mut() else {
+        return Err(invalid("the container has no cgroup", None));
+    };
+    let old = cg.limits.clone();
+    // `--memory-swap` is memory plus swap: checked against the memory limit it will have.
+    let mut opts = opts.clone();
+    if opts.memory_swap.is_some() && opts.memory.is_none() {
+        opts.memory = old.memory.map(|m| m.to_string());
+    }
+    // Privileged: no devices allowlist is made, so the container's stays as it is.
+    let new = super::limits(&opts, true)?;
+    if new == crate::sandbox::cgroup::Limits::default() {
+        return Err(invalid(
+            "nothing to update: give a limit (--memory, --cpus, --pids-limit, ...)",
+            None,
+        ));
+    }
+    if new.memory.is_some()
+        && opts.memory_swap.is_none()
+        && let (Some(s), Some(m)) = (old.memory_swap, new.memory)
+        && s != -1
+        && (m as i64) > s
+    {
+        return Err(invalid(
+            "--memory is above the container's --memory-swap (memory plus swap)",
+            Some("update --memory-swap at the same time"),
+        ));
+    }
+    let mut merged = old.clone();
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if new.$field.is_some() {
+                merged.$field = new.$field.clone();
+            }
+        )*};
+    }
+    take!(
+        memory,
+        memory_swap,
+        memory_reservation,
+        cpus,
+        cpu_shares,
+        cpuset_cpus,
+        cpuset_mems,
+        pids,
+        blkio_weight
+    );
+    if !new.device_read_bps.is_empty() {
+        merged.device_read_bps = new.device_read_bps.clone();
+    }
+    if !new.device_write_bps.is_empty() {
+        merged.device_write_bps = new.device_write_bps.clone();
+    }
+    if !new.hugetlb.is_empty() {
+        return Err(invalid(
+            "--hugetlb cannot be updated: the huge page limits are set when the container is created",
+            None,
+        ));
+    }
+    if matches!(state::status(info), Status::Running { .. }) {
+        let layout = crate::sandbox::cgroup::Layout::detect()
+            .map_err(|e| invalid(format!("cannot read the cgroup layout: {e}"), None))?;
+        let live =
+            state::cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
+        // The devices allowlist is not rewritten (`None` leaves it), nor the huge pages.
+        let write = crate::sandbox::cgroup::Limits {
+            devices: None,
+            hugetlb: Default::default(),
+            ..merged.clone()
+        };
+        live.apply(&layout, &write)
+            .map_err(|m| invalid(format!("cannot update {}: {m}", &info.id[..12]), None))?;
+    }
+    cg.limits = merged;
+    let value = serde_json::to_value(&spec).expect("serializes");
+    state::write_atomic(&info.dir, "spec.json", &value)
+        .map_err(|e| invalid(format!("cannot write spec.json: {e}"), None))?;
+    // A detached container starts again from monitor.json's copy of the spec.
+    let mpath = info.dir.join("monitor.json");
+    if let Ok(b) = fs::read(&mpath)
+        && let Ok(mut ms) = serde_json::from_slice::<MonitorSpec>(&b)
+    {
+        ms.sandbox["cgroup"]["limits"] =
+            serde_json::to_value(&spec.cgroup.as_ref().expect("checked").limits)
+                .expect("serializes");
+        let value = serde_json::to_value(&ms).expect("serializes");
+        state::write_atomic(&info.dir, "monitor.json", &value)
+            .map_err(|e| invalid(format!("cannot write monitor.json: {e}"), None))?;
+    }
+    Ok(())
+}

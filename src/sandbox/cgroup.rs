@@ -359,15 +359,28 @@ impl Cgroup {
             l.memory.is_some() || l.memory_reservation.is_some() || l.memory_swap.is_some(),
         )? {
             if v1 {
+                // memory ≤ memory+swap at every step: a memory limit raised above the current
+                // memsw limit goes after the memsw one (an update), else before it.
+                let memsw = d.join("memory.memsw.limit_in_bytes");
+                let current_memsw: i64 = fs::read_to_string(&memsw)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(i64::MAX);
+                let memsw_first =
+                    l.memory.is_some_and(|m| m as i64 > current_memsw) || swap == Some(-1);
+                // Only where the kernel accounts swap.
+                let write_memsw = || match swap {
+                    Some(s) if memsw.exists() => write(&memsw, &s.to_string()),
+                    _ => Ok(()),
+                };
+                if memsw_first {
+                    write_memsw()?;
+                }
                 if let Some(m) = l.memory {
                     write(&d.join("memory.limit_in_bytes"), &m.to_string())?;
                 }
-                if let Some(s) = swap {
-                    // Only where the kernel accounts swap.
-                    let f = d.join("memory.memsw.limit_in_bytes");
-                    if f.exists() {
-                        write(&f, &s.to_string())?;
-                    }
+                if !memsw_first {
+                    write_memsw()?;
                 }
                 if let Some(r) = l.memory_reservation {
                     write(&d.join("memory.soft_limit_in_bytes"), &r.to_string())?;
