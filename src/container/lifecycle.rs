@@ -69,18 +69,16 @@ pub fn signal(info: &Info, sig: Signal) -> Result<bool, ContainerError> {
 pub fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        if !matches!(
+        let running = matches!(
             state::status(info),
             Status::Running { .. } | Status::Restarting { .. }
-        ) {
-            // A detached container's monitor records the end a moment after the init is gone.
-            let settle = Instant::now() + Duration::from_secs(2);
-            while state::read_state(info)
+        );
+        // A detached container's monitor records the end (or that its restart policy starts
+        // it again) a moment after the init is gone: until it has, the end is not known.
+        if !running
+            && !state::read_state(info)
                 .is_some_and(|s| s["Status"] != "exited" && state::monitor_alive(&s))
-                && Instant::now() < settle
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        {
             return true;
         }
         if deadline.is_some_and(|d| Instant::now() > d) {

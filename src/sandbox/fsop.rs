@@ -140,23 +140,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
                 }
                 root
             }
-            None => {
-                let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs for the copy")?;
-                let upper = r.upper.display().to_string();
-                let work = r.work.display().to_string();
-                mount_layers(
-                    &r.lowers,
-                    &[
-                        ("upperdir", upper.as_str()),
-                        ("workdir", work.as_str()),
-                        ("redirect_dir", "off"),
-                        ("metacopy", "off"),
-                        ("index", "off"),
-                    ],
-                    &r.target,
-                )?;
-                open_dir(&r.target)?
-            }
+            None => mount_rootfs(spec)?,
         };
         let host = open_dir(Path::new("/"))?;
         let (from, to) = if *into_container {
@@ -174,22 +158,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
         };
         return copy.cp(src, dest);
     }
-    let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs for the step")?;
-    let upper = r.upper.display().to_string();
-    let work = r.work.display().to_string();
-    mount_layers(
-        &r.lowers,
-        &[
-            ("upperdir", upper.as_str()),
-            ("workdir", work.as_str()),
-            ("redirect_dir", "off"),
-            ("metacopy", "off"),
-            ("index", "off"),
-            ("volatile", ""),
-        ],
-        &r.target,
-    )?;
-    let dst = open_dir(&r.target)?;
+    let dst = mount_rootfs(spec)?;
     match &spec.op {
         FsOp::Populate { .. } | FsOp::Cp { .. } => unreachable!("handled above"),
         FsOp::Mkdir { path } => mkdir_p(&dst, path, None).map(drop),
@@ -230,6 +199,26 @@ fn run(spec: &FsOpSpec) -> Result<()> {
             copy.run(sources, dest)
         }
     }
+}
+
+/// Mounts the spec's overlay (its layers under its upper dir) at its target; returns the
+/// target's descriptor.
+fn mount_rootfs(spec: &FsOpSpec) -> Result<OwnedFd> {
+    let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs to mount")?;
+    let upper = r.upper.display().to_string();
+    let work = r.work.display().to_string();
+    let mut options = vec![
+        ("upperdir", upper.as_str()),
+        ("workdir", work.as_str()),
+        ("redirect_dir", "off"),
+        ("metacopy", "off"),
+        ("index", "off"),
+    ];
+    if r.volatile {
+        options.push(("volatile", ""));
+    }
+    mount_layers(&r.lowers, &options, &r.target)?;
+    open_dir(&r.target)
 }
 
 /// [`FsOp::Populate`]: the image's directory `path` (resolved inside the image) copied into

@@ -116,20 +116,22 @@ pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
         }
     };
     let groups_db = group_entries();
+    // A group by id, or by name through the container's /etc/group.
+    let group_id = |g: &str| match g.parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(_) => groups_db
+            .iter()
+            .find(|(name, _, _)| name == g)
+            .map(|(_, id, _)| *id)
+            .ok_or_else(|| {
+                start_err(
+                    125,
+                    format!("unable to find group {g}: no matching entries in group file"),
+                )
+            }),
+    };
     let gid = match group {
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups_db
-                .iter()
-                .find(|(name, _, _)| name == g)
-                .map(|(_, id, _)| *id)
-                .ok_or_else(|| {
-                    start_err(
-                        125,
-                        format!("unable to find group {g}: no matching entries in group file"),
-                    )
-                })?,
-        },
+        Some(g) => group_id(g)?,
         None => entry.map_or(0, |p| p.gid),
     };
     // Supplementary groups: those that list the user by name (only when no group was forced).
@@ -144,19 +146,7 @@ pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
             .collect();
     }
     for g in &spec.group_add {
-        let id = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups_db
-                .iter()
-                .find(|(name, _, _)| name == g)
-                .map(|(_, id, _)| *id)
-                .ok_or_else(|| {
-                    start_err(
-                        125,
-                        format!("unable to find group {g}: no matching entries in group file"),
-                    )
-                })?,
-        };
+        let id = group_id(g)?;
         if !groups.contains(&id) {
             groups.push(id);
         }

@@ -72,22 +72,10 @@ impl Store {
         let mut guard = Staged {
             path: Some(&staged),
         };
-        let root = staged.join("root");
-        let (reader, writer) = io::pipe().map_err(io_err("create a pipe for", dir))?;
         let opts = WriteOptions {
             clamp_mtime: Some(clamp_mtime),
         };
-        let (written, applied) = std::thread::scope(|s| {
-            let producer = s.spawn(move || layer::write_tar(dir, opts, writer).map(|(st, _)| st));
-            let applied = layer::apply(reader, &root, &[]);
-            (
-                producer.join().expect("the tar writer does not panic"),
-                applied,
-            )
-        });
-        // The writer's error is the cause when both fail (apply then sees a broken stream).
-        let stats = written?;
-        applied?;
+        let stats = copy_through_tar(dir, opts, &staged.join("root"), &[])?;
         let meta = LayerMeta {
             diff_id: stats.diff_id,
             size: stats.size,
@@ -114,20 +102,10 @@ impl Store {
             path: Some(&staged),
         };
         let root = staged.join("root");
-        let (reader, writer) = io::pipe().map_err(io_err("create a pipe for", upper))?;
         let opts = WriteOptions {
             clamp_mtime: Some(clamp_mtime),
         };
-        let (written, applied) = std::thread::scope(|s| {
-            let producer = s.spawn(move || layer::write_tar(upper, opts, writer).map(|_| ()));
-            let applied = layer::apply(reader, &root, lowers);
-            (
-                producer.join().expect("the tar writer does not panic"),
-                applied,
-            )
-        });
-        written?;
-        applied?;
+        copy_through_tar(upper, opts, &root, lowers)?;
         fixup(&root)?;
         let empty = fs::read_dir(&root)
             .map_err(io_err("read", &root))?
@@ -173,6 +151,30 @@ impl Store {
         self.set_ref(&key, img.manifest_digest)?;
         Ok(img)
     }
+}
+
+/// Copies the overlay-format tree `dir` into the empty directory `root` as a layer would carry
+/// it: its reproducible tar streamed through a pipe straight into `apply` (over `lowers`), so
+/// the bytes exist once, in flight. Returns the tar's stats.
+fn copy_through_tar(
+    dir: &Path,
+    opts: WriteOptions,
+    root: &Path,
+    lowers: &[&Path],
+) -> Result<layer::LayerStats, StoreError> {
+    let (reader, writer) = io::pipe().map_err(io_err("create a pipe for", dir))?;
+    let (written, applied) = std::thread::scope(|s| {
+        let producer = s.spawn(move || layer::write_tar(dir, opts, writer).map(|(st, _)| st));
+        let applied = layer::apply(reader, root, lowers);
+        (
+            producer.join().expect("the tar writer does not panic"),
+            applied,
+        )
+    });
+    // The writer's error is the cause when both fail (apply then sees a broken stream).
+    let stats = written?;
+    applied?;
+    Ok(stats)
 }
 
 /// Makes the staged root of a layer look like a root directory (0755), whatever the umask.
