@@ -1235,3 +1235,120 @@ fn create_then_start_attached_misses_nothing() {
     e.ok(&["rm", "-f", "made", id.trim()]);
     e.assert_clean();
 }
+
+#[test]
+fn health_checks_make_a_container_healthy_then_unhealthy() {
+    let Some(e) = Env::new("health_checks_make_a_container_healthy_then_unhealthy") else {
+        return;
+    };
+    let health = |id: &str| e.inspect(id)["State"]["Health"].clone();
+    let status = |id: &str| health(id)["Status"].as_str().unwrap_or("").to_owned();
+    let h = e.run_d(&[
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "bb:1",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    until("healthy", || status(&h) == "healthy");
+    let last = health(&h)["Log"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["ExitCode"].as_i64(), last["Output"].as_str()),
+        (Some(0), Some("fine\n"))
+    );
+    assert!(e.ok(&["ps"]).contains("(healthy)"));
+    // The check runs in the container: what happens there decides.
+    e.ok(&["exec", &h, "rm", "/tmp/ok"]);
+    until("unhealthy", || status(&h) == "unhealthy");
+    assert!(health(&h)["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(health(&h)["Log"].as_array().unwrap().len() <= 5);
+    assert!(e.ok(&["ps"]).contains("(unhealthy)"));
+    let events = e.ok(&[
+        "events",
+        "--until",
+        "now",
+        "--filter",
+        &format!("container={h}"),
+    ]);
+    assert!(events.contains("health_status: healthy"), "{events}");
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    // A check past its timeout is killed and fails.
+    let slow = e.run_d(&[
+        "--health-cmd",
+        "sleep 10",
+        "--health-timeout",
+        "100ms",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
+    until("unhealthy", || status(&slow) == "unhealthy");
+    let last = health(&slow)["Log"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["ExitCode"], -1);
+    assert!(
+        last["Output"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded timeout"),
+        "{last}"
+    );
+    // Failures in the start period do not count.
+    let early = e.run_d(&[
+        "--health-cmd",
+        "false",
+        "--health-start-period",
+        "1m",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
+    until("a failed check", || {
+        health(&early)["Log"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 2)
+    });
+    assert_eq!(status(&early), "starting");
+    assert_eq!(health(&early)["FailingStreak"], 0);
+    // Without a health check there is no Health; --no-healthcheck takes no --health-*.
+    let plain = e.run_d(&["bb:1", "sleep", "1000"]);
+    assert!(e.inspect(&plain)["State"]["Health"].is_null());
+    let (c, _, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "-d",
+            "--no-healthcheck",
+            "--health-cmd",
+            "true",
+            "bb:1",
+            "true",
+        ],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("conflicts"), "{err}");
+    e.ok(&["rm", "-f", &h, &slow, &early, &plain]);
+    e.assert_clean();
+}

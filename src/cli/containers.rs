@@ -52,9 +52,13 @@ fn status_text(info: &Info, st: &Status) -> String {
                 started_at.as_deref().map(ago).unwrap_or_else(|| "?".into())
             );
             if state::paused(info) {
-                format!("{up} (Paused)")
-            } else {
-                up
+                return format!("{up} (Paused)");
+            }
+            let health = state::read_state(info);
+            match health.as_ref().and_then(|s| s["Health"]["Status"].as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
             }
         }
         Status::Restarting { code } => format!(

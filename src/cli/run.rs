@@ -122,6 +122,24 @@ pub struct RunArgs {
     /// Seconds `boxr stop` waits before SIGKILL (default 10)
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     stop_timeout: Option<u64>,
+    /// A health check, run by /bin/sh -c in the container (detached containers)
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    health_cmd: Option<String>,
+    /// Time between health checks (default 30s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    health_interval: Option<String>,
+    /// Time a health check may take (default 30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Time after the start when failed checks do not count (default 0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    health_start_period: Option<String>,
+    /// Failures in a row that make the container unhealthy (default 3)
+    #[arg(long = "health-retries", value_name = "N")]
+    health_retries: Option<u32>,
+    /// No health check, whatever the image says
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// The image: NAME[:TAG] or an id
     image: String,
     /// The command and its arguments (default: the image's)
@@ -286,6 +304,14 @@ fn options(args: &RunArgs) -> RunOptions {
         group_add: args.group_add.clone(),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
+        health: container::health::HealthOptions {
+            cmd: args.health_cmd.clone(),
+            interval: args.health_interval.clone(),
+            timeout: args.health_timeout.clone(),
+            start_period: args.health_start_period.clone(),
+            retries: args.health_retries,
+            disable: args.no_healthcheck,
+        },
     }
 }
 

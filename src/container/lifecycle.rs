@@ -141,6 +141,7 @@ fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
         log_max_size: None,
         log_max_files: 1,
         hold: false,
+        health: None,
     };
     Ok(ms)
 }

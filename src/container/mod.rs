@@ -6,6 +6,7 @@ pub mod commit;
 pub mod cp;
 mod etc;
 pub mod events;
+pub mod health;
 pub mod lifecycle;
 pub mod monitor;
 pub mod state;
@@ -100,6 +101,8 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`: seconds `stop` waits by default before SIGKILL.
     pub stop_timeout: Option<u64>,
+    /// `--health-*`, `--no-healthcheck` (detached containers: their monitor runs the checks).
+    pub health: health::HealthOptions,
 }
 
 /// The first range `/etc/subuid` (or `/etc/subgid`) gives `root`, else 100000 and 65536 ids.
@@ -1232,6 +1235,12 @@ fn create_detached(
             _ => return Err(bad("unknown option".into())),
         }
     }
+    // The image's health check, if any, under the options (checked before anything exists).
+    let image_health = store
+        .resolve(&opts.image)
+        .ok()
+        .and_then(|i| i.config.config.and_then(|c| c.healthcheck));
+    let health = health::spec(&opts.health, image_health.as_ref()).map_err(|m| invalid(m, None))?;
     let spec = prepare(store, opts)?;
     let dir = spec
         .pid_file
@@ -1263,6 +1272,7 @@ fn create_detached(
         log_max_size,
         log_max_files,
         hold: false,
+        health,
     };
     Ok((id, ms))
 }

@@ -68,6 +68,9 @@ pub struct MonitorSpec {
     /// Not kept in `monitor.json`.
     #[serde(default)]
     pub hold: bool,
+    /// The container's health check, if it has one.
+    #[serde(default)]
+    pub health: Option<super::health::HealthSpec>,
 }
 
 fn one() -> u32 {
@@ -119,7 +122,7 @@ pub mod frame {
     }
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -337,6 +340,8 @@ struct Monitor {
     stop_with: (Signal, Duration),
     /// The exit code recorded at the end (kept here too: `--rm` removes `state.json`).
     exit_code: Option<i32>,
+    /// The health checks, while the container runs.
+    health: Option<super::health::Checker>,
     /// The last line the failed helper printed.
     last_err: String,
     buf: Vec<u8>,
@@ -382,6 +387,12 @@ impl Monitor {
         };
         let policy = spec.restart;
         let pid = std::process::id() as i32;
+        let health = spec.health.clone().map(|h| {
+            let boxr = std::env::current_exe()
+                .map(|e| e.with_file_name("boxr"))
+                .unwrap_or_else(|_| PathBuf::from("boxr"));
+            super::health::Checker::new(h, boxr, &spec.dir)
+        });
         Ok(Monitor {
             base: json!({
                 "MonitorPid": pid,
@@ -408,6 +419,7 @@ impl Monitor {
             kill_at: None,
             stop_with: (Signal::SIGTERM, Duration::from_secs(10)),
             exit_code: None,
+            health,
             last_err: String::new(),
             buf: vec![0u8; 32 * 1024],
         })
@@ -462,10 +474,11 @@ impl Monitor {
                 | Phase::Held { until } => Some(*until),
                 _ => None,
             };
-            let deadline = match (deadline, self.kill_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            let health = match (&self.phase, &self.health) {
+                (Phase::Running(_), Some(h)) => h.deadline(),
+                _ => None,
             };
+            let deadline = [deadline, self.kill_at, health].into_iter().flatten().min();
             self.wait(deadline);
             self.tick();
         }
@@ -843,6 +856,13 @@ impl Monitor {
     }
 
     fn reaped(&mut self, pid: Pid, code: i32) {
+        if let Some(h) = &mut self.health
+            && h.owns(pid)
+        {
+            let changed = h.finished(code);
+            self.health_recorded(changed);
+            return;
+        }
         match self.phase {
             Phase::Starting(helper) if pid == helper => {
                 if code != 0 {
@@ -861,6 +881,10 @@ impl Monitor {
                     return;
                 };
                 // Recorded before `run -d` returns, so the next command finds it running.
+                if let Some(h) = &mut self.health {
+                    h.start(Instant::now());
+                    self.base["Health"] = h.json();
+                }
                 self.write_state("running", json!({"Pid": init.as_raw(), "StartedAt": now()}));
                 self.report(format!("0\n{init}"));
                 self.phase = Phase::Running(init);
@@ -881,6 +905,9 @@ impl Monitor {
                 // The container's processes are gone with their PID namespace: the output
                 // ends in a moment.
                 self.kill_at = None;
+                if let Some(h) = &mut self.health {
+                    h.stop();
+                }
                 self.phase = Phase::Draining {
                     code,
                     until: Instant::now() + Duration::from_secs(2),
@@ -894,6 +921,11 @@ impl Monitor {
     /// Timers and the end of draining.
     fn tick(&mut self) {
         let now = Instant::now();
+        if let (Phase::Running(_), Some(h)) = (&self.phase, &mut self.health)
+            && let Some(changed) = h.tick(now)
+        {
+            self.health_recorded(changed);
+        }
         if let (Some(at), Phase::Running(pid)) = (self.kill_at, &self.phase)
             && now >= at
         {
@@ -918,6 +950,40 @@ impl Monitor {
             }
             _ => {}
         }
+    }
+
+    /// Keeps the health checks' state in `state.json` (and `base`, for later writes), and
+    /// records an event when the status `changed`.
+    fn health_recorded(&mut self, changed: Option<super::health::Status>) {
+        let Some(h) = &self.health else {
+            return;
+        };
+        let health = h.json();
+        self.base["Health"] = health.clone();
+        if let Ok(b) = fs::read("state.json")
+            && let Ok(mut s) = serde_json::from_slice::<Value>(&b)
+        {
+            s["Health"] = health;
+            let _ = super::state::write_atomic(self.dir(), "state.json", &s);
+        }
+        if let Some(status) = changed
+            && let Some(log) = self.spec.sandbox["events_file"].as_str()
+        {
+            let id = self
+                .dir()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            sandbox::append_event(
+                Path::new(log),
+                &format!("health_status: {}", status.as_str()),
+                &id,
+                json!({}),
+            );
+        }
+        // What starting the check needed is not kept resident until the next one.
+        sandbox::trim_heap();
+        sandbox::map_code_on_demand();
     }
 
     /// The container ended with `code`; `finish`: run `__finish` (the helper has not).

@@ -279,7 +279,7 @@ pub fn inspect(info: &Info) -> Value {
         Status::Exited { code, oom, .. } => ("exited", false, 0, code.unwrap_or(-1), *oom),
         Status::Restarting { code } => ("restarting", false, 0, code.unwrap_or(-1), false),
     };
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "Id": info.id,
         "Name": info.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
         "Created": info.created,
@@ -299,7 +299,12 @@ pub fn inspect(info: &Info) -> Value {
             "FinishedAt": state["FinishedAt"],
             "MonitorPid": state["MonitorPid"],
         },
-    })
+    });
+    // Only for a container with a health check, as Docker has it.
+    if !state["Health"].is_null() {
+        v["State"]["Health"] = state["Health"].clone();
+    }
+    v
 }
 
 /// The container's cgroup (from its spec), if it has one.
