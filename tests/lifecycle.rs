@@ -1352,3 +1352,130 @@ fn health_checks_make_a_container_healthy_then_unhealthy() {
     e.ok(&["rm", "-f", &h, &slow, &early, &plain]);
     e.assert_clean();
 }
+
+#[test]
+fn pid_ipc_and_uts_namespaces_can_be_the_host_s_or_another_container_s() {
+    let Some(e) = Env::new("pid_ipc_and_uts_namespaces_can_be_the_host_s_or_another_container_s")
+    else {
+        return;
+    };
+    let ns = |kind: &str| {
+        fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let marker = format!("/dev/shm/boxr-test-{}", std::process::id());
+    fs::write(&marker, "host\n").unwrap();
+    // The host's: its PID namespace (the init is not PID 1), IPC namespace and /dev/shm, and
+    // hostname.
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "--ipc",
+            "host",
+            "--uts",
+            "host",
+            "bb:1",
+            "sh",
+            "-c",
+            &format!(
+                "for k in pid ipc uts; do readlink /proc/self/ns/$k; done; hostname; \
+                 cat /etc/hostname {marker}; test $$ != 1 && echo not-pid-1"
+            ),
+        ],
+    );
+    let _ = fs::remove_file(&marker);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "{}\n{}\n{}\n{hostname}{hostname}host\nnot-pid-1\n",
+            ns("pid"),
+            ns("ipc"),
+            ns("uts")
+        )
+    );
+    // What the command leaves behind in the host's PID namespace still ends with it.
+    let (c, _, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "bb:1",
+            "sh",
+            "-c",
+            "sleep 12399 & exit 0",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let left = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|p| fs::read(p.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0012399\x00"));
+    assert!(!left, "a process of the container outlived it");
+    // Another container's: its processes, its IPC namespace and its /dev/shm, both ways.
+    let x1 = e.run_d(&[
+        "--name",
+        "x1",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo m > /dev/shm/marker; echo ready; exec sleep 1000",
+    ]);
+    until("x1", || e.ok(&["logs", &x1]).contains("ready"));
+    let (c, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "--pid",
+            "container:x1",
+            "--ipc",
+            "container:x1",
+            "bb:1",
+            "sh",
+            "-c",
+            "ps -o comm | grep -c '^sleep$'; cat /dev/shm/marker; echo j > /dev/shm/j; \
+             readlink /proc/self/ns/ipc",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let x1_ipc = e.ok(&["exec", "x1", "readlink", "/proc/self/ns/ipc"]);
+    assert_eq!(out, format!("1\nm\n{x1_ipc}"));
+    assert_eq!(e.ok(&["exec", "x1", "cat", "/dev/shm/j"]), "j\n");
+    // Refused.
+    for (args, says) in [
+        (&["--uts", "host", "--hostname", "x"][..], "conflicting"),
+        (&["--pid", "foo"], "--pid foo"),
+        (&["--uts", "container:x1"], "--uts container:x1"),
+        (&["--ipc", "container:nosuch"], "no such container"),
+        (
+            &["--uidmap", "0:200000:65536", "--pid", "host"],
+            "user namespace",
+        ),
+    ] {
+        let (c, _, err) = boxr(
+            &e.store,
+            &[&["run", "--rm"][..], args, &["bb:1", "true"]].concat(),
+        );
+        assert_eq!(c, 125, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    e.ok(&["stop", "-t", "0", "x1"]);
+    let (c, _, err) = boxr(
+        &e.store,
+        &["run", "--rm", "--pid", "container:x1", "bb:1", "true"],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("not running"), "{err}");
+    e.ok(&["rm", "x1"]);
+    e.assert_clean();
+}

@@ -600,6 +600,10 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         events_file: None,
         shm_size: None,
         sysctls: Vec::new(),
+        pid_ns: Default::default(),
+        ipc_ns: Default::default(),
+        uts_ns: Default::default(),
+        shm_from: None,
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);

@@ -140,6 +140,15 @@ pub struct RunArgs {
     /// No health check, whatever the image says
     #[arg(long = "no-healthcheck")]
     no_healthcheck: bool,
+    /// PID namespace: host, or container:NAME (default: its own)
+    #[arg(long, value_name = "MODE")]
+    pid: Option<String>,
+    /// IPC namespace and /dev/shm: host, container:NAME, or private/shareable (its own)
+    #[arg(long, value_name = "MODE")]
+    ipc: Option<String>,
+    /// UTS namespace (the hostname): host (default: its own)
+    #[arg(long, value_name = "MODE")]
+    uts: Option<String>,
     /// The image: NAME[:TAG] or an id
     image: String,
     /// The command and its arguments (default: the image's)
@@ -312,6 +321,9 @@ fn options(args: &RunArgs) -> RunOptions {
             retries: args.health_retries,
             disable: args.no_healthcheck,
         },
+        pid: args.pid.clone(),
+        ipc: args.ipc.clone(),
+        uts: args.uts.clone(),
     }
 }
 

@@ -19,7 +19,8 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::sandbox::{
-    self, EtcFile, IdMap, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, UserNs,
+    self, EtcFile, IdMap, MountSpec, NetworkMode, NsShare, ProcessSpec, RootfsSpec, SandboxSpec,
+    UserNs,
 };
 use crate::store::{Store, StoreError};
 
@@ -103,6 +104,11 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--health-*`, `--no-healthcheck` (detached containers: their monitor runs the checks).
     pub health: health::HealthOptions,
+    /// `--pid host|container:NAME`, `--ipc host|container:NAME|private|shareable`,
+    /// `--uts host` (default: namespaces of its own).
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub uts: Option<String>,
 }
 
 /// The first range `/etc/subuid` (or `/etc/subgid`) gives `root`, else 100000 and 65536 ids.
@@ -792,6 +798,42 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     result
 }
 
+/// `--pid`, `--ipc` or `--uts` (`flag`) as a namespace to share: one of `modes` (`host`, and
+/// `private`/`shareable` for a namespace of its own), or `container:NAME` where allowed (every
+/// flag but `--uts`).
+fn namespace_share(
+    store: &Store,
+    flag: &str,
+    value: Option<&str>,
+    modes: &[&str],
+) -> Result<NsShare, ContainerError> {
+    let usage = || {
+        let mut m = modes.join("|");
+        if flag != "--uts" {
+            m.push_str("|container:NAME");
+        }
+        invalid(format!("{flag} {}: use {m}", value.unwrap_or("")), None)
+    };
+    match value.unwrap_or("") {
+        "" => Ok(NsShare::Private),
+        "host" if modes.contains(&"host") => Ok(NsShare::Host),
+        m @ ("private" | "shareable") if modes.contains(&m) => Ok(NsShare::Private),
+        v => match v.strip_prefix("container:") {
+            Some(name) if flag != "--uts" && !name.is_empty() => {
+                let other = state::find(store, name)?;
+                if !matches!(state::status(&other), state::Status::Running { .. }) {
+                    return Err(invalid(
+                        format!("{flag} container:{name}: it is not running"),
+                        None,
+                    ));
+                }
+                Ok(NsShare::Sandbox(other.dir.join("pid")))
+            }
+            _ => Err(usage()),
+        },
+    }
+}
+
 /// The running container whose network namespace `--network container:NAME` shares.
 fn network_container(
     store: &Store,
@@ -859,6 +901,19 @@ fn create(
     if lowers.is_empty() {
         lowers.push(dir.join("empty"));
     }
+    let uts_ns = namespace_share(store, "--uts", opts.uts.as_deref(), &["host"])?;
+    if opts.userns.is_some() || !opts.uidmaps.is_empty() || !opts.gidmaps.is_empty() {
+        let shared = [&opts.pid, &opts.ipc, &opts.uts]
+            .into_iter()
+            .flatten()
+            .any(|v| !matches!(v.as_str(), "" | "private" | "shareable"));
+        if shared {
+            return Err(invalid(
+                "--pid, --ipc and --uts cannot share a namespace with a user namespace here",
+                None,
+            ));
+        }
+    }
     let own_hosts =
         || "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned();
     let host_file = |path: &str| fs::read_to_string(path).unwrap_or_default();
@@ -882,7 +937,19 @@ fn create(
                 NetworkMode::Host => host_file("/etc/hosts"),
                 _ => own_hosts(),
             };
-            let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+            let hostname = match (&uts_ns, &opts.hostname) {
+                (NsShare::Host, Some(_)) => {
+                    return Err(invalid(
+                        "conflicting options: --hostname and --uts host",
+                        Some("the container has the host's hostname"),
+                    ));
+                }
+                (NsShare::Host, None) => nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                (_, Some(h)) => h.clone(),
+                (_, None) => id[..12].to_owned(),
+            };
             let hosts =
                 hosts + &etc::host_entries(&opts.add_hosts).map_err(|m| invalid(m, None))?;
             let resolv = etc::resolv_conf(
@@ -1048,6 +1115,15 @@ fn create(
         pid_file: Some(dir.join("pid")),
         shm_size,
         sysctls,
+        pid_ns: namespace_share(store, "--pid", opts.pid.as_deref(), &["host"])?,
+        ipc_ns: namespace_share(
+            store,
+            "--ipc",
+            opts.ipc.as_deref(),
+            &["host", "private", "shareable"],
+        )?,
+        uts_ns: uts_ns.clone(),
+        shm_from: None,
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),
     };

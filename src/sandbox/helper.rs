@@ -24,7 +24,7 @@ use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
 use super::process::StartError;
-use super::spec::{NetworkMode, SandboxSpec};
+use super::spec::{NetworkMode, NsShare, SandboxSpec};
 use super::sys;
 
 /// Signals a user sends to `boxr run` that must reach the container.
@@ -376,10 +376,26 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         Ok(u) => u,
         Err(e) => return fail(125, &e),
     };
-    if userns.is_none()
-        && let Err(e) = unshare(CloneFlags::CLONE_NEWPID)
+    if userns.is_some()
+        && (spec.pid_ns != NsShare::Private
+            || spec.ipc_ns != NsShare::Private
+            || spec.uts_ns != NsShare::Private)
     {
-        return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
+        return fail(
+            125,
+            "a user namespace cannot share the PID, IPC or UTS namespace here",
+        );
+    }
+    if userns.is_none() {
+        match join_shared(&spec.pid_ns, "pid", CloneFlags::CLONE_NEWPID) {
+            Ok((true, _)) => {
+                if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+                    return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
+                }
+            }
+            Ok((false, _)) => {}
+            Err(m) => return fail(125, &m),
+        }
     }
     let pid_pipe = match userns.as_ref().map(|_| pipe2(OFlag::O_CLOEXEC)).transpose() {
         Ok(p) => p,
@@ -772,13 +788,36 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     if let Err(e) = join_network(spec) {
         return err(e);
     }
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWNS;
     if spec.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let uts = join_shared(&spec.uts_ns, "uts", CloneFlags::CLONE_NEWUTS);
+    let ipc = join_shared(&spec.ipc_ns, "ipc", CloneFlags::CLONE_NEWIPC);
+    let (uts, ipc) = match (uts, ipc) {
+        (Ok(u), Ok(i)) => (u, i),
+        (Err(m), _) | (_, Err(m)) => return err(m),
+    };
+    if uts.0 {
+        flags |= CloneFlags::CLONE_NEWUTS;
+    }
+    if ipc.0 {
+        flags |= CloneFlags::CLONE_NEWIPC;
     }
     if let Err(e) = unshare(flags) {
         return err(format!("cannot create namespaces: {}", e.desc()));
     }
+    // A shared IPC namespace comes with its /dev/shm: the host's, or the other container's.
+    let mut shared = None;
+    if !ipc.0 {
+        let mut s = spec.clone();
+        s.shm_from = Some(match ipc.1 {
+            Some(pid) => super::spec::SharedShm::Sandbox { pid },
+            None => super::spec::SharedShm::Host,
+        });
+        shared = Some(s);
+    }
+    let spec = shared.as_ref().unwrap_or(spec);
     if spec.network == NetworkMode::None
         && let Err(e) = sys::loopback_up()
     {
@@ -799,7 +838,7 @@ fn join_network(spec: &SandboxSpec) -> Result<(), String> {
             path.display().to_string(),
         ),
         NetworkMode::Sandbox(pid_file) => (
-            sandbox_network(pid_file),
+            sandbox_ns(pid_file, "net").map(|(f, _)| f),
             "of the container whose network is shared".to_owned(),
         ),
     };
@@ -809,8 +848,9 @@ fn join_network(spec: &SandboxSpec) -> Result<(), String> {
     .map_err(|e| format!("cannot join the network namespace {what}: {e}"))
 }
 
-/// The network namespace of the sandbox whose helper wrote `pid_file`, if it still runs.
-fn sandbox_network(pid_file: &std::path::Path) -> Result<File, String> {
+/// Namespace `kind` (`net`, `pid`, ...) of the sandbox whose helper wrote `pid_file`, if it
+/// still runs, and that sandbox's init pid.
+fn sandbox_ns(pid_file: &std::path::Path, kind: &str) -> Result<(File, i32), String> {
     let not_running = || "it is not running".to_owned();
     let text = std::fs::read_to_string(pid_file).map_err(|_| not_running())?;
     let mut it = text.split_whitespace().map(str::parse::<u64>);
@@ -818,12 +858,36 @@ fn sandbox_network(pid_file: &std::path::Path) -> Result<File, String> {
         return Err(not_running());
     };
     let pid = i32::try_from(pid).map_err(|_| not_running())?;
-    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(|_| not_running())?;
+    let ns = File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|_| not_running())?;
     // Checked once the namespace is held: the pid was not reused in between.
     if process_start_time(pid) != Some(start) {
         return Err(not_running());
     }
-    Ok(ns)
+    Ok((ns, pid))
+}
+
+/// Joins the shared namespace `share` of kind `kind` if it is another sandbox's; whether the
+/// sandbox needs one of its own (`Private`). Returns the other sandbox's init pid, if any.
+fn join_shared(
+    share: &NsShare,
+    kind: &str,
+    flag: CloneFlags,
+) -> Result<(bool, Option<i32>), String> {
+    match share {
+        NsShare::Private => Ok((true, None)),
+        NsShare::Host => Ok((false, None)),
+        NsShare::Sandbox(pid_file) => {
+            let (f, pid) = sandbox_ns(pid_file, kind)
+                .map_err(|e| format!("cannot join the {kind} namespace of the container: {e}"))?;
+            nix::sched::setns(&f, flag).map_err(|e| {
+                format!(
+                    "cannot join the {kind} namespace of the container: {}",
+                    e.desc()
+                )
+            })?;
+            Ok((false, Some(pid)))
+        }
+    }
 }
 
 /// Runs the sandbox's hooks, one after the other, for the init `child`.

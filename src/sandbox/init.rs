@@ -128,6 +128,11 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
     }
     // Nothing may ptrace or read the memory of PID 1 through /proc.
     let _ = nix::sys::prctl::set_dumpable(false);
+    // In a shared PID namespace (`--pid host|container:`) the init is not PID 1: the command's
+    // orphans come to it all the same.
+    if nix::unistd::getpid().as_raw() != 1 {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
     let all = SigSet::all();
     if all.thread_block().is_err() {
         return Err((125, "init cannot block signals".into()));

@@ -189,7 +189,10 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
     pivot_root(".", ".").map_err(SetupError::at("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(SetupError::at("detach the old root"))?;
     chdir("/").map_err(SetupError::at("chdir /"))?;
-    nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
+    // A shared UTS namespace keeps its hostname.
+    if spec.uts_ns == super::spec::NsShare::Private {
+        nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
+    }
     Ok(())
 }
 
@@ -400,16 +403,21 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         "/dev/pts",
     )?;
     let shm = mkdir_in_root(root, "/dev/shm")?;
-    mount_fs(
-        "tmpfs",
-        &shm,
-        nosuid_noexec_nodev,
-        Some(&format!(
-            "mode=1777,size={}",
-            spec.shm_size.unwrap_or(64 << 20)
-        )),
-        "/dev/shm",
-    )?;
+    match &spec.shm_from {
+        // A shared IPC namespace's /dev/shm.
+        Some(super::spec::SharedShm::Host) => bind(Path::new("/dev/shm"), &shm, "/dev/shm")?,
+        Some(super::spec::SharedShm::Sandbox { pid }) => attach_shm_of(*pid, &shm)?,
+        None => mount_fs(
+            "tmpfs",
+            &shm,
+            nosuid_noexec_nodev,
+            Some(&format!(
+                "mode=1777,size={}",
+                spec.shm_size.unwrap_or(64 << 20)
+            )),
+            "/dev/shm",
+        )?,
+    }
     let mq = mkdir_in_root(root, "/dev/mqueue")?;
     mount_fs("mqueue", &mq, nosuid_noexec_nodev, None, "/dev/mqueue")?;
     let sys = mkdir_in_root(root, "/sys")?;
@@ -434,6 +442,24 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// Shows at `target` the /dev/shm of the sandbox whose init is `pid`. That mount lives in the
+/// other sandbox's mount namespace, where a bind mount cannot reach: the init steps into that
+/// namespace, takes a detached copy of the mount, steps back into its own and attaches it.
+fn attach_shm_of(pid: i32, target: &OwnedFd) -> Result<()> {
+    use nix::sched::{CloneFlags, setns};
+    let open = |p: String| File::open(&p).map_err(|e| SetupError(format!("open {p}: {e}")));
+    let own = open("/proc/self/ns/mnt".into())?;
+    let theirs = open(format!("/proc/{pid}/ns/mnt"))?;
+    setns(&theirs, CloneFlags::CLONE_NEWNS)
+        .map_err(SetupError::at("enter the shared /dev/shm's namespace"))?;
+    let tree = super::sys::clone_mount(Path::new("/dev/shm"));
+    setns(&own, CloneFlags::CLONE_NEWNS)
+        .map_err(SetupError::at("return to the container's mount namespace"))?;
+    let tree = tree.map_err(|e| SetupError(format!("copy the shared /dev/shm: {e}")))?;
+    super::sys::attach_mount(&tree, target)
+        .map_err(|e| SetupError(format!("mount the shared /dev/shm: {e}")))
 }
 
 /// Writes `--sysctl` values through the container's /proc/sys: the init is in the container's

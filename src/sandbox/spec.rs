@@ -80,6 +80,39 @@ pub struct SandboxSpec {
     /// written through its /proc/sys before that is made read-only.
     #[serde(default)]
     pub sysctls: Vec<(String, String)>,
+    /// The PID namespace: its own (default), the host's, or another sandbox's.
+    #[serde(default)]
+    pub pid_ns: NsShare,
+    /// The IPC namespace (and with it /dev/shm): its own, the host's, or another sandbox's.
+    #[serde(default)]
+    pub ipc_ns: NsShare,
+    /// The UTS namespace (the hostname): its own, or the host's.
+    #[serde(default)]
+    pub uts_ns: NsShare,
+    /// (Set by the helper for the init.) With a shared IPC namespace: whose /dev/shm is shown.
+    #[serde(default)]
+    pub shm_from: Option<SharedShm>,
+}
+
+/// The /dev/shm of a shared IPC namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SharedShm {
+    /// The host's.
+    Host,
+    /// That of the sandbox whose init has this pid.
+    Sandbox { pid: i32 },
+}
+
+/// A namespace a sandbox gets of its own, or shares (`--pid`, `--ipc`, `--uts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsShare {
+    #[default]
+    Private,
+    /// The host's.
+    Host,
+    /// Another sandbox's, named by the pid file its helper wrote (`PID START_TIME`): looked up
+    /// at every start, refused unless that process still runs.
+    Sandbox(PathBuf),
 }
 
 /// A hook: run in the host's namespaces with the OCI state of the sandbox on stdin

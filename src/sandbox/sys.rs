@@ -465,22 +465,50 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), shown through the
-/// id mapping of user namespace `userns` (an idmapped mount, Linux 5.12): a file owned by id
-/// N on disk is seen as owned by the host id that N maps to.
-pub fn idmapped_clone(path: &std::path::Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
+/// A detached copy of the mount at `path` in this mount namespace (open_tree with
+/// OPEN_TREE_CLONE): it can be attached elsewhere, in another namespace, with [`attach_mount`].
+pub fn clone_mount(path: &std::path::Path) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: open_tree reads the NUL-terminated path; it returns a new descriptor or -1.
-    let tree = check_fd(unsafe {
+    check_fd(unsafe {
         nix::libc::syscall(
             nix::libc::SYS_open_tree,
             nix::libc::AT_FDCWD,
             c.as_ptr(),
             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
         )
-    })?;
+    })
+}
+
+/// Attaches the detached mount `tree` (from [`clone_mount`]) on the directory `target` (a
+/// descriptor, O_PATH will do) with move_mount.
+pub fn attach_mount(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 0x0000_0004;
+    const MOVE_MOUNT_T_EMPTY_PATH: nix::libc::c_uint = 0x0000_0040;
+    // SAFETY: move_mount reads the two empty NUL-terminated paths; both descriptors are open.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), shown through the
+/// id mapping of user namespace `userns` (an idmapped mount, Linux 5.12): a file owned by id
+/// N on disk is seen as owned by the host id that N maps to.
+pub fn idmapped_clone(path: &std::path::Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
+    let tree = clone_mount(path)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
