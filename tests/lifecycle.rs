@@ -1125,17 +1125,29 @@ fn cp_copies_both_ways_and_stays_inside_the_container() {
         "sh",
         "-c",
         "[ -e /data ] || { mkdir /data && echo x > /data/x && ln -s /etc /data/link \
-         && ln -s / /evil && echo inside > /etc/motd; }; echo ready; exec sleep 1000",
+         && ln -s / /evil && echo inside > /etc/motd && cp /bin/busybox /data/suid \
+         && chmod 4755 /data/suid && mknod /data/null c 1 3; }; echo ready; exec sleep 1000",
     ]);
     until("the files", || e.ok(&["logs", "c1"]).contains("ready"));
-    // Out: a directory as itself, links as links, owned by the user running boxr.
+    // Out: a directory as itself, links as links, owned by the user running boxr: no set-id
+    // bits then, and no device node the container made ever reaches the host.
     let out = dir.join("out");
-    e.ok(&["cp", "c1:/data", out.to_str().unwrap()]);
+    let (c, _, err) = boxr(&e.store, &["cp", "c1:/data", out.to_str().unwrap()]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("null: a device node, not copied"), "{err}");
     assert_eq!(fs::read_to_string(out.join("x")).unwrap(), "x\n");
     assert_eq!(
         fs::read_link(out.join("link")).unwrap(),
         PathBuf::from("/etc")
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&out.join("suid")), 0o755);
+    assert!(fs::symlink_metadata(out.join("null")).is_err());
+    // -a keeps owners, and set-id bits with them.
+    let kept = dir.join("kept");
+    e.ok(&["cp", "-a", "c1:/data/suid", kept.to_str().unwrap()]);
+    assert_eq!(mode(&kept), 0o4755);
     // Into an existing directory: the directory itself goes in; a file into a new name.
     e.ok(&["cp", host_in.to_str().unwrap(), "c1:/data"]);
     e.ok(&["cp", host_in.join("a").to_str().unwrap(), "c1:/newfile"]);

@@ -866,7 +866,12 @@ pub fn cp(args: &CpArgs, settings: &Settings) -> i32 {
         cp::Location::parse(&args.dest),
     );
     match cp::cp(&store, &src, &dest, args.archive) {
-        Ok(()) => super::exit::OK,
+        Ok(warnings) => {
+            for w in warnings {
+                settings.printer.note(w);
+            }
+            super::exit::OK
+        }
         Err(e) => fail_with(&settings.printer, &e),
     }
 }

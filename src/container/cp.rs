@@ -44,13 +44,14 @@ impl Location {
 
 /// `boxr cp SRC DEST`: one of them in a container. `archive` (`-a`) keeps the owners of what
 /// is copied; otherwise what goes into the container belongs to its root, and what comes out
-/// to the user running boxr.
+/// to the user running boxr, without set-id bits. Device nodes never come out to the host.
+/// Returns the warnings (what was not copied).
 pub fn cp(
     store: &Store,
     src: &Location,
     dest: &Location,
     archive: bool,
-) -> Result<(), ContainerError> {
+) -> Result<Vec<String>, ContainerError> {
     let (container, into_container, host, path) = match (src, dest) {
         (Location::Host(h), Location::Container { container, path }) => (container, true, h, path),
         (Location::Container { container, path }, Location::Host(h)) => (container, false, h, path),
@@ -156,10 +157,13 @@ pub fn cp(
         let _ = crate::store::remove_dir_tree(s);
     }
     let out = out?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let message = String::from_utf8_lossy(&out.stderr);
-        let message = message.trim().trim_start_matches("boxr: ");
+        let message = stderr.trim().trim_start_matches("boxr: ");
         return Err(invalid(format!("cp: {message}"), None));
     }
-    Ok(())
+    Ok(stderr
+        .lines()
+        .map(|l| format!("cp: {}", l.trim_start_matches("boxr: ")))
+        .collect())
 }

@@ -155,6 +155,8 @@ fn run(spec: &FsOpSpec) -> Result<()> {
             chmod: None,
             owner: *owner,
             ignore: crate::ignore::Ignore::default(),
+            make_devices: *into_container,
+            keep_setid: *into_container || owner.is_none(),
         };
         return copy.cp(src, dest);
     }
@@ -195,6 +197,8 @@ fn run(spec: &FsOpSpec) -> Result<()> {
                 chmod: *chmod,
                 owner: Some(owner.unwrap_or((0, 0))),
                 ignore,
+                make_devices: true,
+                keep_setid: true,
             };
             copy.run(sources, dest)
         }
@@ -252,6 +256,8 @@ fn populate(spec: &FsOpSpec, path: &str, into: &Path) -> Result<()> {
         chmod: None,
         owner: None,
         ignore: crate::ignore::Ignore::default(),
+        make_devices: true,
+        keep_setid: true,
     };
     copy.copy_children(&dir, "", &dst, path)?;
     chown_fd(&dst, st.st_uid, st.st_gid).map_err(at("populate: chown"))?;
@@ -390,6 +396,12 @@ struct Copier<'a> {
     /// The owner of everything copied; `None` keeps each source entry's own.
     owner: Option<(u32, u32)>,
     ignore: crate::ignore::Ignore,
+    /// Device nodes are made (else skipped, with a warning): not when a container's files come
+    /// to the host, where a node the container made would open a host device.
+    make_devices: bool,
+    /// Set-user-ID and set-group-ID bits are kept (else dropped, as cp drops them when it does
+    /// not keep owners): not when a container's files come to the host as the user's.
+    keep_setid: bool,
 }
 
 impl Copier<'_> {
@@ -706,6 +718,9 @@ impl Copier<'_> {
                 nix::sys::stat::utimensat(to_dir, to_name, &t, &t, UtimensatFlags::NoFollowSymlink)
                     .map_err(at(what()))?;
             }
+            SFlag::S_IFCHR | SFlag::S_IFBLK if !self.make_devices => {
+                eprintln!("boxr: {rel}: a device node, not copied");
+            }
             SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK => {
                 mknodat(
                     to_dir,
@@ -746,7 +761,8 @@ impl Copier<'_> {
     }
 
     fn mode(&self, st: &FileStat) -> Mode {
-        Mode::from_bits_truncate(self.chmod.unwrap_or(st.st_mode & 0o7777))
+        let setid = if self.keep_setid { 0o7777 } else { 0o1777 };
+        Mode::from_bits_truncate(self.chmod.unwrap_or(st.st_mode & setid))
     }
 
     /// Owner, then mode (chown clears setuid bits), then times of a copied file or directory.
