@@ -773,9 +773,6 @@ pub struct CommitArgs {
     /// The image's author
     #[arg(short, long)]
     author: Option<String>,
-    /// Freeze a running container while its files are read (--pause=false to not)
-    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pause: bool,
     /// A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, LABEL, WORKDIR,
     /// USER, STOPSIGNAL, EXPOSE, VOLUME
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
@@ -807,7 +804,6 @@ pub fn commit(args: &CommitArgs, settings: &Settings) -> i32 {
         reference: args.reference.clone(),
         message: args.message.clone(),
         author: args.author.clone(),
-        pause: args.pause,
         changes: args.change.clone(),
         epoch,
     };

@@ -23,8 +23,6 @@ pub struct CommitOptions {
     pub message: Option<String>,
     /// `-a`: the image's author.
     pub author: Option<String>,
-    /// `-p` (the default): freeze a running container while its files are read.
-    pub pause: bool,
     /// `-c`: Dockerfile instructions applied to the image's config (`CMD`, `ENTRYPOINT`,
     /// `ENV`, `WORKDIR`, `USER`, `LABEL`, `EXPOSE`, `VOLUME`, `STOPSIGNAL`).
     pub changes: Vec<String>,
@@ -140,9 +138,10 @@ pub fn commit(store: &Store, info: &Info, opts: &CommitOptions) -> Result<Image,
     for c in &opts.changes {
         apply_change(&mut run, c).map_err(|m| invalid(format!("-c {c}: {m}"), None))?;
     }
-    // A running container is frozen while its files are read, so the layer is one moment of it.
-    let freeze =
-        opts.pause && matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
+    // A running container is frozen while its files are read: the layer is one moment of it,
+    // and nothing in it can swap a directory for a symlink while the tar writer, which reads
+    // by path, is below it (`docker commit --pause=false` allows that race; boxr does not).
+    let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
     let cgroup = if freeze { state::cgroup(info) } else { None };
     if let Some(cg) = &cgroup {
         cg.set_frozen(true).map_err(|m| invalid(m, None))?;
