@@ -1491,3 +1491,58 @@ fn pid_ipc_and_uts_namespaces_can_be_the_host_s_or_another_container_s() {
     e.ok(&["rm", "x1"]);
     e.assert_clean();
 }
+
+#[test]
+fn ps_filters_and_rename() {
+    let Some(e) = Env::new("ps_filters_and_rename") else {
+        return;
+    };
+    let ok = e.run_d(&["--name", "good", "bb:1", "true"]);
+    let bad = e.run_d(&["--name", "bad", "bb:1", "sh", "-c", "exit 3"]);
+    let up = e.run_d(&["--name", "up", "bb:1", "sleep", "1000"]);
+    e.ok(&["wait", &ok, &bad]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ps", "--format", "json"];
+        all.extend_from_slice(args);
+        e.ok(&all)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["Names"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(names(&[]), ["up"]);
+    // A status filter looks at every container, as in Docker; keys add up, values of one
+    // key are alternatives.
+    assert_eq!(names(&["-f", "status=exited"]), ["bad", "good"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["bad"]);
+    assert_eq!(names(&["-a", "-f", "name=o"]), ["good"]);
+    assert_eq!(
+        names(&["-a", "-f", "status=exited", "-f", "status=running"]),
+        ["up", "bad", "good"]
+    );
+    assert_eq!(
+        names(&["-a", "-f", "ancestor=bb:1", "-f", "status=running"]),
+        ["up"]
+    );
+    assert_eq!(names(&["-a", "-f", &format!("id={}", &bad[..8])]), ["bad"]);
+    assert_eq!(names(&["-a", "-f", "health=none", "-f", "name=up"]), ["up"]);
+    assert_eq!(names(&["-l"]), ["up"]);
+    assert_eq!(names(&["-n", "2"]), ["up", "bad"]);
+    let (c, _, err) = boxr(&e.store, &["ps", "-f", "color=red"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unknown key"), "{err}");
+    // rename: the new name finds it, the old one is free for another container.
+    e.ok(&["rename", "up", "renamed"]);
+    assert_eq!(names(&[]), ["renamed"]);
+    assert_eq!(e.inspect("renamed")["Name"], "/renamed");
+    let (c, _, _) = boxr(&e.store, &["inspect", "up"]);
+    assert_ne!(c, 0);
+    let again = e.run_d(&["--name", "up", "bb:1", "true"]);
+    let (c, _, err) = boxr(&e.store, &["rename", "renamed", "good"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("already in use"), "{err}");
+    e.ok(&["rm", "-f", &ok, &bad, &up, &again]);
+    e.assert_clean();
+}

@@ -88,6 +88,16 @@ pub struct PsArgs {
     /// table or json
     #[arg(long, default_value = "table")]
     format: String,
+    /// Only matching containers: id=, name=, status=, exited=, ancestor=, health= (repeatable;
+    /// the same key: any of)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// The N containers created last (any state)
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    last: Option<usize>,
+    /// The container created last (any state)
+    #[arg(short, long)]
+    latest: bool,
 }
 
 pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
@@ -95,16 +105,25 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let rows: Vec<(Info, Status)> = state::list(&store)
+    let filters = match crate::container::filter::Filters::parse(&args.filter) {
+        Ok(f) => f,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let last = if args.latest { Some(1) } else { args.last };
+    // As in Docker: a status filter, -n and -l look at every container.
+    let all = args.all || last.is_some() || filters.has("status") || filters.has("exited");
+    let mut rows: Vec<(Info, Status)> = state::list(&store)
         .into_iter()
         .map(|i| {
             let s = state::status(&i);
             (i, s)
         })
-        .filter(|(_, s)| {
-            args.all || matches!(s, Status::Running { .. } | Status::Restarting { .. })
-        })
+        .filter(|(_, s)| all || matches!(s, Status::Running { .. } | Status::Restarting { .. }))
+        .filter(|(i, s)| filters.matches(i, s))
         .collect();
+    if let Some(n) = last {
+        rows.truncate(n);
+    }
     if args.quiet {
         for (i, _) in &rows {
             settings.printer.data(format!("{}\n", &i.id[..12]));
@@ -886,4 +905,24 @@ pub fn update(args: &UpdateArgs, settings: &Settings) -> i32 {
     each_container(settings, &args.containers, |_, info| {
         lifecycle::update(info, &opts)
     })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+/// `boxr rename CONTAINER NEW_NAME`.
+pub fn rename(args: &RenameArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match state::find(&store, &args.container)
+        .and_then(|i| lifecycle::rename(&store, &i, &args.new_name))
+    {
+        Ok(()) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
 }

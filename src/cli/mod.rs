@@ -114,6 +114,8 @@ enum Commands {
     Create(Box<run::RunArgs>),
     /// Change the limits of containers (memory, CPU, processes, block I/O), live if they run
     Update(containers::UpdateArgs),
+    /// Give a container another name
+    Rename(containers::RenameArgs),
     /// Create an image from a container's changes
     Commit(containers::CommitArgs),
     /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
@@ -291,6 +293,7 @@ pub fn main() -> i32 {
         Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Create(args) => run::create(args, &settings),
         Commands::Update(args) => containers::update(args, &settings),
+        Commands::Rename(args) => containers::rename(args, &settings),
         Commands::Commit(args) => containers::commit(args, &settings),
         Commands::Cp(args) => containers::cp(args, &settings),
         Commands::Diff(args) => containers::diff(args, &settings),

@@ -494,3 +494,41 @@ pub fn update(info: &Info, opts: &super::LimitOptions) -> Result<(), ContainerEr
     }
     Ok(())
 }
+
+/// `boxr rename`: the container's name is `new` from now on; the old one is free.
+pub fn rename(store: &crate::store::Store, info: &Info, new: &str) -> Result<(), ContainerError> {
+    if info.name.as_deref() == Some(new) {
+        return Ok(());
+    }
+    state::claim_name(store, new, &info.id)?;
+    let renamed = (|| -> std::io::Result<()> {
+        let mut config: Value = serde_json::from_slice(&fs::read(info.dir.join("config.json"))?)
+            .map_err(std::io::Error::other)?;
+        config["Name"] = new.into();
+        state::write_atomic(&info.dir, "config.json", &config)?;
+        // The monitor of a later start frees the new name with a `--rm` container.
+        if let Ok(b) = fs::read(info.dir.join("monitor.json"))
+            && let Ok(mut ms) = serde_json::from_slice::<MonitorSpec>(&b)
+        {
+            ms.name_file = Some(store.root().join("names").join(new));
+            let v = serde_json::to_value(&ms).map_err(std::io::Error::other)?;
+            state::write_atomic(&info.dir, "monitor.json", &v)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(store.root().join("names").join(new));
+        return Err(invalid(
+            format!("cannot rename {}: {e}", &info.id[..12]),
+            None,
+        ));
+    }
+    state::release_name(store, info);
+    super::events::record(
+        store.root(),
+        "rename",
+        &info.id,
+        serde_json::json!({"name": new, "oldName": info.name}),
+    );
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod commit;
 pub mod cp;
 mod etc;
 pub mod events;
+pub mod filter;
 pub mod health;
 pub mod lifecycle;
 pub mod monitor;
@@ -1020,11 +1021,8 @@ fn create(
         "StopSignal": stop_signal.map(|s| s.as_str()),
         "StopSignalNumber": stop_signal.map(|s| s as i32),
         "StopTimeout": opts.stop_timeout,
-        "Created": crate::oci::rfc3339(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        ),
+        // With nanoseconds, as Docker's: `ps` orders by it (`-n`, `-l`).
+        "Created": monitor::now(),
     });
     let cfg = dir.join("config.json");
     fs::write(

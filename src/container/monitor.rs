@@ -498,8 +498,15 @@ impl Monitor {
             }
         }
         let _ = fs::remove_file(SOCKET);
+        // A removed (`--rm`) container's name, if it is still this container's (it may have
+        // been renamed, and the name taken by another since).
+        let id = self
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
         if !self.dir().exists()
             && let Some(n) = &self.spec.name_file
+            && fs::read_to_string(n).ok().map(|s| s.trim().to_owned()) == id
         {
             let _ = fs::remove_file(n);
         }

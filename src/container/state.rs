@@ -242,7 +242,22 @@ pub fn claim_name(store: &Store, name: &str, id: &str) -> Result<(), ContainerEr
     let dir = store.root().join("names");
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
     let p = dir.join(name);
-    match fs::File::options().write(true).create_new(true).open(&p) {
+    let claim = || fs::File::options().write(true).create_new(true).open(&p);
+    let mut claimed = claim();
+    if claimed
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    {
+        // A name left by a container that is gone (a crash, a `--rm` container renamed while
+        // it ran) is free again.
+        let other = fs::read_to_string(&p).unwrap_or_default();
+        let other = other.trim();
+        if other.is_empty() || !store.root().join("containers").join(other).exists() {
+            let _ = fs::remove_file(&p);
+            claimed = claim();
+        }
+    }
+    match claimed {
         Ok(mut f) => f.write_all(id.as_bytes()).map_err(io_err("write", &p)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let other = fs::read_to_string(&p).unwrap_or_default();
@@ -322,6 +337,13 @@ pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
             .to_owned(),
     };
     Some(crate::sandbox::cgroup::Cgroup::existing(layout, &rel))
+}
+
+/// The id of the image the container was created from (`config.json`'s `ImageId`).
+pub fn image_id(info: &Info) -> Option<String> {
+    read_json(&info.dir.join("config.json"))?["ImageId"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The container's `state.json`, if it has one.
