@@ -1042,6 +1042,34 @@ fn diff_and_commit_take_the_container_s_own_changes() {
             "root/new"
         ]
     );
+    // history: newest first, each step with its layer's size; the commit's comment.
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&e.ok(&["history", "--format", "json", "snap:1"])).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["comment"], "my change");
+    assert!(
+        rows[0]["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("sh -c echo hi")
+    );
+    assert!(rows[0]["size"].as_u64().unwrap() > 0);
+    assert_eq!(rows[1]["created_by"], "boxr import");
+    let table = e.ok(&["history", "snap:1"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&image_id.trim()["sha256:".len()..][..12]),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("my change") && lines[1].contains('…'),
+        "{table}"
+    );
+    assert!(lines[2].starts_with("<missing>"), "{table}");
     // A container that changed nothing gives an image with no new layer.
     let idle = e.run_d(&["bb:1", "sleep", "1000"]);
     assert_eq!(e.ok(&["diff", &idle]), "");
@@ -1544,5 +1572,33 @@ fn ps_filters_and_rename() {
     assert_eq!(c, 125);
     assert!(err.contains("already in use"), "{err}");
     e.ok(&["rm", "-f", &ok, &bad, &up, &again]);
+    e.assert_clean();
+}
+
+#[test]
+fn exec_d_starts_the_command_and_returns() {
+    let Some(e) = Env::new("exec_d_starts_the_command_and_returns") else {
+        return;
+    };
+    let c = e.run_d(&["bb:1", "sleep", "1000"]);
+    // The command waits for /tmp/go (10 s at most): `exec -d` has returned long before.
+    e.ok(&[
+        "exec",
+        "-d",
+        &c,
+        "sh",
+        "-c",
+        "for i in $(seq 200); do [ -e /tmp/go ] && break; sleep 0.05; done; echo done > /tmp/bg",
+    ]);
+    let (code, _, _) = boxr(&e.store, &["exec", &c, "test", "-e", "/tmp/bg"]);
+    assert_ne!(code, 0, "exec -d waited for the command");
+    e.ok(&["exec", &c, "touch", "/tmp/go"]);
+    until("the background command", || {
+        boxr(&e.store, &["exec", &c, "cat", "/tmp/bg"]).1 == "done\n"
+    });
+    let (code, _, err) = boxr(&e.store, &["exec", "-d", "-t", &c, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("exec -d"), "{err}");
+    e.ok(&["rm", "-f", &c]);
     e.assert_clean();
 }

@@ -495,3 +495,70 @@ pub fn volume(cmd: &VolumeCommand, settings: &Settings) -> i32 {
         Err(e) => fail_with(&settings.printer, &e),
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Do not cut the CREATED BY column
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only the image's id
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    image: String,
+}
+
+/// `boxr history IMAGE`: its steps, newest first, with the size of each one's layer.
+pub fn history(args: &HistoryArgs, settings: &Settings) -> i32 {
+    let store = match open(settings, Access::Shared) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let img = match store.resolve(&args.image) {
+        Ok(i) => i,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    if args.quiet {
+        settings.printer.data(format!("{}\n", img.id.short()));
+        return exit::OK;
+    }
+    let rows = store.history(&img);
+    match args.format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&rows).expect("serializes");
+            settings.printer.data(format!("{text}\n"));
+        }
+        Format::Table => {
+            let now = now_secs();
+            let cells: Vec<[String; 5]> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut by = r.created_by.clone();
+                    if !args.no_trunc && by.chars().count() > 45 {
+                        by = by.chars().take(44).collect::<String>() + "…";
+                    }
+                    [
+                        // Only the top entry is an image of its own, as docker shows it.
+                        if i == 0 {
+                            img.id.short()
+                        } else {
+                            "<missing>".into()
+                        },
+                        r.created
+                            .as_deref()
+                            .and_then(crate::oci::parse_rfc3339)
+                            .map_or("N/A".into(), |t| ago(now - t)),
+                        by,
+                        human_size(r.size),
+                        r.comment.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from);
+            settings.printer.data(table(&header, &cells));
+        }
+    }
+    exit::OK
+}

@@ -130,6 +130,8 @@ enum Commands {
     Inspect(images::InspectArgs),
     /// Give an image another name
     Tag(images::TagArgs),
+    /// Show the steps an image was made of, with the size of each one's layer
+    History(images::HistoryArgs),
     /// Save images to an OCI layout or docker-archive
     Save(images::SaveArgs),
     /// Load images from an OCI layout or docker-archive
@@ -301,6 +303,7 @@ pub fn main() -> i32 {
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),
         Commands::Tag(args) => images::tag(args, &settings),
+        Commands::History(args) => images::history(args, &settings),
         Commands::Save(args) => images::save(args, &settings),
         Commands::Load(args) => images::load(args, &settings),
         Commands::Rmi(args) => images::rmi(args, &settings),

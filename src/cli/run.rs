@@ -354,6 +354,9 @@ pub struct ExecArgs {
     /// Working directory (default: the container's)
     #[arg(short, long, value_name = "DIR")]
     workdir: Option<String>,
+    /// Start the command in the background and return
+    #[arg(short, long)]
+    detach: bool,
     /// The container: name, id or unique id prefix
     container: String,
     /// The command and its arguments
@@ -376,6 +379,12 @@ pub fn exec(args: &ExecArgs, settings: &Settings) -> i32 {
         interactive: args.interactive,
         tty: args.tty,
     };
+    if args.detach {
+        return match container::exec_detached(&store, &opts) {
+            Ok(()) => super::exit::OK,
+            Err(e) => fail_with(&settings.printer, &e),
+        };
+    }
     let e = container::exec(&store, &opts);
     fail_with(&settings.printer, &e)
 }

@@ -1174,6 +1174,18 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> ContainerError {
     }
 }
 
+/// `boxr exec -d`: starts the process in the running container and returns.
+pub fn exec_detached(store: &Store, opts: &ExecOptions) -> Result<(), ContainerError> {
+    if opts.interactive || opts.tty {
+        return Err(invalid(
+            "exec -d does not go with -i or -t: nothing stays to relay them",
+            None,
+        ));
+    }
+    let spec = exec_spec(store, opts)?;
+    sandbox::exec::spawn_detached(&spec).map_err(ContainerError::from)
+}
+
 fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpec, ContainerError> {
     let info = state::find(store, &opts.container)?;
     let Some(pid) = state::live_pid(&info.dir) else {

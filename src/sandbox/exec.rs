@@ -61,6 +61,25 @@ pub fn exec(spec: &ExecSpec) -> SandboxError {
     SandboxError(format!("cannot start the exec helper: {}", e.desc()))
 }
 
+/// `exec -d`: starts the exec helper in the background, from a sealed copy as [`exec`] does,
+/// in a process group of its own with its output on /dev/null, and returns once it runs.
+pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
+    use std::os::unix::process::CommandExt;
+    let copy = super::binary().and_then(|b| helper::sealed_copy(&b).map_err(SandboxError))?;
+    let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
+    // execve opens the program before it closes the close-on-exec descriptors.
+    std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+        .arg0("boxr-exec")
+        .args([EXEC_ARG, "--spec-fd", "0"])
+        .stdin(std::process::Stdio::from(fd))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| SandboxError(format!("cannot start the exec helper: {e}")))
+}
+
 fn fail(code: i32, message: &str) -> i32 {
     eprintln!("boxr: {message}");
     code
@@ -72,6 +91,12 @@ pub fn main(spec_fd: i32) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
     };
+    // `exec -d` passes the spec on stdin: the command reads /dev/null instead.
+    if spec_fd == 0
+        && let Err(e) = helper::stdin_from_dev_null()
+    {
+        return fail(125, &e);
+    }
     helper::cloexec_all_fds();
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");

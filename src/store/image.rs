@@ -31,6 +31,18 @@ pub struct ImageSummary {
     pub size: u64,
 }
 
+/// A line of `boxr history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    pub created: Option<String>,
+    pub created_by: String,
+    pub comment: String,
+    /// Bytes of the layer this step made (0 for a config-only step).
+    pub size: u64,
+    /// The layer's DiffID, if the step made one.
+    pub layer: Option<Digest>,
+}
+
 /// The `name:tag` a user-given image name is stored under (`app` means `app:latest`).
 pub fn ref_key(name: &str) -> Result<String, StoreError> {
     let r = ImageRef::parse(name).map_err(|reason| StoreError::BadName {
@@ -184,6 +196,32 @@ impl Store {
     }
 
     /// `boxr inspect IMAGE`: Docker's top-level keys.
+    /// `boxr history`: the image's history entries, newest first, each with the size of the
+    /// layer it made (the entries that made one take the layers in order).
+    pub fn history(&self, img: &Image) -> Vec<HistoryRow> {
+        let mut layers = img.config.rootfs.diff_ids.iter();
+        let mut rows: Vec<HistoryRow> = img
+            .config
+            .history
+            .iter()
+            .map(|h| {
+                let empty = h.empty_layer.unwrap_or(false);
+                let layer = if empty { None } else { layers.next() };
+                HistoryRow {
+                    created: h.created.clone(),
+                    created_by: h.created_by.clone().unwrap_or_default(),
+                    comment: h.comment.clone().unwrap_or_default(),
+                    size: layer
+                        .and_then(|d| self.layer_meta(d).ok())
+                        .map_or(0, |m| m.size),
+                    layer: layer.copied(),
+                }
+            })
+            .collect();
+        rows.reverse();
+        rows
+    }
+
     pub fn inspect(&self, img: &Image) -> Result<Value, StoreError> {
         let tags = self.tags_of(&img.manifest_digest)?;
         let history: Vec<Value> = img

@@ -37,7 +37,7 @@ pub use cache::CacheEntry;
 pub use error::StoreError;
 use error::io_err;
 pub use gc::GcReport;
-pub use image::{Image, ImageSummary, ref_key};
+pub use image::{HistoryRow, Image, ImageSummary, ref_key};
 pub use volume::valid_volume_name;
 
 use crate::digest::{Digest, HashingWriter};
