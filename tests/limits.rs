@@ -552,3 +552,66 @@ fn update_changes_the_limits_of_a_running_container_and_they_stay() {
     let (c, _, err) = b(&["rm", "-f", "u1"]);
     assert_eq!(c, 0, "{err}");
 }
+
+#[test]
+fn a_host_device_comes_with_the_access_asked_for() {
+    let test = "a_host_device_comes_with_the_access_asked_for";
+    let Some(env) = Env::new(test) else {
+        return;
+    };
+    if !support::have_tool(test, "losetup") {
+        return;
+    }
+    let lo = Loop::new(env.store.parent().unwrap());
+    let dev = lo.0.clone();
+    use std::os::unix::fs::MetadataExt;
+    let rdev = fs::metadata(&dev).unwrap().rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    // Read-only: the node is there (the host's numbers), it reads, and the cgroup refuses a
+    // write.
+    let ro = format!("{dev}:/dev/xvda:r");
+    let out = env.ok(&[
+        "--device",
+        &ro,
+        "bb:1",
+        "sh",
+        "-c",
+        "stat -c '%t %T %F' /dev/xvda; dd if=/dev/xvda bs=512 count=1 2>/dev/null | wc -c; \
+         echo x | dd of=/dev/xvda conv=notrunc 2>/dev/null || echo no-write",
+    ]);
+    assert_eq!(
+        out,
+        format!("{major:x} {minor:x} block special file\n512\nno-write\n")
+    );
+    // rwm (the default): a write goes through, and another container reads it back.
+    let out = env.ok(&[
+        "--device",
+        &dev,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("printf boxr | dd of={dev} conv=notrunc,fsync 2>/dev/null && echo wrote"),
+    ]);
+    assert_eq!(out, "wrote\n");
+    let out = env.ok(&[
+        "--device",
+        &ro,
+        "bb:1",
+        "sh",
+        "-c",
+        "dd if=/dev/xvda bs=4 count=1 2>/dev/null",
+    ]);
+    assert_eq!(out, "boxr");
+    // Without --device there is no such node.
+    let (code, _, _) = env.run(&["bb:1", "test", "-e", "/dev/xvda"]);
+    assert_eq!(code, 1);
+    for (arg, says) in [
+        ("/etc/passwd", "not a device node"),
+        ("/dev/null:/dev/x:rwx", "HOST[:CONTAINER][:PERMS]"),
+        ("/dev/nosuch", "No such file"),
+    ] {
+        let (code, _, err) = env.run(&["--device", arg, "bb:1", "true"]);
+        assert_eq!(code, 125, "{arg}");
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+}

@@ -604,6 +604,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         ipc_ns: Default::default(),
         uts_ns: Default::default(),
         shm_from: None,
+        devices: Vec::new(),
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
     drop(locks);

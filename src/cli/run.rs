@@ -149,6 +149,9 @@ pub struct RunArgs {
     /// UTS namespace (the hostname): host (default: its own)
     #[arg(long, value_name = "MODE")]
     uts: Option<String>,
+    /// A host device for the container: HOST[:CONTAINER][:PERMS] (PERMS of r, w, m; default rwm)
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
+    device: Vec<String>,
     /// The image: NAME[:TAG] or an id
     image: String,
     /// The command and its arguments (default: the image's)
@@ -321,6 +324,7 @@ fn options(args: &RunArgs) -> RunOptions {
             retries: args.health_retries,
             disable: args.no_healthcheck,
         },
+        devices: args.device.clone(),
         pid: args.pid.clone(),
         ipc: args.ipc.clone(),
         uts: args.uts.clone(),

@@ -105,6 +105,8 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--health-*`, `--no-healthcheck` (detached containers: their monitor runs the checks).
     pub health: health::HealthOptions,
+    /// `--device HOST[:CONTAINER][:PERMS]`: host devices the container gets.
+    pub devices: Vec<String>,
     /// `--pid host|container:NAME`, `--ipc host|container:NAME|private|shareable`,
     /// `--uts host` (default: namespaces of its own).
     pub pid: Option<String>,
@@ -725,7 +727,28 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
     }
     let extra_env = cli_env(opts)?;
     let security = security(store, opts)?;
-    let limits = limits(&opts.limits, opts.privileged)?;
+    let mut limits = limits(&opts.limits, opts.privileged)?;
+    let devices = opts
+        .devices
+        .iter()
+        .map(|d| host_device(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each one is allowed in the devices cgroup too (there is no list when privileged).
+    if let Some(rules) = limits.devices.as_mut() {
+        for (d, access) in &devices {
+            rules.push(sandbox::cgroup::DeviceRule {
+                kind: d.kind,
+                major: Some(d.major as u32),
+                minor: Some(d.minor as u32),
+                access: access.clone(),
+            });
+        }
+    }
+    let confinement = Confinement {
+        security,
+        limits,
+        devices: devices.into_iter().map(|(d, _)| d).collect(),
+    };
     let img = store.resolve(&opts.image)?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(
@@ -785,8 +808,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         rlimits,
         extra_mounts,
         extra_env,
-        security,
-        limits,
+        confinement,
         &anonymous,
     );
     if result.is_err() {
@@ -835,6 +857,66 @@ fn namespace_share(
     }
 }
 
+/// What confines a new container: capabilities, seccomp and the like, its cgroup's limits, and
+/// the host devices it gets.
+struct Confinement {
+    security: sandbox::SecuritySpec,
+    limits: sandbox::cgroup::Limits,
+    devices: Vec<sandbox::DeviceSpec>,
+}
+
+/// `--device HOST[:CONTAINER][:PERMS]`, as docker reads it: the node and the cgroup access
+/// (`rwm` by default, a subset of it otherwise).
+fn host_device(arg: &str) -> Result<(sandbox::DeviceSpec, String), ContainerError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let perms = |p: &str| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = arg.split(':').collect();
+    let (host, path, access) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] if perms(p) => (*h, *c, *p),
+        _ => {
+            return Err(invalid(
+                format!("--device {arg}: expected HOST[:CONTAINER][:PERMS]"),
+                Some("PERMS is made of r, w and m, e.g. /dev/sdc:/dev/xvdc:r"),
+            ));
+        }
+    };
+    if !host.starts_with('/') || !path.starts_with('/') {
+        return Err(invalid(
+            format!("--device {arg}: the paths must be absolute"),
+            None,
+        ));
+    }
+    let m =
+        fs::metadata(host).map_err(|e| invalid(format!("--device {arg}: {host}: {e}"), None))?;
+    let kind = if m.file_type().is_char_device() {
+        'c'
+    } else if m.file_type().is_block_device() {
+        'b'
+    } else {
+        return Err(invalid(
+            format!("--device {arg}: {host} is not a device node"),
+            None,
+        ));
+    };
+    let rdev = m.rdev();
+    Ok((
+        sandbox::DeviceSpec {
+            host: host.into(),
+            path: path.to_owned(),
+            kind,
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+        access.to_owned(),
+    ))
+}
+
 /// The running container whose network namespace `--network container:NAME` shares.
 fn network_container(
     store: &Store,
@@ -880,10 +962,14 @@ fn create(
     rlimits: Vec<sandbox::Rlimit>,
     extra_mounts: Vec<MountSpec>,
     extra_env: Vec<String>,
-    security: sandbox::SecuritySpec,
-    limits: sandbox::cgroup::Limits,
+    confinement: Confinement,
     anonymous: &[String],
 ) -> Result<SandboxSpec, ContainerError> {
+    let Confinement {
+        security,
+        limits,
+        devices,
+    } = confinement;
     let run = img.config.config.clone().unwrap_or_default();
     for d in ["upper", "work", "rootfs", "empty"] {
         let p = dir.join(d);
@@ -1122,6 +1208,7 @@ fn create(
         )?,
         uts_ns: uts_ns.clone(),
         shm_from: None,
+        devices,
         // The helper records `start` and `die` (each run, when a restart policy applies).
         events_file: Some(events::path(store.root())),
     };

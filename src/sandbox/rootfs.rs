@@ -383,6 +383,9 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         )
         .map_err(SetupError::at(format!("chown /dev/{name}")))?;
     }
+    for d in &spec.devices {
+        device_node(root, d, userns)?;
+    }
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -442,6 +445,43 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// A `--device` node at its path inside the rootfs: made with mknod (the host node's type,
+/// numbers, mode and owner), or in a user namespace the host's node bind-mounted.
+fn device_node(root: &OwnedFd, d: &super::spec::DeviceSpec, userns: bool) -> Result<()> {
+    let what = format!("the device {}", d.path);
+    if userns {
+        let node = file_in_root(root, &d.path)?;
+        return bind(&d.host, &node, &what);
+    }
+    let (parent, name) = d.path.rsplit_once('/').unwrap_or(("", &d.path));
+    let dir = mkdir_in_root(root, parent)?;
+    let kind = if d.kind == 'b' {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
+    // Whatever the image has there is replaced, as Docker does.
+    let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let mode = Mode::from_bits_truncate(d.mode & 0o7777);
+    mknodat(&dir, name, kind, mode, makedev(d.major, d.minor))
+        .map_err(SetupError::at(format!("create {what}")))?;
+    nix::sys::stat::fchmodat(
+        &dir,
+        name,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(SetupError::at(format!("chmod {what}")))?;
+    fchownat(
+        &dir,
+        name,
+        Some(nix::unistd::Uid::from_raw(d.uid)),
+        Some(nix::unistd::Gid::from_raw(d.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(SetupError::at(format!("chown {what}")))
 }
 
 /// Shows at `target` the /dev/shm of the sandbox whose init is `pid`. That mount lives in the

@@ -89,9 +89,31 @@ pub struct SandboxSpec {
     /// The UTS namespace (the hostname): its own, or the host's.
     #[serde(default)]
     pub uts_ns: NsShare,
+    /// Host devices the container gets (`--device`).
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
     /// (Set by the helper for the init.) With a shared IPC namespace: whose /dev/shm is shown.
     #[serde(default)]
     pub shm_from: Option<SharedShm>,
+}
+
+/// A host device a container gets (`--device HOST:PATH:PERMS`): a node at `path` with the
+/// host node's type, numbers, mode and owner, and the cgroup's permission for it (which the
+/// container layer adds to the allowlist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// The host's node (bind-mounted in a user namespace, where mknod is not allowed).
+    pub host: PathBuf,
+    /// Where the container sees it (absolute).
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits of the node.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The /dev/shm of a shared IPC namespace.
