@@ -1527,7 +1527,21 @@ fn ps_filters_and_rename() {
     };
     let ok = e.run_d(&["--name", "good", "bb:1", "true"]);
     let bad = e.run_d(&["--name", "bad", "bb:1", "sh", "-c", "exit 3"]);
-    let up = e.run_d(&["--name", "up", "bb:1", "sleep", "1000"]);
+    let labels = e._dir.path().join("labels");
+    fs::write(&labels, "# a comment\ntier=db\nteam=core\n").unwrap();
+    let up = e.run_d(&[
+        "--name",
+        "up",
+        "--label-file",
+        labels.to_str().unwrap(),
+        "-l",
+        "tier=web",
+        "-l",
+        "solo",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
     e.ok(&["wait", &ok, &bad]);
     let names = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["ps", "--format", "json"];
@@ -1556,6 +1570,21 @@ fn ps_filters_and_rename() {
     );
     assert_eq!(names(&["-a", "-f", &format!("id={}", &bad[..8])]), ["bad"]);
     assert_eq!(names(&["-a", "-f", "health=none", "-f", "name=up"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "label=tier=web"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "label=tier=db"]), Vec::<String>::new());
+    // Every label filter must match, as in Docker.
+    assert_eq!(
+        names(&["-a", "-f", "label=solo", "-f", "label=team=core"]),
+        ["up"]
+    );
+    assert_eq!(
+        names(&["-a", "-f", "label=solo", "-f", "label=tier=db"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        e.inspect("up")["Config"]["Labels"],
+        serde_json::json!({"solo": "", "team": "core", "tier": "web"})
+    );
     assert_eq!(names(&["-l"]), ["up"]);
     assert_eq!(names(&["-n", "2"]), ["up", "bad"]);
     let (c, _, err) = boxr(&e.store, &["ps", "-f", "color=red"]);

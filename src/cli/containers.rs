@@ -88,8 +88,8 @@ pub struct PsArgs {
     /// table or json
     #[arg(long, default_value = "table")]
     format: String,
-    /// Only matching containers: id=, name=, status=, exited=, ancestor=, health= (repeatable;
-    /// the same key: any of)
+    /// Only matching containers: id=, name=, status=, exited=, ancestor=, health=, label=KEY[=VALUE]
+    /// (repeatable; the same key: any of)
     #[arg(short, long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
     /// The N containers created last (any state)
@@ -135,6 +135,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             let v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
                 "CreatedAt": i.created, "Status": status_text(i, s), "Ports": "",
+                "Labels": state::labels(i).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
             settings.printer.data(format!("{v}\n"));

@@ -149,6 +149,12 @@ pub struct RunArgs {
     /// UTS namespace (the hostname): host (default: its own)
     #[arg(long, value_name = "MODE")]
     uts: Option<String>,
+    /// A label: KEY=VALUE (after the image's)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Labels from a file of KEY=VALUE lines
+    #[arg(long = "label-file", value_name = "FILE")]
+    label_file: Vec<PathBuf>,
     /// A host device for the container: HOST[:CONTAINER][:PERMS] (PERMS of r, w, m; default rwm)
     #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
     device: Vec<String>,
@@ -325,6 +331,8 @@ fn options(args: &RunArgs) -> RunOptions {
             disable: args.no_healthcheck,
         },
         devices: args.device.clone(),
+        labels: args.label.clone(),
+        label_files: args.label_file.clone(),
         pid: args.pid.clone(),
         ipc: args.ipc.clone(),
         uts: args.uts.clone(),

@@ -1,10 +1,13 @@
 //! `boxr ps --filter KEY=VALUE`: Docker's container filters. The same key given twice matches
-//! either value; different keys must all match.
+//! either value (but every `label` filter must match, as in Docker); different keys must all
+//! match.
 
 use super::state::{self, Info, Status};
 use super::{ContainerError, invalid};
 
-const KEYS: &[&str] = &["id", "name", "status", "exited", "ancestor", "health"];
+const KEYS: &[&str] = &[
+    "id", "name", "status", "exited", "ancestor", "health", "label",
+];
 
 /// Parsed `--filter` values.
 #[derive(Debug, Clone, Default)]
@@ -42,9 +45,17 @@ impl Filters {
         self.0.iter().any(|(k, _)| k == key)
     }
 
-    /// Whether the container matches every key given (any of the values given for it).
+    /// Whether the container matches every key given (any of the values given for it; all of
+    /// them for `label`).
     pub fn matches(&self, info: &Info, status: &Status) -> bool {
         KEYS.iter().all(|key| {
+            if *key == "label" {
+                return self
+                    .0
+                    .iter()
+                    .filter(|(k, _)| k == key)
+                    .all(|(_, v)| Self::one(key, v, info, status));
+            }
             let mut values = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
             let mut any = false;
             let ok = values.any(|v| {
@@ -82,6 +93,14 @@ impl Filters {
                         let want = v.trim_start_matches("sha256:");
                         want.len() >= 4 && hex.starts_with(want)
                     })
+            }
+            // `label=KEY` or `label=KEY=VALUE`.
+            "label" => {
+                let labels = state::labels(info);
+                match v.split_once('=') {
+                    Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+                    None => labels.contains_key(v),
+                }
             }
             "health" => {
                 let h = state::read_state(info)

@@ -105,6 +105,10 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--health-*`, `--no-healthcheck` (detached containers: their monitor runs the checks).
     pub health: health::HealthOptions,
+    /// `--label KEY=VALUE` (or `KEY`: an empty value), after the image's labels.
+    pub labels: Vec<String>,
+    /// `--label-file FILE`: `KEY=VALUE` lines, before `--label`.
+    pub label_files: Vec<PathBuf>,
     /// `--device HOST[:CONTAINER][:PERMS]`: host devices the container gets.
     pub devices: Vec<String>,
     /// `--pid host|container:NAME`, `--ipc host|container:NAME|private|shareable`,
@@ -857,6 +861,35 @@ fn namespace_share(
     }
 }
 
+/// A container's labels: the image's, then `--label-file` lines, then `--label` (a later value
+/// of a key wins), as Docker merges them.
+fn container_labels(
+    opts: &RunOptions,
+    image: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<std::collections::BTreeMap<String, String>, ContainerError> {
+    let mut labels = image.cloned().unwrap_or_default();
+    let mut given = Vec::new();
+    for f in &opts.label_files {
+        let text = fs::read_to_string(f)
+            .map_err(|e| invalid(format!("--label-file {}: {e}", f.display()), None))?;
+        given.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    given.extend(opts.labels.iter().cloned());
+    for l in given {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            return Err(invalid(format!("--label {l}: the key is empty"), None));
+        }
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
 /// What confines a new container: capabilities, seccomp and the like, its cgroup's limits, and
 /// the host devices it gets.
 struct Confinement {
@@ -1104,6 +1137,7 @@ fn create(
         // Where `ps`, `stats` and `pause` find the cgroup without reading the whole spec.
         "CgroupPath": format!("boxr/{id}"),
         "AnonymousVolumes": anonymous,
+        "Labels": container_labels(opts, run.labels.as_ref())?,
         "StopSignal": stop_signal.map(|s| s.as_str()),
         "StopSignalNumber": stop_signal.map(|s| s as i32),
         "StopTimeout": opts.stop_timeout,

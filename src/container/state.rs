@@ -299,7 +299,11 @@ pub fn inspect(info: &Info) -> Value {
         "Name": info.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
         "Created": info.created,
         "Image": config["ImageId"],
-        "Config": {"Image": info.image, "Cmd": info.args},
+        "Config": {
+            "Image": info.image,
+            "Cmd": info.args,
+            "Labels": config["Labels"].as_object().cloned().unwrap_or_default(),
+        },
         "RestartCount": state["RestartCount"].as_u64().unwrap_or(0),
         "Path": info.args.first(),
         "Args": info.args.get(1..).unwrap_or_default(),
@@ -337,6 +341,13 @@ pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
             .to_owned(),
     };
     Some(crate::sandbox::cgroup::Cgroup::existing(layout, &rel))
+}
+
+/// The container's labels (`config.json`'s `Labels`: the image's, then `--label`).
+pub fn labels(info: &Info) -> std::collections::BTreeMap<String, String> {
+    read_json(&info.dir.join("config.json"))
+        .and_then(|c| serde_json::from_value(c["Labels"].clone()).ok())
+        .unwrap_or_default()
 }
 
 /// The id of the image the container was created from (`config.json`'s `ImageId`).
