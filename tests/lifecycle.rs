@@ -949,6 +949,20 @@ fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
     let took = started.elapsed();
     assert_eq!(e.inspect(&id2)["State"]["ExitCode"], 137);
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    // The image's StopSignal (here set by a commit) is the default.
+    let base = e.run_d(&["bb:1", "true"]);
+    e.ok(&["wait", &base]);
+    e.ok(&["commit", "-c", "STOPSIGNAL SIGUSR1", &base, "usr1:1"]);
+    let id3 = e.run_d(&[
+        "usr1:1",
+        "sh",
+        "-c",
+        "trap 'exit 5' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    until("the trap", || e.ok(&["logs", &id3]).contains("ready"));
+    e.ok(&["stop", &id3]);
+    assert_eq!(e.inspect(&id3)["State"]["ExitCode"], 5);
+    e.ok(&["rm", &base, &id3]);
     let (c, _, err) = boxr(
         &e.store,
         &["run", "-d", "--stop-signal", "NOPE", "bb:1", "true"],
