@@ -1599,6 +1599,24 @@ fn ps_filters_and_rename() {
         e.inspect("up")["Config"]["Labels"],
         serde_json::json!({"solo": "", "team": "core", "tier": "web"})
     );
+    // Go templates, as scripts use them with docker.
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Name}} {{index .Config.Labels \"tier\"}}",
+            "up",
+            "bad"
+        ]),
+        "true /up web\nfalse /bad <no value>\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "--format", "{{.Names}}:{{.State}}"]),
+        "up:running\n"
+    );
+    let (c, _, err) = boxr(&e.store, &["inspect", "-f", "{{.State.Pid", "up"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("unclosed"), "{err}");
     assert_eq!(names(&["-l"]), ["up"]);
     assert_eq!(names(&["-n", "2"]), ["up", "bad"]);
     let (c, _, err) = boxr(&e.store, &["ps", "-f", "color=red"]);

@@ -85,7 +85,7 @@ pub struct PsArgs {
     /// Only ids
     #[arg(short, long)]
     quiet: bool,
-    /// table or json
+    /// table, json, or a Go template for each container ({{.ID}}, {{.Names}}, {{.Status}}, ...)
     #[arg(long, default_value = "table")]
     format: String,
     /// Only matching containers: id=, name=, status=, exited=, ancestor=, health=, label=KEY[=VALUE]
@@ -130,7 +130,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         }
         return exit::OK;
     }
-    if args.format == "json" {
+    if args.format == "json" || args.format.contains("{{") {
         for (i, s) in &rows {
             let v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
@@ -138,7 +138,14 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
                 "Labels": state::labels(i).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
-            settings.printer.data(format!("{v}\n"));
+            if args.format == "json" {
+                settings.printer.data(format!("{v}\n"));
+                continue;
+            }
+            match super::template::render(&args.format, &v) {
+                Ok(text) => settings.printer.data(format!("{text}\n")),
+                Err(m) => return fail(&settings.printer, &m),
+            }
         }
         return exit::OK;
     }

@@ -31,7 +31,11 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// Images: NAME[:TAG], an id or an id prefix
+    /// A Go template for each one instead of the JSON array: {{.State.Pid}}, {{json .Config}},
+    /// {{index .Config.Labels "key"}}
+    #[arg(short, long, value_name = "TEMPLATE")]
+    format: Option<String>,
+    /// Images or containers: NAME[:TAG], a name, an id or an id prefix
     #[arg(required = true)]
     images: Vec<String>,
 }
@@ -143,6 +147,15 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
                 }
             },
         }
+    }
+    if let Some(t) = &args.format {
+        for v in &out {
+            match super::template::render(t, v) {
+                Ok(text) => settings.printer.data(format!("{text}\n")),
+                Err(m) => return super::fail(&settings.printer, &m),
+            }
+        }
+        return code;
     }
     let text = serde_json::to_string_pretty(&out).expect("serializes");
     settings.printer.data(format!("{text}\n"));

@@ -9,6 +9,7 @@ mod plan;
 pub mod printer;
 mod progress;
 mod run;
+mod template;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
