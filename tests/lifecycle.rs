@@ -1663,3 +1663,47 @@ fn exec_d_starts_the_command_and_returns() {
     e.ok(&["rm", "-f", &c]);
     e.assert_clean();
 }
+
+#[test]
+fn logs_since_and_until_select_by_time() {
+    let Some(e) = Env::new("logs_since_and_until_select_by_time") else {
+        return;
+    };
+    let c = e.run_d(&[
+        "bb:1",
+        "sh",
+        "-c",
+        "echo one; sleep 1.2; echo two; exec sleep 1000",
+    ]);
+    until("two", || e.ok(&["logs", &c]).contains("two"));
+    let stamped = e.ok(&["logs", "-t", &c]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2, "{stamped}");
+    assert_eq!(e.ok(&["logs", "--since", times[1], &c]), "two\n");
+    assert_eq!(e.ok(&["logs", "--until", times[1], &c]), "one\n");
+    assert_eq!(e.ok(&["logs", "--since", "0", &c]), "one\ntwo\n");
+    assert_eq!(e.ok(&["logs", "--since", "1h", &c]), "one\ntwo\n");
+    assert_eq!(e.ok(&["logs", "--since", "2999-01-01T00:00:00Z", &c]), "");
+    assert_eq!(e.ok(&["logs", "--since", "0", "--tail", "1", &c]), "two\n");
+    // --follow with --until stops there.
+    let until_now = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    assert_eq!(
+        e.ok(&["logs", "-f", "--until", &until_now, &c]),
+        "one\ntwo\n"
+    );
+    let (code, _, err) = boxr(&e.store, &["logs", "--since", "yesterday", &c]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not a time"), "{err}");
+    e.ok(&["rm", "-f", &c]);
+    e.assert_clean();
+}

@@ -1,13 +1,13 @@
 //! `boxr ps`, `logs`, `stop`, `kill`, `rm`, `wait`: containers as any boxr process sees them.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
 use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
-use crate::container::{commit, cp};
+use crate::container::{commit, cp, logs};
 use crate::store::{Access, Store};
 
 fn open(settings: &Settings) -> Result<Store, i32> {
@@ -211,6 +211,13 @@ pub struct LogsArgs {
     /// Only the last N lines
     #[arg(long, value_name = "N")]
     tail: Option<usize>,
+    /// Only output since this time: RFC 3339, seconds since the epoch, or a duration before
+    /// now (10m)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only output before this time (same forms)
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
     /// Prefix each line with its time
     #[arg(short, long)]
     timestamps: bool,
@@ -222,87 +229,37 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let info = match state::find(&store, &args.container) {
-        Ok(i) => i,
-        Err(e) => return fail_with(&settings.printer, &e),
+    let time = |flag: &str, t: &Option<String>| {
+        t.as_deref().map(|t| logs::parse_time(flag, t)).transpose()
     };
-    let path = info.dir.join("container.log");
-    let Ok(mut f) = std::fs::File::open(&path) else {
-        return fail(
-            &settings.printer,
-            &format!(
-                "{} has no logs: only detached containers (`run -d`) keep their output",
-                &info.id[..12]
-            ),
-        );
-    };
-    let print = |line: &str| {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            return;
-        };
-        let text = v["log"].as_str().unwrap_or_default();
-        let text = if args.timestamps {
-            format!("{} {text}", v["time"].as_str().unwrap_or_default())
-        } else {
-            text.to_owned()
-        };
-        if v["stream"] == "stderr" {
-            let _ = std::io::stderr().write_all(text.as_bytes());
-        } else {
-            let mut o = std::io::stdout().lock();
-            let _ = o.write_all(text.as_bytes());
-            let _ = o.flush();
-        }
-    };
-    // Rotated files first, oldest (highest number) first.
-    let mut rotated: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&info.dir)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    let i = n.strip_prefix("container.log.")?.parse().ok()?;
-                    Some((i, e.path()))
-                })
-                .collect()
+    let opts = time("--since", &args.since).and_then(|since| {
+        Ok(logs::LogOptions {
+            follow: args.follow,
+            tail: args.tail,
+            since,
+            until: time("--until", &args.until)?,
         })
-        .unwrap_or_default();
-    rotated.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut old = String::new();
-    for (_, p) in &rotated {
-        old.push_str(&std::fs::read_to_string(p).unwrap_or_default());
-    }
-    let mut text = String::new();
-    let _ = f.read_to_string(&mut text);
-    let all = format!("{old}{text}");
-    let lines: Vec<&str> = all.lines().collect();
-    let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for l in &lines[skip..] {
-        print(l);
-    }
-    if !args.follow {
-        return exit::OK;
-    }
-    let mut pos = text.len() as u64;
-    let mut partial = String::new();
-    loop {
-        let running = matches!(
-            state::status(&info),
-            Status::Running { .. } | Status::Created
-        );
-        let mut more = String::new();
-        if f.seek(SeekFrom::Start(pos)).is_ok() {
-            let _ = f.read_to_string(&mut more);
-        }
-        pos += more.len() as u64;
-        partial.push_str(&more);
-        while let Some(i) = partial.find('\n') {
-            let line: String = partial.drain(..=i).collect();
-            print(line.trim_end());
-        }
-        if !running && more.is_empty() {
-            return exit::OK;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    let read = opts.and_then(|opts| {
+        let info = state::find(&store, &args.container)?;
+        logs::read(&info, &opts, |line| {
+            let text = if args.timestamps {
+                format!("{} {}", line.time, line.text)
+            } else {
+                line.text.to_owned()
+            };
+            if line.stream == "stderr" {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            } else {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(text.as_bytes());
+                let _ = o.flush();
+            }
+        })
+    });
+    match read {
+        Ok(()) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod events;
 pub mod filter;
 pub mod health;
 pub mod lifecycle;
+pub mod logs;
 pub mod monitor;
 pub mod state;
 
