@@ -567,6 +567,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
             tty: false,
             rlimits: Vec::new(),
             group_add: Vec::new(),
+            oom_score_adj: None,
         },
         init: true,
         security,

@@ -149,6 +149,15 @@ pub struct RunArgs {
     /// UTS namespace (the hostname): host (default: its own)
     #[arg(long, value_name = "MODE")]
     uts: Option<String>,
+    /// How readily the OOM killer picks the container's processes (-1000 to 1000)
+    #[arg(long = "oom-score-adj", value_name = "N", allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    oom_score_adj: Option<i32>,
+    /// Write the container's id to this file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    cidfile: Option<PathBuf>,
+    /// A mount in docker's syntax: type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    #[arg(long = "mount", value_name = "FIELDS")]
+    mount: Vec<String>,
     /// A label: KEY=VALUE (after the image's)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -331,6 +340,9 @@ fn options(args: &RunArgs) -> RunOptions {
             disable: args.no_healthcheck,
         },
         devices: args.device.clone(),
+        mounts: args.mount.clone(),
+        oom_score_adj: args.oom_score_adj,
+        cidfile: args.cidfile.clone(),
         labels: args.label.clone(),
         label_files: args.label_file.clone(),
         pid: args.pid.clone(),

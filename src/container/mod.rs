@@ -106,6 +106,12 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--health-*`, `--no-healthcheck` (detached containers: their monitor runs the checks).
     pub health: health::HealthOptions,
+    /// `--oom-score-adj N` (-1000 to 1000).
+    pub oom_score_adj: Option<i32>,
+    /// `--cidfile FILE`: where the new container's id is written (the file must not exist).
+    pub cidfile: Option<PathBuf>,
+    /// `--mount type=...,source=...,target=...`: docker's other syntax for `-v` and `--tmpfs`.
+    pub mounts: Vec<String>,
     /// `--label KEY=VALUE` (or `KEY`: an empty value), after the image's labels.
     pub labels: Vec<String>,
     /// `--label-file FILE`: `KEY=VALUE` lines, before `--label`.
@@ -537,6 +543,67 @@ fn cli_env(opts: &RunOptions) -> Result<Vec<String>, ContainerError> {
     Ok(resolved)
 }
 
+/// A `--mount` as the `-v` or `--tmpfs` value it means.
+enum MountFlag {
+    Volume(String),
+    Tmpfs(String),
+}
+
+/// `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=N][,tmpfs-mode=M]`
+/// (`src`, `dst` and `destination`, `ro` are accepted too; the type defaults to `volume`).
+fn mount_flag(m: &str) -> Result<MountFlag, ContainerError> {
+    let bad = |why: String| {
+        invalid(
+            format!("--mount {m}: {why}"),
+            Some("e.g. --mount type=bind,source=/host/dir,target=/dir,readonly"),
+        )
+    };
+    let (mut kind, mut source, mut target, mut ro) = ("volume", None, None, false);
+    let mut tmpfs_opts = Vec::new();
+    for field in m.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => kind = v,
+            "source" | "src" => source = Some(v),
+            "target" | "destination" | "dst" => target = Some(v),
+            "readonly" | "ro" => {
+                ro = match v {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad(format!("`{field}`: true or false"))),
+                }
+            }
+            "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
+            "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
+            _ => return Err(bad(format!("unknown field `{k}`"))),
+        }
+    }
+    let target = target.ok_or_else(|| bad("no target".into()))?;
+    let suffix = if ro { ":ro" } else { "" };
+    match (kind, source) {
+        ("bind", Some(s)) if s.starts_with('/') => {
+            Ok(MountFlag::Volume(format!("{s}:{target}{suffix}")))
+        }
+        ("bind", _) => Err(bad("a bind mount needs an absolute source".into())),
+        ("volume", Some(s)) if !s.is_empty() => {
+            Ok(MountFlag::Volume(format!("{s}:{target}{suffix}")))
+        }
+        ("volume", _) if !ro => Ok(MountFlag::Volume(target.to_owned())),
+        ("volume", _) => Err(bad("an anonymous volume cannot be read-only".into())),
+        ("tmpfs", None) => {
+            if tmpfs_opts.is_empty() {
+                tmpfs_opts.push("mode=1777".into());
+            }
+            Ok(MountFlag::Tmpfs(format!(
+                "{target}:{}",
+                tmpfs_opts.join(",")
+            )))
+        }
+        ("tmpfs", Some(_)) => Err(bad("a tmpfs has no source".into())),
+        (other, _) => Err(bad(format!("unknown type `{other}` (bind, volume, tmpfs)"))),
+    }
+}
+
 /// The mounts of `-v` and `--tmpfs`, and the targets of `-v /path` (anonymous volumes, made
 /// once every option is checked).
 fn mounts(
@@ -545,7 +612,15 @@ fn mounts(
 ) -> Result<(Vec<MountSpec>, Vec<String>), ContainerError> {
     let mut out = Vec::new();
     let mut anonymous = Vec::new();
-    for v in &opts.volumes {
+    // `--mount` says the same as `-v` and `--tmpfs`, in docker's other syntax.
+    let (mut volumes, mut tmpfs) = (opts.volumes.clone(), opts.tmpfs.clone());
+    for m in &opts.mounts {
+        match mount_flag(m)? {
+            MountFlag::Volume(v) => volumes.push(v),
+            MountFlag::Tmpfs(t) => tmpfs.push(t),
+        }
+    }
+    for v in &volumes {
         let parts: Vec<&str> = v.split(':').collect();
         if let [target] = parts.as_slice()
             && target.starts_with('/')
@@ -590,7 +665,7 @@ fn mounts(
             read_only: ro,
         });
     }
-    for t in &opts.tmpfs {
+    for t in &tmpfs {
         let (target, options) = match t.split_once(':') {
             Some((p, o)) => (p, o.to_owned()),
             None => (t.as_str(), "mode=1777".to_owned()),
@@ -714,6 +789,14 @@ fn populate_new_volumes(
 /// Prepares the container's directory and its sandbox spec.
 pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, ContainerError> {
     // Every option is checked before anything is created.
+    if let Some(f) = &opts.cidfile
+        && f.exists()
+    {
+        return Err(invalid(
+            format!("--cidfile {}: the file exists", f.display()),
+            Some("another container may have written it: remove it first"),
+        ));
+    }
     let rlimits: Vec<sandbox::Rlimit> = opts
         .ulimits
         .iter()
@@ -816,6 +899,17 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         confinement,
         &anonymous,
     );
+    // `--cidfile`: written once the container exists, never over another file.
+    let result = result.and_then(|spec| match &opts.cidfile {
+        Some(f) => fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(f)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, id.as_bytes()))
+            .map(|()| spec)
+            .map_err(io_err("write the --cidfile", f)),
+        None => Ok(spec),
+    });
     if result.is_err() {
         remove_anonymous();
         let _ = crate::store::remove_dir_tree(&dir);
@@ -1183,6 +1277,7 @@ fn create(
             tty: opts.tty,
             rlimits,
             group_add: opts.group_add.clone(),
+            oom_score_adj: opts.oom_score_adj,
         },
         init: opts.init,
         security,
@@ -1380,6 +1475,7 @@ fn exec_spec(store: &Store, opts: &ExecOptions) -> Result<sandbox::exec::ExecSpe
             tty: opts.tty,
             rlimits: spec.process.rlimits.clone(),
             group_add: spec.process.group_add.clone(),
+            oom_score_adj: spec.process.oom_score_adj,
         },
         security: spec.security.clone(),
     })

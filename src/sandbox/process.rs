@@ -24,6 +24,7 @@ pub struct Resolved {
     pub stdin: bool,
     pub tty: bool,
     pub rlimits: Vec<super::spec::Rlimit>,
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Why a process could not be started: the message, and the exit code it maps to
@@ -185,6 +186,7 @@ pub fn resolve(spec: &ProcessSpec) -> Result<Resolved, StartError> {
         stdin: spec.stdin,
         tty: spec.tty,
         rlimits: spec.rlimits.clone(),
+        oom_score_adj: spec.oom_score_adj,
     })
 }
 
@@ -267,6 +269,11 @@ fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), Start
 /// init does this before it starts the command, which inherits it (see `security`).
 pub fn confine(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
     set_rlimits(&p.rlimits)?;
+    // While the process may still lower it (CAP_SYS_RESOURCE); its children inherit it.
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| start_err(125, format!("cannot set oom_score_adj: {e}")))?;
+    }
     // The filter goes on first, while the init still has CAP_SYS_ADMIN (no_new_privs is off by
     // default, as in Docker); what follows — capset, setuid, exec — is allowed by it.
     if let Some(hex_program) = &security.seccomp {

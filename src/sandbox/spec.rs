@@ -286,6 +286,9 @@ pub struct ProcessSpec {
     /// More supplementary groups (`--group-add`): names of the container's /etc/group, or ids.
     #[serde(default)]
     pub group_add: Vec<String>,
+    /// `--oom-score-adj` (-1000 to 1000): how readily the OOM killer picks the process.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// A resource limit, `--ulimit NAME=SOFT[:HARD]`.
