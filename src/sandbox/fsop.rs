@@ -209,18 +209,8 @@ fn run(spec: &FsOpSpec) -> Result<()> {
 /// target's descriptor.
 fn mount_rootfs(spec: &FsOpSpec) -> Result<OwnedFd> {
     let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs to mount")?;
-    let upper = r.upper.display().to_string();
-    let work = r.work.display().to_string();
-    let mut options = vec![
-        ("upperdir", upper.as_str()),
-        ("workdir", work.as_str()),
-        ("redirect_dir", "off"),
-        ("metacopy", "off"),
-        ("index", "off"),
-    ];
-    if r.volatile {
-        options.push(("volatile", ""));
-    }
+    let owned = r.overlay_options();
+    let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     mount_layers(&r.lowers, &options, &r.target)?;
     open_dir(&r.target)
 }
@@ -288,6 +278,21 @@ fn open_in(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd> {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let rel = path.trim_matches('/');
     openat2(root, Path::new(if rel.is_empty() { "." } else { rel }), how)
+}
+
+/// The source directory `name` in `parent` (not followed if a link), or `parent` itself when
+/// the entry is the root (as [`Copier::src_entry`] gives it).
+fn open_entry_dir(parent: OwnedFd, name: &Option<String>, what: &str) -> Result<OwnedFd> {
+    match name {
+        Some(n) => openat(
+            &parent,
+            n.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(at(format!("copy: open `{what}`"))),
+        None => Ok(parent),
+    }
 }
 
 fn kind(st: &FileStat) -> SFlag {
@@ -438,17 +443,7 @@ impl Copier<'_> {
             if kind(&st) == SFlag::S_IFDIR {
                 // A directory's contents are copied, not the directory itself.
                 let (d, created) = mkdir_p(&self.dst, dest, self.owner)?;
-                let from = match &name {
-                    Some(n) => openat(
-                        &parent,
-                        n.as_str(),
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(at(format!("copy: open `{rel}`")))?,
-                    None => open_in(&self.src, "", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-                        .map_err(at("copy: open the source root"))?,
-                };
+                let from = open_entry_dir(parent, &name, rel)?;
                 if created {
                     self.set_meta(&d, &st)?;
                 }
@@ -499,16 +494,7 @@ impl Copier<'_> {
                 _ => dest.to_owned(),
             };
             let (d, created) = mkdir_p(&self.dst, &target, self.owner)?;
-            let from = match &name {
-                Some(n) => openat(
-                    &parent,
-                    n.as_str(),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(at(format!("open {src}")))?,
-                None => parent,
-            };
+            let from = open_entry_dir(parent, &name, src)?;
             if created {
                 self.set_meta(&d, &st)?;
             }

@@ -254,19 +254,9 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
     // The new mount API takes every layer on its own: no limit on the number of layers.
     let all_lowers = lowers;
     let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-    let upper = r.upper.display().to_string();
-    let work = r.work.display().to_string();
-    let mut options = vec![
-        ("source", "overlay"),
-        ("upperdir", upper.as_str()),
-        ("workdir", work.as_str()),
-        ("redirect_dir", "off"),
-        ("metacopy", "off"),
-        ("index", "off"),
-    ];
-    if r.volatile {
-        options.push(("volatile", ""));
-    }
+    let owned = r.overlay_options();
+    let mut options = vec![("source", "overlay")];
+    options.extend(owned.iter().map(|(k, v)| (*k, v.as_str())));
     let new_api = if r.classic_mount {
         Err(std::io::Error::from_raw_os_error(nix::libc::ENOSYS))
     } else {
@@ -301,13 +291,17 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
             all_lowers.iter().map(|l| l.display().to_string()).collect(),
         ),
     };
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off{}",
-        lowers.join(":"),
-        r.upper.display(),
-        r.work.display(),
-        if r.volatile { ",volatile" } else { "" }
-    );
+    let rest: Vec<String> = owned
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                (*k).to_owned()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    let data = format!("lowerdir={},{}", lowers.join(":"), rest.join(","));
     if data.len() >= 4000 {
         return Err(SetupError(format!(
             "the image has too many layers ({}) for one overlay mount",

@@ -224,6 +224,23 @@ pub struct RootfsSpec {
 
 impl RootfsSpec {
     /// Whether the environment asks for the classic overlay mount (`BOXR_OVERLAY_MOUNT=classic`).
+    /// The overlay options of this rootfs: its upper and work dirs, with `redirect_dir`,
+    /// `metacopy` and `index` off (so the upper dir stays a complete diff), and `volatile`
+    /// when asked.
+    pub fn overlay_options(&self) -> Vec<(&'static str, String)> {
+        let mut options = vec![
+            ("upperdir", self.upper.display().to_string()),
+            ("workdir", self.work.display().to_string()),
+            ("redirect_dir", "off".to_owned()),
+            ("metacopy", "off".to_owned()),
+            ("index", "off".to_owned()),
+        ];
+        if self.volatile {
+            options.push(("volatile", String::new()));
+        }
+        options
+    }
+
     pub fn classic_requested() -> bool {
         std::env::var("BOXR_OVERLAY_MOUNT").is_ok_and(|v| v == "classic")
     }
