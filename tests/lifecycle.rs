@@ -1707,3 +1707,53 @@ fn logs_since_and_until_select_by_time() {
     e.ok(&["rm", "-f", &c]);
     e.assert_clean();
 }
+
+#[test]
+fn start_boot_brings_back_what_a_restart_policy_keeps_running() {
+    let Some(e) = Env::new("start_boot_brings_back_what_a_restart_policy_keeps_running") else {
+        return;
+    };
+    let run = |name: &str, policy: &str| {
+        e.run_d(&["--name", name, "--restart", policy, "bb:1", "sleep", "1000"])
+    };
+    let always = run("always", "always");
+    let unless = run("unless", "unless-stopped");
+    let stopped = run("stopped", "unless-stopped");
+    let plain = run("plain", "no");
+    e.ok(&["stop", "-t", "0", "stopped"]);
+    // As a reboot leaves them: every monitor and container gone with no word.
+    for id in [&always, &unless, &plain] {
+        let v = e.inspect(id);
+        for key in ["MonitorPid", "Pid"] {
+            let pid = v["State"][key].as_i64().unwrap() as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    until("the reboot", || {
+        ["always", "unless", "plain"]
+            .iter()
+            .all(|n| e.inspect(n)["State"]["Running"] == false)
+    });
+    let (c, out, err) = boxr(&e.store, &["start", "--boot"]);
+    assert_eq!(c, 0, "{err}");
+    let mut started: Vec<&str> = out.lines().collect();
+    started.sort();
+    assert_eq!(started, ["always", "unless"]);
+    for (name, running) in [
+        ("always", true),
+        ("unless", true),
+        ("stopped", false),
+        ("plain", false),
+    ] {
+        assert_eq!(e.inspect(name)["State"]["Running"], running, "{name}");
+    }
+    // Nothing more to start the second time.
+    assert_eq!(e.ok(&["start", "--boot"]), "");
+    let (c, _, _) = boxr(&e.store, &["start", "--boot", "always"]);
+    assert_ne!(c, 0);
+    e.ok(&["rm", "-f", &always, &unless, &stopped, &plain]);
+    e.assert_clean();
+}

@@ -312,11 +312,34 @@ pub struct StartArgs {
     /// Attach the terminal's input too (with -a)
     #[arg(short, long)]
     interactive: bool,
-    #[arg(required = true)]
+    /// Start every container a restart policy keeps running (always; unless-stopped unless
+    /// stopped by hand): for the init system at boot (see contrib/boxr-restart.service)
+    #[arg(long, conflicts_with_all = ["attach", "containers"])]
+    boot: bool,
+    #[arg(required_unless_present = "boot")]
     containers: Vec<String>,
 }
 
 pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
+    if args.boot {
+        let store = match open(settings) {
+            Ok(s) => s,
+            Err(c) => return c,
+        };
+        let mut code = exit::OK;
+        for (info, r) in lifecycle::start_at_boot(&store) {
+            match r {
+                Ok(()) => settings
+                    .printer
+                    .out(info.name.as_deref().unwrap_or(&info.id[..12])),
+                Err(e) => {
+                    settings.printer.diagnostic(&e);
+                    code = e.exit_code();
+                }
+            }
+        }
+        return code;
+    }
     if !args.attach {
         return each_container(settings, &args.containers, |_, info| lifecycle::start(info));
     }

@@ -532,3 +532,35 @@ pub fn rename(store: &crate::store::Store, info: &Info, new: &str) -> Result<(),
     );
     Ok(())
 }
+
+/// `boxr start --boot`: starts the containers a restart policy keeps running, for the init
+/// system after a reboot (a daemonless tool has no daemon to do it): `always`, and
+/// `unless-stopped` unless the user stopped it. Returns each one tried, with how it went.
+pub fn start_at_boot(store: &crate::store::Store) -> Vec<(Info, Result<(), ContainerError>)> {
+    use crate::manifest::values::RestartPolicy;
+    let mut out = Vec::new();
+    for info in state::list(store) {
+        if !matches!(
+            state::status(&info),
+            Status::Exited { .. } | Status::Created
+        ) {
+            continue;
+        }
+        let Some(ms) = fs::read(info.dir.join("monitor.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<MonitorSpec>(&b).ok())
+        else {
+            continue;
+        };
+        let wanted = match ms.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::UnlessStopped => !info.dir.join("stopped").exists(),
+            RestartPolicy::No | RestartPolicy::OnFailure { .. } => false,
+        };
+        if wanted {
+            let r = start(&info);
+            out.push((info, r));
+        }
+    }
+    out
+}
