@@ -949,6 +949,24 @@ fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
     let took = started.elapsed();
     assert_eq!(e.inspect(&id2)["State"]["ExitCode"], 137);
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    // A real-time stop signal (systemd's is SIGRTMIN+3) reaches the command through the init,
+    // and `kill` sends real-time signals too.
+    let rt = e.run_d(&[
+        "--stop-signal",
+        "SIGRTMIN+3",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 7' 37; echo ready; while true; do sleep 0.1; done",
+    ]);
+    until("the trap", || e.ok(&["logs", &rt]).contains("ready"));
+    e.ok(&["stop", &rt]);
+    assert_eq!(e.inspect(&rt)["State"]["ExitCode"], 7);
+    let plain = e.run_d(&["bb:1", "sleep", "1000"]);
+    e.ok(&["kill", "-s", "RTMIN+1", &plain]);
+    e.ok(&["wait", &plain]);
+    assert_eq!(e.inspect(&plain)["State"]["ExitCode"], 128 + 35);
+    e.ok(&["rm", &rt, &plain]);
     // The image's StopSignal (here set by a commit) is the default.
     let base = e.run_d(&["bb:1", "true"]);
     e.ok(&["wait", &base]);

@@ -272,6 +272,23 @@ fn exit_codes_come_back() {
     assert_eq!(e.sh("exit 0").0, 0);
     assert_eq!(e.sh("exit 7").0, 7);
     assert_eq!(e.sh("kill -9 $$").0, 137);
+    // A real-time signal too (nix cannot name it: the init reaps it raw). Under `timeout`, so
+    // a regression fails instead of hanging.
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            env!("CARGO_BIN_EXE_boxr"),
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "kill -34 $$",
+        ])
+        .env("BOXR_ROOT", &e.store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(128 + 34), "{out:?}");
     let (c, _, err) = e.run(&["bb:1", "nosuchcommand"]);
     assert_eq!(c, 127);
     assert!(

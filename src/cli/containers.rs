@@ -418,11 +418,8 @@ pub struct KillArgs {
 }
 
 pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
-    let sig = match crate::manifest::values::parse_signal(&args.signal)
-        .ok()
-        .and_then(|s| nix::sys::signal::Signal::try_from(s.0).ok())
-    {
-        Some(s) => s,
+    let sig = match crate::manifest::values::parse_signal(&args.signal).ok() {
+        Some(s) => s.0,
         None => {
             return fail(
                 &settings.printer,
@@ -431,7 +428,7 @@ pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
         }
     };
     each_container(settings, &args.containers, |_, info| {
-        if lifecycle::signal(info, sig)? {
+        if lifecycle::signal_number(info, sig)? {
             Ok(())
         } else {
             Err(ContainerError::Invalid {

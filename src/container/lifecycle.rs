@@ -48,6 +48,12 @@ fn monitor_status(info: &Info) -> Option<Value> {
 
 /// Sends `sig` to the container's init; false if it does not run.
 pub fn signal(info: &Info, sig: Signal) -> Result<bool, ContainerError> {
+    signal_number(info, sig as i32)
+}
+
+/// Sends signal number `signo` (real-time ones included) to the container's init; false if it
+/// does not run.
+pub fn signal_number(info: &Info, signo: i32) -> Result<bool, ContainerError> {
     let Some(pid) = state::live_pid(&info.dir) else {
         return Ok(false);
     };
@@ -55,11 +61,11 @@ pub fn signal(info: &Info, sig: Signal) -> Result<bool, ContainerError> {
     if state::paused(info) {
         state::set_paused(info, false)?;
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+    match crate::sandbox::send_signal(pid, signo) {
         Ok(()) => Ok(true),
-        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(false),
         Err(e) => Err(invalid(
-            format!("cannot signal {}: {}", &info.id[..12], e.desc()),
+            format!("cannot signal {}: {e}", &info.id[..12]),
             None,
         )),
     }
@@ -92,15 +98,12 @@ pub fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
 /// container's stop timeout, else 10 s); the restart policy leaves it down.
 pub fn stop(info: &Info, timeout: Option<Duration>) -> Result<(), ContainerError> {
     let timeout = timeout.unwrap_or_else(|| Duration::from_secs(info.stop_timeout.unwrap_or(10)));
-    let stop_signal = info
-        .stop_signal
-        .and_then(|n| Signal::try_from(n).ok())
-        .unwrap_or(Signal::SIGTERM);
+    let stop_signal = info.stop_signal.unwrap_or(Signal::SIGTERM as i32);
     state::mark_stopped(info);
     if state::paused(info) {
         state::set_paused(info, false)?;
     }
-    let req = format!("stop {} {}", timeout.as_secs(), stop_signal as i32);
+    let req = format!("stop {} {stop_signal}", timeout.as_secs());
     if let Some(s) = request(info, &req) {
         // The monitor answers with the exit code once the end is recorded.
         let mut line = String::new();
@@ -108,7 +111,7 @@ pub fn stop(info: &Info, timeout: Option<Duration>) -> Result<(), ContainerError
             return Ok(());
         }
     }
-    if signal(info, stop_signal)? && !wait_exit(info, Some(timeout)) {
+    if signal_number(info, stop_signal)? && !wait_exit(info, Some(timeout)) {
         signal(info, Signal::SIGKILL)?;
         wait_exit(info, None);
     }

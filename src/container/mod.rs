@@ -1189,19 +1189,12 @@ fn create(
                 .ok_or_else(|| invalid(format!("--shm-size {t}: not a size"), Some("e.g. 256m")))
         })
         .transpose()?;
-    // A standard signal (not a real-time one): what `stop` and the monitor send.
-    let standard = |s: &str| {
-        crate::manifest::values::parse_signal(s)
-            .map_err(|b| b.reason)
-            .and_then(|n| {
-                nix::sys::signal::Signal::try_from(n.0)
-                    .map_err(|_| "real-time signals are not supported as stop signals".to_owned())
-            })
-    };
+    // What `stop` and the monitor send first (real-time signals too: `SIGRTMIN+3` stops systemd).
+    let signal = |s: &str| crate::manifest::values::parse_signal(s).map_err(|b| b.reason);
     let stop_signal = match &opts.stop_signal {
-        Some(s) => Some(standard(s).map_err(|m| invalid(format!("--stop-signal {s}: {m}"), None))?),
+        Some(s) => Some(signal(s).map_err(|m| invalid(format!("--stop-signal {s}: {m}"), None))?),
         // An image's signal that cannot be used is ignored: SIGTERM then.
-        None => run.stop_signal.as_deref().and_then(|s| standard(s).ok()),
+        None => run.stop_signal.as_deref().and_then(|s| signal(s).ok()),
     };
     let mut etc_files = Vec::new();
     for (name, content) in [
@@ -1233,8 +1226,8 @@ fn create(
         "CgroupPath": format!("boxr/{id}"),
         "AnonymousVolumes": anonymous,
         "Labels": container_labels(opts, run.labels.as_ref())?,
-        "StopSignal": stop_signal.map(|s| s.as_str()),
-        "StopSignalNumber": stop_signal.map(|s| s as i32),
+        "StopSignal": stop_signal.map(|s| s.to_string()),
+        "StopSignalNumber": stop_signal.map(|s| s.0),
         "StopTimeout": opts.stop_timeout,
         // With nanoseconds, as Docker's: `ps` orders by it (`-n`, `-l`).
         "Created": monitor::now(),

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -337,7 +336,7 @@ struct Monitor {
     /// When a `stop` turns into SIGKILL.
     kill_at: Option<Instant>,
     /// What a `stop` request asked for: the signal, and how long before SIGKILL.
-    stop_with: (Signal, Duration),
+    stop_with: (i32, Duration),
     /// The exit code recorded at the end (kept here too: `--rm` removes `state.json`).
     exit_code: Option<i32>,
     /// The health checks, while the container runs.
@@ -417,7 +416,7 @@ impl Monitor {
             delay: Duration::from_millis(100),
             started: Instant::now(),
             kill_at: None,
-            stop_with: (Signal::SIGTERM, Duration::from_secs(10)),
+            stop_with: (Signal::SIGTERM as i32, Duration::from_secs(10)),
             exit_code: None,
             health,
             last_err: String::new(),
@@ -800,15 +799,15 @@ impl Monitor {
                     words
                         .next()
                         .and_then(|w| w.parse().ok())
-                        .and_then(|n: i32| Signal::try_from(n).ok())
-                        .unwrap_or(Signal::SIGTERM),
+                        .filter(|n: &i32| (1..=64).contains(n))
+                        .unwrap_or(Signal::SIGTERM as i32),
                     Duration::from_secs(secs),
                 );
                 let _ = fs::write("stopped", "");
                 self.clients[k].stopping = true;
                 match self.phase {
                     Phase::Running(pid) => {
-                        let _ = kill(pid, self.stop_with.0);
+                        let _ = sandbox::send_signal(pid.as_raw(), self.stop_with.0);
                         self.kill_at = Some(Instant::now() + self.stop_with.1);
                     }
                     // The backoff is cut short, or the held start called off: it stays down.
@@ -850,14 +849,8 @@ impl Monitor {
             if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
                 continue;
             }
-            loop {
-                let (pid, code) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) => (pid, code),
-                    Ok(WaitStatus::Signaled(pid, s, _)) => (pid, 128 + s as i32),
-                    Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(_) => continue,
-                };
-                self.reaped(pid, code);
+            while let Some((pid, code)) = sandbox::reap(None) {
+                self.reaped(Pid::from_raw(pid), code);
             }
         }
     }
@@ -900,7 +893,7 @@ impl Monitor {
                 sandbox::map_code_on_demand();
                 if self.clients.iter().any(|c| c.stopping) {
                     // Stopped while it started.
-                    let _ = kill(init, self.stop_with.0);
+                    let _ = sandbox::send_signal(init.as_raw(), self.stop_with.0);
                     self.kill_at = Some(Instant::now() + self.stop_with.1);
                 }
                 if let Some(i) = self.early.iter().position(|(p, _)| *p == init) {

@@ -19,7 +19,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
@@ -606,10 +606,8 @@ pub(super) fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
             let _ = kill(child, sig);
             continue;
         }
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            _ => {}
+        if let Some((_, code)) = sys::reap(Some(child.as_raw())) {
+            return code;
         }
     }
 }

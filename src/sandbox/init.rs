@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, pipe2};
 use std::os::fd::AsRawFd;
 
@@ -177,21 +176,34 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
     Ok(failed.unwrap_or(status))
 }
 
-/// Reaps and forwards until the main child exits; returns its exit code.
+/// Reaps and forwards until the main child exits; returns its exit code. Signals are read
+/// from a signalfd, which gives their numbers: the real-time ones (`SIGRTMIN+3`, systemd's stop
+/// signal) are forwarded too.
 fn supervise(child: Pid, all: &SigSet) -> i32 {
+    let fd =
+        nix::sys::signalfd::SignalFd::with_flags(all, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC);
     loop {
-        let Ok(sig) = all.wait() else { continue };
+        let signo = match &fd {
+            Ok(fd) => match fd.read_signal() {
+                Ok(Some(info)) => info.ssi_signo as i32,
+                _ => continue,
+            },
+            // Without a signalfd, the standard signals only.
+            Err(_) => match all.wait() {
+                Ok(s) => s as i32,
+                Err(_) => continue,
+            },
+        };
+        let Ok(sig) = Signal::try_from(signo) else {
+            let _ = sys::send_signal(child.as_raw(), signo);
+            continue;
+        };
         match sig {
             Signal::SIGCHLD => {
                 // Reap everything that has exited: the command and any orphan.
-                loop {
-                    match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
-                        Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => {
-                            return 128 + s as i32;
-                        }
-                        Ok(WaitStatus::StillAlive) | Err(_) => break,
-                        Ok(_) => continue,
+                while let Some((pid, code)) = sys::reap(None) {
+                    if pid == child.as_raw() {
+                        return code;
                     }
                 }
             }

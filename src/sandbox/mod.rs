@@ -203,6 +203,16 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
 
 pub use helper::{append_event, process_start_time};
 
+/// Reaps one ended child (`pid`, or any): its pid and exit code (128 + N for signal N).
+pub fn reap(pid: Option<i32>) -> Option<(i32, i32)> {
+    sys::reap(pid)
+}
+
+/// Sends signal number `signo` (real-time ones included) to `pid`.
+pub fn send_signal(pid: i32, signo: i32) -> std::io::Result<()> {
+    sys::send_signal(pid, signo)
+}
+
 /// For a long-lived process: maps its code only as it runs (see `sys::map_code_on_demand`).
 pub fn map_code_on_demand() {
     sys::map_code_on_demand();

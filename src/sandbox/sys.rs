@@ -560,6 +560,37 @@ pub fn set_read_only_recursive(mount: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends signal number `signo` to `pid`: any signal, the real-time ones included (which nix's
+/// `Signal` does not name).
+pub fn send_signal(pid: i32, signo: i32) -> io::Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    if unsafe { nix::libc::kill(pid, signo) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps one child that has ended (`pid`, or any with `None`) without blocking: its pid and
+/// exit code, 128 + N when signal N killed it (a real-time one too, which nix's `WaitStatus`
+/// cannot name: through nix such a child would be reaped and its status lost). `None` when no
+/// child has ended.
+pub fn reap(pid: Option<i32>) -> Option<(i32, i32)> {
+    let mut status: nix::libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the child's status into `status`, a live int of ours.
+        let r = unsafe { nix::libc::waitpid(pid.unwrap_or(-1), &mut status, nix::libc::WNOHANG) };
+        if r <= 0 {
+            return None;
+        }
+        if nix::libc::WIFEXITED(status) {
+            return Some((r, nix::libc::WEXITSTATUS(status)));
+        }
+        if nix::libc::WIFSIGNALED(status) {
+            return Some((r, 128 + nix::libc::WTERMSIG(status)));
+        }
+    }
+}
+
 const BPF_PROG_LOAD: nix::libc::c_long = 5;
 const BPF_PROG_ATTACH: nix::libc::c_long = 8;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;

@@ -19,7 +19,6 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::sys;
@@ -202,14 +201,16 @@ pub fn proxy(master: OwnedFd, child: Pid, relayed: &SigSet, stdin_open: bool) ->
         if sig_ready {
             while let Ok(Some(info)) = sigfd.read_signal() {
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    // A real-time signal: passed on all the same.
+                    let _ = sys::send_signal(child.as_raw(), info.ssi_signo as i32);
                     continue;
                 };
                 match sig {
-                    Signal::SIGCHLD => match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(_, code)) => status = Some(code),
-                        Ok(WaitStatus::Signaled(_, s, _)) => status = Some(128 + s as i32),
-                        _ => {}
-                    },
+                    Signal::SIGCHLD => {
+                        if let Some((_, code)) = sys::reap(Some(child.as_raw())) {
+                            status = Some(code);
+                        }
+                    }
                     // The kernel signals the container's foreground group itself when the
                     // pty's size changes.
                     Signal::SIGWINCH => {
