@@ -1775,3 +1775,48 @@ fn start_boot_brings_back_what_a_restart_policy_keeps_running() {
     e.ok(&["rm", "-f", &always, &unless, &stopped, &plain]);
     e.assert_clean();
 }
+
+#[test]
+fn export_writes_the_container_s_filesystem_as_one_tar() {
+    let Some(e) = Env::new("export_writes_the_container_s_filesystem_as_one_tar") else {
+        return;
+    };
+    let host = e._dir.path().join("vol");
+    fs::create_dir(&host).unwrap();
+    let vol = format!("{}:/mnt/vol", host.display());
+    let c = e.run_d(&[
+        "-v",
+        &vol,
+        "bb:1",
+        "sh",
+        "-c",
+        "echo hi > /root/new; rm /bin/vi; echo no > /mnt/vol/in-the-volume; echo ready; \
+         exec sleep 1000",
+    ]);
+    until("the changes", || e.ok(&["logs", &c]).contains("ready"));
+    let tar = e._dir.path().join("flat.tar");
+    e.ok(&["export", "-o", tar.to_str().unwrap(), &c]);
+    // The merged view: the image's files, the changes (the deleted one gone), nothing of the
+    // volume; imported again, it is a one-layer image that runs.
+    e.ok(&["import", tar.to_str().unwrap(), "flat:1"]);
+    let (c2, out, err) = boxr(
+        &e.store,
+        &[
+            "run",
+            "--rm",
+            "flat:1",
+            "sh",
+            "-c",
+            "cat /root/new; test -e /bin/vi || echo no-vi; test -e /mnt/vol/in-the-volume || echo no-volume",
+        ],
+    );
+    assert_eq!((c2, out.as_str()), (0, "hi\nno-vi\nno-volume\n"), "{err}");
+    let img: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "flat:1"])).unwrap();
+    assert_eq!(img[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    // Running again after, and never a tar on a terminal or a half one on failure.
+    e.ok(&["exec", &c, "true"]);
+    let (code, _, _) = boxr(&e.store, &["export", "-o", tar.to_str().unwrap(), "nosuch"]);
+    assert_eq!(code, 125);
+    e.ok(&["rm", "-f", &c]);
+    e.assert_clean();
+}

@@ -911,3 +911,59 @@ pub fn rename(args: &RenameArgs, settings: &Settings) -> i32 {
         Err(e) => fail_with(&settings.printer, &e),
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Write the tar to this file (default: standard output, if it is not a terminal)
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    container: String,
+}
+
+/// `boxr export`: the container's filesystem as one tar.
+pub fn export(args: &ExportArgs, settings: &Settings) -> i32 {
+    use std::io::IsTerminal;
+    if args.output.is_none() && std::io::stdout().is_terminal() {
+        return fail(
+            &settings.printer,
+            "refusing to write a tar to a terminal: give -o FILE or redirect the output",
+        );
+    }
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let info = match state::find(&store, &args.container) {
+        Ok(i) => i,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let result = match &args.output {
+        Some(path) => {
+            // Written beside, then renamed: a failed export leaves no half tar.
+            let tmp = path.with_extension("partial");
+            let written = std::fs::File::create(&tmp)
+                .map_err(|e| crate::container::ContainerError::Invalid {
+                    message: format!("cannot create {}: {e}", tmp.display()),
+                    help: None,
+                })
+                .and_then(|mut f| commit::export(&store, &info, &mut f))
+                .and_then(|()| {
+                    std::fs::rename(&tmp, path).map_err(|e| {
+                        crate::container::ContainerError::Invalid {
+                            message: format!("cannot write {}: {e}", path.display()),
+                            help: None,
+                        }
+                    })
+                });
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written
+        }
+        None => commit::export(&store, &info, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
+}

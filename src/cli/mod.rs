@@ -117,6 +117,8 @@ enum Commands {
     Update(containers::UpdateArgs),
     /// Give a container another name
     Rename(containers::RenameArgs),
+    /// Write a container's filesystem as one tar
+    Export(containers::ExportArgs),
     /// Create an image from a container's changes
     Commit(containers::CommitArgs),
     /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
@@ -297,6 +299,7 @@ pub fn main() -> i32 {
         Commands::Create(args) => run::create(args, &settings),
         Commands::Update(args) => containers::update(args, &settings),
         Commands::Rename(args) => containers::rename(args, &settings),
+        Commands::Export(args) => containers::export(args, &settings),
         Commands::Commit(args) => containers::commit(args, &settings),
         Commands::Cp(args) => containers::cp(args, &settings),
         Commands::Diff(args) => containers::diff(args, &settings),

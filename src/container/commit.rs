@@ -73,6 +73,61 @@ fn mount_targets(spec: &SandboxSpec) -> Vec<String> {
     targets
 }
 
+/// `boxr export`: the container's filesystem (its upper dir over its image's layers, without
+/// its mounts) as one tar written to `out`. A running container is frozen meanwhile, so the tar
+/// is one moment of it.
+pub fn export(
+    store: &Store,
+    info: &Info,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ContainerError> {
+    let spec = spec_of(info)?;
+    let target = store.tmp_dir("export-").map_err(store_err)?;
+    let mut layers = vec![spec.rootfs.upper.clone()];
+    layers.extend(spec.rootfs.lowers.iter().cloned());
+    let op = crate::sandbox::fsop::FsOpSpec {
+        rootfs: None,
+        source: None,
+        op: crate::sandbox::fsop::FsOp::Export {
+            layers,
+            target: target.clone(),
+        },
+    };
+    let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
+    let cgroup = if freeze { state::cgroup(info) } else { None };
+    if let Some(cg) = &cgroup {
+        cg.set_frozen(true).map_err(|m| invalid(m, None))?;
+    }
+    let result = (|| {
+        let mut child = crate::sandbox::spawn_fsop(
+            &op,
+            std::process::Stdio::piped(),
+            std::process::Stdio::piped(),
+        )
+        .map_err(|e| invalid(e.0, None))?;
+        let copied = child.stdout.take().map(|mut o| std::io::copy(&mut o, out));
+        let output = child
+            .wait_with_output()
+            .map_err(|e| invalid(format!("export: {e}"), None))?;
+        if !output.status.success() {
+            let message = String::from_utf8_lossy(&output.stderr);
+            return Err(invalid(
+                format!("export: {}", message.trim().trim_start_matches("boxr: ")),
+                None,
+            ));
+        }
+        match copied {
+            Some(Err(e)) => Err(invalid(format!("export: cannot write the tar: {e}"), None)),
+            _ => Ok(()),
+        }
+    })();
+    if let Some(cg) = &cgroup {
+        let _ = cg.set_frozen(false);
+    }
+    let _ = crate::store::remove_dir_tree(&target);
+    result
+}
+
 /// `boxr diff`: the paths the container added, changed or deleted, in path order.
 pub fn diff(info: &Info) -> Result<Vec<(Change, String)>, ContainerError> {
     let spec = spec_of(info)?;

@@ -76,6 +76,12 @@ pub enum FsOp {
         /// The owner of everything copied; `None` keeps each entry's own (`-a`).
         owner: Option<(u32, u32)>,
     },
+    /// `boxr export`: the merged view of `layers` (topmost first: a container's upper dir over
+    /// its image's layers), mounted read-only at `target`, as one tar on stdout.
+    Export {
+        layers: Vec<PathBuf>,
+        target: PathBuf,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -123,6 +129,14 @@ fn run(spec: &FsOpSpec) -> Result<()> {
     if let FsOp::Populate { path, into } = &spec.op {
         return populate(spec, path, into);
     }
+    if let FsOp::Export { layers, target } = &spec.op {
+        mount_layers(layers, &[], target)?;
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        let (_, mut out) =
+            crate::layer::write_tar(target, crate::layer::WriteOptions::default(), out)
+                .map_err(|e| format!("boxr: export: {e}"))?;
+        return std::io::Write::flush(&mut out).map_err(|e| format!("boxr: export: {e}"));
+    }
     if let FsOp::Cp {
         running,
         src,
@@ -162,7 +176,9 @@ fn run(spec: &FsOpSpec) -> Result<()> {
     }
     let dst = mount_rootfs(spec)?;
     match &spec.op {
-        FsOp::Populate { .. } | FsOp::Cp { .. } => unreachable!("handled above"),
+        FsOp::Populate { .. } | FsOp::Cp { .. } | FsOp::Export { .. } => {
+            unreachable!("handled above")
+        }
         FsOp::Mkdir { path } => mkdir_p(&dst, path, None).map(drop),
         FsOp::Copy {
             sources,
