@@ -454,6 +454,36 @@ fn top_and_stats_read_the_container_s_cgroup() {
         (15.0..=85.0).contains(&cpu),
         "--cpus 0.5 and stats says {cpu}%"
     );
+    // JSON lines and Go templates, with docker's keys.
+    let json: serde_json::Value = serde_json::from_str(
+        env.ok(&["stats", "--no-stream", "--format", "json", "busy"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(json["Name"], "busy");
+    assert!(
+        json["MemUsage"].as_str().unwrap().ends_with("/ 64.0MiB"),
+        "{json}"
+    );
+    let line = env.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "busy",
+    ]);
+    assert!(
+        line.starts_with("busy ")
+            && line
+                .trim_end()
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .parse::<u32>()
+                .unwrap()
+                >= 2,
+        "{line}"
+    );
     env.ok(&["rm", "-f", "busy"]);
     env.assert_clean();
 }

@@ -1,7 +1,7 @@
 //! `boxr ps`, `logs`, `stop`, `kill`, `rm`, `wait`: containers as any boxr process sees them.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
@@ -562,24 +562,14 @@ pub struct StatsArgs {
     /// One sample, then exit (default: a new sample every second until interrupted)
     #[arg(long)]
     no_stream: bool,
+    /// table, json, or a Go template for each container ({{.Name}} {{.CPUPerc}} {{.MemUsage}})
+    #[arg(long, default_value = "table")]
+    format: String,
     /// Containers (default: every running one)
     containers: Vec<String>,
 }
 
-/// CPU time (ns) of the processes of a cgroup, from /proc (works on every layout).
-fn cpu_ns(pids: &[i32]) -> u64 {
-    let tick = 1_000_000_000 / 100; // USER_HZ
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split(' ').collect();
-            Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) * tick)
-        })
-        .sum()
-}
-
-/// `boxr stats --no-stream`: CPU %, memory, pids of running containers from their cgroups.
+/// `boxr stats`: CPU %, memory, pids of running containers from their cgroups.
 pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
     let store = match open(settings) {
         Ok(s) => s,
@@ -601,9 +591,12 @@ pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
             Err(e) => return fail_with(&settings.printer, &e),
         }
     };
-    let cgroups: Vec<_> = infos.iter().map(state::cgroup).collect();
     loop {
-        settings.printer.data(stats_table(&infos, &cgroups));
+        let samples = crate::container::stats::sample(&infos, Duration::from_millis(500));
+        match stats_text(&samples, &args.format) {
+            Ok(text) => settings.printer.data(text),
+            Err(m) => return fail(&settings.printer, &m),
+        }
         if args.no_stream {
             return exit::OK;
         }
@@ -611,36 +604,58 @@ pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
     }
 }
 
-/// One sample of every container's use (CPU over 500 ms).
-fn stats_table(infos: &[Info], cgroups: &[Option<crate::sandbox::cgroup::Cgroup>]) -> String {
-    let first: Vec<u64> = cgroups
-        .iter()
-        .map(|c| c.as_ref().map_or(0, |c| cpu_ns(&c.pids())))
-        .collect();
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
-    let wall = t0.elapsed().as_nanos() as f64;
-    let mut out = format!(
-        "{:<14}{:<20}{:>8}  {:>22}  {:>6}\n",
-        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"
-    );
-    for ((info, cg), before) in infos.iter().zip(cgroups).zip(first) {
-        let Some(cg) = cg else { continue };
-        let pids = cg.pids();
-        let cpu = (cpu_ns(&pids).saturating_sub(before)) as f64 / wall * 100.0;
-        let (used, limit) = cg.memory();
-        let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
-        let limit = limit.map_or("no limit".to_owned(), mib);
-        out.push_str(&format!(
-            "{:<14}{:<20}{:>7.2}%  {:>22}  {:>6}\n",
-            &info.id[..12],
-            info.name.as_deref().unwrap_or(""),
-            cpu,
-            format!("{} / {limit}", mib(used)),
-            pids.len()
-        ));
+/// A sample as a table, JSON lines, or a Go template per container (docker's keys: `ID`,
+/// `Name`, `CPUPerc`, `MemUsage`, `MemPerc`, `PIDs`).
+fn stats_text(samples: &[crate::container::stats::Sample], format: &str) -> Result<String, String> {
+    let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
+    let rows = samples.iter().map(|s| {
+        let limit = s.memory_limit.map_or("no limit".to_owned(), mib);
+        let mem_perc = s.memory_limit.map_or("--".to_owned(), |l| {
+            format!("{:.2}%", s.memory_used as f64 / l.max(1) as f64 * 100.0)
+        });
+        serde_json::json!({
+            "ID": &s.id[..12], "Name": s.name, "CPUPerc": format!("{:.2}%", s.cpu_percent),
+            "MemUsage": format!("{} / {limit}", mib(s.memory_used)), "MemPerc": mem_perc,
+            "PIDs": s.pids.to_string(),
+        })
+    });
+    let mut out = String::new();
+    match format {
+        "table" => {
+            out.push_str(&format!(
+                "{:<14}{:<20}{:>8}  {:>22}  {:>6}\n",
+                "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"
+            ));
+            for r in rows {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                out.push_str(&format!(
+                    "{:<14}{:<20}{:>8}  {:>22}  {:>6}\n",
+                    s("ID"),
+                    s("Name"),
+                    s("CPUPerc"),
+                    s("MemUsage"),
+                    s("PIDs")
+                ));
+            }
+        }
+        "json" => {
+            for r in rows {
+                out.push_str(&format!("{r}\n"));
+            }
+        }
+        t if t.contains("{{") => {
+            for r in rows {
+                out.push_str(&super::template::render(t, &r)?);
+                out.push('\n');
+            }
+        }
+        other => {
+            return Err(format!(
+                "--format {other}: use table, json or a Go template"
+            ));
+        }
     }
-    out
+    Ok(out)
 }
 
 #[derive(Debug, clap::Args)]

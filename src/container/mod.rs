@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod state;
+pub mod stats;
 
 use std::fs;
 use std::io::Read;
