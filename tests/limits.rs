@@ -551,6 +551,38 @@ fn update_changes_the_limits_of_a_running_container_and_they_stay() {
     assert!(err.contains("nothing to update"), "{err}");
     let (c, _, err) = b(&["rm", "-f", "u1"]);
     assert_eq!(c, 0, "{err}");
+    // A restart by the policy runs with the updated limits too (the monitor reads them again).
+    let (c, _, err) = b(&[
+        "run",
+        "-d",
+        "--name",
+        "u2",
+        "--restart",
+        "always",
+        "--pids-limit",
+        "20",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let (c, _, err) = b(&["update", "--pids-limit", "100", "u2"]);
+    assert_eq!(c, 0, "{err}");
+    let pid = |b: &dyn Fn(&[&str]) -> (i32, String, String)| -> String {
+        b(&["inspect", "-f", "{{.State.Pid}}", "u2"]).1
+    };
+    let before = pid(&b);
+    let (c, _, err) = b(&["kill", "u2"]);
+    assert_eq!(c, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pid(&b) == before || pid(&b).trim() == "0" {
+        assert!(Instant::now() < deadline, "u2 did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (c, out, err) = b(&["exec", "u2", "sh", "-c", fork]);
+    assert_eq!((c, out.as_str()), (0, "forked\n"), "{err}");
+    let (c, _, err) = b(&["rm", "-f", "u2"]);
+    assert_eq!(c, 0, "{err}");
 }
 
 #[test]

@@ -514,6 +514,14 @@ impl Monitor {
 
     /// Starts the container once: the helper, with the container's stdio.
     fn launch(&mut self) {
+        // What changed since the last run (`boxr update`'s limits, `rename`'s name) is in
+        // monitor.json: a restart by the policy runs with it too.
+        if let Ok(b) = fs::read("monitor.json")
+            && let Ok(saved) = serde_json::from_slice::<MonitorSpec>(&b)
+        {
+            self.spec.sandbox = saved.sandbox;
+            self.spec.name_file = saved.name_file;
+        }
         let _ = fs::remove_file("pid");
         let _ = fs::remove_file("exit.json");
         self.started = Instant::now();
