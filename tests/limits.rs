@@ -568,14 +568,12 @@ fn update_changes_the_limits_of_a_running_container_and_they_stay() {
     assert_eq!(c, 0, "{err}");
     let (c, _, err) = b(&["update", "--pids-limit", "100", "u2"]);
     assert_eq!(c, 0, "{err}");
-    let pid = |b: &dyn Fn(&[&str]) -> (i32, String, String)| -> String {
-        b(&["inspect", "-f", "{{.State.Pid}}", "u2"]).1
-    };
-    let before = pid(&b);
+    let pid = || boxr(&env.store, &["inspect", "-f", "{{.State.Pid}}", "u2"]).1;
+    let before = pid();
     let (c, _, err) = b(&["kill", "u2"]);
     assert_eq!(c, 0, "{err}");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while pid(&b) == before || pid(&b).trim() == "0" {
+    while pid() == before || pid().trim() == "0" {
         assert!(Instant::now() < deadline, "u2 did not come back");
         std::thread::sleep(Duration::from_millis(50));
     }
