@@ -408,7 +408,29 @@ fn restart_policies_apply_with_backoff_and_stop_wins() {
     );
     assert_eq!(code, 125);
     assert!(err.contains("do not go together"), "{err}");
-    env.ok(&["rm", &a, &b, &c]);
+    // update --restart: the running monitor applies the new policy from the next end on.
+    let d = env.run_d(&["bb:1", "sleep", "1000"]);
+    let d_pid = |env: &Env| env.inspect(&d)["State"]["Pid"].as_i64().unwrap_or(0);
+    until("d's start", || d_pid(&env) > 0);
+    env.ok(&["update", "--restart", "always", &d]);
+    let first = d_pid(&env);
+    env.ok(&["kill", &d]);
+    until("d's restart", || {
+        let p = d_pid(&env);
+        p > 0 && p != first
+    });
+    env.ok(&["update", "--restart", "no", &d]);
+    env.ok(&["kill", &d]);
+    assert_eq!(env.ok(&["wait", &d]), "137\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d_pid(&env), 0, "restarted after --restart no");
+    // A foreground container has no monitor to apply a policy.
+    let (code, _, _) = boxr(&env.store, &["run", "--name", "fg", "bb:1", "true"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = boxr(&env.store, &["update", "--restart", "always", "fg"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("detached"), "{err}");
+    env.ok(&["rm", &a, &b, &c, &d, "fg"]);
     env.assert_clean();
 }
 

@@ -895,6 +895,9 @@ pub fn cp(args: &CpArgs, settings: &Settings) -> i32 {
 pub struct UpdateArgs {
     #[command(flatten)]
     limits: super::run::LimitArgs,
+    /// A new restart policy: no, on-failure[:N], always, unless-stopped (from the next end on)
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -903,7 +906,7 @@ pub struct UpdateArgs {
 pub fn update(args: &UpdateArgs, settings: &Settings) -> i32 {
     let opts = args.limits.options();
     each_container(settings, &args.containers, |_, info| {
-        lifecycle::update(info, &opts)
+        lifecycle::update(info, &opts, args.restart.as_deref())
     })
 }
 

@@ -399,8 +399,38 @@ pub fn remove(
 }
 
 /// `boxr update`: new limits for a container, written to its cgroup at once if it runs and
-/// kept for its next starts. Only the limits given change; the devices allowlist stays.
-pub fn update(info: &Info, opts: &super::LimitOptions) -> Result<(), ContainerError> {
+/// kept for its next starts, and a new restart policy (`restart`) its monitor applies from the
+/// next end on. Only what is given changes; the devices allowlist stays.
+pub fn update(
+    info: &Info,
+    opts: &super::LimitOptions,
+    restart: Option<&str>,
+) -> Result<(), ContainerError> {
+    let restart = restart
+        .map(|r| {
+            crate::manifest::values::parse_restart(r)
+                .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))
+        })
+        .transpose()?;
+    if let Some(r) = &restart {
+        let ms = fs::read(info.dir.join("monitor.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<MonitorSpec>(&b).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "--restart: only a detached container (`run -d`) has a restart policy",
+                    None,
+                )
+            })?;
+        if !ms.sandbox["remove_on_exit"].is_null()
+            && *r != crate::manifest::values::RestartPolicy::No
+        {
+            return Err(invalid(
+                "--restart and --rm do not go together",
+                Some("a container that is removed when it exits cannot be restarted"),
+            ));
+        }
+    }
     let spec_path = info.dir.join("spec.json");
     let mut spec: SandboxSpec = fs::read(&spec_path)
         .ok()
@@ -417,9 +447,9 @@ pub fn update(info: &Info, opts: &super::LimitOptions) -> Result<(), ContainerEr
     }
     // Privileged: no devices allowlist is made, so the container's stays as it is.
     let new = super::limits(&opts, true)?;
-    if new == crate::sandbox::cgroup::Limits::default() {
+    if new == crate::sandbox::cgroup::Limits::default() && restart.is_none() {
         return Err(invalid(
-            "nothing to update: give a limit (--memory, --cpus, --pids-limit, ...)",
+            "nothing to update: give a limit (--memory, --cpus, --pids-limit, ...) or --restart",
             None,
         ));
     }
@@ -491,6 +521,9 @@ pub fn update(info: &Info, opts: &super::LimitOptions) -> Result<(), ContainerEr
         ms.sandbox["cgroup"]["limits"] =
             serde_json::to_value(&spec.cgroup.as_ref().expect("checked").limits)
                 .expect("serializes");
+        if let Some(r) = restart {
+            ms.restart = r;
+        }
         let value = serde_json::to_value(&ms).expect("serializes");
         state::write_atomic(&info.dir, "monitor.json", &value)
             .map_err(|e| invalid(format!("cannot write monitor.json: {e}"), None))?;

@@ -513,15 +513,20 @@ impl Monitor {
     }
 
     /// Starts the container once: the helper, with the container's stdio.
-    fn launch(&mut self) {
-        // What changed since the last run (`boxr update`'s limits, `rename`'s name) is in
-        // monitor.json: a restart by the policy runs with it too.
+    /// Takes what changed since this monitor started from monitor.json: `boxr update`'s
+    /// limits and restart policy, `rename`'s name. A restart by the policy runs with them.
+    fn refresh_spec(&mut self) {
         if let Ok(b) = fs::read("monitor.json")
             && let Ok(saved) = serde_json::from_slice::<MonitorSpec>(&b)
         {
             self.spec.sandbox = saved.sandbox;
             self.spec.name_file = saved.name_file;
+            self.policy = saved.restart;
         }
+    }
+
+    fn launch(&mut self) {
+        self.refresh_spec();
         let _ = fs::remove_file("pid");
         let _ = fs::remove_file("exit.json");
         self.started = Instant::now();
@@ -1019,6 +1024,7 @@ impl Monitor {
             .as_ref()
             .and_then(|e| e["ExitCode"].as_i64())
             .map_or(code, |c| c as i32);
+        self.refresh_spec();
         let again = self.dir().exists()
             && !self.stopped()
             && match self.policy {
