@@ -1865,6 +1865,24 @@ fn export_writes_the_container_s_filesystem_as_one_tar() {
     assert_eq!((c2, out.as_str()), (0, "hi\nno-vi\nno-volume\n"), "{err}");
     let img: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "flat:1"])).unwrap();
     assert_eq!(img[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    // ps -s: the container's own bytes ("hi\n"; a whiteout and mount points weigh nothing),
+    // and with its image's.
+    let size = e.ok(&[
+        "ps",
+        "-s",
+        "--format",
+        "{{.Size}}",
+        "-f",
+        &format!("id={c}"),
+    ]);
+    assert!(size.starts_with("3B (virtual "), "{size}");
+    assert!(
+        e.ok(&["ps", "-s"])
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("SIZE")
+    );
     // Running again after, and never a tar on a terminal or a half one on failure.
     e.ok(&["exec", &c, "true"]);
     let (code, _, _) = boxr(&e.store, &["export", "-o", tar.to_str().unwrap(), "nosuch"]);

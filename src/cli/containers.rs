@@ -98,6 +98,9 @@ pub struct PsArgs {
     /// The container created last (any state)
     #[arg(short, long)]
     latest: bool,
+    /// Show each container's size: its own files (and with its image's, "virtual")
+    #[arg(short, long)]
+    size: bool,
 }
 
 pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
@@ -132,12 +135,21 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
     }
     if args.format == "json" || args.format.contains("{{") {
         for (i, s) in &rows {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
                 "CreatedAt": i.created, "Status": status_text(i, s), "Ports": "",
                 "Labels": state::labels(i).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
+            if args.size {
+                let (own, virtual_size) = state::size(&store, i);
+                v["Size"] = format!(
+                    "{} (virtual {})",
+                    super::images::human_size(own),
+                    super::images::human_size(virtual_size)
+                )
+                .into();
+            }
             if args.format == "json" {
                 settings.printer.data(format!("{v}\n"));
                 continue;
@@ -149,24 +161,28 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         }
         return exit::OK;
     }
-    let mut table = vec![
-        [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ]
-        .map(String::from),
-    ];
+    let mut header: Vec<String> = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(String::from)
+    .to_vec();
+    if args.size {
+        header.push("SIZE".into());
+    }
+    let columns = header.len();
+    let mut table = vec![header];
     for (i, s) in &rows {
         let mut cmd = format!("\"{}\"", i.args.join(" "));
         if cmd.chars().count() > 22 {
             cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
         }
-        table.push([
+        let mut row = vec![
             i.id[..12].to_owned(),
             i.image.clone(),
             cmd,
@@ -175,10 +191,19 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             // No port is published yet: publishing comes with networking.
             String::new(),
             i.name.clone().unwrap_or_default(),
-        ]);
+        ];
+        if args.size {
+            let (own, virtual_size) = state::size(&store, i);
+            row.push(format!(
+                "{} (virtual {})",
+                super::images::human_size(own),
+                super::images::human_size(virtual_size)
+            ));
+        }
+        table.push(row);
     }
     // Columns as wide as their widest cell, three spaces apart (as Docker's tabwriter).
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..columns)
         .map(|c| {
             table
                 .iter()
@@ -191,7 +216,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
     let mut out = String::new();
     for row in &table {
         for (c, cell) in row.iter().enumerate() {
-            if c == 6 {
+            if c + 1 == columns {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<w$}", w = widths[c]));

@@ -357,6 +357,23 @@ pub fn image_id(info: &Info) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// `ps -s`: bytes of the container's own files (its upper dir), and those plus its image's.
+pub fn size(store: &Store, info: &Info) -> (u64, u64) {
+    let upper = info.dir.join("upper");
+    let own: u64 = walkdir::WalkDir::new(&upper)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() || m.file_type().is_symlink())
+        .map(|m| m.len())
+        .sum();
+    let image = image_id(info)
+        .and_then(|id| store.resolve(&id).ok())
+        .map_or(0, |img| store.image_size(&img));
+    (own, own + image)
+}
+
 /// The container's `state.json`, if it has one.
 pub fn read_state(info: &Info) -> Option<Value> {
     read_json(&info.dir.join("state.json"))
