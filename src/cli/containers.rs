@@ -46,7 +46,9 @@ fn ago(since: &str) -> String {
 fn status_text(info: &Info, st: &Status) -> String {
     match st {
         Status::Created => "Created".into(),
-        Status::Running { started_at, .. } => {
+        Status::Running {
+            started_at, health, ..
+        } => {
             let up = format!(
                 "Up {}",
                 started_at.as_deref().map(ago).unwrap_or_else(|| "?".into())
@@ -54,8 +56,7 @@ fn status_text(info: &Info, st: &Status) -> String {
             if state::paused(info) {
                 return format!("{up} (Paused)");
             }
-            let health = state::read_state(info);
-            match health.as_ref().and_then(|s| s["Health"]["Status"].as_str()) {
+            match health.as_deref() {
                 Some("starting") => format!("{up} (health: starting)"),
                 Some(h) => format!("{up} ({h})"),
                 None => up,
@@ -138,7 +139,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             let mut v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
                 "CreatedAt": i.created, "Status": status_text(i, s), "Ports": "",
-                "Labels": state::labels(i).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                "Labels": i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
             if args.size {
@@ -389,15 +390,8 @@ pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct RestartArgs {
-    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
-    /// --stop-timeout, else 10)
-    #[arg(short = 't', long = "time")]
-    time: Option<u64>,
-    #[arg(required = true)]
-    containers: Vec<String>,
-}
+/// `restart` takes `stop`'s arguments.
+pub type RestartArgs = StopArgs;
 
 pub fn restart(args: &RestartArgs, settings: &Settings) -> i32 {
     let timeout = args.time.map(Duration::from_secs);

@@ -93,12 +93,7 @@ pub fn export(
             target: target.clone(),
         },
     };
-    let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
-    let cgroup = if freeze { state::cgroup(info) } else { None };
-    if let Some(cg) = &cgroup {
-        cg.set_frozen(true).map_err(|m| invalid(m, None))?;
-    }
-    let result = (|| {
+    let result = while_frozen(info, || {
         let mut child = crate::sandbox::spawn_fsop(
             &op,
             std::process::Stdio::piped(),
@@ -120,11 +115,28 @@ pub fn export(
             Some(Err(e)) => Err(invalid(format!("export: cannot write the tar: {e}"), None)),
             _ => Ok(()),
         }
-    })();
+    });
+    let _ = crate::store::remove_dir_tree(&target);
+    result
+}
+
+/// Runs `read` with a running container frozen (thawed after, whatever happened): what is
+/// read is one moment of it, and nothing in it can swap a directory for a symlink while a
+/// reader that goes by path (the tar writer) is below it (`docker commit --pause=false`
+/// allows that race; boxr does not). A container paused already stays paused.
+fn while_frozen<T>(
+    info: &Info,
+    read: impl FnOnce() -> Result<T, ContainerError>,
+) -> Result<T, ContainerError> {
+    let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
+    let cgroup = if freeze { state::cgroup(info) } else { None };
+    if let Some(cg) = &cgroup {
+        cg.set_frozen(true).map_err(|m| invalid(m, None))?;
+    }
+    let result = read();
     if let Some(cg) = &cgroup {
         let _ = cg.set_frozen(false);
     }
-    let _ = crate::store::remove_dir_tree(&target);
     result
 }
 
@@ -177,13 +189,13 @@ pub fn commit(store: &Store, info: &Info, opts: &CommitOptions) -> Result<Image,
         .map(crate::store::ref_key)
         .transpose()
         .map_err(store_err)?;
-    let config_path = info.dir.join("config.json");
-    let image_id = fs::read(&config_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|c| c["ImageId"].as_str().map(str::to_owned))
-        .ok_or_else(|| invalid(format!("cannot read {}", config_path.display()), None))?;
-    let base = store.resolve(&image_id).map_err(|e| {
+    let image_id = info.image_id.as_deref().ok_or_else(|| {
+        invalid(
+            format!("container {} does not say its image", &info.id[..12]),
+            None,
+        )
+    })?;
+    let base = store.resolve(image_id).map_err(|e| {
         invalid(
             format!("the image of container {} is gone: {e}", &info.id[..12]),
             None,
@@ -193,27 +205,19 @@ pub fn commit(store: &Store, info: &Info, opts: &CommitOptions) -> Result<Image,
     for c in &opts.changes {
         apply_change(&mut run, c).map_err(|m| invalid(format!("-c {c}: {m}"), None))?;
     }
-    // A running container is frozen while its files are read: the layer is one moment of it,
-    // and nothing in it can swap a directory for a symlink while the tar writer, which reads
-    // by path, is below it (`docker commit --pause=false` allows that race; boxr does not).
-    let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
-    let cgroup = if freeze { state::cgroup(info) } else { None };
-    if let Some(cg) = &cgroup {
-        cg.set_frozen(true).map_err(|m| invalid(m, None))?;
-    }
     let lowers: Vec<&Path> = spec.rootfs.lowers.iter().map(PathBuf::as_path).collect();
     let targets = mount_targets(&spec);
-    let layer = store.add_layer_from_upper(&spec.rootfs.upper, &lowers, opts.epoch, |root| {
-        if let Some(u) = &spec.userns {
-            map_ids_back(root, &u.uid_map, &u.gid_map)?;
-        }
-        stack::remove_mount_points(root, &spec.rootfs.lowers, &targets);
-        Ok(())
-    });
-    if let Some(cg) = &cgroup {
-        let _ = cg.set_frozen(false);
-    }
-    let layer = layer.map_err(store_err)?;
+    let layer = while_frozen(info, || {
+        store
+            .add_layer_from_upper(&spec.rootfs.upper, &lowers, opts.epoch, |root| {
+                if let Some(u) = &spec.userns {
+                    map_ids_back(root, &u.uid_map, &u.gid_map)?;
+                }
+                stack::remove_mount_points(root, &spec.rootfs.lowers, &targets);
+                Ok(())
+            })
+            .map_err(store_err)
+    })?;
     let created = oci::rfc3339(opts.epoch as i64);
     let mut config = base.config.clone();
     config.created = Some(created.clone());

@@ -88,7 +88,7 @@ impl Filters {
                 image == v
                     || image.strip_suffix(":latest") == Some(v)
                     || v.strip_suffix(":latest") == Some(image)
-                    || state::image_id(info).is_some_and(|id| {
+                    || info.image_id.as_ref().is_some_and(|id| {
                         let hex = id.trim_start_matches("sha256:");
                         let want = v.trim_start_matches("sha256:");
                         want.len() >= 4 && hex.starts_with(want)
@@ -96,16 +96,19 @@ impl Filters {
             }
             // `label=KEY` or `label=KEY=VALUE`.
             "label" => {
-                let labels = state::labels(info);
+                let labels = &info.labels;
                 match v.split_once('=') {
                     Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
                     None => labels.contains_key(v),
                 }
             }
+            // Only a running container's checks say anything.
             "health" => {
-                let h = state::read_state(info)
-                    .and_then(|s| s["Health"]["Status"].as_str().map(str::to_owned));
-                h.as_deref().unwrap_or("none") == v
+                let h = match status {
+                    Status::Running { health, .. } => health.as_deref(),
+                    _ => None,
+                };
+                h.unwrap_or("none") == v
             }
             _ => false,
         }

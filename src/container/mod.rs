@@ -789,6 +789,15 @@ fn populate_new_volumes(
 
 /// Prepares the container's directory and its sandbox spec.
 pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, ContainerError> {
+    prepare_from(store, opts, store.resolve(&opts.image))
+}
+
+/// [`prepare`] with the image already looked up (or why it could not be).
+fn prepare_from(
+    store: &Store,
+    opts: &RunOptions,
+    img: Result<crate::store::Image, StoreError>,
+) -> Result<SandboxSpec, ContainerError> {
     // Every option is checked before anything is created.
     if let Some(f) = &opts.cidfile
         && f.exists()
@@ -838,7 +847,7 @@ pub fn prepare(store: &Store, opts: &RunOptions) -> Result<SandboxSpec, Containe
         limits,
         devices: devices.into_iter().map(|(d, _)| d).collect(),
     };
-    let img = store.resolve(&opts.image)?;
+    let img = img?;
     let run = img.config.config.clone().unwrap_or_default();
     let args = process_args(
         run.entrypoint.as_deref(),
@@ -943,13 +952,7 @@ fn namespace_share(
         m @ ("private" | "shareable") if modes.contains(&m) => Ok(NsShare::Private),
         v => match v.strip_prefix("container:") {
             Some(name) if flag != "--uts" && !name.is_empty() => {
-                let other = state::find(store, name)?;
-                if !matches!(state::status(&other), state::Status::Running { .. }) {
-                    return Err(invalid(
-                        format!("{flag} container:{name}: it is not running"),
-                        None,
-                    ));
-                }
+                let other = running_container(store, name, &format!("{flag} container:{name}"))?;
                 Ok(NsShare::Sandbox(other.dir.join("pid")))
             }
             _ => Err(usage()),
@@ -1068,12 +1071,18 @@ fn network_container(
             Some("the container shares /etc/hosts and /etc/resolv.conf with that one"),
         ));
     }
+    running_container(
+        store,
+        name,
+        &format!("cannot join the network of container {name}"),
+    )
+}
+
+/// The container `name`, which must be running for `what` (said in the error).
+fn running_container(store: &Store, name: &str, what: &str) -> Result<state::Info, ContainerError> {
     let other = state::find(store, name)?;
     if !matches!(state::status(&other), state::Status::Running { .. }) {
-        return Err(invalid(
-            format!("cannot join the network of container {name}: it is not running"),
-            None,
-        ));
+        return Err(invalid(format!("{what}: it is not running"), None));
     }
     Ok(other)
 }
@@ -1534,12 +1543,14 @@ fn create_detached(
         }
     }
     // The image's health check, if any, under the options (checked before anything exists).
-    let image_health = store
-        .resolve(&opts.image)
+    let img = store.resolve(&opts.image);
+    let image_health = img
+        .as_ref()
         .ok()
-        .and_then(|i| i.config.config.and_then(|c| c.healthcheck));
-    let health = health::spec(&opts.health, image_health.as_ref()).map_err(|m| invalid(m, None))?;
-    let spec = prepare(store, opts)?;
+        .and_then(|i| i.config.config.as_ref())
+        .and_then(|c| c.healthcheck.as_ref());
+    let health = health::spec(&opts.health, image_health).map_err(|m| invalid(m, None))?;
+    let spec = prepare_from(store, opts, img)?;
     let dir = spec
         .pid_file
         .as_ref()

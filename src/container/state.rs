@@ -32,6 +32,10 @@ pub struct Info {
     pub stop_signal: Option<i32>,
     /// Seconds `stop` waits by default before SIGKILL (`--stop-timeout`; else 10).
     pub stop_timeout: Option<u64>,
+    /// The id of the image it was created from (`sha256:...`).
+    pub image_id: Option<String>,
+    /// Its labels: the image's, then `--label-file` and `--label`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Where a container is in its life.
@@ -42,6 +46,8 @@ pub enum Status {
     Running {
         pid: i32,
         started_at: Option<String>,
+        /// The health checks' status (`starting`, `healthy`, `unhealthy`), if it has them.
+        health: Option<String>,
     },
     Exited {
         code: Option<i32>,
@@ -93,6 +99,8 @@ fn info(dir: &Path) -> Option<Info> {
         cgroup: c["CgroupPath"].as_str().map(str::to_owned),
         stop_signal: c["StopSignalNumber"].as_i64().map(|n| n as i32),
         stop_timeout: c["StopTimeout"].as_u64(),
+        image_id: c["ImageId"].as_str().map(str::to_owned),
+        labels: serde_json::from_value(c["Labels"].clone()).unwrap_or_default(),
     })
 }
 
@@ -168,6 +176,9 @@ pub fn status(info: &Info) -> Status {
             started_at: state
                 .as_ref()
                 .and_then(|s| s["StartedAt"].as_str().map(str::to_owned)),
+            health: state
+                .as_ref()
+                .and_then(|s| s["Health"]["Status"].as_str().map(str::to_owned)),
         },
         // It was started, and its init is gone: whatever the files say, it has exited (the
         // monitor was killed, or the machine rebooted).
@@ -302,7 +313,7 @@ pub fn inspect(info: &Info) -> Value {
         "Config": {
             "Image": info.image,
             "Cmd": info.args,
-            "Labels": config["Labels"].as_object().cloned().unwrap_or_default(),
+            "Labels": info.labels,
         },
         "RestartCount": state["RestartCount"].as_u64().unwrap_or(0),
         "Path": info.args.first(),
@@ -343,20 +354,6 @@ pub fn cgroup(info: &Info) -> Option<crate::sandbox::cgroup::Cgroup> {
     Some(crate::sandbox::cgroup::Cgroup::existing(layout, &rel))
 }
 
-/// The container's labels (`config.json`'s `Labels`: the image's, then `--label`).
-pub fn labels(info: &Info) -> std::collections::BTreeMap<String, String> {
-    read_json(&info.dir.join("config.json"))
-        .and_then(|c| serde_json::from_value(c["Labels"].clone()).ok())
-        .unwrap_or_default()
-}
-
-/// The id of the image the container was created from (`config.json`'s `ImageId`).
-pub fn image_id(info: &Info) -> Option<String> {
-    read_json(&info.dir.join("config.json"))?["ImageId"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 /// `ps -s`: bytes of the container's own files (its upper dir), and those plus its image's.
 pub fn size(store: &Store, info: &Info) -> (u64, u64) {
     let upper = info.dir.join("upper");
@@ -368,8 +365,10 @@ pub fn size(store: &Store, info: &Info) -> (u64, u64) {
         .filter(|m| m.is_file() || m.file_type().is_symlink())
         .map(|m| m.len())
         .sum();
-    let image = image_id(info)
-        .and_then(|id| store.resolve(&id).ok())
+    let image = info
+        .image_id
+        .as_ref()
+        .and_then(|id| store.resolve(id).ok())
         .map_or(0, |img| store.image_size(&img));
     (own, own + image)
 }

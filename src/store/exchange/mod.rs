@@ -51,12 +51,7 @@ impl Store {
         })?;
         layer::apply(reader, &root, lowers)?;
         let stats = layer::diff_id(&root, WriteOptions { clamp_mtime })?;
-        let meta = LayerMeta {
-            diff_id: stats.diff_id,
-            size: stats.size,
-            clamp_mtime,
-        };
-        self.put_layer(&staged, &meta)?;
+        let meta = self.publish(&staged, stats, clamp_mtime)?;
         guard.path = None;
         Ok(meta)
     }
@@ -76,12 +71,7 @@ impl Store {
             clamp_mtime: Some(clamp_mtime),
         };
         let stats = copy_through_tar(dir, opts, &staged.join("root"), &[])?;
-        let meta = LayerMeta {
-            diff_id: stats.diff_id,
-            size: stats.size,
-            clamp_mtime: Some(clamp_mtime),
-        };
-        self.put_layer(&staged, &meta)?;
+        let meta = self.publish(&staged, stats, Some(clamp_mtime))?;
         guard.path = None;
         Ok(meta)
     }
@@ -115,14 +105,25 @@ impl Store {
             return Ok(None);
         }
         let stats = layer::diff_id(&root, opts)?;
+        let meta = self.publish(&staged, stats, Some(clamp_mtime))?;
+        guard.path = None;
+        Ok(Some(meta))
+    }
+
+    /// Publishes a staged layer whose tar has `stats` (made with `clamp_mtime`).
+    fn publish(
+        &self,
+        staged: &Path,
+        stats: layer::LayerStats,
+        clamp_mtime: Option<u64>,
+    ) -> Result<LayerMeta, StoreError> {
         let meta = LayerMeta {
             diff_id: stats.diff_id,
             size: stats.size,
-            clamp_mtime: Some(clamp_mtime),
+            clamp_mtime,
         };
-        self.put_layer(&staged, &meta)?;
-        guard.path = None;
-        Ok(Some(meta))
+        self.put_layer(staged, &meta)?;
+        Ok(meta)
     }
 
     /// `boxr import ROOTFS NAME:TAG`: a one-layer image from a root filesystem directory or
