@@ -970,35 +970,10 @@ pub fn export(args: &ExportArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let info = match state::find(&store, &args.container) {
-        Ok(i) => i,
-        Err(e) => return fail_with(&settings.printer, &e),
-    };
-    let result = match &args.output {
-        Some(path) => {
-            // Written beside, then renamed: a failed export leaves no half tar.
-            let tmp = path.with_extension("partial");
-            let written = std::fs::File::create(&tmp)
-                .map_err(|e| crate::container::ContainerError::Invalid {
-                    message: format!("cannot create {}: {e}", tmp.display()),
-                    help: None,
-                })
-                .and_then(|mut f| commit::export(&store, &info, &mut f))
-                .and_then(|()| {
-                    std::fs::rename(&tmp, path).map_err(|e| {
-                        crate::container::ContainerError::Invalid {
-                            message: format!("cannot write {}: {e}", path.display()),
-                            help: None,
-                        }
-                    })
-                });
-            if written.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            written
-        }
+    let result = state::find(&store, &args.container).and_then(|info| match &args.output {
+        Some(path) => commit::export_to_file(&store, &info, path),
         None => commit::export(&store, &info, &mut std::io::stdout().lock()),
-    };
+    });
     match result {
         Ok(()) => exit::OK,
         Err(e) => fail_with(&settings.printer, &e),

@@ -120,6 +120,23 @@ pub fn export(
     result
 }
 
+/// [`export`] to the file `path`, written beside it and renamed: a failed export leaves no half
+/// tar.
+pub fn export_to_file(store: &Store, info: &Info, path: &Path) -> Result<(), ContainerError> {
+    let tmp = path.with_extension("partial");
+    let written = fs::File::create(&tmp)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", tmp.display()), None))
+        .and_then(|mut f| export(store, info, &mut f))
+        .and_then(|()| {
+            fs::rename(&tmp, path)
+                .map_err(|e| invalid(format!("cannot write {}: {e}", path.display()), None))
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Runs `read` with a running container frozen (thawed after, whatever happened): what is
 /// read is one moment of it, and nothing in it can swap a directory for a symlink while a
 /// reader that goes by path (the tar writer) is below it (`docker commit --pause=false`
