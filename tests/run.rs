@@ -24,8 +24,9 @@ fn host_mounts() -> Vec<String> {
         .lines()
         .map(|l| l.split(' ').nth(4).unwrap_or("").to_owned())
         // The network-namespace test's own fixture (`ip netns add` bind-mounts it), which
-        // other tests running at the same time may see come and go.
-        .filter(|m| !m.starts_with("/run/netns/boxr-test-"))
+        // other tests running at the same time may see come and go; the first `ip netns add`
+        // on a machine also makes /run/netns a mount point of its own, for good.
+        .filter(|m| !m.starts_with("/run/netns/boxr-test-") && m != "/run/netns")
         .collect();
     m.sort();
     m
