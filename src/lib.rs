@@ -1,7 +1,7 @@
 //! boxr: a daemonless container build-and-run tool. See ARCHITECTURE in the book for the map.
 #![deny(unsafe_code)]
 
-pub mod build;
+pub mod builder;
 pub mod cli;
 pub mod container;
 pub mod digest;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{ArgOverrides, Settings, exit, fail, fail_with, load_manifest};
-use crate::build::{self, BuildOptions};
+use crate::builder::{self, BuildOptions};
 use crate::plan::{self, PlanErrors, PlanOptions};
 use crate::store::{Access, Store};
 
@@ -95,7 +95,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         Ok(t) => t,
         Err(msg) => return fail(&settings.printer, &msg),
     };
-    let epoch = match build::source_date_epoch(&context) {
+    let epoch = match builder::source_date_epoch(&context) {
         Ok(e) => e,
         Err(msg) => return fail(&settings.printer, &msg),
     };
@@ -115,7 +115,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         },
     };
     let reporter = super::progress::reporter(settings.printer.mode(), settings.printer.quiet());
-    match build::build(&store, &m, &plan, &opts, reporter.as_ref()) {
+    match builder::build(&store, &m, &plan, &opts, reporter.as_ref()) {
         Ok(report) => {
             drop(reporter);
             for b in &report.images {
@@ -153,7 +153,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
             drop(reporter);
             settings.printer.diagnostic(&e);
             match e {
-                build::BuildError::StepFailed(_) | build::BuildError::Step(_) => exit::INVALID,
+                builder::BuildError::StepFailed(_) | builder::BuildError::Step(_) => exit::INVALID,
                 _ => exit::FAILED,
             }
         }

@@ -152,9 +152,6 @@ enum Commands {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// (internal) a filesystem build step
-    #[command(name = "__fsop", hide = true)]
-    FsOp(run::InternalArgs),
 }
 
 /// Settings resolved once from flags and the environment.
@@ -280,7 +277,6 @@ pub fn main() -> i32 {
         Commands::Plan(args) => plan::run(args, &settings),
         Commands::Build(args) => build::run(args, &settings),
         Commands::Run(args) => run::run(args, &settings),
-        Commands::FsOp(args) => run::fsop(args),
         Commands::Exec(args) => run::exec(args, &settings),
         Commands::Ps(args) => containers::ps(args, &settings),
         Commands::Logs(args) => containers::logs(args, &settings),

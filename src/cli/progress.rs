@@ -11,13 +11,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::Progress;
-use crate::build::{Event, Reporter};
+use crate::builder::{Event, Reporter};
 
 /// The reporter for a `--progress` mode.
 pub fn reporter(mode: Progress, quiet: bool) -> Box<dyn Reporter> {
     match mode {
         Progress::Json => Box::new(JsonReporter),
-        _ if quiet => Box::new(crate::build::Silent),
+        _ if quiet => Box::new(crate::builder::Silent),
         Progress::Tty => Box::new(TtyReporter::new()),
         Progress::Plain | Progress::Auto => Box::new(PlainReporter),
     }

@@ -352,16 +352,6 @@ fn options(args: &RunArgs) -> RunOptions {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct InternalArgs {
-    #[arg(long)]
-    spec_fd: i32,
-}
-
-pub fn fsop(args: &InternalArgs) -> i32 {
-    crate::sandbox::fsop_main(args.spec_fd)
-}
-
-#[derive(Debug, clap::Args)]
 pub struct ExecArgs {
     /// Keep stdin attached
     #[arg(short, long)]

@@ -85,16 +85,16 @@ pub fn export(
     let target = store.tmp_dir("export-").map_err(store_err)?;
     let mut layers = vec![spec.rootfs.upper.clone()];
     layers.extend(spec.rootfs.lowers.iter().cloned());
-    let op = crate::sandbox::fsop::FsOpSpec {
+    let op = crate::sandbox::fs_helper::FsSpec {
         rootfs: None,
         source: None,
-        op: crate::sandbox::fsop::FsOp::Export {
+        op: crate::sandbox::fs_helper::FsOp::Export {
             layers,
             target: target.clone(),
         },
     };
     let result = while_frozen(info, || {
-        let mut child = crate::sandbox::spawn_fsop(
+        let mut child = crate::sandbox::spawn_fs_helper(
             &op,
             std::process::Stdio::piped(),
             std::process::Stdio::piped(),

@@ -750,18 +750,18 @@ fn populate_new_volumes(
             continue;
         }
         let scratch = store.tmp_dir("populate-")?;
-        let spec = sandbox::fsop::FsOpSpec {
+        let spec = sandbox::fs_helper::FsSpec {
             rootfs: None,
-            source: Some(sandbox::fsop::FsSource::Layers {
+            source: Some(sandbox::fs_helper::FsSource::Layers {
                 lowers: lowers.to_vec(),
                 target: scratch.clone(),
             }),
-            op: sandbox::fsop::FsOp::Populate {
+            op: sandbox::fs_helper::FsOp::Populate {
                 path: target.clone(),
                 into: source.clone(),
             },
         };
-        let out = sandbox::spawn_fsop(
+        let out = sandbox::spawn_fs_helper(
             &spec,
             std::process::Stdio::null(),
             std::process::Stdio::piped(),

@@ -10,7 +10,7 @@
 
 pub mod cgroup;
 pub mod exec;
-pub mod fsop;
+pub mod fs_helper;
 mod helper;
 mod init;
 pub mod process;
@@ -31,8 +31,8 @@ pub use spec::*;
 pub const HELPER_ARG: &str = "__sandbox";
 /// The hidden subcommand of the init.
 pub const INIT_ARG: &str = "__init";
-/// The hidden subcommand of the filesystem-step helper.
-pub const FSOP_ARG: &str = "__fsop";
+/// The mode of the fs helper (filesystem steps, `cp`, `export`, volume population).
+pub const FS_HELPER_ARG: &str = "__fs";
 
 /// Why the sandbox could not be started.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -64,19 +64,22 @@ pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
 }
 
 /// `boxr-sandbox MODE --spec-fd N [--code C]`: the sandbox runtime's entry point (`__sandbox`
-/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__finish` the end of a
-/// detached container). Arguments are read by hand: no argument parser in the start path.
+/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__fs` the fs helper,
+/// `__finish` the end of a detached container). Arguments are read by hand: no argument parser in the start path.
 pub fn runtime_main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let value = |name| number_arg(&args, name);
     let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
-        eprintln!("usage: {BINARY} __sandbox|__init|__exec|__finish --spec-fd N (run by boxr)");
+        eprintln!(
+            "usage: {BINARY} __sandbox|__init|__exec|__fs|__finish --spec-fd N (run by boxr)"
+        );
         return 125;
     };
     match mode.as_str() {
         HELPER_ARG => helper::main(spec_fd),
         INIT_ARG => init::main(spec_fd),
         exec::EXEC_ARG => exec::main(spec_fd),
+        FS_HELPER_ARG => fs_helper::main(spec_fd),
         FINISH_ARG => match value("--code") {
             Some(code) => helper::finish_main(spec_fd, code),
             None => {
@@ -152,14 +155,14 @@ pub fn spawn(
     spawn_helper(binary()?, HELPER_ARG, spec, stdout, stderr)
 }
 
-/// Starts a filesystem step (`copy`, `workdir`) in its own helper; see [`fsop`].
-pub fn spawn_fsop(
-    spec: &fsop::FsOpSpec,
+/// Starts the fs helper (a `copy` or `workdir` step, `cp`, `export`, a volume's first
+/// content) as a child; see [`fs_helper`].
+pub fn spawn_fs_helper(
+    spec: &fs_helper::FsSpec,
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
-    // A filesystem step runs from boxr itself.
-    spawn_helper("/proc/self/exe".into(), FSOP_ARG, spec, stdout, stderr)
+    spawn_helper(binary()?, FS_HELPER_ARG, spec, stdout, stderr)
 }
 
 fn spawn_helper<T: serde::Serialize>(
@@ -179,11 +182,6 @@ fn spawn_helper<T: serde::Serialize>(
         .stderr(stderr)
         .spawn()
         .map_err(|e| SandboxError(format!("cannot start the helper: {e}")))
-}
-
-/// `boxr __fsop --spec-fd N`.
-pub fn fsop_main(spec_fd: i32) -> i32 {
-    fsop::main(spec_fd)
 }
 
 /// Reads a JSON value from an inherited descriptor (0: stdin, then pointed at /dev/null): how

@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::layer::{self, WriteOptions};
 use crate::manifest::Base;
 use crate::plan::Step;
-use crate::sandbox::fsop::{FsOp, FsOpSpec, FsSource};
+use crate::sandbox::fs_helper::{FsOp, FsSource, FsSpec};
 use crate::sandbox::{
     self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, SecuritySpec,
 };
@@ -652,7 +652,7 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
     let chmod = def["chmod"]
         .as_str()
         .and_then(|m| u32::from_str_radix(m, 8).ok());
-    let spec = FsOpSpec {
+    let spec = FsSpec {
         rootfs: Some(dirs.rootfs()),
         source: Some(source),
         op: FsOp::Copy {
@@ -662,7 +662,7 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
             chown: def["chown"].as_str().map(str::to_owned),
         },
     };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fsop(&spec, o, e), &[])?;
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
     if code != 0 {
         return Err(err(tail.join("\n")));
     }
@@ -673,14 +673,14 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
 fn workdir(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
     let err = |m: String| ctx.step_error(step, m);
     let dirs = StepDirs::new(ctx, step, state)?;
-    let spec = FsOpSpec {
+    let spec = FsSpec {
         rootfs: Some(dirs.rootfs()),
         source: None,
         op: FsOp::Mkdir {
             path: step.definition["path"].as_str().unwrap_or("/").to_owned(),
         },
     };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fsop(&spec, o, e), &[])?;
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
     if code != 0 {
         return Err(err(tail.join("\n")));
     }

@@ -9,8 +9,8 @@
 //!
 //! Progress goes through the [`Reporter`] trait; this module never prints.
 
-mod exec;
 mod state;
+mod step;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -112,7 +112,7 @@ pub struct BuildReport {
 /// A step's command exited with a non-zero status.
 #[derive(Debug, Error, Diagnostic)]
 #[error("{image}: `{description}` failed with exit code {code}")]
-#[diagnostic(code(boxr::build::step_failed))]
+#[diagnostic(code(boxr::builder::step_failed))]
 pub struct StepFailed {
     pub image: String,
     pub description: String,
@@ -129,7 +129,7 @@ pub struct StepFailed {
 /// A step could not be carried out (a copy source missing, a helper that could not start...).
 #[derive(Debug, Error, Diagnostic)]
 #[error("{image}: `{description}`: {message}")]
-#[diagnostic(code(boxr::build::step))]
+#[diagnostic(code(boxr::builder::step))]
 pub struct StepProblem {
     pub image: String,
     pub description: String,
@@ -153,7 +153,7 @@ pub enum BuildError {
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
     #[error("cannot start the build: {0}")]
-    #[diagnostic(code(boxr::build::start))]
+    #[diagnostic(code(boxr::builder::start))]
     Start(String),
 }
 
@@ -427,7 +427,7 @@ impl Sched<'_, '_> {
                 .get()
                 .expect("a twin runs after its first")
                 .clone()),
-            None => exec::step(self.ctx, step),
+            None => step::step(self.ctx, step),
         };
         match result {
             Ok(state) => {

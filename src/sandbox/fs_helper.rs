@@ -1,6 +1,6 @@
 //! Filesystem steps that run nothing of the image: `copy` and `workdir`.
 //!
-//! They run in a freshly exec'd helper (`boxr __fsop`, single-threaded) in a private mount
+//! They run in a freshly exec'd helper (`boxr-sandbox __fs`, single-threaded) in a private mount
 //! namespace: the step's overlay (the parent's layers under a fresh upper dir) is mounted and
 //! the operation is done through it. Overlay then copies up the parent directories the copy
 //! touches, with their own metadata, so the upper dir is exactly the step's diff, as for a
@@ -27,7 +27,7 @@ use super::spec::RootfsSpec;
 
 /// A filesystem step: where to do it and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FsOpSpec {
+pub struct FsSpec {
     /// The step's overlay: the parent's layers and the fresh upper dir that becomes its layer
     /// (none for [`FsOp::Populate`], which writes into a plain directory).
     pub rootfs: Option<RootfsSpec>,
@@ -90,9 +90,9 @@ fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> String {
     move |e| format!("{what}: {}", e.desc())
 }
 
-/// `boxr __fsop --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
+/// `boxr-sandbox __fs --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
 pub fn main(spec_fd: i32) -> i32 {
-    let spec: FsOpSpec = match super::helper::read_spec_fd(spec_fd) {
+    let spec: FsSpec = match super::helper::read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("boxr: {e}");
@@ -116,7 +116,7 @@ pub fn main(spec_fd: i32) -> i32 {
     }
 }
 
-fn run(spec: &FsOpSpec) -> Result<()> {
+fn run(spec: &FsSpec) -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(at("cannot create a mount namespace"))?;
     nix::mount::mount(
         None::<&str>,
@@ -223,7 +223,7 @@ fn run(spec: &FsOpSpec) -> Result<()> {
 
 /// Mounts the spec's overlay (its layers under its upper dir) at its target; returns the
 /// target's descriptor.
-fn mount_rootfs(spec: &FsOpSpec) -> Result<OwnedFd> {
+fn mount_rootfs(spec: &FsSpec) -> Result<OwnedFd> {
     let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs to mount")?;
     let owned = r.overlay_options();
     let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -234,7 +234,7 @@ fn mount_rootfs(spec: &FsOpSpec) -> Result<OwnedFd> {
 /// [`FsOp::Populate`]: the image's directory `path` (resolved inside the image) copied into
 /// the plain directory `into`, owners and modes kept, `into` itself given the directory's
 /// owner and mode.
-fn populate(spec: &FsOpSpec, path: &str, into: &Path) -> Result<()> {
+fn populate(spec: &FsSpec, path: &str, into: &Path) -> Result<()> {
     let src_path = match &spec.source {
         Some(FsSource::Layers { lowers, target }) => {
             if lowers.len() == 1 {
