@@ -13,3 +13,4 @@ pub mod plan;
 pub mod reference;
 pub mod sandbox;
 pub mod store;
+pub mod values;

@@ -437,7 +437,7 @@ pub struct KillArgs {
 }
 
 pub fn kill(args: &KillArgs, settings: &Settings) -> i32 {
-    let sig = match crate::manifest::values::parse_signal(&args.signal).ok() {
+    let sig = match crate::values::parse_signal(&args.signal).ok() {
         Some(s) => s.0,
         None => {
             return fail(

@@ -233,7 +233,7 @@ impl ArgOverrides {
         for k in map.keys() {
             if !m.args.iter().any(|a| a.name.value == *k) {
                 let names = m.args.iter().map(|a| a.name.value.as_str());
-                let hint = match crate::manifest::values::suggest(k, names) {
+                let hint = match crate::values::suggest(k, names) {
                     Some(s) => format!("; did you mean `{s}`?"),
                     None => String::new(),
                 };

@@ -369,7 +369,7 @@ fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), String> {
         "WORKDIR" => run.working_dir = Some(rest.to_owned()),
         "USER" => run.user = Some(rest.to_owned()),
         "STOPSIGNAL" => {
-            crate::manifest::values::parse_signal(rest).map_err(|b| b.reason)?;
+            crate::values::parse_signal(rest).map_err(|b| b.reason)?;
             run.stop_signal = Some(rest.to_owned());
         }
         "EXPOSE" => {

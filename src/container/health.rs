@@ -89,7 +89,7 @@ pub fn spec(
                     image_ns: Option<u64>,
                     default: Duration| {
         match given {
-            Some(t) => crate::manifest::values::parse_duration(t)
+            Some(t) => crate::values::parse_duration(t)
                 .map_err(|b| format!("{flag} {t}: {}", b.reason))
                 .map(|d| d.as_millis() as u64),
             None => Ok(image_ns

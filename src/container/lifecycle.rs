@@ -408,7 +408,7 @@ pub fn update(
 ) -> Result<(), ContainerError> {
     let restart = restart
         .map(|r| {
-            crate::manifest::values::parse_restart(r)
+            crate::values::parse_restart(r)
                 .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))
         })
         .transpose()?;
@@ -422,9 +422,7 @@ pub fn update(
                     None,
                 )
             })?;
-        if !ms.sandbox["remove_on_exit"].is_null()
-            && *r != crate::manifest::values::RestartPolicy::No
-        {
+        if !ms.sandbox["remove_on_exit"].is_null() && *r != crate::values::RestartPolicy::No {
             return Err(invalid(
                 "--restart and --rm do not go together",
                 Some("a container that is removed when it exits cannot be restarted"),
@@ -573,7 +571,7 @@ pub fn rename(store: &crate::store::Store, info: &Info, new: &str) -> Result<(),
 /// system after a reboot (a daemonless tool has no daemon to do it): `always`, and
 /// `unless-stopped` unless the user stopped it. Returns each one tried, with how it went.
 pub fn start_at_boot(store: &crate::store::Store) -> Vec<(Info, Result<(), ContainerError>)> {
-    use crate::manifest::values::RestartPolicy;
+    use crate::values::RestartPolicy;
     let mut out = Vec::new();
     for info in state::list(store) {
         if !matches!(

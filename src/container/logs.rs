@@ -71,7 +71,7 @@ pub fn parse_time(flag: &str, text: &str) -> Result<i128, ContainerError> {
         }
         return Ok(secs * 1_000_000_000 + nanos);
     }
-    match crate::manifest::values::parse_duration(text) {
+    match crate::values::parse_duration(text) {
         Ok(d) => Ok(now_nanos() - d.as_nanos() as i128),
         Err(_) => Err(invalid(
             format!("{flag} {text}: not a time"),

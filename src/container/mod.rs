@@ -215,7 +215,7 @@ pub fn limits(
     o: &LimitOptions,
     privileged: bool,
 ) -> Result<sandbox::cgroup::Limits, ContainerError> {
-    use crate::manifest::values::parse_size;
+    use crate::values::parse_size;
     let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>, ContainerError> {
         v.as_ref()
             .map(|t| {
@@ -362,10 +362,10 @@ fn security(store: &Store, opts: &RunOptions) -> Result<sandbox::SecuritySpec, C
     // None: Docker's default profile; Some(None): unconfined; Some(Some(json)): a profile file.
     let mut profile: Option<Option<Vec<u8>>> = None;
     for o in &opts.security_opt {
-        match crate::manifest::values::parse_security_opt(o) {
-            Ok(crate::manifest::SecurityOpt::NoNewPrivileges(v)) => nnp = v,
-            Ok(crate::manifest::SecurityOpt::SeccompUnconfined) => profile = Some(None),
-            Ok(crate::manifest::SecurityOpt::SeccompProfile(path)) => {
+        match crate::values::parse_security_opt(o) {
+            Ok(crate::values::SecurityOpt::NoNewPrivileges(v)) => nnp = v,
+            Ok(crate::values::SecurityOpt::SeccompUnconfined) => profile = Some(None),
+            Ok(crate::values::SecurityOpt::SeccompProfile(path)) => {
                 let json = fs::read(&path).map_err(|e| {
                     invalid(format!("--security-opt {o}: cannot read {path}: {e}"), None)
                 })?;
@@ -1193,14 +1193,14 @@ fn create(
         .shm_size
         .as_deref()
         .map(|t| {
-            crate::manifest::values::parse_size(t)
+            crate::values::parse_size(t)
                 .ok()
                 .filter(|s| *s > 0)
                 .ok_or_else(|| invalid(format!("--shm-size {t}: not a size"), Some("e.g. 256m")))
         })
         .transpose()?;
     // What `stop` and the monitor send first (real-time signals too: `SIGRTMIN+3` stops systemd).
-    let signal = |s: &str| crate::manifest::values::parse_signal(s).map_err(|b| b.reason);
+    let signal = |s: &str| crate::values::parse_signal(s).map_err(|b| b.reason);
     let stop_signal = match &opts.stop_signal {
         Some(s) => Some(signal(s).map_err(|m| invalid(format!("--stop-signal {s}: {m}"), None))?),
         // An image's signal that cannot be used is ignored: SIGTERM then.
@@ -1508,7 +1508,7 @@ fn create_detached(
     opts: &RunOptions,
 ) -> Result<(String, monitor::MonitorSpec), ContainerError> {
     if let Some(r) = &opts.restart {
-        crate::manifest::values::parse_restart(r)
+        crate::values::parse_restart(r)
             .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?;
         if opts.remove && r != "no" {
             return Err(invalid(
@@ -1527,7 +1527,7 @@ fn create_detached(
         };
         match o.split_once('=') {
             Some(("max-size", v)) => {
-                let n = crate::manifest::values::parse_size(v).map_err(|b| bad(b.reason))?;
+                let n = crate::values::parse_size(v).map_err(|b| bad(b.reason))?;
                 if n < 4096 {
                     return Err(bad("the least is 4 KiB".into()));
                 }
@@ -1574,7 +1574,7 @@ fn create_detached(
             .as_ref()
             .map(|n| store.root().join("names").join(n)),
         restart: match &opts.restart {
-            Some(r) => crate::manifest::values::parse_restart(r)
+            Some(r) => crate::values::parse_restart(r)
                 .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?,
             None => Default::default(),
         },

@@ -32,8 +32,8 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::manifest::values::RestartPolicy;
 use crate::sandbox::{self, term};
+use crate::values::RestartPolicy;
 
 /// What the monitor runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,8 +7,8 @@ use super::error::ManifestError;
 use super::interp::{self, Problem};
 use super::model::*;
 use super::syntax::{Doc, Entry, Node, Span, Value};
-use super::values::{self, Bad, suggest};
 use crate::reference::ImageRef;
+use crate::values::{self, Bad, suggest};
 
 /// The arity and properties one node accepts.
 struct Shape {

@@ -12,7 +12,6 @@ mod lower;
 mod model;
 pub mod syntax;
 mod validate;
-pub mod values;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

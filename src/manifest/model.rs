@@ -4,10 +4,10 @@
 use std::ops::Deref;
 
 pub use super::syntax::Span;
-pub use super::values::{
+use crate::reference::ImageRef;
+pub use crate::values::{
     CapName, Id, PortSpec, Proto, Publish, RestartPolicy, SecurityOpt, Signal, UserSpec,
 };
-use crate::reference::ImageRef;
 
 /// A value and the span of the token it was read from.
 #[derive(Debug, Clone, PartialEq)]

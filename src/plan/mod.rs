@@ -238,8 +238,7 @@ fn wanted_images<'m>(
                 let names = manifest.images.iter().map(|i| i.name.value.as_str());
                 errors.push(PlanError::UnknownTarget {
                     name: t.clone(),
-                    help: crate::manifest::values::suggest(t, names)
-                        .map(|s| format!("did you mean `{s}`?")),
+                    help: crate::values::suggest(t, names).map(|s| format!("did you mean `{s}`?")),
                 });
             }
         }

@@ -1,7 +1,10 @@
-//! Typed values of the manifest and their parsers.
+//! Neutral value parsers shared by the manifest, the container options and the CLI: sizes,
+//! durations, ports and publish specs, capabilities, modes, users, signals, restart policies,
+//! security options, hostnames and names.
 //!
-//! Every parser takes the (already interpolated) text of one token and returns either the typed
-//! value or a [`Bad`] that says why, so the caller can point a diagnostic at the token.
+//! A leaf module (ARCHITECTURE.md's table): it imports no other module of boxr. Every parser
+//! takes the text of one token and returns either the typed value or a [`Bad`] that says why,
+//! so a caller can point a diagnostic at the token (the manifest) or print it (a flag).
 
 use std::fmt;
 use std::net::IpAddr;
