@@ -196,8 +196,8 @@ impl ImageConfig {
         ImageConfig {
             created,
             author: None,
-            architecture: host_architecture().to_owned(),
-            os: "linux".to_owned(),
+            architecture: crate::platform::architecture().to_owned(),
+            os: crate::platform::os().to_owned(),
             config: None,
             rootfs: RootFs {
                 kind: "layers".to_owned(),
@@ -208,87 +208,9 @@ impl ImageConfig {
     }
 }
 
-/// The OCI architecture name of this build of boxr.
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
-
 /// Compact, deterministic JSON (what boxr writes as blobs).
 pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("OCI types serialize")
-}
-
-/// RFC 3339 UTC time for Unix seconds: `1970-01-01T00:00:00Z`.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Unix seconds of an RFC 3339 time (fractions and offsets honoured), if it parses.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[n..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
-}
-
-// Howard Hinnant's days-from-civil algorithms.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -296,26 +218,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_round_trip() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        for t in [0, 86_399, 951_782_400, 1_700_000_000, 4_102_444_800] {
-            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        }
-        assert_eq!(
-            parse_rfc3339("2023-11-14T23:13:20.123456789+01:00"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
-
-    #[test]
     fn configs_serialize_deterministically() {
         let mut labels = BTreeMap::new();
         labels.insert("z".to_owned(), "1".to_owned());
         labels.insert("a".to_owned(), "2".to_owned());
         let cfg = ImageConfig {
-            created: Some(rfc3339(0)),
+            created: Some(crate::time::rfc3339(0)),
             author: None,
             architecture: "amd64".into(),
             os: "linux".into(),

@@ -60,6 +60,20 @@ fn import_is_reproducible_across_stores_and_forms() {
     assert_ne!(dated, a);
     let i = inspect_image(&s1, "bb:dated");
     assert_eq!(i["Created"], "2023-11-14T22:13:20Z");
+    // A value that is not seconds is refused by name, and nothing is imported.
+    let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["import", rootfs.to_str().unwrap(), "bb:bad"])
+        .env("BOXR_ROOT", &s1)
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH=`yesterday` is not a number of seconds"),
+        "{err}"
+    );
+    assert_ne!(boxr(&s1, &["inspect", "bb:bad"]).0, 0, "no image bb:bad");
     assert_store_consistent(&s1);
 }
 

@@ -221,7 +221,7 @@ pub fn build(
         stop: AtomicBool::new(false),
         ran: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
-        created: crate::oci::rfc3339(opts.epoch as i64),
+        created: crate::time::rfc3339(opts.epoch as i64),
         previous: if opts.explain {
             previous_records(store, plan)
         } else {
@@ -444,33 +444,6 @@ impl Sched<'_, '_> {
             }
         }
     }
-}
-
-/// The default SOURCE_DATE_EPOCH of a build: the environment's, else the time of the build
-/// context's last git commit, else 0.
-pub fn source_date_epoch(context: &Path) -> Result<u64, String> {
-    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH")
-        && !v.is_empty()
-    {
-        return v
-            .trim()
-            .parse()
-            .map_err(|_| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"));
-    }
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(context)
-        .args(["log", "-1", "--format=%ct"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output();
-    Ok(match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0),
-        _ => 0,
-    })
 }
 
 /// Where a step's temporary files live: removed when dropped.

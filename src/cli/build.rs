@@ -95,9 +95,10 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         Ok(t) => t,
         Err(msg) => return fail(&settings.printer, &msg),
     };
-    let epoch = match builder::source_date_epoch(&context) {
+    let epoch = match crate::time::source_date_epoch(crate::time::EpochDefault::GitCommit(&context))
+    {
         Ok(e) => e,
-        Err(msg) => return fail(&settings.printer, &msg),
+        Err(e) => return super::fail_with(&settings.printer, &e),
     };
     let opts = BuildOptions {
         context: &context,

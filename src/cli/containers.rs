@@ -15,9 +15,7 @@ fn open(settings: &Settings) -> Result<Store, i32> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::time::now_secs()
 }
 
 /// "3 seconds", "2 minutes", ... as Docker words durations.
@@ -27,7 +25,7 @@ fn ago(since: &str) -> String {
         Some((s, _)) => format!("{s}Z"),
         None => since.to_owned(),
     };
-    let Some(t) = crate::oci::parse_rfc3339(&whole) else {
+    let Some(t) = crate::time::parse_rfc3339(&whole) else {
         return "?".into();
     };
     let s = (now() - t).max(0);
@@ -699,7 +697,7 @@ fn parse_time(t: &str) -> Option<u64> {
     }
     t.parse::<u64>()
         .ok()
-        .or_else(|| crate::oci::parse_rfc3339(t).map(|v| v as u64))
+        .or_else(|| crate::time::parse_rfc3339(t).map(|v| v as u64))
 }
 
 /// `boxr events`: the event log, filtered; follows it until interrupted unless `--until`.
@@ -774,7 +772,7 @@ pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
                 .unwrap_or_default();
             settings.printer.data(format!(
                 "{} container {} {}{name}\n",
-                crate::oci::rfc3339(secs),
+                crate::time::rfc3339(secs),
                 e["action"].as_str().unwrap_or("?"),
                 e["id"].as_str().unwrap_or("?"),
             ));
@@ -822,17 +820,9 @@ pub struct CommitArgs {
 
 /// `boxr commit`: prints the new image's id.
 pub fn commit(args: &CommitArgs, settings: &Settings) -> i32 {
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => match v.parse() {
-            Ok(e) => e,
-            Err(_) => {
-                return fail(
-                    &settings.printer,
-                    &format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
-                );
-            }
-        },
-        _ => now().max(0) as u64,
+    let epoch = match crate::time::source_date_epoch(crate::time::EpochDefault::Now) {
+        Ok(e) => e,
+        Err(e) => return fail_with(&settings.printer, &e),
     };
     let store = match open(settings) {
         Ok(s) => s,

@@ -54,20 +54,10 @@ fn open(settings: &Settings, access: Access) -> Result<Store, i32> {
     Ok(store)
 }
 
-/// SOURCE_DATE_EPOCH from the environment, else 0.
-fn source_date_epoch() -> Result<u64, String> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map_err(|_| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")),
-        _ => Ok(0),
-    }
-}
-
 pub fn import(args: &ImportArgs, settings: &Settings) -> i32 {
-    let epoch = match source_date_epoch() {
+    let epoch = match crate::time::source_date_epoch(crate::time::EpochDefault::Zero) {
         Ok(e) => e,
-        Err(m) => return super::fail(&settings.printer, &m),
+        Err(e) => return fail_with(&settings.printer, &e),
     };
     let store = match open(settings, Access::Shared) {
         Ok(s) => s,
@@ -115,7 +105,7 @@ pub fn images(args: &ImagesArgs, settings: &Settings) -> i32 {
                         s.id.short(),
                         s.created
                             .as_deref()
-                            .and_then(crate::oci::parse_rfc3339)
+                            .and_then(crate::time::parse_rfc3339)
                             .map_or("N/A".into(), |t| ago(now - t)),
                         human_size(s.size),
                     ]
@@ -253,9 +243,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::time::now_secs()
 }
 
 /// "3 seconds ago", "About an hour ago", "2 years ago", as `docker images` says.
@@ -561,7 +549,7 @@ pub fn history(args: &HistoryArgs, settings: &Settings) -> i32 {
                         },
                         r.created
                             .as_deref()
-                            .and_then(crate::oci::parse_rfc3339)
+                            .and_then(crate::time::parse_rfc3339)
                             .map_or("N/A".into(), |t| ago(now - t)),
                         by,
                         human_size(r.size),

@@ -235,7 +235,7 @@ pub fn commit(store: &Store, info: &Info, opts: &CommitOptions) -> Result<Image,
             })
             .map_err(store_err)
     })?;
-    let created = oci::rfc3339(opts.epoch as i64);
+    let created = crate::time::rfc3339(opts.epoch as i64);
     let mut config = base.config.clone();
     config.created = Some(created.clone());
     if opts.author.is_some() {

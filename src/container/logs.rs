@@ -39,7 +39,7 @@ fn now_nanos() -> i128 {
 
 /// An RFC 3339 time (with or without a fraction) in nanoseconds since the epoch.
 fn rfc3339_nanos(text: &str) -> Option<i128> {
-    let secs = crate::oci::parse_rfc3339(text)? as i128;
+    let secs = crate::time::parse_rfc3339(text)? as i128;
     let frac = text
         .get(19..)
         .and_then(|r| r.strip_prefix('.'))

@@ -122,12 +122,7 @@ pub mod frame {
 }
 
 pub(super) fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = crate::oci::rfc3339(d.as_secs() as i64);
-    // 2026-11-29T06:00:00Z → with nanoseconds, as Docker's logs have them.
-    format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
+    crate::time::now_rfc3339_nanos()
 }
 
 /// Starts a monitor for `spec` and waits for its start report: the container's init pid once

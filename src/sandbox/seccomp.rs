@@ -101,7 +101,7 @@ impl Target {
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
         Target {
-            arch: crate::oci::host_architecture().to_owned(),
+            arch: crate::platform::architecture().to_owned(),
             kernel: kernel_version(&release).unwrap_or((0, 0)),
         }
     }

@@ -201,7 +201,7 @@ pub fn put_layered_image(store: &Path, layers: &[&Path], name: &str) {
         .collect();
     let mut config = ImageConfig::linux(
         metas.iter().map(|m| m.diff_id).collect(),
-        Some(oci::rfc3339(0)),
+        Some(boxr::time::rfc3339(0)),
     );
     config.history = vec![History::default(); metas.len()];
     let descs = metas

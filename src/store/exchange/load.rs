@@ -124,14 +124,14 @@ impl Store {
         let bytes = read_verified(src, index_digest)?;
         let nested: Index = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(format!("image index {index_digest}: {e}")))?;
-        let arch = oci::host_architecture();
+        let arch = crate::platform::architecture();
         nested
             .manifests
             .iter()
             .find(|m| {
                 m.platform
                     .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                    .is_some_and(|p| p.os == crate::platform::os() && p.architecture == arch)
             })
             .map(|m| m.digest)
             .ok_or_else(|| {

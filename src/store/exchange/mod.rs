@@ -138,7 +138,7 @@ impl Store {
             let f = File::open(source).map_err(io_err("open", source))?;
             self.add_layer_from_tar(f, &[], Some(epoch))?
         };
-        let created = oci::rfc3339(epoch as i64);
+        let created = crate::time::rfc3339(epoch as i64);
         let mut config = ImageConfig::linux(vec![layer.diff_id], Some(created.clone()));
         config.history = vec![History {
             created: Some(created),
