@@ -9,6 +9,7 @@
 //!
 //! Progress goes through the [`Reporter`] trait; this module never prints.
 
+pub mod secrets;
 mod state;
 mod step;
 
@@ -370,7 +371,7 @@ fn explain(ctx: &Ctx, step: &Step, stale_clamp: Option<u64>) -> String {
         return format!("no earlier build of `{}` had this step", step.image);
     };
     let parts = &step.key_parts;
-    if prev["definition"] != step.definition {
+    if prev["definition"] != step.definition.canonical() {
         return format!(
             "the step changed (was `{}`)",
             prev["description"].as_str().unwrap_or("?")
@@ -384,8 +385,10 @@ fn explain(ctx: &Ctx, step: &Step, stale_clamp: Option<u64>) -> String {
         return format!("the {} it runs with changed", changed.join(", "));
     }
     if prev["parts"]["inputs"] != serde_json::json!(parts.inputs) {
-        return match &step.definition["from"] {
-            serde_json::Value::String(img) => format!("the image it copies from (`{img}`) changed"),
+        return match &step.definition {
+            crate::plan::StepDef::Copy(crate::plan::CopyDef {
+                from: Some(img), ..
+            }) => format!("the image it copies from (`{img}`) changed"),
             _ => "the content of its sources changed".into(),
         };
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::plan::StepDef;
 
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Empty, History, ImageConfig, RunConfig};
@@ -83,77 +83,54 @@ impl State {
         }
     }
 
-    /// Applies a config-only step (its canonical definition from the plan).
-    pub fn apply_config(&mut self, def: &Value) {
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let pairs = |v: &Value| -> Vec<(String, String)> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| {
-                            Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        match def["op"].as_str().unwrap_or_default() {
-            "env" => {
-                for (k, v) in pairs(&def["set"]) {
-                    self.set_env(&k, &v);
+    /// Applies a config-only step (or the config half of `workdir`).
+    pub fn apply_config(&mut self, def: &StepDef) {
+        match def {
+            StepDef::Env { set } => {
+                for (k, v) in set {
+                    self.set_env(k, v);
                 }
             }
-            "label" => {
+            StepDef::Label { set } => {
                 let labels = self.run.labels.get_or_insert_with(BTreeMap::new);
-                for (k, v) in pairs(&def["set"]) {
-                    labels.insert(k, v);
+                for (k, v) in set {
+                    labels.insert(k.clone(), v.clone());
                 }
             }
-            "workdir" => {
-                self.run.working_dir = def["path"].as_str().map(str::to_owned);
-            }
-            "user" => {
-                self.run.user = def["user"].as_str().map(str::to_owned);
-            }
-            "expose" => {
-                let ports = self.run.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for p in strings(&def["ports"]) {
+            StepDef::Workdir { path } => self.run.working_dir = Some(path.clone()),
+            StepDef::User { user } => self.run.user = Some(user.clone()),
+            StepDef::Expose { ports } => {
+                let exposed = self.run.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in ports {
                     let p = if p.contains('/') {
-                        p
+                        p.clone()
                     } else {
                         format!("{p}/tcp")
                     };
-                    ports.insert(p, Empty {});
+                    exposed.insert(p, Empty {});
                 }
             }
-            "entrypoint" => {
-                self.run.entrypoint = Some(strings(&def["args"]));
+            StepDef::Entrypoint { args } => {
+                self.run.entrypoint = Some(args.clone());
                 // Docker: an ENTRYPOINT resets a CMD inherited from the base image.
                 if !self.cmd_set {
                     self.run.cmd = None;
                 }
             }
-            "cmd" => {
-                self.run.cmd = Some(strings(&def["args"]));
+            StepDef::Cmd { args } => {
+                self.run.cmd = Some(args.clone());
                 self.cmd_set = true;
             }
-            "shell" => self.shell = strings(&def["args"]),
-            "volume" => {
+            StepDef::Shell { args } => self.shell = args.clone(),
+            StepDef::Volume { paths } => {
                 let vols = self.run.volumes.get_or_insert_with(BTreeMap::new);
-                for p in strings(&def["paths"]) {
-                    vols.insert(p, Empty {});
+                for p in paths {
+                    vols.insert(p.clone(), Empty {});
                 }
             }
-            "stop-signal" => self.run.stop_signal = def["signal"].as_str().map(str::to_owned),
-            _ => {}
+            StepDef::StopSignal { signal } => self.run.stop_signal = Some(signal.clone()),
+            // Steps that make a filesystem change only.
+            StepDef::From { .. } | StepDef::Run(_) | StepDef::Copy(_) => {}
         }
     }
 
@@ -172,22 +149,43 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn set(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
 
     #[test]
     fn config_steps_follow_docker() {
         let mut s = State::scratch();
         s.run.cmd = Some(vec!["sh".into()]);
-        s.apply_config(&json!({"op": "env", "set": [["A", "1"], ["B", "2"]]}));
-        s.apply_config(&json!({"op": "env", "set": [["A", "3"]]}));
+        s.apply_config(&StepDef::Env {
+            set: set(&[("A", "1"), ("B", "2")]),
+        });
+        s.apply_config(&StepDef::Env {
+            set: set(&[("A", "3")]),
+        });
         assert_eq!(s.env(), vec!["A=3", "B=2"]);
-        s.apply_config(&json!({"op": "entrypoint", "args": ["/app"]}));
+        s.apply_config(&StepDef::Entrypoint {
+            args: args(&["/app"]),
+        });
         assert_eq!(s.run.cmd, None, "an entrypoint resets an inherited cmd");
-        s.apply_config(&json!({"op": "cmd", "args": ["-x"]}));
-        s.apply_config(&json!({"op": "expose", "ports": ["8080", "53/udp"]}));
+        s.apply_config(&StepDef::Cmd {
+            args: args(&["-x"]),
+        });
+        s.apply_config(&StepDef::Expose {
+            ports: args(&["8080", "53/udp"]),
+        });
         let ports: Vec<&String> = s.run.exposed_ports.as_ref().unwrap().keys().collect();
         assert_eq!(ports, ["53/udp", "8080/tcp"]);
-        s.apply_config(&json!({"op": "workdir", "path": "/src"}));
+        s.apply_config(&StepDef::Workdir {
+            path: "/src".into(),
+        });
         assert_eq!(s.workdir(), "/src");
     }
 }

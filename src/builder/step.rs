@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
-use serde_json::Value;
 
 use super::{BuildError, Ctx, Event, Scratch, State};
 use crate::digest::Digest;
 use crate::layer::{self, WriteOptions};
 use crate::manifest::Base;
-use crate::plan::Step;
+use crate::plan::step::{RunNetwork, Sharing};
+use crate::plan::{CopyDef, RunCommand, RunDef, Step, StepDef};
 use crate::sandbox::fs_helper::{FsOp, FsSource, FsSpec};
 use crate::sandbox::{
     self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, SecuritySpec,
@@ -55,16 +55,17 @@ pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
         }
         None => State::scratch(),
     };
-    match step.op {
-        "from" => from(ctx, step),
-        "run" | "copy" | "workdir" => {
-            let layer = cached_or(ctx, step, |ctx| match step.op {
-                "run" => run(ctx, step, &state),
-                "copy" => copy(ctx, step, &state),
-                _ => workdir(ctx, step, &state),
+    match &step.definition {
+        StepDef::From { .. } => from(ctx, step),
+        def @ (StepDef::Run(_) | StepDef::Copy(_) | StepDef::Workdir { .. }) => {
+            let layer = cached_or(ctx, step, |ctx| match def {
+                StepDef::Run(r) => run(ctx, step, r, &state),
+                StepDef::Copy(c) => copy(ctx, step, c, &state),
+                StepDef::Workdir { path } => workdir(ctx, step, path, &state),
+                _ => unreachable!("matched above"),
             })?;
-            if step.op == "workdir" {
-                state.apply_config(&step.definition);
+            if let StepDef::Workdir { .. } = def {
+                state.apply_config(def);
             }
             if let Some((d, size)) = layer {
                 state.push_layer(d, size);
@@ -389,16 +390,6 @@ fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>) -> BuildError {
     }))
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A held cache-mount lock (released when dropped).
 enum CacheLock {
     None,
@@ -406,28 +397,30 @@ enum CacheLock {
 }
 
 /// `run`: the command in a sandbox over the parent's layers; the upper dir is the layer.
-fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
-    let def = &step.definition;
+fn run(
+    ctx: &Ctx,
+    step: &Step,
+    def: &RunDef,
+    state: &State,
+) -> Result<Option<(Digest, u64)>, BuildError> {
     let err = |m: String| ctx.step_error(step, m);
-    let args = match def["shell"].as_array() {
-        Some(cmd) => {
+    let args = match &def.command {
+        RunCommand::Shell(cmd) => {
             let mut a = state.shell.clone();
-            a.extend(cmd.iter().filter_map(|c| c.as_str().map(str::to_owned)));
+            a.push(cmd.clone());
             a
         }
-        None => strings(&def["exec"]),
+        RunCommand::Exec(a) => a.clone(),
     };
     let mut env = state.env();
-    for p in def["env"].as_array().into_iter().flatten() {
-        if let (Some(k), Some(v)) = (p[0].as_str(), p[1].as_str()) {
-            let entry = format!("{k}={v}");
-            match env
-                .iter_mut()
-                .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
-            {
-                Some(e) => *e = entry,
-                None => env.push(entry),
-            }
+    for (k, v) in &def.env {
+        let entry = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+        {
+            Some(e) => *e = entry,
+            None => env.push(entry),
         }
     }
     let dirs = StepDirs::new(ctx, step, state)?;
@@ -437,9 +430,9 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         fs::write(&p, content).map_err(|e| err(format!("cannot write {}: {e}", p.display())))?;
         Ok(p)
     };
-    let network = match def["network"].as_str() {
-        Some("host") => NetworkMode::Host,
-        _ => NetworkMode::None,
+    let network = match def.network {
+        RunNetwork::Host => NetworkMode::Host,
+        RunNetwork::None => NetworkMode::None,
     };
     let hosts = match network {
         NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
@@ -468,10 +461,9 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         "/etc/hosts".into(),
         "/etc/resolv.conf".into(),
     ];
-    for c in def["caches"].as_array().into_iter().flatten() {
-        let target = c["target"].as_str().unwrap_or("/").to_owned();
-        let id = c["id"].as_str().unwrap_or(&target).to_owned();
-        let (dir, lock_path) = ctx.store.cache_mount(&id)?;
+    for c in &def.caches {
+        let (target, id) = (c.target.clone(), &c.id);
+        let (dir, lock_path) = ctx.store.cache_mount(id)?;
         let open_lock = || {
             File::options()
                 .create(true)
@@ -480,13 +472,13 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
                 .open(&lock_path)
                 .map_err(|e| err(format!("cannot open the lock of cache `{id}`: {e}")))
         };
-        let (source, lock) = match c["sharing"].as_str() {
-            Some("locked") => {
+        let (source, lock) = match c.sharing {
+            Sharing::Locked => {
                 let held = Flock::lock(open_lock()?, FlockArg::LockExclusive)
                     .map_err(|(_, e)| err(format!("cannot lock cache `{id}`: {e}")))?;
                 (dir, CacheLock::Held(held))
             }
-            Some("private") => match Flock::lock(open_lock()?, FlockArg::LockExclusiveNonblock) {
+            Sharing::Private => match Flock::lock(open_lock()?, FlockArg::LockExclusiveNonblock) {
                 Ok(held) => (dir, CacheLock::Held(held)),
                 // In use: this step gets a fresh, throwaway directory of its own.
                 Err(_) => {
@@ -496,7 +488,7 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
                     (own, CacheLock::None)
                 }
             },
-            _ => (dir, CacheLock::None),
+            Sharing::Shared => (dir, CacheLock::None),
         };
         locks.push(lock);
         mounts.push(MountSpec::Bind {
@@ -510,8 +502,8 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
     // the directory goes when the step ends. Their values are masked in the step's output.
     let mut redact = Vec::new();
     let mut secret_dir = None;
-    for sec in def["secrets"].as_array().into_iter().flatten() {
-        let name = sec["name"].as_str().unwrap_or_default();
+    for sec in &def.secrets {
+        let name = sec.name.as_str();
         let value = ctx.opts.secrets.get(name).ok_or_else(|| {
             err(format!(
                 "the secret `{name}` is not given: pass --secret id={name},src=FILE (or env=VAR), or set {name} in the environment"
@@ -531,14 +523,14 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
         let path = dir.path().join(name);
         write_private(&path, value)
             .map_err(|e| err(format!("cannot write the secret `{name}`: {e}")))?;
-        let file = sec["file"].as_str().unwrap_or("/run/secrets").to_owned();
+        let file = sec.file.clone();
         mounts.push(MountSpec::Bind {
             source: path,
             target: file.clone(),
             read_only: true,
         });
         targets.push(file);
-        if let Some(var) = sec["env"].as_str() {
+        if let Some(var) = &sec.env {
             env.push(format!("{var}={}", String::from_utf8_lossy(value)));
         }
         redact.push(value.clone());
@@ -618,12 +610,16 @@ fn run(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, B
 }
 
 /// `copy`: Docker's COPY through the fs helper.
-fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
-    let def = &step.definition;
+fn copy(
+    ctx: &Ctx,
+    step: &Step,
+    def: &CopyDef,
+    state: &State,
+) -> Result<Option<(Digest, u64)>, BuildError> {
     let err = |m: String| ctx.step_error(step, m);
     let dirs = StepDirs::new(ctx, step, state)?;
-    let source = match &def["from"] {
-        Value::Null => {
+    let source = match &def.from {
+        None => {
             let ignore = crate::ignore::Ignore::load(ctx.opts.context).map_err(err)?;
             let path = fs::canonicalize(ctx.opts.context)
                 .map_err(|e| err(format!("the build context: {e}")))?;
@@ -632,7 +628,7 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
                 ignore: ignore.lines,
             }
         }
-        Value::String(from) => {
+        Some(from) => {
             let other = match step.needs.iter().find(|n| Some(**n) != step.parent) {
                 // Another image of this file: its last step's result.
                 Some(&n) => ctx.results[n].get().expect("the source is done").clone(),
@@ -647,19 +643,15 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
                 target: dirs.scratch.0.join("src"),
             }
         }
-        _ => return Err(err("invalid copy source".into())),
     };
-    let chmod = def["chmod"]
-        .as_str()
-        .and_then(|m| u32::from_str_radix(m, 8).ok());
     let spec = FsSpec {
         rootfs: Some(dirs.rootfs()),
         source: Some(source),
         op: FsOp::Copy {
-            sources: strings(&def["sources"]),
-            dest: def["to"].as_str().unwrap_or("/").to_owned(),
-            chmod,
-            chown: def["chown"].as_str().map(str::to_owned),
+            sources: def.sources.clone(),
+            dest: def.to.clone(),
+            chmod: def.chmod,
+            chown: def.chown.clone(),
         },
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
@@ -670,14 +662,19 @@ fn copy(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, 
 }
 
 /// `workdir`: the directory, created when the image lacks it.
-fn workdir(ctx: &Ctx, step: &Step, state: &State) -> Result<Option<(Digest, u64)>, BuildError> {
+fn workdir(
+    ctx: &Ctx,
+    step: &Step,
+    path: &str,
+    state: &State,
+) -> Result<Option<(Digest, u64)>, BuildError> {
     let err = |m: String| ctx.step_error(step, m);
     let dirs = StepDirs::new(ctx, step, state)?;
     let spec = FsSpec {
         rootfs: Some(dirs.rootfs()),
         source: None,
         op: FsOp::Mkdir {
-            path: step.definition["path"].as_str().unwrap_or("/").to_owned(),
+            path: path.to_owned(),
         },
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;

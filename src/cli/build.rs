@@ -110,9 +110,9 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         explain: args.explain,
         epoch,
         tags,
-        secrets: match secrets(&args.secrets, &plan) {
+        secrets: match builder::secrets::resolve(&args.secrets, &plan) {
             Ok(s) => s,
-            Err(msg) => return fail(&settings.printer, &msg),
+            Err(e) => return super::fail_with(&settings.printer, &e),
         },
     };
     let reporter = super::progress::reporter(settings.printer.mode(), settings.printer.quiet());
@@ -180,58 +180,6 @@ fn tags(args: &BuildArgs, plan: &plan::Plan) -> Result<BTreeMap<String, Vec<Stri
             .ok_or_else(|| format!("--tag {t}: the build makes no image `{image}`"))?;
         crate::store::ref_key(name).map_err(|e| format!("--tag {t}: {e}"))?;
         names.push(name.to_owned());
-    }
-    Ok(out)
-}
-
-/// The values of the secrets the plan's steps mount: `--secret id=NAME,src=FILE|env=VAR`, else
-/// the environment variable NAME. A secret with no value is only an error if its step runs.
-fn secrets(specs: &[String], plan: &plan::Plan) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let mut out = BTreeMap::new();
-    for spec in specs {
-        let mut id = None;
-        let mut value = None;
-        for part in spec.split(',') {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                format!("--secret {spec}: write id=NAME,src=FILE or id=NAME,env=VAR")
-            })?;
-            match k {
-                "id" => id = Some(v.to_owned()),
-                "src" | "source" => {
-                    value = Some(
-                        std::fs::read(v)
-                            .map_err(|e| format!("--secret {spec}: cannot read {v}: {e}"))?,
-                    )
-                }
-                "env" => {
-                    value = Some(
-                        std::env::var_os(v)
-                            .ok_or_else(|| format!("--secret {spec}: {v} is not set"))?
-                            .into_encoded_bytes(),
-                    )
-                }
-                "type" if v == "file" || v == "env" => {}
-                _ => return Err(format!("--secret {spec}: unknown key `{k}`")),
-            }
-        }
-        let id = id.ok_or_else(|| format!("--secret {spec}: id=NAME is missing"))?;
-        let value = match value {
-            Some(v) => v,
-            None => std::env::var_os(&id)
-                .ok_or_else(|| format!("--secret {spec}: give src=FILE or env=VAR, or set {id}"))?
-                .into_encoded_bytes(),
-        };
-        out.insert(id, value);
-    }
-    for step in &plan.steps {
-        for sec in step.definition["secrets"].as_array().into_iter().flatten() {
-            if let Some(name) = sec["name"].as_str()
-                && !out.contains_key(name)
-                && let Some(v) = std::env::var_os(name)
-            {
-                out.insert(name.to_owned(), v.into_encoded_bytes());
-            }
-        }
     }
     Ok(out)
 }

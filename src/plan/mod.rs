@@ -5,6 +5,7 @@
 pub mod hashcache;
 pub mod inputs;
 pub mod key;
+pub mod step;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -15,10 +16,9 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 pub use key::{Digest256, SCHEMA, StepKey};
+pub use step::{BaseKind, CacheDef, CopyDef, RunCommand, RunDef, SecretDef, StepDef};
 
-use crate::manifest::{
-    Base, Command, Copy, Image, ImageSource, Instruction, Manifest, RunNetwork, Sharing, Span,
-};
+use crate::manifest::{Base, Command, Copy, Image, ImageSource, Instruction, Manifest, Span};
 use crate::reference::ImageRef;
 
 /// Finds images that are not in the manifest (the store, later registries). Planning never
@@ -114,8 +114,8 @@ pub struct Step {
     pub needs: Vec<usize>,
     /// Whether the step makes a filesystem layer (config-only steps do not).
     pub layer: bool,
-    /// The canonical definition that went into the key.
-    pub definition: Value,
+    /// What the step does; its canonical JSON went into the key.
+    pub definition: StepDef,
     /// The key's other fields, for `boxr build --explain`.
     #[serde(skip)]
     pub key_parts: KeyParts,
@@ -341,7 +341,12 @@ impl Planner<'_> {
             None => parts.base_digest.clone().unwrap_or_default(),
         };
         let effective = config.effective();
-        let key = key::step_key(&parent_key, &parts.definition, &effective, &parts.inputs);
+        let key = key::step_key(
+            &parent_key,
+            &parts.definition.canonical(),
+            &effective,
+            &parts.inputs,
+        );
         let id = self.steps.len();
         let mut needs: Vec<usize> = parent.into_iter().collect();
         for n in extra_needs {
@@ -352,7 +357,7 @@ impl Planner<'_> {
         self.steps.push(Step {
             id,
             image: image.to_owned(),
-            op: parts.op,
+            op: parts.definition.op(),
             description: parts.description,
             key,
             parent,
@@ -413,10 +418,7 @@ impl Planner<'_> {
             let mut extra = Vec::new();
             let parts = match &ins.value {
                 Instruction::Env(pairs) => {
-                    let set: Vec<(&str, &str)> = pairs
-                        .iter()
-                        .map(|(k, v)| (k.value.as_str(), v.value.as_str()))
-                        .collect();
+                    let set = pair_texts(pairs);
                     for (k, v) in &set {
                         config.set_env(k, v);
                     }
@@ -425,32 +427,19 @@ impl Planner<'_> {
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(" ");
-                    StepParts::config(
-                        "env",
-                        format!("env {desc}"),
-                        json!({"op": "env", "set": set}),
-                        ins.span,
-                    )
+                    StepParts::config(format!("env {desc}"), StepDef::Env { set }, ins.span)
                 }
                 Instruction::Label(pairs) => {
                     for (k, v) in pairs {
                         config.labels.insert(k.value.clone(), v.value.clone());
                     }
-                    let set: Vec<(&str, &str)> = pairs
-                        .iter()
-                        .map(|(k, v)| (k.value.as_str(), v.value.as_str()))
-                        .collect();
+                    let set = pair_texts(pairs);
                     let desc = set
                         .iter()
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(" ");
-                    StepParts::config(
-                        "label",
-                        format!("label {desc}"),
-                        json!({"op": "label", "set": set}),
-                        ins.span,
-                    )
+                    StepParts::config(format!("label {desc}"), StepDef::Label { set }, ins.span)
                 }
                 Instruction::Workdir(p) => {
                     config.workdir = normalize(&config.resolve(&p.value));
@@ -458,9 +447,10 @@ impl Planner<'_> {
                     StepParts {
                         layer: true,
                         ..StepParts::config(
-                            "workdir",
                             format!("workdir {}", config.workdir),
-                            json!({"op": "workdir", "path": config.workdir}),
+                            StepDef::Workdir {
+                                path: config.workdir.clone(),
+                            },
                             ins.span,
                         )
                     }
@@ -468,9 +458,10 @@ impl Planner<'_> {
                 Instruction::User(u) => {
                     config.user = Some(u.value.to_string());
                     StepParts::config(
-                        "user",
                         format!("user {}", u.value),
-                        json!({"op": "user", "user": u.value.to_string()}),
+                        StepDef::User {
+                            user: u.value.to_string(),
+                        },
                         ins.span,
                     )
                 }
@@ -478,9 +469,8 @@ impl Planner<'_> {
                     let ps: Vec<String> = ports.iter().map(|p| p.value.to_string()).collect();
                     config.exposed_ports.extend(ps.iter().cloned());
                     StepParts::config(
-                        "expose",
                         format!("expose {}", ps.join(" ")),
-                        json!({"op": "expose", "ports": ps}),
+                        StepDef::Expose { ports: ps },
                         ins.span,
                     )
                 }
@@ -491,9 +481,8 @@ impl Planner<'_> {
                     }
                     config.entrypoint = Some(a.clone());
                     StepParts::config(
-                        "entrypoint",
                         format!("entrypoint {}", argv(&a)),
-                        json!({"op": "entrypoint", "args": a}),
+                        StepDef::Entrypoint { args: a },
                         ins.span,
                     )
                 }
@@ -502,9 +491,8 @@ impl Planner<'_> {
                     cmd_set = true;
                     config.cmd = Some(a.clone());
                     StepParts::config(
-                        "cmd",
                         format!("cmd {}", argv(&a)),
-                        json!({"op": "cmd", "args": a}),
+                        StepDef::Cmd { args: a },
                         ins.span,
                     )
                 }
@@ -512,9 +500,8 @@ impl Planner<'_> {
                     let a = texts(args);
                     config.shell = a.clone();
                     StepParts::config(
-                        "shell",
                         format!("shell {}", argv(&a)),
-                        json!({"op": "shell", "args": a}),
+                        StepDef::Shell { args: a },
                         ins.span,
                     )
                 }
@@ -522,62 +509,54 @@ impl Planner<'_> {
                     let a = texts(paths);
                     config.volumes.extend(a.iter().cloned());
                     StepParts::config(
-                        "volume",
                         format!("volume {}", a.join(" ")),
-                        json!({"op": "volume", "paths": a}),
+                        StepDef::Volume { paths: a },
                         ins.span,
                     )
                 }
                 Instruction::StopSignal(s) => {
                     config.stop_signal = Some(s.value.to_string());
                     StepParts::config(
-                        "stop-signal",
                         format!("stop-signal {}", s.value),
-                        json!({"op": "stop-signal", "signal": s.value.to_string()}),
+                        StepDef::StopSignal {
+                            signal: s.value.to_string(),
+                        },
                         ins.span,
                     )
                 }
                 Instruction::Run(run) => {
-                    let (form, cmd) = match &run.command {
-                        Command::Shell(s) => ("shell", vec![s.value.clone()]),
-                        Command::Exec(a) => ("exec", texts(a)),
+                    let command = match &run.command {
+                        Command::Shell(s) => RunCommand::Shell(s.value.clone()),
+                        Command::Exec(a) => RunCommand::Exec(texts(a)),
                     };
-                    let env: Vec<(&str, &str)> = run
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.value.as_str(), v.value.as_str()))
-                        .collect();
-                    let caches: Vec<Value> = run
-                        .caches
-                        .iter()
-                        .map(|c| {
-                            json!({"target": c.target.value, "id": c.id.value, "sharing": match c.sharing {
-                                Sharing::Shared => "shared",
-                                Sharing::Locked => "locked",
-                                Sharing::Private => "private",
-                            }})
-                        })
-                        .collect();
-                    let network = match run.network.value {
-                        RunNetwork::None => "none",
-                        RunNetwork::Host => "host",
+                    let description = match &command {
+                        RunCommand::Shell(s) => format!("run {s}"),
+                        RunCommand::Exec(a) => format!("run {}", argv(a)),
                     };
-                    let description = match &run.command {
-                        Command::Shell(s) => format!("run {}", s.value),
-                        Command::Exec(_) => format!("run {}", argv(&cmd)),
-                    };
-                    let mut definition = json!({"op": "run", form: cmd, "env": env, "network": network, "caches": caches});
-                    if !run.secrets.is_empty() {
-                        // Where each secret appears, never its value (added only when present,
-                        // so the keys of steps without secrets stay as schema v1 has them).
-                        definition["secrets"] = run
+                    let definition = StepDef::Run(RunDef {
+                        command,
+                        env: pair_texts(&run.env),
+                        network: run.network.value,
+                        caches: run
+                            .caches
+                            .iter()
+                            .map(|c| CacheDef {
+                                target: c.target.value.clone(),
+                                id: c.id.value.clone(),
+                                sharing: c.sharing,
+                            })
+                            .collect(),
+                        secrets: run
                             .secrets
                             .iter()
-                            .map(|s| json!({"name": s.name.value, "env": s.env.as_ref().map(|e| &e.value), "file": s.file.value}))
-                            .collect();
-                    }
+                            .map(|s| SecretDef {
+                                name: s.name.value.clone(),
+                                env: s.env.as_ref().map(|e| e.value.clone()),
+                                file: s.file.value.clone(),
+                            })
+                            .collect(),
+                    });
                     StepParts {
-                        op: "run",
                         description,
                         definition,
                         inputs: Vec::new(),
@@ -659,18 +638,17 @@ impl Planner<'_> {
             }
         };
         let kind = match base {
-            Base::Scratch => "scratch",
-            Base::Dir(_) => "dir",
-            Base::Tar(_) => "tar",
-            Base::Oci { .. } => "oci",
-            Base::Store(_) => "image",
+            Base::Scratch => BaseKind::Scratch,
+            Base::Dir(_) => BaseKind::Dir,
+            Base::Tar(_) => BaseKind::Tar,
+            Base::Oci { .. } => BaseKind::Oci,
+            Base::Store(_) => BaseKind::Image,
             Base::Image(_) => unreachable!(),
         };
         Some(StepParts {
-            op: "from",
             description: format!("from {what}"),
             // The digest, not the path, identifies the base: moving the context keeps keys.
-            definition: json!({"op": "from", "kind": kind}),
+            definition: StepDef::From { kind },
             inputs: Vec::new(),
             layer: !matches!(base, Base::Scratch),
             base_digest: Some(digest),
@@ -702,7 +680,7 @@ impl Planner<'_> {
                 &self.ignore,
                 self.opts.hashes,
             ) {
-                Ok(d) => (Value::Null, d.to_string()),
+                Ok(d) => (None, d.to_string()),
                 Err(e) => {
                     let at = match &e {
                         inputs::InputError::NotFound { path, .. }
@@ -723,10 +701,10 @@ impl Planner<'_> {
                         return None; // `other` failed to plan and reported why
                     };
                     needs.push(*last);
-                    (json!(other), self.steps[*last].key.hex())
+                    (Some(other.clone()), self.steps[*last].key.hex())
                 }
                 ImageSource::Store(r) => match self.opts.resolver.resolve(r) {
-                    Some(d) => (json!(r.to_string()), d),
+                    Some(d) => (Some(r.to_string()), d),
                     None => {
                         self.errors.push(PlanError::ImageNotFound {
                             reference: r.to_string(),
@@ -748,15 +726,13 @@ impl Planner<'_> {
         }
         Some((
             StepParts {
-                op: "copy",
                 description,
-                definition: json!({
-                    "op": "copy",
-                    "sources": sources,
-                    "to": to,
-                    "from": from,
-                    "chmod": chmod.map(|m| format!("{m:04o}")),
-                    "chown": chown,
+                definition: StepDef::Copy(CopyDef {
+                    sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+                    to,
+                    from,
+                    chmod,
+                    chown,
                 }),
                 inputs: vec![input],
                 layer: true,
@@ -770,9 +746,8 @@ impl Planner<'_> {
 
 /// What a step contributes to the plan before its key is computed.
 struct StepParts {
-    op: &'static str,
     description: String,
-    definition: Value,
+    definition: StepDef,
     inputs: Vec<String>,
     layer: bool,
     base_digest: Option<String>,
@@ -780,9 +755,8 @@ struct StepParts {
 }
 
 impl StepParts {
-    fn config(op: &'static str, description: String, definition: Value, span: Span) -> Self {
+    fn config(description: String, definition: StepDef, span: Span) -> Self {
         StepParts {
-            op,
             description,
             definition,
             inputs: Vec::new(),
@@ -795,6 +769,12 @@ impl StepParts {
 
 fn texts(v: &[crate::manifest::Spanned<String>]) -> Vec<String> {
     v.iter().map(|s| s.value.clone()).collect()
+}
+
+fn pair_texts(v: &[crate::manifest::Pair]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(k, val)| (k.value.clone(), val.value.clone()))
+        .collect()
 }
 
 /// An argv shown as a JSON array, the way Dockerfile exec form reads.
