@@ -537,10 +537,10 @@ fn run(
     }
     let mut security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
     security.seccomp = Some(
-        crate::container::seccomp_program(
-            ctx.store,
+        sandbox::seccomp::program(
             sandbox::seccomp::DEFAULT_PROFILE.as_bytes(),
             &security.capabilities,
+            |key, make| ctx.store.cached_artifact("seccomp", key, make),
         )
         .map_err(|m| err(format!("seccomp: {m}")))?,
     );
@@ -563,8 +563,7 @@ fn run(
         },
         init: true,
         security,
-        remove_on_exit: None,
-        remove_also: Vec::new(),
+        owner: None,
         keep_fd: None,
         console_fd: None,
         die_with_parent: true,
@@ -582,7 +581,6 @@ fn run(
                     .join(format!("cgroup-build-{}.json", dirs.scratch.name())),
             ),
         }),
-        state_file: None,
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
@@ -590,7 +588,6 @@ fn run(
         rootfs_mounted: false,
         hooks: Vec::new(),
         pid_file: None,
-        events_file: None,
         shm_size: None,
         sysctls: Vec::new(),
         pid_ns: Default::default(),

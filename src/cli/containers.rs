@@ -7,7 +7,7 @@ use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
 use crate::container::lifecycle;
 use crate::container::state::{self, Info, Status};
-use crate::container::{commit, cp, logs};
+use crate::container::{commit, cp, events, logs, top};
 use crate::store::{Access, Store};
 
 fn open(settings: &Settings) -> Result<Store, i32> {
@@ -529,45 +529,15 @@ pub fn top(args: &TopArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let info = match state::find(&store, &args.container) {
-        Ok(i) => i,
+    let procs = match state::find(&store, &args.container).and_then(|i| top::processes(&i)) {
+        Ok(p) => p,
         Err(e) => return fail_with(&settings.printer, &e),
     };
-    if !matches!(state::status(&info), Status::Running { .. }) {
-        return fail(
-            &settings.printer,
-            &format!("container {} is not running", args.container),
-        );
-    }
-    let Some(cg) = state::cgroup(&info) else {
-        return fail(&settings.printer, "the container has no cgroup");
-    };
     let mut out = format!("{:<8} {:<8} {:<8} {}\n", "UID", "PID", "PPID", "CMD");
-    for pid in cg.pids() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next())
-                .unwrap_or("?")
-                .to_owned()
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
+    for p in procs {
         out.push_str(&format!(
             "{:<8} {:<8} {:<8} {}\n",
-            field("Uid:"),
-            pid,
-            field("PPid:"),
-            cmd
+            p.uid, p.pid, p.ppid, p.cmd
         ));
     }
     settings.printer.data(out);
@@ -691,77 +661,18 @@ pub struct EventsArgs {
     format: String,
 }
 
-fn parse_time(t: &str) -> Option<u64> {
-    if t == "now" {
-        return Some(now() as u64);
-    }
-    t.parse::<u64>()
-        .ok()
-        .or_else(|| crate::time::parse_rfc3339(t).map(|v| v as u64))
-}
-
 /// `boxr events`: the event log, filtered; follows it until interrupted unless `--until`.
 pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
     let store = match open(settings) {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let since = match args.since.as_deref().map(parse_time) {
-        Some(None) => return fail(&settings.printer, "--since: write RFC 3339 or seconds"),
-        Some(Some(t)) => Some(t),
-        None => None,
-    };
-    let until = match args.until.as_deref().map(parse_time) {
-        Some(None) => return fail(&settings.printer, "--until: write RFC 3339, seconds or now"),
-        Some(Some(t)) => Some(t),
-        None => None,
-    };
-    let mut filters: Vec<(String, String)> = Vec::new();
-    for f in &args.filter {
-        match f.split_once('=') {
-            Some((k @ ("container" | "event"), v)) => filters.push((k.into(), v.into())),
-            _ => {
-                return fail(
-                    &settings.printer,
-                    &format!("--filter {f}: use container=… or event=…"),
-                );
-            }
-        }
-    }
-    // Names are known from `create` events (read first, in order); other events carry the id.
-    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut matches = |e: &serde_json::Value| -> bool {
-        if let (Some(n), Some(id)) = (e["attributes"]["name"].as_str(), e["id"].as_str()) {
-            names.insert(id.to_owned(), n.to_owned());
-        }
-        let t = e["time"].as_u64().unwrap_or(0);
-        if since.is_some_and(|s| t < s) || until.is_some_and(|u| t > u) {
-            return false;
-        }
-        for key in ["container", "event"] {
-            let wanted: Vec<&str> = filters
-                .iter()
-                .filter(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let ok = match key {
-                "event" => wanted.iter().any(|w| e["action"] == *w),
-                _ => wanted.iter().any(|w| {
-                    e["id"].as_str().is_some_and(|id| {
-                        id.starts_with(w) || names.get(id).is_some_and(|n| n == w)
-                    })
-                }),
-            };
-            if !ok {
-                return false;
-            }
-        }
-        true
-    };
-    let print = |e: &serde_json::Value| {
+    let filter =
+        match events::Filter::parse(args.since.as_deref(), args.until.as_deref(), &args.filter) {
+            Ok(f) => f,
+            Err(e) => return fail_with(&settings.printer, &e),
+        };
+    events::follow(store.root(), &filter, |e| {
         if args.format == "json" {
             settings.printer.data(format!("{e}\n"));
         } else {
@@ -777,28 +688,8 @@ pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
                 e["id"].as_str().unwrap_or("?"),
             ));
         }
-    };
-    let path = crate::container::events::path(store.root());
-    let mut pos = 0usize;
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.len() > pos {
-            // Only whole lines; a line being written is read on the next round.
-            let end = text[pos..].rfind('\n').map_or(pos, |i| pos + i + 1);
-            for line in text[pos..end].lines() {
-                if let Ok(e) = serde_json::from_str::<serde_json::Value>(line)
-                    && matches(&e)
-                {
-                    print(&e);
-                }
-            }
-            pos = end;
-        }
-        if until.is_some_and(|u| now() as u64 >= u) {
-            return exit::OK;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    exit::OK
 }
 
 #[derive(Debug, clap::Args)]

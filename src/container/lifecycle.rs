@@ -14,6 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::Value;
 
 use super::monitor::{self, MonitorSpec, frame};
+use super::record::Record;
 use super::state::{self, Info, Status};
 use super::{ContainerError, invalid};
 use crate::sandbox::{SandboxSpec, term};
@@ -21,7 +22,7 @@ use crate::sandbox::{SandboxSpec, term};
 /// Connects to the container's monitor, if it runs.
 fn connect(info: &Info) -> Option<UnixStream> {
     let s = state::read_state(info)?;
-    if !state::monitor_alive(&s) {
+    if !s.monitor_alive() {
         return None;
     }
     // Through the directory's descriptor: the socket's full path may be too long for an
@@ -83,7 +84,7 @@ pub fn wait_exit(info: &Info, timeout: Option<Duration>) -> bool {
         // it again) a moment after the init is gone: until it has, the end is not known.
         if !running
             && !state::read_state(info)
-                .is_some_and(|s| s["Status"] != "exited" && state::monitor_alive(&s))
+                .is_some_and(|s| s.status.as_deref() != Some("exited") && s.monitor_alive())
         {
             return true;
         }
@@ -132,7 +133,10 @@ fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| invalid(format!("cannot read {}", path.display()), None))?;
     spec.keep_fd = None;
-    spec.remove_on_exit = None;
+    if let Some(mut r) = Record::of(&spec) {
+        r.remove.clear();
+        r.set(&mut spec);
+    }
     let ms = MonitorSpec {
         dir: info.dir.clone(),
         runtime: crate::sandbox::binary()?,
@@ -153,7 +157,11 @@ fn monitor_spec(info: &Info) -> Result<MonitorSpec, ContainerError> {
 pub(super) fn detached(mut spec: SandboxSpec, dir: &std::path::Path) -> SandboxSpec {
     spec.die_with_parent = false;
     spec.detach = true;
-    spec.state_file = Some(dir.join("exit.json"));
+    // Its end goes to the monitor, which folds it into the state.
+    if let Some(mut r) = Record::of(&spec) {
+        r.end_file = Some(dir.join(state::EXIT));
+        r.set(&mut spec);
+    }
     spec
 }
 
@@ -363,7 +371,7 @@ pub fn remove(
     }
     // A live monitor has removed the cgroup when it recorded the end; without one (killed,
     // or gone with a reboot), nobody has.
-    if !state::read_state(info).is_some_and(|s| state::monitor_alive(&s))
+    if !state::read_state(info).is_some_and(|s| s.monitor_alive())
         && let Some(cg) = state::cgroup(info)
     {
         cg.destroy().map_err(|m| invalid(m, None))?;
@@ -422,7 +430,11 @@ pub fn update(
                     None,
                 )
             })?;
-        if !ms.sandbox["remove_on_exit"].is_null() && *r != crate::values::RestartPolicy::No {
+        let removes = serde_json::from_value::<SandboxSpec>(ms.sandbox.clone())
+            .ok()
+            .and_then(|s| Record::of(&s))
+            .is_some_and(|r| r.removes());
+        if removes && *r != crate::values::RestartPolicy::No {
             return Err(invalid(
                 "--restart and --rm do not go together",
                 Some("a container that is removed when it exits cannot be restarted"),

@@ -11,8 +11,10 @@ pub mod health;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod record;
 pub mod state;
 pub mod stats;
+pub mod top;
 
 use std::fs;
 use std::io::Read;
@@ -400,14 +402,14 @@ fn security(store: &Store, opts: &RunOptions) -> Result<sandbox::SecuritySpec, C
 
 /// The compiled seccomp program (hex) for a profile and capability set, compiled once per
 /// policy and kept in the store.
-pub fn seccomp_program(store: &Store, json: &[u8], caps: &[String]) -> Result<String, String> {
-    let target = sandbox::seccomp::Target::host();
-    let key = sandbox::seccomp::cache_key(json, caps, &target);
-    let program = store.cached_artifact("seccomp", &key, || {
-        let profile = sandbox::seccomp::parse(json)?;
-        sandbox::seccomp::compile(&profile, caps, &target)
-    })?;
-    Ok(hex::encode(program))
+pub(crate) fn seccomp_program(
+    store: &Store,
+    json: &[u8],
+    caps: &[String],
+) -> Result<String, String> {
+    sandbox::seccomp::program(json, caps, |key, make| {
+        store.cached_artifact("seccomp", key, make)
+    })
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -1248,7 +1250,7 @@ fn create(
         serde_json::to_vec_pretty(&config).expect("serializes"),
     )
     .map_err(io_err("write", &cfg))?;
-    let spec = SandboxSpec {
+    let mut spec = SandboxSpec {
         rootfs: RootfsSpec {
             lowers,
             upper: dir.join("upper"),
@@ -1284,15 +1286,7 @@ fn create(
         },
         init: opts.init,
         security,
-        remove_on_exit: opts.remove.then(|| dir.to_owned()),
-        remove_also: if opts.remove {
-            anonymous
-                .iter()
-                .map(|n| store.root().join("volumes").join(n))
-                .collect()
-        } else {
-            Vec::new()
-        },
+        owner: None,
         // A foreground container holds the store lock while it runs (gc waits); a detached one
         // cannot, and gc keeps the layers of every container instead.
         keep_fd: (!opts.detach).then(|| store.lock_fd()),
@@ -1308,13 +1302,6 @@ fn create(
                     .join(format!("cgroup-{id}.json")),
             ),
         }),
-        // A container that stays (no --rm) keeps its exit status and OOM flag; a detached
-        // one's monitor folds them into its state.
-        state_file: if opts.detach {
-            Some(dir.join("exit.json"))
-        } else {
-            (!opts.remove).then(|| dir.join("state.json"))
-        },
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
@@ -1342,9 +1329,31 @@ fn create(
         uts_ns: uts_ns.clone(),
         shm_from: None,
         devices,
-        // The helper records `start` and `die` (each run, when a restart policy applies).
-        events_file: Some(events::path(store.root())),
     };
+    // The sandbox records `start` and `die` (each run, when a restart policy applies); a
+    // container that stays (no --rm) keeps its exit status and OOM flag, which a detached
+    // one's monitor folds into its state.
+    record::Record {
+        id: id.to_owned(),
+        store_root: store.root().to_owned(),
+        end_file: if opts.detach {
+            Some(dir.join(state::EXIT))
+        } else {
+            (!opts.remove).then(|| dir.join(state::STATE))
+        },
+        remove: if opts.remove {
+            std::iter::once(dir.to_owned())
+                .chain(
+                    anonymous
+                        .iter()
+                        .map(|n| store.root().join("volumes").join(n)),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+    .set(&mut spec);
     // `boxr exec` starts later processes with the same confinement.
     let path = dir.join("spec.json");
     fs::write(&path, serde_json::to_vec(&spec).expect("serializes"))
@@ -1366,8 +1375,9 @@ pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
         Err(e) => return e,
     };
     let err = sandbox::exec(&spec);
-    if let Some(dir) = &spec.remove_on_exit {
-        let _ = crate::store::remove_dir_tree(dir);
+    // The helper never ran: `--rm` is this process's to honour.
+    if let Some(dir) = record::Record::of(&spec).and_then(|r| r.remove.into_iter().next()) {
+        let _ = crate::store::remove_dir_tree(&dir);
     }
     err.into()
 }

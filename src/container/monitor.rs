@@ -32,6 +32,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::state::{EXIT, STATE, StateFile};
 use crate::sandbox::{self, term};
 use crate::values::RestartPolicy;
 
@@ -324,7 +325,7 @@ struct Monitor {
     /// Children reaped before their pid was known (the init can end before its helper).
     early: Vec<(Pid, i32)>,
     policy: RestartPolicy,
-    base: Value,
+    base: StateFile,
     restarts: u32,
     delay: Duration,
     started: Instant,
@@ -388,11 +389,11 @@ impl Monitor {
             super::health::Checker::new(h, boxr, &spec.dir)
         });
         Ok(Monitor {
-            base: json!({
-                "MonitorPid": pid,
-                "MonitorStart": sandbox::process_start_time(pid),
-                "RestartCount": 0,
-            }),
+            base: StateFile {
+                monitor_pid: Some(pid),
+                monitor_start: sandbox::process_start_time(pid),
+                ..StateFile::default()
+            },
             spec,
             ready,
             log,
@@ -427,16 +428,16 @@ impl Monitor {
         Path::new("stopped").exists()
     }
 
-    fn write_state(&self, status: &str, extra: Value) {
-        let mut state = self.base.clone();
-        state["Status"] = json!(status);
-        if let (Some(s), Some(e)) = (state.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                s.insert(k.clone(), v.clone());
-            }
-        }
+    /// Writes `state.json`: what every state of this monitor has (`base`), the status, and
+    /// what `set` adds.
+    fn write_state(&self, status: &str, set: impl FnOnce(&mut StateFile)) {
+        let mut state = StateFile {
+            status: Some(status.to_owned()),
+            ..self.base.clone()
+        };
+        set(&mut state);
         if self.dir().exists() {
-            let _ = super::state::write_atomic(self.dir(), "state.json", &state);
+            let _ = state.write(self.dir(), STATE);
         }
     }
 
@@ -453,7 +454,7 @@ impl Monitor {
                 until: Instant::now() + Duration::from_secs(10),
             };
             // What `attach` connects by: this monitor's pid and start time.
-            self.write_state("created", json!({}));
+            self.write_state("created", |_| {});
             self.report("0\n0".into());
         } else {
             self.launch();
@@ -523,7 +524,7 @@ impl Monitor {
     fn launch(&mut self) {
         self.refresh_spec();
         let _ = fs::remove_file("pid");
-        let _ = fs::remove_file("exit.json");
+        let _ = fs::remove_file(EXIT);
         self.started = Instant::now();
         self.outputs.clear();
         self.stdin = None;
@@ -891,9 +892,12 @@ impl Monitor {
                 // Recorded before `run -d` returns, so the next command finds it running.
                 if let Some(h) = &mut self.health {
                     h.start(Instant::now());
-                    self.base["Health"] = h.json();
+                    self.base.health = Some(h.json());
                 }
-                self.write_state("running", json!({"Pid": init.as_raw(), "StartedAt": now()}));
+                self.write_state("running", |s| {
+                    s.pid = Some(init.as_raw());
+                    s.started_at = Some(now());
+                });
                 self.report(format!("0\n{init}"));
                 self.phase = Phase::Running(init);
                 // What the start needed is not kept resident for the container's lifetime.
@@ -952,7 +956,7 @@ impl Monitor {
                 } else {
                     self.delay = (self.delay * 2).min(Duration::from_secs(60));
                     self.restarts += 1;
-                    self.base["RestartCount"] = json!(self.restarts);
+                    self.base.restart_count = self.restarts.into();
                     self.launch();
                 }
             }
@@ -967,23 +971,21 @@ impl Monitor {
             return;
         };
         let health = h.json();
-        self.base["Health"] = health.clone();
-        if let Ok(b) = fs::read("state.json")
-            && let Ok(mut s) = serde_json::from_slice::<Value>(&b)
-        {
-            s["Health"] = health;
-            let _ = super::state::write_atomic(self.dir(), "state.json", &s);
+        self.base.health = Some(health.clone());
+        if let Some(mut s) = StateFile::read(self.dir(), STATE) {
+            s.health = Some(health);
+            let _ = s.write(self.dir(), STATE);
         }
         if let Some(status) = changed
-            && let Some(log) = self.spec.sandbox["events_file"].as_str()
+            && let Some(root) = super::events::root_of(self.dir())
         {
             let id = self
                 .dir()
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            sandbox::append_event(
-                Path::new(log),
+            super::events::record(
+                root,
                 &format!("health_status: {}", status.as_str()),
                 &id,
                 json!({}),
@@ -1012,13 +1014,8 @@ impl Monitor {
             self.finish(code);
         }
         self.report(format!("{code}\nthe container exited at once"));
-        let exit = fs::read("exit.json")
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        let code = exit
-            .as_ref()
-            .and_then(|e| e["ExitCode"].as_i64())
-            .map_or(code, |c| c as i32);
+        let exit = StateFile::read(self.dir(), EXIT);
+        let code = exit.as_ref().and_then(|e| e.exit_code).unwrap_or(code);
         self.refresh_spec();
         let again = self.dir().exists()
             && !self.stopped()
@@ -1036,27 +1033,24 @@ impl Monitor {
         if self.started.elapsed() > Duration::from_secs(10) {
             self.delay = Duration::from_millis(100);
         }
-        self.write_state("restarting", json!({"ExitCode": code}));
-        let _ = fs::remove_file("exit.json");
+        self.write_state("restarting", |s| s.exit_code = Some(code));
+        let _ = fs::remove_file(EXIT);
         self.phase = Phase::Backoff {
             until: Instant::now() + self.delay,
         };
     }
 
     /// Ended for good: the final state.
-    fn done(&mut self, code: i32, exit: Option<&Value>) {
-        let prev = fs::read("state.json")
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .unwrap_or(Value::Null);
-        let oom = exit.and_then(|e| e["OOMKilled"].as_bool()).unwrap_or(false);
-        self.write_state(
-            "exited",
-            json!({
-                "StartedAt": prev["StartedAt"], "Pid": prev["Pid"], "ExitCode": code,
-                "OOMKilled": oom, "FinishedAt": now(),
-            }),
-        );
+    fn done(&mut self, code: i32, exit: Option<&StateFile>) {
+        let prev = StateFile::read(self.dir(), STATE).unwrap_or_default();
+        let oom = exit.is_some_and(|e| e.oom_killed);
+        self.write_state("exited", |s| {
+            s.started_at = prev.started_at;
+            s.pid = prev.pid;
+            s.exit_code = Some(code);
+            s.oom_killed = oom;
+            s.finished_at = Some(now());
+        });
         self.exit_code = Some(code);
         self.phase = Phase::Done;
     }
@@ -1098,9 +1092,7 @@ impl Monitor {
 
 /// The exit code `state.json` records (while restarting: the last run's).
 fn last_exit_code() -> i32 {
-    fs::read("state.json")
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|s| s["ExitCode"].as_i64())
-        .unwrap_or(-1) as i32
+    StateFile::read(Path::new("."), STATE)
+        .and_then(|s| s.exit_code)
+        .unwrap_or(-1)
 }

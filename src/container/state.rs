@@ -62,14 +62,81 @@ fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_slice(&fs::read(p).ok()?).ok()
 }
 
+/// The name of a container's state file in its directory.
+pub const STATE: &str = "state.json";
+/// What a detached container's sandbox records of its end for the monitor (the monitor then
+/// writes the final [`STATE`]).
+pub const EXIT: &str = "exit.json";
+
+/// A container's `state.json` (and, with only `ExitCode` and `OOMKilled`, `exit.json`): the one
+/// type every writer (the monitor, the end of a foreground sandbox, `recover`) and every reader
+/// uses, in Docker's key names.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StateFile {
+    /// `created`, `running`, `restarting` or `exited`; absent in an `exit.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The init's host pid while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    /// The monitor that holds the container, by pid and start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_start: Option<u64>,
+    #[serde(default)]
+    pub restart_count: u64,
+    /// The health checks' state, as Docker shows `State.Health` (see `health::Checker::json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Value>,
+}
+
+impl StateFile {
+    /// `dir/name` (`state.json` or `exit.json`), if it exists and parses.
+    pub fn read(dir: &Path, name: &str) -> Option<StateFile> {
+        serde_json::from_slice(&fs::read(dir.join(name)).ok()?).ok()
+    }
+
+    /// Writes it as `dir/name`, atomically (see [`write_atomic`]).
+    pub fn write(&self, dir: &Path, name: &str) -> std::io::Result<()> {
+        write_atomic(dir, name, self)
+    }
+
+    /// Whether its end is recorded: `exited`, or an `exit.json` (no status, an exit code).
+    pub fn has_ended(&self) -> bool {
+        match self.status.as_deref() {
+            Some(s) => s == "exited",
+            None => self.exit_code.is_some(),
+        }
+    }
+
+    /// Whether the monitor it names (by pid and start time) still runs.
+    pub fn monitor_alive(&self) -> bool {
+        let (Some(pid), Some(start)) = (self.monitor_pid, self.monitor_start) else {
+            return false;
+        };
+        crate::sandbox::process_start_time(pid) == Some(start)
+    }
+}
+
 /// Writes `value` as `dir/name` atomically: a temporary file named for this process, synced,
 /// renamed over it, then the directory synced. (The monitor uses it too: no temp-file crate
 /// in its small binary.)
-pub fn write_atomic(dir: &Path, name: &str, value: &Value) -> std::io::Result<()> {
+pub fn write_atomic<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(value.to_string().as_bytes())?;
+        f.write_all(&bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, dir.join(name))
     })();
@@ -150,68 +217,59 @@ pub fn live_pid(dir: &Path) -> Option<i32> {
 
 /// The container's status, checked against the live processes.
 pub fn status(info: &Info) -> Status {
-    let state = read_json(&info.dir.join("state.json"));
-    let exited = |s: &Value| Status::Exited {
-        code: s["ExitCode"].as_i64().map(|c| c as i32),
-        oom: s["OOMKilled"].as_bool().unwrap_or(false),
-        finished_at: s["FinishedAt"].as_str().map(str::to_owned),
-    };
+    let state = StateFile::read(&info.dir, STATE);
     if let Some(s) = &state
-        && (s["Status"] == "exited" || (s["Status"].is_null() && s["ExitCode"].is_i64()))
+        && s.has_ended()
     {
-        return exited(s);
+        return Status::Exited {
+            code: s.exit_code,
+            oom: s.oom_killed,
+            finished_at: s.finished_at.clone(),
+        };
     }
-    let restarting = state.as_ref().is_some_and(|s| s["Status"] == "restarting");
-    match live_pid(&info.dir) {
-        None if restarting && monitor_alive(state.as_ref().expect("checked")) => {
-            Status::Restarting {
-                code: state
-                    .as_ref()
-                    .and_then(|s| s["ExitCode"].as_i64())
-                    .map(|c| c as i32),
-            }
+    match (live_pid(&info.dir), &state) {
+        (None, Some(s)) if s.status.as_deref() == Some("restarting") && s.monitor_alive() => {
+            Status::Restarting { code: s.exit_code }
         }
-        Some(pid) => Status::Running {
+        (Some(pid), _) => Status::Running {
             pid,
-            started_at: state
-                .as_ref()
-                .and_then(|s| s["StartedAt"].as_str().map(str::to_owned)),
-            health: state
-                .as_ref()
-                .and_then(|s| s["Health"]["Status"].as_str().map(str::to_owned)),
+            started_at: state.as_ref().and_then(|s| s.started_at.clone()),
+            health: state.as_ref().and_then(|s| {
+                s.health
+                    .as_ref()
+                    .and_then(|h| h["Status"].as_str().map(str::to_owned))
+            }),
         },
         // It was started, and its init is gone: whatever the files say, it has exited (the
         // monitor was killed, or the machine rebooted).
-        None if info.dir.join("pid").exists() => recover(info, state.as_ref()),
-        None => Status::Created,
+        (None, _) if info.dir.join("pid").exists() => recover(info, state.as_ref()),
+        (None, _) => Status::Created,
     }
 }
 
 /// A container that was started and whose processes are all gone, monitor included (killed,
 /// or a reboot): its end is recorded for good, with the exit status its helper or monitor saw
 /// if any (else 255, as Docker's for an end nobody saw), so every later command agrees.
-fn recover(info: &Info, state: Option<&Value>) -> Status {
-    let exit = read_json(&info.dir.join("exit.json"));
+fn recover(info: &Info, state: Option<&StateFile>) -> Status {
+    let exit = StateFile::read(&info.dir, EXIT);
     let mut code = exit
         .as_ref()
-        .and_then(|e| e["ExitCode"].as_i64())
-        .or_else(|| state.and_then(|s| s["ExitCode"].as_i64()))
-        .map(|c| c as i32);
-    let oom = exit
-        .as_ref()
-        .and_then(|e| e["OOMKilled"].as_bool())
-        .unwrap_or(false);
+        .and_then(|e| e.exit_code)
+        .or_else(|| state.and_then(|s| s.exit_code));
+    let oom = exit.as_ref().is_some_and(|e| e.oom_killed);
     // Not while a monitor may still record the end itself.
     if let Some(s) = state
-        && !monitor_alive(s)
-        && s["Status"] != "exited"
+        && !s.monitor_alive()
+        && s.status.as_deref() != Some("exited")
     {
         let c = *code.get_or_insert(255);
-        let mut s = s.clone();
-        s["Status"] = "exited".into();
-        s["ExitCode"] = c.into();
-        s["OOMKilled"] = oom.into();
-        let _ = write_atomic(&info.dir, "state.json", &s);
+        let s = StateFile {
+            status: Some("exited".into()),
+            exit_code: Some(c),
+            oom_killed: oom,
+            ..s.clone()
+        };
+        let _ = s.write(&info.dir, STATE);
         let _ = fs::remove_file(info.dir.join(super::monitor::SOCKET));
     }
     Status::Exited {
@@ -219,15 +277,6 @@ fn recover(info: &Info, state: Option<&Value>) -> Status {
         oom,
         finished_at: None,
     }
-}
-
-/// Whether the monitor a state names (by pid and start time) still runs.
-pub fn monitor_alive(state: &Value) -> bool {
-    let (Some(pid), Some(start)) = (state["MonitorPid"].as_i64(), state["MonitorStart"].as_u64())
-    else {
-        return false;
-    };
-    crate::sandbox::process_start_time(pid as i32) == Some(start)
 }
 
 /// Marks a container as stopped by the user, so its restart policy leaves it down.
@@ -297,7 +346,7 @@ pub fn release_name(store: &Store, info: &Info) {
 /// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid`.
 pub fn inspect(info: &Info) -> Value {
     let config = read_json(&info.dir.join("config.json")).unwrap_or(Value::Null);
-    let state = read_json(&info.dir.join("state.json")).unwrap_or(Value::Null);
+    let state = StateFile::read(&info.dir, STATE).unwrap_or_default();
     let st = status(info);
     let (status, running, pid, code, oom) = match &st {
         Status::Created => ("created", false, 0, 0, false),
@@ -315,7 +364,7 @@ pub fn inspect(info: &Info) -> Value {
             "Cmd": info.args,
             "Labels": info.labels,
         },
-        "RestartCount": state["RestartCount"].as_u64().unwrap_or(0),
+        "RestartCount": state.restart_count,
         "Path": info.args.first(),
         "Args": info.args.get(1..).unwrap_or_default(),
         "State": {
@@ -325,14 +374,14 @@ pub fn inspect(info: &Info) -> Value {
             "Pid": pid,
             "ExitCode": code,
             "OOMKilled": oom,
-            "StartedAt": state["StartedAt"],
-            "FinishedAt": state["FinishedAt"],
-            "MonitorPid": state["MonitorPid"],
+            "StartedAt": state.started_at,
+            "FinishedAt": state.finished_at,
+            "MonitorPid": state.monitor_pid,
         },
     });
     // Only for a container with a health check, as Docker has it.
-    if !state["Health"].is_null() {
-        v["State"]["Health"] = state["Health"].clone();
+    if let Some(h) = state.health {
+        v["State"]["Health"] = h;
     }
     v
 }
@@ -374,8 +423,8 @@ pub fn size(store: &Store, info: &Info) -> (u64, u64) {
 }
 
 /// The container's `state.json`, if it has one.
-pub fn read_state(info: &Info) -> Option<Value> {
-    read_json(&info.dir.join("state.json"))
+pub fn read_state(info: &Info) -> Option<StateFile> {
+    StateFile::read(&info.dir, STATE)
 }
 
 /// Whether a running container is paused.

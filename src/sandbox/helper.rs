@@ -26,6 +26,7 @@ use super::cgroup::{Cgroup, Layout};
 use super::process::StartError;
 use super::spec::{NetworkMode, NsShare, SandboxSpec};
 use super::sys;
+use super::{Ended, Recorder};
 
 /// Signals a user sends to `boxr run` that must reach the container.
 pub(super) fn relayed() -> SigSet {
@@ -160,7 +161,7 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
 }
 
 /// The helper's main: returns the exit code of `boxr run`.
-pub fn main(spec_fd: i32) -> i32 {
+pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
@@ -182,31 +183,21 @@ pub fn main(spec_fd: i32) -> i32 {
         let _ = sys::set_cloexec(fd);
     }
     cloexec_all_fds();
-    let code = match run(&spec) {
-        Outcome::Exited(code) => code,
-        // The monitor reaps the container and finishes it (`boxr __finish`).
-        Outcome::Detached => return 0,
-    };
-    remove_on_exit(&spec);
-    code
-}
-
-fn remove_on_exit(spec: &SandboxSpec) {
-    let Some(dir) = &spec.remove_on_exit else {
-        return;
-    };
-    for d in std::iter::once(dir).chain(&spec.remove_also) {
-        if let Err(e) = crate::store::remove_dir_tree(d) {
-            eprintln!("boxr: cannot remove {}: {e}", d.display());
+    match run(&spec, recorder) {
+        Outcome::Exited(end) => {
+            recorder.ended(&spec, end);
+            end.code()
         }
+        // The monitor reaps the container and finishes it (`boxr-sandbox __finish`).
+        Outcome::Detached => 0,
     }
 }
 
-/// `boxr __finish --spec-fd N --code C`: what the helper of a foreground sandbox does when its
-/// init has exited, for a detached one, run by its monitor once it has reaped the init: the
-/// OOM check, the cgroup's removal (killing whatever is left in it first), the `oom` and `die`
-/// events, the exit status in `state_file`, and `--rm`. Returns the container's exit code.
-pub fn finish_main(spec_fd: i32, code: i32) -> i32 {
+/// `boxr-sandbox __finish --spec-fd N --code C`: what the helper of a foreground sandbox does
+/// when its init has exited, for a detached one, run by its monitor once it has reaped the
+/// init: the OOM check, the cgroup's removal (killing whatever is left in it first), then the
+/// owner's record of the end (`recorder`). Returns the sandbox's exit code.
+pub fn finish_main(spec_fd: i32, code: i32, recorder: &dyn Recorder) -> i32 {
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
@@ -216,47 +207,17 @@ pub fn finish_main(spec_fd: i32, code: i32) -> i32 {
             .ok()
             .map(|layout| Cgroup::existing(&layout, &c.path))
     });
-    let code = finish(&spec, cgroup.as_ref(), code);
-    remove_on_exit(&spec);
-    code
+    let end = finish(&spec, cgroup.as_ref(), code);
+    recorder.ended(&spec, end);
+    end.code()
 }
 
 /// How the helper's sandbox ended.
 enum Outcome {
-    /// Its init exited with this code (or it could not start: 125, 126, 127).
-    Exited(i32),
+    /// Its init exited (or it could not start: 125, 126, 127).
+    Exited(Ended),
     /// It runs, detached: the monitor has it now.
     Detached,
-}
-
-/// Appends an event for this container to `spec.events_file` (the store's log), if any.
-fn event(spec: &SandboxSpec, action: &str, attrs: serde_json::Value) {
-    let Some(log) = &spec.events_file else {
-        return;
-    };
-    let id = spec
-        .pid_file
-        .as_ref()
-        .and_then(|p| p.parent())
-        .and_then(|d| d.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    append_event(log, action, &id, attrs);
-}
-
-/// Appends one container event to the event log `log`, as one `O_APPEND` write (so writers never
-/// interleave). Errors are ignored: the event log never stops a container.
-pub fn append_event(log: &std::path::Path, action: &str, id: &str, attrs: serde_json::Value) {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let e = serde_json::json!({
-        "time": d.as_secs(), "timeNano": d.as_nanos() as u64, "type": "container",
-        "action": action, "id": id, "attributes": attrs,
-    });
-    if let Ok(mut f) = std::fs::File::options().create(true).append(true).open(log) {
-        let _ = f.write_all(format!("{e}\n").as_bytes());
-    }
 }
 
 /// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
@@ -281,7 +242,7 @@ fn fail(code: i32, message: &str) -> i32 {
 }
 
 /// What the helper knows when the sandbox has ended.
-fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> i32 {
+fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> Ended {
     let oom = cgroup.is_some_and(Cgroup::oom_killed);
     if let Some(cg) = cgroup {
         match cg.destroy() {
@@ -302,19 +263,7 @@ fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> i32 {
             .unwrap_or_default();
         eprintln!("boxr: the container ran out of memory{limit}: the kernel's OOM killer ended it");
     }
-    if oom {
-        event(spec, "oom", serde_json::json!({}));
-    }
-    event(
-        spec,
-        "die",
-        serde_json::json!({"exitCode": if oom && code != 0 { 137 } else { code }}),
-    );
-    if let Some(state) = &spec.state_file {
-        let json = serde_json::json!({"ExitCode": code, "OOMKilled": oom});
-        let _ = std::fs::write(state, json.to_string());
-    }
-    if oom && code != 0 { 137 } else { code }
+    Ended { code, oom }
 }
 
 /// Creates the sandbox's cgroup (journaled first, so a killed boxr leaves nothing `boxr gc`
@@ -347,19 +296,30 @@ fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
     }
 }
 
-fn run(spec: &SandboxSpec) -> Outcome {
+fn run(spec: &SandboxSpec, recorder: &dyn Recorder) -> Outcome {
     let cgroup = match create_cgroup(spec) {
         Ok(c) => c,
-        Err(e) => return Outcome::Exited(fail(125, &format!("cgroup: {e}"))),
+        Err(e) => {
+            return Outcome::Exited(Ended {
+                code: fail(125, &format!("cgroup: {e}")),
+                oom: false,
+            });
+        }
     };
-    match run_in(spec, cgroup.as_ref()) {
-        Ok(Outcome::Detached) => Outcome::Detached,
-        Ok(Outcome::Exited(code)) => Outcome::Exited(finish(spec, cgroup.as_ref(), code)),
+    match run_in(spec, cgroup.as_ref(), recorder) {
+        Ok(None) => Outcome::Detached,
+        Ok(Some(code)) => Outcome::Exited(finish(spec, cgroup.as_ref(), code)),
         Err(code) => Outcome::Exited(finish(spec, cgroup.as_ref(), code)),
     }
 }
 
-fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
+fn run_in(
+    spec: &SandboxSpec,
+    cgroup: Option<&Cgroup>,
+    recorder: &dyn Recorder,
+) -> Result<Option<i32>, i32> {
+    // Ok(None): detached, the command runs; Ok(Some(code)): it ran and exited; Err(code): it
+    // could not start.
     let fail = |code: i32, message: &str| Err(fail(code, message));
     let init = match sealed_self_copy() {
         Ok(i) => i,
@@ -565,7 +525,7 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
         let start = process_start_time(child.as_raw()).unwrap_or_default();
         let _ = std::fs::write(p, format!("{} {start}\n", child.as_raw()));
     }
-    event(spec, "start", serde_json::json!({}));
+    recorder.started(spec);
     drop(err_w);
     drop(init);
     if let Some(fd) = given_console {
@@ -584,9 +544,9 @@ fn run_in(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<Outcome, i32> {
     if spec.detach {
         // The command runs and the init no longer dies with us: our exit hands it to the
         // monitor. Not reaped here, whether or not it has exited already.
-        return Ok(Outcome::Detached);
+        return Ok(None);
     }
-    Ok(Outcome::Exited(
+    Ok(Some(
         match ours.as_ref().and_then(super::tty::receive_master) {
             Some(master) => super::tty::proxy(master, child, &relayed, spec.process.stdin),
             None => wait_relaying(child, &relayed),

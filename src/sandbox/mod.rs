@@ -66,7 +66,7 @@ pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
 /// `boxr-sandbox MODE --spec-fd N [--code C]`: the sandbox runtime's entry point (`__sandbox`
 /// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__fs` the fs helper,
 /// `__finish` the end of a detached container). Arguments are read by hand: no argument parser in the start path.
-pub fn runtime_main() -> i32 {
+pub fn runtime_main(recorder: &dyn Recorder) -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let value = |name| number_arg(&args, name);
     let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
@@ -76,12 +76,12 @@ pub fn runtime_main() -> i32 {
         return 125;
     };
     match mode.as_str() {
-        HELPER_ARG => helper::main(spec_fd),
+        HELPER_ARG => helper::main(spec_fd, recorder),
         INIT_ARG => init::main(spec_fd),
         exec::EXEC_ARG => exec::main(spec_fd),
         FS_HELPER_ARG => fs_helper::main(spec_fd),
         FINISH_ARG => match value("--code") {
-            Some(code) => helper::finish_main(spec_fd, code),
+            Some(code) => helper::finish_main(spec_fd, code, recorder),
             None => {
                 eprintln!("{BINARY} __finish needs --code");
                 125
@@ -92,6 +92,39 @@ pub fn runtime_main() -> i32 {
             125
         }
     }
+}
+
+/// How a sandbox's process ended, as its owner's [`Recorder`] hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// The init's exit code (128 + N for signal N; 125, 126, 127 for a failed start).
+    pub code: i32,
+    /// The kernel's OOM killer struck in the sandbox's cgroup.
+    pub oom: bool,
+}
+
+impl Ended {
+    /// The exit code to report: 137 (SIGKILL) when the OOM killer ended a command that then
+    /// failed, as Docker reports it.
+    pub fn code(self) -> i32 {
+        if self.oom && self.code != 0 {
+            137
+        } else {
+            self.code
+        }
+    }
+}
+
+/// What the owner of a sandbox records when it starts and ends (a container: its events,
+/// its exit status, `--rm`). The sandbox runtime calls it in its own process, since for a
+/// foreground `boxr run` no other boxr process is left; what to record comes from the spec's
+/// `owner`, which the sandbox carries and never reads. The runtime binary chooses the recorder
+/// (`boxr-sandbox` passes the container's), so `sandbox` knows nothing of containers or stores.
+pub trait Recorder {
+    /// The command runs (in its cgroup, its pid recorded).
+    fn started(&self, spec: &SandboxSpec);
+    /// It ended, and its cgroup is gone.
+    fn ended(&self, spec: &SandboxSpec, end: Ended);
 }
 
 /// The number after `--name` in `args` (the small binaries read their few arguments by hand).
@@ -199,7 +232,7 @@ pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd
     helper::spec_memfd(value, true).map_err(SandboxError)
 }
 
-pub use helper::{append_event, process_start_time};
+pub use helper::process_start_time;
 
 /// Reaps one ended child (`pid`, or any): its pid and exit code (128 + N for signal N).
 pub fn reap(pid: Option<i32>) -> Option<(i32, i32)> {

@@ -8,8 +8,8 @@
 //! the profile names (as runc does): a syscall newer than the profile then looks
 //! unimplemented, and the C library falls back to an older one instead of failing with EPERM.
 //!
-//! Compiling takes milliseconds; the caller caches the program per policy (see
-//! `Store::cached_artifact`), so a container start only loads it.
+//! Compiling takes milliseconds; [`program`] is handed a cache by its caller (the store's
+//! `cached_artifact`), keyed per policy, so a container start or a build step only loads it.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek};
@@ -231,6 +231,20 @@ pub fn cache_key(profile_json: &[u8], caps: &[String], target: &Target) -> Strin
         h.update(part);
     }
     hex::encode(h.finalize())
+}
+
+/// The compiled program (hex, as a `SecuritySpec` carries it) for a profile in Docker's format
+/// and a capability set, on this host. `cache(key, make)` returns the program kept under `key`,
+/// or makes it with `make` (and may keep it): the caller owns where programs are kept.
+pub fn program(
+    profile_json: &[u8],
+    caps: &[String],
+    cache: impl FnOnce(&str, &dyn Fn() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String>,
+) -> Result<String, String> {
+    let target = Target::host();
+    let key = cache_key(profile_json, caps, &target);
+    let make = || compile(&parse(profile_json)?, caps, &target);
+    Ok(hex::encode(cache(&key, &make)?))
 }
 
 /// Parses a profile (Docker's JSON format).

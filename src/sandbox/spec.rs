@@ -19,11 +19,11 @@ pub struct SandboxSpec {
     pub init: bool,
     /// Capabilities, no_new_privs, masked paths.
     pub security: super::SecuritySpec,
-    /// Remove this directory after the sandbox exits (`--rm`).
-    pub remove_on_exit: Option<PathBuf>,
-    /// With `remove_on_exit`: directories removed with it (`--rm`'s anonymous volumes).
+    /// The owner's record of this sandbox (for a container: its id, where its end is written,
+    /// what `--rm` removes), for the [`super::Recorder`] the runtime runs with. The sandbox
+    /// carries it and never reads it.
     #[serde(default)]
-    pub remove_also: Vec<PathBuf>,
+    pub owner: Option<serde_json::Value>,
     /// An inherited descriptor (a store lock) the helper keeps until the sandbox exits.
     pub keep_fd: Option<i32>,
     /// With `process.tty`: the socket over which the init sends the pty master (set by the
@@ -37,15 +37,9 @@ pub struct SandboxSpec {
     /// The sandbox's cgroup and its limits.
     #[serde(default)]
     pub cgroup: Option<CgroupSpec>,
-    /// Where to write the exit status (and whether the OOM killer struck) when it ends.
-    #[serde(default)]
-    pub state_file: Option<PathBuf>,
     /// Where the helper writes the host pid of the container's first process (its init).
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
-    /// Append `start`, `oom` and `die` to this event log (the store's).
-    #[serde(default)]
-    pub events_file: Option<PathBuf>,
     /// (Set by the helper.) A pipe on which the init waits, before it starts the command, for
     /// the helper to have moved it into the cgroup.
     #[serde(default)]

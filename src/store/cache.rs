@@ -167,7 +167,7 @@ impl Store {
         &self,
         kind: &str,
         key: &str,
-        make: impl FnOnce() -> Result<Vec<u8>, String>,
+        make: &dyn Fn() -> Result<Vec<u8>, String>,
     ) -> Result<Vec<u8>, String> {
         let dir = self.root.join("artifacts").join(kind);
         let path = dir.join(key);

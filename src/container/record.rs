@@ -1,0 +1,90 @@
+//! What a container's sandbox records as it starts and ends: the `start`, `oom` and `die`
+//! events, the exit status (in `state.json` for a foreground container that stays, in
+//! `exit.json` for the monitor of a detached one), and what `--rm` removes.
+//!
+//! The sandbox runtime calls [`Recorder`] in its own process (a foreground `boxr run` has become
+//! that process); the [`Record`] rides in the sandbox spec's `owner`, which `sandbox` carries
+//! and never reads.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::events;
+use super::state::StateFile;
+use crate::sandbox::{Ended, SandboxSpec};
+
+/// A container's record in its sandbox spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// The store root (for the event log).
+    pub store_root: PathBuf,
+    /// Where the end is written: `state.json` or `exit.json` in the container's directory;
+    /// `None` for a foreground `--rm` container (nothing stays to read it).
+    pub end_file: Option<PathBuf>,
+    /// `--rm`: the container's directory, then its anonymous volumes, removed at the end.
+    pub remove: Vec<PathBuf>,
+}
+
+impl Record {
+    /// The record a spec carries, if it is a container's.
+    pub fn of(spec: &SandboxSpec) -> Option<Record> {
+        serde_json::from_value(spec.owner.clone()?).ok()
+    }
+
+    /// Puts this record into `spec`.
+    pub fn set(&self, spec: &mut SandboxSpec) {
+        spec.owner = Some(serde_json::to_value(self).expect("a record serializes"));
+    }
+
+    /// Whether the container is removed when it ends (`--rm`).
+    pub fn removes(&self) -> bool {
+        !self.remove.is_empty()
+    }
+
+    fn event(&self, action: &str, attrs: serde_json::Value) {
+        events::record(&self.store_root, action, &self.id, attrs);
+    }
+}
+
+/// The container's [`crate::sandbox::Recorder`]: `boxr-sandbox` runs with it.
+pub struct Recorder;
+
+impl crate::sandbox::Recorder for Recorder {
+    fn started(&self, spec: &SandboxSpec) {
+        if let Some(r) = Record::of(spec) {
+            r.event("start", serde_json::json!({}));
+        }
+    }
+
+    fn ended(&self, spec: &SandboxSpec, end: Ended) {
+        let Some(r) = Record::of(spec) else {
+            return;
+        };
+        if end.oom {
+            r.event("oom", serde_json::json!({}));
+        }
+        r.event("die", serde_json::json!({"exitCode": end.code()}));
+        if let Some(path) = &r.end_file
+            && let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+        {
+            let state = StateFile {
+                exit_code: Some(end.code),
+                oom_killed: end.oom,
+                ..StateFile::default()
+            };
+            if let Err(e) = state.write(dir, &name.to_string_lossy()) {
+                eprintln!(
+                    "boxr: cannot record the exit status in {}: {e}",
+                    path.display()
+                );
+            }
+        }
+        for d in &r.remove {
+            if let Err(e) = crate::store::remove_dir_tree(d) {
+                eprintln!("boxr: cannot remove {}: {e}", d.display());
+            }
+        }
+    }
+}
