@@ -576,9 +576,7 @@ fn run(
             },
             journal: Some(
                 ctx.store
-                    .root()
-                    .join("journal")
-                    .join(format!("cgroup-build-{}.json", dirs.scratch.name())),
+                    .journal_entry("cgroup", &format!("build-{}", dirs.scratch.name())),
             ),
         }),
         cgroup_sync_fd: None,

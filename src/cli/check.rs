@@ -1,5 +1,6 @@
 //! `boxr check`
 
+use super::format::plural;
 use super::{ArgOverrides, Settings, exit, load_manifest};
 
 #[derive(Debug, clap::Args)]
@@ -36,10 +37,6 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> i32 {
         ));
     }
     exit::OK
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 impl CheckArgs {

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use super::format::{human_size, since};
 use super::{Settings, exit, fail, fail_with};
 use crate::container::ContainerError;
 use crate::container::lifecycle;
@@ -14,33 +15,6 @@ fn open(settings: &Settings) -> Result<Store, i32> {
     Store::open(&settings.root, Access::Shared).map_err(|e| fail_with(&settings.printer, &e))
 }
 
-fn now() -> i64 {
-    crate::time::now_secs()
-}
-
-/// "3 seconds", "2 minutes", ... as Docker words durations.
-fn ago(since: &str) -> String {
-    // Drop the fraction of a second the monitor's times carry.
-    let whole = match since.split_once('.') {
-        Some((s, _)) => format!("{s}Z"),
-        None => since.to_owned(),
-    };
-    let Some(t) = crate::time::parse_rfc3339(&whole) else {
-        return "?".into();
-    };
-    let s = (now() - t).max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 86400 => format!("{} hours", s / 3600),
-        s => format!("{} days", s / 86400),
-    }
-}
-
 fn status_text(info: &Info, st: &Status) -> String {
     match st {
         Status::Created => "Created".into(),
@@ -49,7 +23,10 @@ fn status_text(info: &Info, st: &Status) -> String {
         } => {
             let up = format!(
                 "Up {}",
-                started_at.as_deref().map(ago).unwrap_or_else(|| "?".into())
+                started_at
+                    .as_deref()
+                    .map(since)
+                    .unwrap_or_else(|| "?".into())
             );
             if state::paused(info) {
                 return format!("{up} (Paused)");
@@ -69,7 +46,7 @@ fn status_text(info: &Info, st: &Status) -> String {
         } => {
             let code = code.map_or("?".to_owned(), |c| c.to_string());
             match finished_at {
-                Some(f) => format!("Exited ({code}) {} ago", ago(f)),
+                Some(f) => format!("Exited ({code}) {} ago", since(f)),
                 None => format!("Exited ({code})"),
             }
         }
@@ -142,12 +119,8 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             });
             if args.size {
                 let (own, virtual_size) = state::size(&store, i);
-                v["Size"] = format!(
-                    "{} (virtual {})",
-                    super::images::human_size(own),
-                    super::images::human_size(virtual_size)
-                )
-                .into();
+                v["Size"] =
+                    format!("{} (virtual {})", human_size(own), human_size(virtual_size)).into();
             }
             if args.format == "json" {
                 settings.printer.data(format!("{v}\n"));
@@ -174,7 +147,6 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
     if args.size {
         header.push("SIZE".into());
     }
-    let columns = header.len();
     let mut table = vec![header];
     for (i, s) in &rows {
         let mut cmd = format!("\"{}\"", i.args.join(" "));
@@ -185,7 +157,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             i.id[..12].to_owned(),
             i.image.clone(),
             cmd,
-            format!("{} ago", ago(&i.created)),
+            format!("{} ago", since(&i.created)),
             status_text(i, s),
             // No port is published yet: publishing comes with networking.
             String::new(),
@@ -195,35 +167,13 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             let (own, virtual_size) = state::size(&store, i);
             row.push(format!(
                 "{} (virtual {})",
-                super::images::human_size(own),
-                super::images::human_size(virtual_size)
+                human_size(own),
+                human_size(virtual_size)
             ));
         }
         table.push(row);
     }
-    // Columns as wide as their widest cell, three spaces apart (as Docker's tabwriter).
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-                + 3
-        })
-        .collect();
-    let mut out = String::new();
-    for row in &table {
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == columns {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}", w = widths[c]));
-            }
-        }
-        out.push('\n');
-    }
-    settings.printer.data(out);
+    settings.printer.data(super::format::table(&table));
     exit::OK
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::format::{ago, human_size, plural, table};
 use super::{Settings, exit, fail_with};
 use crate::store::{Access, Store};
 
@@ -95,7 +96,7 @@ pub fn images(args: &ImagesArgs, settings: &Settings) -> i32 {
             settings.printer.data(format!("{text}\n"));
         }
         Format::Table => {
-            let now = now_secs();
+            let now = crate::time::now_secs();
             let rows: Vec<[String; 5]> = list
                 .iter()
                 .map(|s| {
@@ -112,7 +113,9 @@ pub fn images(args: &ImagesArgs, settings: &Settings) -> i32 {
                 })
                 .collect();
             let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
-            settings.printer.data(table(&header, &rows));
+            settings
+                .printer
+                .data(table(&[&[header], &rows[..]].concat()));
         }
     }
     exit::OK
@@ -159,24 +162,19 @@ pub fn rmi(args: &RmiArgs, settings: &Settings) -> i32 {
     };
     let mut code = exit::OK;
     for q in &args.images {
-        let result = store.resolve(q).and_then(|img| {
-            // A name removes that tag; an id removes every tag of the image.
-            let tags = match crate::store::ref_key(q) {
-                Ok(k) if store.refs()?.contains_key(&k) => vec![k],
-                _ => store.tags_of(&img.manifest_digest)?,
-            };
-            for t in &tags {
-                store.remove_ref(t)?;
-                settings.printer.out(format!("Untagged: {t}"));
+        match store.untag(q) {
+            Ok(r) => {
+                for t in &r.untagged {
+                    settings.printer.out(format!("Untagged: {t}"));
+                }
+                if let Some(id) = r.deleted {
+                    settings.printer.out(format!("Deleted: {id}"));
+                }
             }
-            if store.tags_of(&img.manifest_digest)?.is_empty() {
-                settings.printer.out(format!("Deleted: {}", img.id));
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::INVALID;
             }
-            Ok(())
-        });
-        if let Err(e) = result {
-            settings.printer.diagnostic(&e);
-            code = exit::INVALID;
         }
     }
     if let Err(e) = store.gc(Access::Exclusive, false) {
@@ -199,9 +197,9 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
     };
     // Kernel resources first: cgroups a killed boxr left (the store lock is exclusive, so no
     // boxr is starting one right now).
-    let cgroups = match crate::sandbox::cgroup::clean_journal(&store.root().join("journal")) {
+    let cgroups = match store.clean_journal("cgroup", crate::sandbox::cgroup::clean_journal_entry) {
         Ok(n) => n,
-        Err(m) => return super::fail(&settings.printer, &format!("gc: {m}")),
+        Err(e) => return fail_with(&settings.printer, &e),
     };
     match store.gc(Access::Exclusive, args.build_cache) {
         Ok(mut r) => {
@@ -235,99 +233,6 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
             exit::OK
         }
         Err(e) => fail_with(&settings.printer, &e),
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn now_secs() -> i64 {
-    crate::time::now_secs()
-}
-
-/// "3 seconds ago", "About an hour ago", "2 years ago", as `docker images` says.
-pub fn ago(secs: i64) -> String {
-    let s = secs.max(0);
-    let (n, unit) = match s {
-        0..=59 => {
-            return if s <= 1 {
-                "Less than a second ago".into()
-            } else {
-                format!("{s} seconds ago")
-            };
-        }
-        60..=119 => return "About a minute ago".into(),
-        120..=3599 => (s / 60, "minutes"),
-        3600..=7199 => return "About an hour ago".into(),
-        7200..=172_799 => (s / 3600, "hours"),
-        172_800..=1_209_599 => (s / 86_400, "days"),
-        1_209_600..=5_183_999 => (s / 604_800, "weeks"),
-        5_184_000..=63_071_999 => (s / 2_592_000, "months"),
-        _ => (s / 31_536_000, "years"),
-    };
-    format!("{n} {unit} ago")
-}
-
-/// Sizes in decimal units, as docker prints them: `5.58MB`.
-pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
-            + units[i]
-    }
-}
-
-/// Left-aligned columns separated by three spaces, like docker's tables.
-fn table(header: &[String; 5], rows: &[[String; 5]]) -> String {
-    let mut widths = header.clone().map(|h| h.len());
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String; 5]| {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}   "));
-            }
-        }
-        s.trim_end().to_owned() + "\n"
-    };
-    let mut out = line(header);
-    for r in rows {
-        out.push_str(&line(r));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_and_sizes_read_like_docker() {
-        assert_eq!(ago(30), "30 seconds ago");
-        assert_eq!(ago(90), "About a minute ago");
-        assert_eq!(ago(3 * 86_400), "3 days ago");
-        assert_eq!(ago(56 * 31_536_000 + 5), "56 years ago");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(5_580_000), "5.58MB");
-        assert_eq!(human_size(1_000_000), "1MB");
     }
 }
 
@@ -531,7 +436,7 @@ pub fn history(args: &HistoryArgs, settings: &Settings) -> i32 {
             settings.printer.data(format!("{text}\n"));
         }
         Format::Table => {
-            let now = now_secs();
+            let now = crate::time::now_secs();
             let cells: Vec<[String; 5]> = rows
                 .iter()
                 .enumerate()
@@ -558,7 +463,9 @@ pub fn history(args: &HistoryArgs, settings: &Settings) -> i32 {
                 })
                 .collect();
             let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from);
-            settings.printer.data(table(&header, &cells));
+            settings
+                .printer
+                .data(table(&[&[header], &cells[..]].concat()));
         }
     }
     exit::OK

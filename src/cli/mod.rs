@@ -4,6 +4,7 @@
 mod build;
 mod check;
 mod containers;
+mod format;
 mod images;
 mod plan;
 pub mod printer;

@@ -29,11 +29,6 @@ pub fn record(store_root: &Path, action: &str, id: &str, attrs: Value) {
     }
 }
 
-/// The store root of a container directory (`<root>/containers/<id>`).
-pub fn root_of(container_dir: &Path) -> Option<&Path> {
-    container_dir.parent()?.parent()
-}
-
 /// Which events `boxr events` shows (Docker's rules: different keys must all match, the
 /// values of one key are alternatives).
 #[derive(Debug, Clone, Default)]

@@ -375,12 +375,7 @@ pub fn remove(
         && let Some(cg) = state::cgroup(info)
     {
         cg.destroy().map_err(|m| invalid(m, None))?;
-        let _ = fs::remove_file(
-            store
-                .root()
-                .join("journal")
-                .join(format!("cgroup-{}.json", info.id)),
-        );
+        let _ = fs::remove_file(store.journal_entry("cgroup", &info.id));
     }
     // `-v`: its anonymous volumes go with it (named volumes stay, as Docker's).
     let anonymous: Vec<String> = if volumes {
@@ -556,14 +551,14 @@ pub fn rename(store: &crate::store::Store, info: &Info, new: &str) -> Result<(),
         if let Ok(b) = fs::read(info.dir.join("monitor.json"))
             && let Ok(mut ms) = serde_json::from_slice::<MonitorSpec>(&b)
         {
-            ms.name_file = Some(store.root().join("names").join(new));
+            ms.name_file = Some(store.name_file(new));
             let v = serde_json::to_value(&ms).map_err(std::io::Error::other)?;
             state::write_atomic(&info.dir, "monitor.json", &v)?;
         }
         Ok(())
     })();
     if let Err(e) = renamed {
-        let _ = fs::remove_file(store.root().join("names").join(new));
+        let _ = fs::remove_file(store.name_file(new));
         return Err(invalid(
             format!("cannot rename {}: {e}", &info.id[..12]),
             None,

@@ -742,7 +742,7 @@ fn populate_new_volumes(
     mounts: &[MountSpec],
     lowers: &[PathBuf],
 ) -> Result<(), ContainerError> {
-    let volumes = store.root().join("volumes");
+    let volumes = store.volumes_dir();
     for m in mounts {
         let MountSpec::Bind { source, target, .. } = m else {
             continue;
@@ -896,7 +896,7 @@ fn prepare_from(
     if let Some(n) = &opts.name {
         state::claim_name(store, n, &id)?;
     }
-    let dir = store.root().join("containers").join(&id);
+    let dir = store.container_dir(&id);
     let result = create(
         store,
         opts,
@@ -926,7 +926,7 @@ fn prepare_from(
         remove_anonymous();
         let _ = crate::store::remove_dir_tree(&dir);
         if let Some(n) = &opts.name {
-            let _ = fs::remove_file(store.root().join("names").join(n));
+            let _ = fs::remove_file(store.name_file(n));
         }
     }
     result
@@ -1295,12 +1295,7 @@ fn create(
         cgroup: Some(sandbox::CgroupSpec {
             path: format!("boxr/{id}"),
             limits,
-            journal: Some(
-                store
-                    .root()
-                    .join("journal")
-                    .join(format!("cgroup-{id}.json")),
-            ),
+            journal: Some(store.journal_entry("cgroup", id)),
         }),
         cgroup_sync_fd: None,
         detach: false,
@@ -1343,11 +1338,7 @@ fn create(
         },
         remove: if opts.remove {
             std::iter::once(dir.to_owned())
-                .chain(
-                    anonymous
-                        .iter()
-                        .map(|n| store.root().join("volumes").join(n)),
-                )
+                .chain(anonymous.iter().map(|n| store.volume_dir(n)))
                 .collect()
         } else {
             Vec::new()
@@ -1579,10 +1570,7 @@ fn create_detached(
         tty: spec.process.tty,
         stdin: spec.process.stdin,
         sandbox: serde_json::to_value(&spec).expect("serializes"),
-        name_file: opts
-            .name
-            .as_ref()
-            .map(|n| store.root().join("names").join(n)),
+        name_file: opts.name.as_ref().map(|n| store.name_file(n)),
         restart: match &opts.restart {
             Some(r) => crate::values::parse_restart(r)
                 .map_err(|b| invalid(format!("--restart {r}: {}", b.reason), b.help.as_deref()))?,

@@ -977,7 +977,7 @@ impl Monitor {
             let _ = s.write(self.dir(), STATE);
         }
         if let Some(status) = changed
-            && let Some(root) = super::events::root_of(self.dir())
+            && let Some(root) = crate::store::root_of_container_dir(self.dir())
         {
             let id = self
                 .dir()

@@ -173,7 +173,7 @@ fn info(dir: &Path) -> Option<Info> {
 
 /// Every container, newest first.
 pub fn list(store: &Store) -> Vec<Info> {
-    let Ok(rd) = fs::read_dir(store.root().join("containers")) else {
+    let Ok(rd) = fs::read_dir(store.containers_dir()) else {
         return Vec::new();
     };
     let mut all: Vec<Info> = rd.flatten().filter_map(|e| info(&e.path())).collect();
@@ -183,8 +183,8 @@ pub fn list(store: &Store) -> Vec<Info> {
 
 /// A container by name, full id or unique id prefix.
 pub fn find(store: &Store, query: &str) -> Result<Info, ContainerError> {
-    if let Ok(id) = fs::read_to_string(store.root().join("names").join(query))
-        && let Some(i) = info(&store.root().join("containers").join(id.trim()))
+    if let Ok(id) = fs::read_to_string(store.name_file(query))
+        && let Some(i) = info(&store.container_dir(id.trim()))
     {
         return Ok(i);
     }
@@ -299,7 +299,7 @@ pub fn claim_name(store: &Store, name: &str, id: &str) -> Result<(), ContainerEr
             Some("use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
         ));
     }
-    let dir = store.root().join("names");
+    let dir = store.names_dir();
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
     let p = dir.join(name);
     let claim = || fs::File::options().write(true).create_new(true).open(&p);
@@ -312,7 +312,7 @@ pub fn claim_name(store: &Store, name: &str, id: &str) -> Result<(), ContainerEr
         // it ran) is free again.
         let other = fs::read_to_string(&p).unwrap_or_default();
         let other = other.trim();
-        if other.is_empty() || !store.root().join("containers").join(other).exists() {
+        if other.is_empty() || !store.container_dir(other).exists() {
             let _ = fs::remove_file(&p);
             claimed = claim();
         }
@@ -336,7 +336,7 @@ pub fn claim_name(store: &Store, name: &str, id: &str) -> Result<(), ContainerEr
 /// Frees a container's name, if it has one.
 pub fn release_name(store: &Store, info: &Info) {
     if let Some(n) = &info.name {
-        let p = store.root().join("names").join(n);
+        let p = store.name_file(n);
         if fs::read_to_string(&p).is_ok_and(|id| id.trim() == info.id) {
             let _ = fs::remove_file(p);
         }
@@ -452,7 +452,7 @@ pub fn set_paused(info: &Info, frozen: bool) -> Result<(), ContainerError> {
     }
     let cg = cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
     cg.set_frozen(frozen).map_err(|m| invalid(m, None))?;
-    if let Some(root) = super::events::root_of(&info.dir) {
+    if let Some(root) = crate::store::root_of_container_dir(&info.dir) {
         let action = if frozen { "pause" } else { "unpause" };
         super::events::record(
             root,

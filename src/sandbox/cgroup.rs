@@ -874,36 +874,19 @@ pub fn device_program(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
     p
 }
 
-/// Removes the cgroups a killed boxr left behind: every `cgroup-*.json` journal entry in
-/// `journal` whose cgroup has no process left (a running container's cgroup is left alone).
-/// Returns how many were removed.
-pub fn clean_journal(journal: &Path) -> Result<usize, String> {
-    let Ok(rd) = fs::read_dir(journal) else {
-        return Ok(0);
+/// Cleans up after one cgroup journal entry (the JSON of a [`Cgroup`]) a killed boxr left:
+/// removes the cgroup unless a process is still in it (a running container's). `Ok(true)`: the
+/// cgroup is gone and the entry may go; `Ok(false)`: in use, the entry stays. A torn entry (its
+/// writer died before creating anything) counts as gone.
+pub fn clean_journal_entry(entry: &[u8]) -> Result<bool, String> {
+    let Ok(cg) = serde_json::from_slice::<Cgroup>(entry) else {
+        return Ok(true);
     };
-    let mut removed = 0;
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("cgroup-") && name.ends_with(".json")) {
-            continue;
-        }
-        let Ok(cg) = fs::read(e.path())
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Cgroup>(&b).map_err(|e| e.to_string()))
-        else {
-            // Torn: the helper died while writing it, before creating anything.
-            let _ = fs::remove_file(e.path());
-            continue;
-        };
-        if !cg.pids().is_empty() {
-            continue;
-        }
-        cg.remove()?;
-        fs::remove_file(e.path())
-            .map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
-        removed += 1;
+    if !cg.pids().is_empty() {
+        return Ok(false);
     }
-    Ok(removed)
+    cg.remove()?;
+    Ok(true)
 }
 
 #[cfg(test)]

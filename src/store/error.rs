@@ -57,6 +57,9 @@ pub enum StoreError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Layer(#[from] LayerError),
+    #[error("cannot clean up the resource journaled in `{}`: {reason}", path.display())]
+    #[diagnostic(code(boxr::store::journal))]
+    Journal { path: PathBuf, reason: String },
     #[error("{message}")]
     #[diagnostic(code(boxr::store::archive))]
     Archive {

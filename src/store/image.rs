@@ -157,6 +157,27 @@ impl Store {
     }
 
     /// Every tag that points at this manifest.
+    /// `boxr rmi QUERY`: a name removes that tag; an id removes every tag of the image. The
+    /// image's data stays until `gc`.
+    pub fn untag(&self, query: &str) -> Result<Untagged, StoreError> {
+        let img = self.resolve(query)?;
+        let tags = match ref_key(query) {
+            Ok(k) if self.refs()?.contains_key(&k) => vec![k],
+            _ => self.tags_of(&img.manifest_digest)?,
+        };
+        for t in &tags {
+            self.remove_ref(t)?;
+        }
+        let deleted = self
+            .tags_of(&img.manifest_digest)?
+            .is_empty()
+            .then_some(img.id);
+        Ok(Untagged {
+            untagged: tags,
+            deleted,
+        })
+    }
+
     pub fn tags_of(&self, manifest_digest: &Digest) -> Result<Vec<String>, StoreError> {
         Ok(self
             .refs()?
@@ -248,4 +269,13 @@ impl Store {
             "History": history,
         }))
     }
+}
+
+/// What `Store::untag` removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Untagged {
+    /// The names removed.
+    pub untagged: Vec<String>,
+    /// The image's id, when no name is left on it (its data goes with the next `gc`).
+    pub deleted: Option<Digest>,
 }

@@ -5,9 +5,11 @@
 //! layers/<hex>/        an unpacked layer (DiffID <hex>): root/ in overlay format + layer.json
 //! refs.json            image name:tag → manifest digest
 //! tmp/                 staging for atomic renames (all of it is stale when gc holds the lock)
-//! journal/             kernel resources to clean up after a crash (used by the sandbox)
-//! containers/<id>/     a container's upper/work dirs, /etc files and config
+//! journal/             kernel resources to clean up after a crash (written by the sandbox)
+//! containers/<id>/     a container's upper/work dirs, /etc files, config and state
+//! names/<name>         a container name → its id
 //! volumes/<name>/      named volumes
+//! events.jsonl         the container event log
 //! lock, refs.lock      flock files
 //! ```
 //!
@@ -23,6 +25,7 @@ mod error;
 pub mod exchange;
 mod gc;
 mod image;
+mod paths;
 mod volume;
 
 use std::collections::BTreeMap;
@@ -37,7 +40,8 @@ pub use cache::CacheEntry;
 pub use error::StoreError;
 use error::io_err;
 pub use gc::GcReport;
-pub use image::{HistoryRow, Image, ImageSummary, ref_key};
+pub use image::{HistoryRow, Image, ImageSummary, Untagged, ref_key};
+pub use paths::root_of_container_dir;
 pub use volume::valid_volume_name;
 
 use crate::digest::{Digest, HashingWriter};

@@ -1,0 +1,124 @@
+//! Where the store keeps what other modules own: container directories and names (owned by
+//! `container`), volumes, and the journal of kernel resources. Every path under
+//! the store root is named here or in the module of `store` that writes it, so the layout in
+//! the module doc is the whole truth.
+
+use std::path::{Path, PathBuf};
+
+use super::Store;
+
+impl Store {
+    /// `containers/`: one directory per container.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// `containers/<id>/`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// `names/`: one file per container name, holding the container's id.
+    pub fn names_dir(&self) -> PathBuf {
+        self.root.join("names")
+    }
+
+    /// `names/<name>`.
+    pub fn name_file(&self, name: &str) -> PathBuf {
+        self.names_dir().join(name)
+    }
+
+    /// `volumes/`: one directory per named volume.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// `volumes/<name>/`, whether or not it exists (see [`Store::volume`], which makes it).
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.volumes_dir().join(name)
+    }
+
+    /// `journal/`: kernel resources (cgroups, later veths and nft rules) recorded before they
+    /// are created, so `gc` can remove what a killed boxr left.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    /// `journal/<kind>-<name>.json`: the entry for one resource.
+    pub fn journal_entry(&self, kind: &str, name: &str) -> PathBuf {
+        self.journal_dir().join(format!("{kind}-{name}.json"))
+    }
+
+    /// Calls `clean` with the content of every `journal/<kind>-*.json` entry; an entry whose
+    /// resource `clean` says is gone (`Ok(true)`) is removed, one still in use (`Ok(false)`)
+    /// stays, and a torn entry (its writer died before creating anything) is removed unread.
+    /// Returns how many entries were cleaned.
+    pub fn clean_journal(
+        &self,
+        kind: &str,
+        clean: impl Fn(&[u8]) -> Result<bool, String>,
+    ) -> Result<usize, super::StoreError> {
+        let dir = self.journal_dir();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let prefix = format!("{kind}-");
+        let mut cleaned = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+                continue;
+            }
+            let path = e.path();
+            let gone = match std::fs::read(&path) {
+                Ok(bytes) => clean(&bytes).map_err(|reason| super::StoreError::Journal {
+                    path: path.clone(),
+                    reason,
+                })?,
+                Err(_) => true,
+            };
+            if gone {
+                std::fs::remove_file(&path).map_err(super::io_err("remove", &path))?;
+                cleaned += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+}
+
+/// The store root of a container directory (`<root>/containers/<id>`): for a process that has
+/// only the directory (the monitor).
+pub fn root_of_container_dir(dir: &Path) -> Option<&Path> {
+    dir.parent()?.parent()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Access;
+
+    #[test]
+    fn the_journal_keeps_entries_still_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path(), Access::Exclusive).unwrap();
+        std::fs::write(store.journal_entry("cgroup", "a"), b"gone").unwrap();
+        std::fs::write(store.journal_entry("cgroup", "b"), b"busy").unwrap();
+        std::fs::write(store.journal_entry("veth", "c"), b"gone").unwrap();
+        let n = store.clean_journal("cgroup", |b| Ok(b == b"gone")).unwrap();
+        assert_eq!(n, 1);
+        assert!(!store.journal_entry("cgroup", "a").exists());
+        assert!(store.journal_entry("cgroup", "b").exists());
+        assert!(
+            store.journal_entry("veth", "c").exists(),
+            "another kind is not touched"
+        );
+        let err = store
+            .clean_journal("cgroup", |_| Err("busy".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("cgroup-b.json"), "{err}");
+        assert_eq!(
+            root_of_container_dir(&store.container_dir("x")),
+            Some(d.path())
+        );
+    }
+}
