@@ -8,6 +8,11 @@
 //! running finish (and are cached), and the error of the first failure is returned.
 //!
 //! Progress goes through the [`Reporter`] trait; this module never prints.
+//!
+//! Files: `mod.rs` the scheduler, cache lookups, `--explain` and image assembly; `step.rs` one
+//! step's execution (`from`, `run` in the sandbox, `copy` and `workdir` in the fs helper, the
+//! step's directories and commit); `state.rs` the image config as steps change it;
+//! `secrets.rs` the values of `--secret`.
 
 pub mod secrets;
 mod state;

@@ -269,7 +269,7 @@ impl Checker {
         let c = child.map_err(|e| format!("cannot run the health check: {e}"))?;
         self.running = Some(Running {
             pid: Pid::from_raw(c.id() as i32),
-            began: super::monitor::now(),
+            began: crate::time::now_rfc3339_nanos(),
             deadline: now + Duration::from_millis(self.spec.timeout_ms),
         });
         Ok(())
@@ -286,9 +286,9 @@ impl Checker {
         let began = self
             .running
             .take()
-            .map_or_else(super::monitor::now, |r| r.began);
+            .map_or_else(crate::time::now_rfc3339_nanos, |r| r.began);
         self.log.push_back(json!({
-            "Start": began, "End": super::monitor::now(), "ExitCode": code, "Output": output,
+            "Start": began, "End": crate::time::now_rfc3339_nanos(), "ExitCode": code, "Output": output,
         }));
         while self.log.len() > KEPT {
             self.log.pop_front();

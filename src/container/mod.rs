@@ -1,6 +1,13 @@
 //! Containers: an image and run options → a `SandboxSpec`, by Docker's rules (entrypoint and
 //! cmd, environment, user, working directory, hostname), in a directory of its own under
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
+//!
+//! Files: `mod.rs` options → spec, create, run, exec; `state` the container's files on disk
+//! (`state.json` as one [`state::StateFile`]), names, status; `record` what its sandbox records
+//! as it starts and ends (events, exit status, `--rm`); `monitor` the per-container monitor of
+//! a detached container; `lifecycle` start, stop, restart, attach, rm, update, rename;
+//! `health` health checks; `events` the event log; `logs`, `stats`, `top`, `filter` (`ps -f`),
+//! `commit` (and export, diff), `cp`, `etc` (/etc/hosts, resolv.conf, hostname).
 
 pub mod commit;
 pub mod cp;

@@ -7,6 +7,17 @@
 //! own mount/UTS/IPC/network namespaces, the rootfs (see `rootfs`), then boxr's init (PID 1,
 //! from a sealed memfd copy of the runtime, see `init`) or the command itself. The only `unsafe` code of
 //! boxr is in `sys`.
+//!
+//! The sandbox knows nothing of images, stores or containers: what its owner records when it
+//! starts and ends goes through a [`Recorder`], and the seccomp program's cache is passed in.
+//!
+//! Files: `helper` the helper (namespaces, cgroup, hooks, the end); `init` PID 1; `exec` the
+//! exec helper (`boxr exec`); `fs_helper` filesystem steps in a private mount namespace
+//! (`copy`, `workdir`, `cp`, `export`, a new volume's content); `rootfs` mounts, pivot_root,
+//! /dev, /proc, masks; `process` the last steps before exec (ids, capabilities, rlimits);
+//! `security` capabilities and no_new_privs; `seccomp` Docker's profile format and libseccomp;
+//! `cgroup` v1, v2 and hybrid limits, the device filter, OOM; `tty` the pty; `spec` the data;
+//! `sys` every `unsafe` block.
 
 pub mod cgroup;
 pub mod exec;
