@@ -1,6 +1,6 @@
 //! `boxr cp`: files between a container and the host, with `docker cp`'s rules.
 //!
-//! The copy runs in the fs helper (`boxr-sandbox __fs`), every path resolved inside its root with
+//! The copy runs in the fs helper (`boxr __fs`), every path resolved inside its root with
 //! `openat2(RESOLVE_IN_ROOT)` and every entry created below a directory descriptor, so neither
 //! a symlink in the container nor one swapped in while the copy runs can lead it outside the
 //! container's root or the destination (CVE-2018-15664 was a `docker cp` that resolved paths by

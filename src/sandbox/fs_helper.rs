@@ -1,6 +1,6 @@
 //! Filesystem steps that run nothing of the image: `copy` and `workdir`.
 //!
-//! They run in a freshly exec'd helper (`boxr-sandbox __fs`, single-threaded) in a private mount
+//! They run in a freshly exec'd helper (`boxr __fs`, single-threaded) in a private mount
 //! namespace: the step's overlay (the parent's layers under a fresh upper dir) is mounted and
 //! the operation is done through it. Overlay then copies up the parent directories the copy
 //! touches, with their own metadata, so the upper dir is exactly the step's diff, as for a
@@ -90,7 +90,7 @@ fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> String {
     move |e| format!("{what}: {}", e.desc())
 }
 
-/// `boxr-sandbox __fs --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
+/// `boxr __fs --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
 pub fn main(spec_fd: i32) -> i32 {
     let spec: FsSpec = match super::helper::read_spec_fd(spec_fd) {
         Ok(s) => s,

@@ -42,8 +42,27 @@ pub use spec::*;
 pub const HELPER_ARG: &str = "__sandbox";
 /// The hidden subcommand of the init.
 pub const INIT_ARG: &str = "__init";
-/// The mode of the fs helper (filesystem steps, `cp`, `export`, volume population).
+/// The mode of the fs helper (filesystem steps, `cp`, `export`, volume population). It is a
+/// mode of the `boxr` binary, not of `boxr-sandbox`: its code (globs, tar) would double the
+/// runtime binary (1.06 MB → 2.18 MB stripped), and every container start copies that binary
+/// into a sealed memfd for PID 1.
 pub const FS_HELPER_ARG: &str = "__fs";
+
+/// `boxr __fs --spec-fd N`, before any argument parsing: the fs helper's entry point, if this
+/// process was started as one (the `boxr` binary calls it first thing).
+pub fn fs_helper_mode() -> Option<i32> {
+    let args: Vec<String> = std::env::args().take(4).collect();
+    if args.get(1).map(String::as_str) != Some(FS_HELPER_ARG) {
+        return None;
+    }
+    Some(match number_arg(&args, "--spec-fd") {
+        Some(fd) => fs_helper::main(fd),
+        None => {
+            eprintln!("usage: boxr {FS_HELPER_ARG} --spec-fd N (run by boxr)");
+            125
+        }
+    })
+}
 
 /// Why the sandbox could not be started.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -75,22 +94,19 @@ pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
 }
 
 /// `boxr-sandbox MODE --spec-fd N [--code C]`: the sandbox runtime's entry point (`__sandbox`
-/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__fs` the fs helper,
-/// `__finish` the end of a detached container). Arguments are read by hand: no argument parser in the start path.
+/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__finish` the end of a
+/// detached container). Arguments are read by hand: no argument parser in the start path.
 pub fn runtime_main(recorder: &dyn Recorder) -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let value = |name| number_arg(&args, name);
     let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
-        eprintln!(
-            "usage: {BINARY} __sandbox|__init|__exec|__fs|__finish --spec-fd N (run by boxr)"
-        );
+        eprintln!("usage: {BINARY} __sandbox|__init|__exec|__finish --spec-fd N (run by boxr)");
         return 125;
     };
     match mode.as_str() {
         HELPER_ARG => helper::main(spec_fd, recorder),
         INIT_ARG => init::main(spec_fd),
         exec::EXEC_ARG => exec::main(spec_fd),
-        FS_HELPER_ARG => fs_helper::main(spec_fd),
         FINISH_ARG => match value("--code") {
             Some(code) => helper::finish_main(spec_fd, code, recorder),
             None => {
@@ -206,7 +222,8 @@ pub fn spawn_fs_helper(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
-    spawn_helper(binary()?, FS_HELPER_ARG, spec, stdout, stderr)
+    // From boxr itself (see FS_HELPER_ARG).
+    spawn_helper("/proc/self/exe".into(), FS_HELPER_ARG, spec, stdout, stderr)
 }
 
 fn spawn_helper<T: serde::Serialize>(
