@@ -8,6 +8,7 @@ pub mod digest;
 pub mod ignore;
 pub mod layer;
 pub mod manifest;
+pub mod net;
 pub mod oci;
 pub mod plan;
 pub mod platform;

@@ -201,6 +201,13 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
         Ok(n) => n,
         Err(e) => return fail_with(&settings.printer, &e),
     };
+    // Network namespaces and veths of removed containers, bridges of removed networks.
+    let network = store
+        .clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b))
+        .and_then(|_| store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b)));
+    if let Err(e) = network {
+        return fail_with(&settings.printer, &e);
+    }
     match store.gc(Access::Exclusive, args.build_cache) {
         Ok(mut r) => {
             r.cgroups = cgroups;

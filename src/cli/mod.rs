@@ -6,6 +6,7 @@ mod check;
 mod containers;
 mod format;
 mod images;
+mod network;
 mod plan;
 pub mod printer;
 mod progress;
@@ -147,6 +148,9 @@ enum Commands {
     /// Manage named volumes
     #[command(subcommand)]
     Volume(images::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -310,6 +314,7 @@ pub fn main() -> i32 {
         Commands::Rmi(args) => images::rmi(args, &settings),
         Commands::Gc(args) => images::gc(args, &settings),
         Commands::Volume(cmd) => images::volume(cmd, &settings),
+        Commands::Network(cmd) => network::network(cmd, &settings),
         Commands::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "boxr", &mut buf);

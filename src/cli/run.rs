@@ -59,8 +59,9 @@ pub struct RunArgs {
     /// Container host name (default: the first 12 digits of its id)
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: none (only loopback), host, container:NAME (share a running container's), or
-    /// ns:PATH (join an existing network namespace)
+    /// Network: none (only loopback), host, a bridge network (`bridge` or one of `boxr network
+    /// create`), container:NAME (share a running container's), or ns:PATH (join an existing
+    /// network namespace)
     #[arg(long, default_value = "none", value_parser = parse_network)]
     network: Network,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
@@ -241,7 +242,10 @@ fn parse_network(s: &str) -> Result<Network, String> {
         _ => match (s.strip_prefix("ns:"), s.strip_prefix("container:")) {
             (Some(p), _) if p.starts_with('/') => Ok(Network::Mode(NetworkMode::Join(p.into()))),
             (_, Some(c)) if !c.is_empty() => Ok(Network::Container(c.to_owned())),
-            _ => Err("use none, host, container:NAME or ns:/path/to/netns".to_owned()),
+            _ if !s.is_empty() && !s.contains(':') && !s.contains('/') => {
+                Ok(Network::Named(s.to_owned()))
+            }
+            _ => Err("use none, host, NETWORK, container:NAME or ns:/path/to/netns".to_owned()),
         },
     }
 }

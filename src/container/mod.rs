@@ -40,6 +40,9 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     Mode(NetworkMode),
+    /// A bridge network of boxr's (`bridge`, or one made by `boxr network create`): a network
+    /// namespace of the container's own, wired to the network's bridge before it starts.
+    Named(String),
     /// `container:NAME`: the network namespace of a running container, with its hostname,
     /// /etc/hosts and /etc/resolv.conf, as Docker shares them.
     Container(String),
@@ -931,6 +934,7 @@ fn prepare_from(
     });
     if result.is_err() {
         remove_anonymous();
+        let _ = crate::net::release(store, &id);
         let _ = crate::store::remove_dir_tree(&dir);
         if let Some(n) = &opts.name {
             let _ = fs::remove_file(store.name_file(n));
@@ -1163,8 +1167,16 @@ fn create(
             )
         }
         mode => {
-            let mode = match mode {
-                Some(Network::Mode(m)) => m.clone(),
+            let endpoint = match mode {
+                Some(Network::Named(name)) => Some(
+                    crate::net::attach(store, name, id, &dir.join("netns"))
+                        .map_err(|e| invalid(e.to_string(), None))?,
+                ),
+                _ => None,
+            };
+            let mode = match (mode, &endpoint) {
+                (_, Some(ep)) => NetworkMode::Join(ep.netns.clone()),
+                (Some(Network::Mode(m)), None) => m.clone(),
                 _ => NetworkMode::None,
             };
             let hosts = match mode {
@@ -1184,15 +1196,33 @@ fn create(
                 (_, Some(h)) => h.clone(),
                 (_, None) => id[..12].to_owned(),
             };
+            // On a network, its own name resolves to its address (as Docker writes it).
+            let hosts = match &endpoint {
+                Some(ep) => format!("{hosts}{}\t{hostname}\n", ep.ip),
+                None => hosts,
+            };
             let hosts =
                 hosts + &etc::host_entries(&opts.add_hosts).map_err(|m| invalid(m, None))?;
-            let resolv = etc::resolv_conf(
-                &host_file("/etc/resolv.conf"),
-                &opts.dns,
-                &opts.dns_search,
-                &opts.dns_options,
-            )
-            .map_err(|m| invalid(m, None))?;
+            // A loopback resolver of the host is not reachable from a network namespace of the
+            // container's own: Docker leaves it out too.
+            let host_resolv = match &endpoint {
+                None => host_file("/etc/resolv.conf"),
+                Some(_) => host_file("/etc/resolv.conf")
+                    .lines()
+                    .filter(|l| {
+                        let mut w = l.split_whitespace();
+                        !(w.next() == Some("nameserver")
+                            && w.next().is_some_and(|a| {
+                                a.parse::<std::net::IpAddr>()
+                                    .is_ok_and(|ip| ip.is_loopback())
+                            }))
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect(),
+            };
+            let resolv =
+                etc::resolv_conf(&host_resolv, &opts.dns, &opts.dns_search, &opts.dns_options)
+                    .map_err(|m| invalid(m, None))?;
             (mode, hostname, hosts, resolv)
         }
     };
@@ -1375,6 +1405,10 @@ pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
     let err = sandbox::exec(&spec);
     // The helper never ran: `--rm` is this process's to honour.
     if let Some(dir) = record::Record::of(&spec).and_then(|r| r.remove.into_iter().next()) {
+        let _ = crate::net::release(
+            store,
+            &dir.file_name().unwrap_or_default().to_string_lossy(),
+        );
         let _ = crate::store::remove_dir_tree(&dir);
     }
     err.into()

@@ -48,6 +48,15 @@ impl Record {
     }
 }
 
+/// Takes the container off its network, if it is on one.
+fn release_network(r: &Record) {
+    if let Ok(store) = crate::store::Store::open(&r.store_root, crate::store::Access::Shared)
+        && let Err(e) = crate::net::release(&store, &r.id)
+    {
+        eprintln!("boxr: {e}");
+    }
+}
+
 /// The container's [`crate::sandbox::Recorder`]: `boxr-sandbox` runs with it.
 pub struct Recorder;
 
@@ -80,6 +89,10 @@ impl crate::sandbox::Recorder for Recorder {
                     path.display()
                 );
             }
+        }
+        if r.removes() {
+            // Before the directory goes: its network namespace is a mount point in it.
+            release_network(&r);
         }
         for d in &r.remove {
             if let Err(e) = crate::store::remove_dir_tree(d) {

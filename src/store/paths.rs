@@ -38,6 +38,12 @@ impl Store {
         self.volumes_dir().join(name)
     }
 
+    /// `networks/`: one file per network (its subnet, bridge and leases), and the lock that
+    /// guards them.
+    pub fn networks_dir(&self) -> PathBuf {
+        self.root.join("networks")
+    }
+
     /// `journal/`: kernel resources (cgroups, later veths and nft rules) recorded before they
     /// are created, so `gc` can remove what a killed boxr left.
     pub fn journal_dir(&self) -> PathBuf {
@@ -78,7 +84,13 @@ impl Store {
                 Err(_) => true,
             };
             if gone {
-                std::fs::remove_file(&path).map_err(super::io_err("remove", &path))?;
+                // The cleaner may have removed it itself.
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(super::io_err("remove", &path)(e));
+                    }
+                    _ => {}
+                }
                 cleaned += 1;
             }
         }

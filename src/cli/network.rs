@@ -1,0 +1,138 @@
+//! `boxr network create|ls|inspect|rm`.
+
+use super::format::table;
+use super::{Settings, exit, fail_with};
+use crate::net::{self, CreateOptions};
+use crate::store::{Access, Store};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network
+    Create {
+        /// Its subnet (IPv4 CIDR; default: the next free one of 172.18-31.0.0/16, 192.168.N.0/20)
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// The bridge's address (default: the subnet's first host address)
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// No traffic in or out of the network: its containers reach only each other
+        #[arg(long)]
+        internal: bool,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only show names
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show networks as JSON
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one)
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
+    let store = match Store::open(&settings.root, Access::Shared) {
+        Ok(s) => s,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    match cmd {
+        NetworkCommand::Create {
+            subnet,
+            gateway,
+            internal,
+            name,
+        } => {
+            let opts = CreateOptions {
+                name: name.clone(),
+                subnet: subnet.clone(),
+                gateway: gateway.clone(),
+                internal: *internal,
+            };
+            match net::create(&store, &opts) {
+                Ok(n) => {
+                    settings.printer.data(format!("{}\n", n.id));
+                    exit::OK
+                }
+                Err(e) => fail_with(&settings.printer, &e),
+            }
+        }
+        NetworkCommand::Ls { quiet } => {
+            // The default network is always listed, as Docker's `bridge` is.
+            let nets = match net::inspect(&store, net::DEFAULT).and_then(|_| net::list(&store)) {
+                Ok(n) => n,
+                Err(e) => return fail_with(&settings.printer, &e),
+            };
+            if *quiet {
+                let names: String = nets.iter().map(|n| format!("{}\n", n.name)).collect();
+                settings.printer.data(names);
+                return exit::OK;
+            }
+            let mut rows = vec![
+                ["NETWORK ID", "NAME", "DRIVER", "SUBNET", "INTERNAL"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            for n in &nets {
+                rows.push(vec![
+                    n.id[..12].to_owned(),
+                    n.name.clone(),
+                    "bridge".into(),
+                    n.subnet.to_string(),
+                    n.internal.to_string(),
+                ]);
+            }
+            settings.printer.data(table(&rows));
+            exit::OK
+        }
+        NetworkCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            let mut code = exit::OK;
+            for name in names {
+                match net::inspect(&store, name) {
+                    Ok(n) => out.push(serde_json::json!({
+                        "Name": n.name,
+                        "Id": n.id,
+                        "Created": n.created,
+                        "Driver": "bridge",
+                        "Internal": n.internal,
+                        "IPAM": {"Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway}]},
+                        "Options": {"com.docker.network.bridge.name": n.bridge},
+                        "Containers": n.leases.iter().map(|(id, ip)| {
+                            (id.clone(), serde_json::json!({"IPv4Address": format!("{ip}/{}", n.subnet.prefix())}))
+                        }).collect::<serde_json::Map<_, _>>(),
+                    })),
+                    Err(e) => {
+                        settings.printer.diagnostic(&e);
+                        code = exit::INVALID;
+                    }
+                }
+            }
+            let text = serde_json::to_string_pretty(&out).expect("serializes");
+            settings.printer.data(format!("{text}\n"));
+            code
+        }
+        NetworkCommand::Rm { names } => {
+            let mut code = exit::OK;
+            for name in names {
+                match net::remove(&store, name) {
+                    Ok(()) => settings.printer.out(name),
+                    Err(e) => {
+                        settings.printer.diagnostic(&e);
+                        code = exit::INVALID;
+                    }
+                }
+            }
+            code
+        }
+    }
+}

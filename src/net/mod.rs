@@ -1,0 +1,649 @@
+//! Container networks: bridges, veth pairs, addresses (IPAM under a lock), masquerade and
+//! isolation rules in boxr's own nftables table.
+//!
+//! A network is a file `networks/<name>.json` in the store (its subnet, gateway, bridge and the
+//! leases of its containers), changed only under `networks/.lock`. A container on a network gets
+//! a network namespace of its own before its sandbox starts, kept as a bind mount at
+//! `containers/<id>/netns` (the sandbox joins it by path, as podman's containers join the
+//! namespace netavark configured): a veth pair with one end in the bridge and the other as the
+//! container's `eth0`, its address, and a default route through the gateway.
+//!
+//! Every kernel resource is journaled in the store before it is created (`journal/netns-<id>`
+//! for a container's namespace and veth, `journal/bridge-<name>` for a bridge), so `rm`, `gc`
+//! and `network rm` can remove what a killed boxr left.
+//!
+//! Not yet here (see the networking issue): published ports, names between containers,
+//! `bridge` as the default of `run`, connect/disconnect.
+
+mod firewall;
+pub mod netlink;
+mod subnet;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub use subnet::Subnet;
+
+use crate::store::Store;
+use netlink::{Netlink, NewLink};
+
+/// The default network's name (Docker's).
+pub const DEFAULT: &str = "bridge";
+/// The default network's bridge device.
+pub const DEFAULT_BRIDGE: &str = "boxr0";
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum NetError {
+    #[error("network `{0}` does not exist")]
+    #[diagnostic(
+        code(boxr::net::not_found),
+        help("`boxr network ls` lists the networks")
+    )]
+    NotFound(String),
+    #[error("`{0}` is a pre-defined network and cannot be removed")]
+    #[diagnostic(code(boxr::net::predefined))]
+    Predefined(String),
+    #[error("network `{0}` exists already")]
+    #[diagnostic(code(boxr::net::exists))]
+    Exists(String),
+    #[error(
+        "invalid network name `{0}`: letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+    )]
+    #[diagnostic(code(boxr::net::name))]
+    BadName(String),
+    #[error("{0}")]
+    #[diagnostic(code(boxr::net::subnet))]
+    Subnet(String),
+    #[error("network `{network}` is in use by {}", containers.join(", "))]
+    #[diagnostic(
+        code(boxr::net::in_use),
+        help("remove those containers first (`boxr rm -f`)")
+    )]
+    InUse {
+        network: String,
+        containers: Vec<String>,
+    },
+    #[error("no address left in {network} ({subnet})")]
+    #[diagnostic(code(boxr::net::full))]
+    Full { network: String, subnet: String },
+    #[error("cannot {action}: {source}")]
+    #[diagnostic(code(boxr::net::io))]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the firewall (nft) refused boxr's rules for {network}: {message}")]
+    #[diagnostic(
+        code(boxr::net::firewall),
+        help("boxr needs nftables (`apt-get install nftables`) and CAP_NET_ADMIN")
+    )]
+    Firewall { network: String, message: String },
+}
+
+fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let action = action.into();
+    move |source| NetError::Io { action, source }
+}
+
+/// A network as `boxr network inspect` shows it, and as its file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    /// No egress: containers reach each other and nothing else.
+    pub internal: bool,
+    /// The bridge device (at most 15 bytes, whatever the network's name).
+    pub bridge: String,
+    pub created: String,
+    /// Container id → its address on this network.
+    #[serde(default)]
+    pub leases: BTreeMap<String, Ipv4Addr>,
+}
+
+/// `boxr network create` options.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+}
+
+/// A container's place on a network, journaled before its resources exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub container: String,
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// The bind mount that keeps the container's network namespace.
+    pub netns: PathBuf,
+    /// The inode of the network namespace boxr ran in when it made the veth (a later command
+    /// in another namespace must not delete a namesake there).
+    pub host_netns: u64,
+}
+
+/// The networks directory, made on first use.
+fn dir(store: &Store) -> Result<PathBuf, NetError> {
+    let d = store.networks_dir();
+    fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
+    Ok(d)
+}
+
+/// Holds `networks/.lock` exclusively while a network or a lease changes.
+fn lock(store: &Store) -> Result<Flock<File>, NetError> {
+    let p = dir(store)?.join(".lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(io(format!("open {}", p.display())))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(format!("lock {}", p.display()))(e.into()))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name.len() <= 128
+}
+
+fn path(store: &Store, name: &str) -> Result<PathBuf, NetError> {
+    if !valid_name(name) {
+        return Err(NetError::BadName(name.to_owned()));
+    }
+    Ok(store.networks_dir().join(format!("{name}.json")))
+}
+
+fn load(store: &Store, name: &str) -> Result<Network, NetError> {
+    let p = path(store, name)?;
+    let bytes = fs::read(&p).map_err(|_| NetError::NotFound(name.to_owned()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        io(format!("read {}", p.display()))(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    })
+}
+
+fn save(store: &Store, net: &Network) -> Result<(), NetError> {
+    let p = path(store, &net.name)?;
+    let tmp = p.with_extension(format!("json.tmp-{}", std::process::id()));
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(net).expect("a network serializes"),
+    )
+    .and_then(|()| fs::rename(&tmp, &p))
+    .map_err(io(format!("write {}", p.display())))
+}
+
+/// Every network, by name.
+pub fn list(store: &Store) -> Result<Vec<Network>, NetError> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(store.networks_dir()) else {
+        return Ok(out);
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".json")
+            && let Ok(net) = load(store, n)
+        {
+            out.push(net);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// One network (the default one is made on first use).
+pub fn inspect(store: &Store, name: &str) -> Result<Network, NetError> {
+    if name == DEFAULT {
+        let _l = lock(store)?;
+        return ensure_default(store);
+    }
+    load(store, name)
+}
+
+/// The subnets a new network must not overlap: other networks' and the host's routes other
+/// than the default route (and other than boxr's own bridges').
+fn taken(store: &Store) -> Result<Vec<(String, Subnet)>, NetError> {
+    let mut out: Vec<(String, Subnet)> = list(store)?
+        .into_iter()
+        .map(|n| (format!("network `{}`", n.name), n.subnet))
+        .collect();
+    let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
+    for (dest, len, _) in nl.routes().map_err(io("read the routes"))? {
+        if len == 0 {
+            continue;
+        }
+        if let Some(s) = Subnet::new(dest, len)
+            && !out.iter().any(|(_, o)| *o == s)
+        {
+            out.push((format!("the host route {s}"), s));
+        }
+    }
+    Ok(out)
+}
+
+/// Docker's pools: 172.17.0.0/16 for the default network, then 172.18–31.0.0/16, then
+/// 192.168.0.0/20 blocks.
+fn pool() -> impl Iterator<Item = Subnet> {
+    (18..=31)
+        .map(|b| Subnet::new(Ipv4Addr::new(172, b, 0, 0), 16))
+        .chain((0..16).map(|i| Subnet::new(Ipv4Addr::new(192, 168, i * 16, 0), 20)))
+        .flatten()
+}
+
+/// `boxr network create`.
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Network, NetError> {
+    let _l = lock(store)?;
+    create_locked(store, opts)
+}
+
+fn create_locked(store: &Store, opts: &CreateOptions) -> Result<Network, NetError> {
+    let p = path(store, &opts.name)?;
+    if p.exists() {
+        return Err(NetError::Exists(opts.name.clone()));
+    }
+    let taken = taken(store)?;
+    let subnet = match &opts.subnet {
+        Some(s) => {
+            let s: Subnet = s.parse().map_err(NetError::Subnet)?;
+            if let Some((what, o)) = taken.iter().find(|(_, o)| o.overlaps(&s)) {
+                return Err(NetError::Subnet(format!(
+                    "--subnet {s} overlaps {what} ({o})"
+                )));
+            }
+            s
+        }
+        None if opts.name == DEFAULT => {
+            Subnet::new(Ipv4Addr::new(172, 17, 0, 0), 16).expect("a valid subnet")
+        }
+        None => pool()
+            .find(|s| !taken.iter().any(|(_, o)| o.overlaps(s)))
+            .ok_or_else(|| NetError::Subnet("every subnet of the pool is taken".into()))?,
+    };
+    let gateway = match &opts.gateway {
+        Some(g) => {
+            let g: Ipv4Addr = g
+                .parse()
+                .map_err(|_| NetError::Subnet(format!("--gateway {g}: not an IPv4 address")))?;
+            if !subnet.contains(g) || g == subnet.base() || g == subnet.broadcast() {
+                return Err(NetError::Subnet(format!(
+                    "--gateway {g} is not a host address of {subnet}"
+                )));
+            }
+            g
+        }
+        None => subnet.host(1).expect("a /30 or larger has a first host"),
+    };
+    let id = crate::digest::Digest::of(
+        format!(
+            "{}\n{}\n{}",
+            opts.name,
+            crate::time::now_rfc3339_nanos(),
+            std::process::id()
+        )
+        .as_bytes(),
+    )
+    .hex()
+    .to_owned();
+    let bridge = if opts.name == DEFAULT {
+        DEFAULT_BRIDGE.to_owned()
+    } else {
+        format!("br-{}", &id[..12])
+    };
+    let net = Network {
+        name: opts.name.clone(),
+        id,
+        subnet,
+        gateway,
+        internal: opts.internal,
+        bridge,
+        created: crate::time::now_rfc3339_nanos(),
+        leases: BTreeMap::new(),
+    };
+    save(store, &net)?;
+    Ok(net)
+}
+
+fn ensure_default(store: &Store) -> Result<Network, NetError> {
+    match load(store, DEFAULT) {
+        Err(NetError::NotFound(_)) => create_locked(
+            store,
+            &CreateOptions {
+                name: DEFAULT.into(),
+                ..CreateOptions::default()
+            },
+        ),
+        r => r,
+    }
+}
+
+/// `boxr network rm`: refused while containers are on it; removes its bridge and rules.
+pub fn remove(store: &Store, name: &str) -> Result<(), NetError> {
+    if name == DEFAULT {
+        return Err(NetError::Predefined(name.to_owned()));
+    }
+    let _l = lock(store)?;
+    let net = load(store, name)?;
+    if !net.leases.is_empty() {
+        return Err(NetError::InUse {
+            network: name.to_owned(),
+            containers: net.leases.keys().map(|id| id[..12].to_owned()).collect(),
+        });
+    }
+    remove_bridge(store, &net)?;
+    let p = path(store, name)?;
+    fs::remove_file(&p).map_err(io(format!("remove {}", p.display())))
+}
+
+#[derive(Serialize, Deserialize)]
+struct BridgeEntry {
+    bridge: String,
+    host_netns: u64,
+}
+
+/// The inode of the network namespace this process runs in.
+fn own_netns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+}
+
+fn remove_bridge(store: &Store, net: &Network) -> Result<(), NetError> {
+    let entry = store.journal_entry("bridge", &net.name);
+    firewall::remove(&net.bridge);
+    let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
+    nl.del_link(&net.bridge)
+        .map_err(io(format!("delete the bridge {}", net.bridge)))?;
+    let _ = fs::remove_file(entry);
+    Ok(())
+}
+
+/// The bridge of `net`, made (with its address, its rules and forwarding) if it is not there.
+fn ensure_bridge(store: &Store, net: &Network, nl: &mut Netlink) -> Result<u32, NetError> {
+    if let Some(i) = nl.link_index(&net.bridge).map_err(io("read the links"))? {
+        return Ok(i);
+    }
+    let entry = store.journal_entry("bridge", &net.name);
+    let record = BridgeEntry {
+        bridge: net.bridge.clone(),
+        host_netns: own_netns(),
+    };
+    fs::write(&entry, serde_json::to_vec(&record).expect("serializes"))
+        .map_err(io(format!("write {}", entry.display())))?;
+    let mac = mac_of(&net.id, net.gateway);
+    nl.add_link(
+        NewLink::Bridge {
+            name: &net.bridge,
+            mac,
+        },
+        None,
+    )
+    .map_err(io(format!("create the bridge {}", net.bridge)))?;
+    let index = nl
+        .link_index(&net.bridge)
+        .map_err(io("read the links"))?
+        .ok_or_else(|| io("find the new bridge")(std::io::ErrorKind::NotFound.into()))?;
+    nl.add_address(index, net.gateway, net.subnet.prefix())
+        .map_err(io(format!("address the bridge {}", net.bridge)))?;
+    nl.set_up(index, None)
+        .map_err(io(format!("set {} up", net.bridge)))?;
+    // Forwarding in the namespace boxr runs in (as Docker does), loose reverse-path filtering on
+    // the bridge (traffic DNATed to it comes back on another interface).
+    let _ = fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+    let _ = fs::write(
+        format!("/proc/sys/net/ipv4/conf/{}/rp_filter", net.bridge),
+        "2",
+    );
+    firewall::apply(net)?;
+    Ok(index)
+}
+
+/// A locally administered MAC address derived from `seed` and `ip` (stable per address, as
+/// Docker's 02:42:ac:11:00:02 are).
+fn mac_of(seed: &str, ip: Ipv4Addr) -> [u8; 6] {
+    let h = crate::digest::Digest::of(seed.as_bytes()).hex().to_owned();
+    let o = ip.octets();
+    let first = u8::from_str_radix(&h[..2], 16).unwrap_or(0x42);
+    [0x02, first, o[0], o[1], o[2], o[3]]
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Puts container `id` on network `name`: its address, and a network namespace at
+/// `netns` (a file the sandbox then joins) wired to the network's bridge.
+pub fn attach(store: &Store, name: &str, id: &str, netns: &Path) -> Result<Endpoint, NetError> {
+    let _l = lock(store)?;
+    let mut net = if name == DEFAULT {
+        ensure_default(store)?
+    } else {
+        load(store, name)?
+    };
+    let ip = match net.leases.get(id) {
+        Some(ip) => *ip,
+        None => {
+            let used: std::collections::BTreeSet<Ipv4Addr> = net.leases.values().copied().collect();
+            (2..net.subnet.size().saturating_sub(1))
+                .filter_map(|n| net.subnet.host(n))
+                .find(|a| *a != net.gateway && !used.contains(a))
+                .ok_or_else(|| NetError::Full {
+                    network: net.name.clone(),
+                    subnet: net.subnet.to_string(),
+                })?
+        }
+    };
+    let ep = Endpoint {
+        container: id.to_owned(),
+        network: net.name.clone(),
+        ip,
+        prefix: net.subnet.prefix(),
+        gateway: net.gateway,
+        mac: mac_text(mac_of(&net.id, ip)),
+        veth: format!("vb{}", &id[..11]),
+        netns: netns.to_owned(),
+        host_netns: own_netns(),
+    };
+    // Journaled before anything exists; the lease is kept with the network.
+    let entry = store.journal_entry("netns", id);
+    fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
+        .map_err(io(format!("write {}", entry.display())))?;
+    net.leases.insert(id.to_owned(), ip);
+    save(store, &net)?;
+    let wired = wire(store, &net, &ep);
+    if let Err(e) = wired {
+        release_locked(store, &ep);
+        return Err(e);
+    }
+    Ok(ep)
+}
+
+/// Makes the namespace and the veth pair of `ep`, and configures both ends.
+fn wire(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NetError> {
+    let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
+    let bridge = ensure_bridge(store, net, &mut nl)?;
+    let mtu = nl.mtu(bridge).ok().flatten().filter(|m| *m >= 1280);
+    make_netns(&ep.netns)?;
+    let ns = File::open(&ep.netns).map_err(io(format!("open {}", ep.netns.display())))?;
+    let mac = mac_of(&net.id, ep.ip);
+    nl.add_link(
+        NewLink::Veth {
+            name: &ep.veth,
+            peer: "eth0",
+            peer_netns: ns.as_raw_fd(),
+            peer_mac: mac,
+        },
+        mtu,
+    )
+    .map_err(io(format!("create the veth pair {}", ep.veth)))?;
+    let host_end = nl
+        .link_index(&ep.veth)
+        .map_err(io("read the links"))?
+        .ok_or_else(|| io("find the new veth")(std::io::ErrorKind::NotFound.into()))?;
+    nl.set_up(host_end, Some(bridge))
+        .map_err(io(format!("connect {} to {}", ep.veth, net.bridge)))?;
+    let (ip, prefix, gateway, internal) = (ep.ip, ep.prefix, ep.gateway, net.internal);
+    in_netns(&ns, move || {
+        let mut nl = Netlink::open()?;
+        if let Some(lo) = nl.link_index("lo")? {
+            nl.set_up(lo, None)?;
+        }
+        let eth0 = nl
+            .link_index("eth0")?
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        nl.add_address(eth0, ip, prefix)?;
+        nl.set_up(eth0, None)?;
+        if !internal {
+            nl.add_default_route(gateway)?;
+        }
+        Ok(())
+    })
+    .map_err(io("configure the container's eth0"))
+}
+
+/// A new network namespace kept by a bind mount at `path`.
+fn make_netns(path: &Path) -> Result<(), NetError> {
+    File::create(path).map_err(io(format!("create {}", path.display())))?;
+    let target = path.to_owned();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        // Only this thread moves into the new namespace; it ends here.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+    .map_err(io(format!(
+        "make a network namespace at {}",
+        path.display()
+    )))
+}
+
+/// Runs `f` on a thread of its own inside the network namespace `ns`.
+fn in_netns<T: Send + 'static>(
+    ns: &File,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let ns = ns.try_clone()?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+}
+
+/// Takes container `id` off its network: deletes the host end of its veth (namespace teardown
+/// is asynchronous), drops its namespace's mount and its lease. Nothing if it had none.
+pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
+    let entry = store.journal_entry("netns", id);
+    let Ok(bytes) = fs::read(&entry) else {
+        return Ok(());
+    };
+    let _l = lock(store)?;
+    match serde_json::from_slice::<Endpoint>(&bytes) {
+        Ok(ep) => release_locked(store, &ep),
+        Err(_) => {
+            let _ = fs::remove_file(&entry);
+        }
+    }
+    Ok(())
+}
+
+fn release_locked(store: &Store, ep: &Endpoint) {
+    if ep.host_netns == own_netns()
+        && let Ok(mut nl) = Netlink::open()
+    {
+        let _ = nl.del_link(&ep.veth);
+    }
+    let _ = nix::mount::umount2(&ep.netns, nix::mount::MntFlags::MNT_DETACH);
+    let _ = fs::remove_file(&ep.netns);
+    if let Ok(mut net) = load(store, &ep.network)
+        && net.leases.remove(&ep.container).is_some()
+    {
+        let _ = save(store, &net);
+    }
+    let _ = fs::remove_file(store.journal_entry("netns", &ep.container));
+}
+
+/// `gc`: the namespace, veth and lease of a container whose directory is gone (a boxr killed
+/// while it removed it, or while it wired it). `Ok(true)` when the entry may go.
+pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+    let Ok(ep) = serde_json::from_slice::<Endpoint>(entry) else {
+        return Ok(true);
+    };
+    if store.container_dir(&ep.container).exists() {
+        return Ok(false);
+    }
+    release_locked(store, &ep);
+    Ok(true)
+}
+
+/// `gc`: the bridge and rules of a network whose file is gone (a boxr killed in `network rm`).
+/// `Ok(true)` when the entry may go.
+pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+    let Ok(b) = serde_json::from_slice::<BridgeEntry>(entry) else {
+        return Ok(true);
+    };
+    let in_use = list(store)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|n| n.bridge == b.bridge);
+    if in_use {
+        return Ok(false);
+    }
+    if b.host_netns == own_netns() {
+        firewall::remove(&b.bridge);
+        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
+        nl.del_link(&b.bridge)
+            .map_err(|e| format!("cannot delete the bridge {}: {e}", b.bridge))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_follows_dockers_order() {
+        let p: Vec<String> = pool().take(2).map(|s| s.to_string()).collect();
+        assert_eq!(p, ["172.18.0.0/16", "172.19.0.0/16"]);
+        assert_eq!(pool().nth(14).unwrap().to_string(), "192.168.0.0/20");
+    }
+
+    #[test]
+    fn names_and_macs() {
+        assert!(valid_name("my-net_1.x"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        let m = mac_of("abc", Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(m[0], 0x02, "locally administered, unicast");
+        assert_eq!(&m[2..], &[172, 18, 0, 2]);
+        assert_eq!(mac_text(m).len(), 17);
+    }
+}

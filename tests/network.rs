@@ -1,0 +1,334 @@
+//! Bridge networks, checked from inside containers. Every test runs on a thread that first
+//! moves into a network namespace of its own, so boxr's bridges, veths and nftables rules are
+//! made there and vanish with it; "another host" is a second namespace wired to it by a veth
+//! pair with TEST-NET-2 addresses. No traffic leaves those namespaces.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use support::{boxr, busybox_rootfs, have_tool, privileged, sh};
+
+/// Runs `body` on a thread of its own in a new network namespace (with `lo` up).
+fn in_own_netns(body: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare -n");
+        sh("ip link set lo up");
+        body();
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+/// "Another host": a namespace `name` at 198.51.100.2, wired to the test's namespace
+/// (198.51.100.1, its default route through the far end), serving `busybox httpd` on port 8000
+/// whose `cgi-bin/ip` answers with the address it was reached from.
+struct FarHost {
+    name: String,
+    httpd: Child,
+    _www: tempfile::TempDir,
+}
+
+impl FarHost {
+    fn new(name: &str) -> FarHost {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        sh(&format!(
+            "ip netns add {name} && ip link add bxfar0 type veth peer name bxfar1 netns {name} \
+             && ip addr add 198.51.100.1/24 dev bxfar0 && ip link set bxfar0 up \
+             && ip route add default via 198.51.100.2 \
+             && ip -n {name} addr add 198.51.100.2/24 dev bxfar1 && ip -n {name} link set bxfar1 up \
+             && ip -n {name} link set lo up"
+        ));
+        let www = tempfile::tempdir().unwrap();
+        let cgi = www.path().join("cgi-bin");
+        std::fs::create_dir(&cgi).unwrap();
+        std::fs::write(
+            cgi.join("ip"),
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cgi.join("ip"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let httpd = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "198.51.100.2:8000",
+                "-h",
+            ])
+            .arg(www.path())
+            .spawn()
+            .unwrap();
+        // Until it listens.
+        for _ in 0..100 {
+            let ok = Command::new("busybox")
+                .args([
+                    "wget",
+                    "-q",
+                    "-T",
+                    "1",
+                    "-O",
+                    "/dev/null",
+                    "http://198.51.100.2:8000/cgi-bin/ip",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        FarHost {
+            name: name.to_owned(),
+            httpd,
+            _www: www,
+        }
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = self.httpd.kill();
+        let _ = self.httpd.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn ip_of(store: &Path, network: &str, container: &str) -> String {
+    let (c, out, err) = boxr(store, &["network", "inspect", network]);
+    assert_eq!(c, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, ep) = v[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(id, _)| id.starts_with(container))
+        .unwrap_or_else(|| panic!("{container} is on {network}: {out}"));
+    ep["IPv4Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Links of the current namespace whose names boxr gives (bridges and veth ends).
+fn boxr_links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with("br-") || n.starts_with("vb") || n == "boxr0")
+        .collect()
+}
+
+fn nft_ruleset() -> String {
+    let out = Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
+    let name = "containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let rootfs = busybox_rootfs(w.path());
+        std::fs::write(rootfs.join("tmp/index.html"), "hello from a1\n").unwrap();
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        let far = FarHost::new(&format!("boxr-far-{}", std::process::id()));
+        for args in [
+            &["network", "create", "a"][..],
+            &["network", "create", "b"],
+            &[
+                "network",
+                "create",
+                "--internal",
+                "--subnet",
+                "10.123.0.0/24",
+                "c",
+            ],
+        ] {
+            let (c, _, err) = boxr(&store, args);
+            assert_eq!(c, 0, "{err}");
+        }
+        // An explicit subnet that overlaps another network is refused, naming both.
+        let (c, _, err) = boxr(
+            &store,
+            &["network", "create", "--subnet", "10.123.0.0/16", "d"],
+        );
+        assert_ne!(c, 0);
+        assert!(
+            err.contains("overlaps network `c` (10.123.0.0/24)"),
+            "{err}"
+        );
+
+        let (c, a1, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "a1",
+                "--network",
+                "a",
+                "bb:1",
+                "httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/tmp",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        let a1_ip = ip_of(&store, "a", a1.trim());
+        let url = format!("http://{a1_ip}/index.html");
+        let fetch = |network: &str, url: &str| {
+            boxr(
+                &store,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "bb:1",
+                    "timeout",
+                    "5",
+                    "wget",
+                    "-q",
+                    "-O-",
+                    url,
+                ],
+            )
+        };
+        // Same network: reachable (retried while httpd starts).
+        let mut got = fetch("a", &url);
+        for _ in 0..20 {
+            if got.0 == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            got = fetch("a", &url);
+        }
+        assert_eq!((got.0, got.1.as_str()), (0, "hello from a1\n"), "{}", got.2);
+        // Another network: isolated.
+        let (c, out, _) = fetch("b", &url);
+        assert_ne!(c, 0, "b reached a: {out}");
+        // The container sees its own address, its gateway route, and its name in /etc/hosts.
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "b",
+                "--hostname",
+                "web",
+                "bb:1",
+                "sh",
+                "-c",
+                "ip -4 -o addr show eth0; ip route; grep web /etc/hosts",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains("inet 172.19.0.2/16"), "{out}");
+        assert!(out.contains("default via 172.19.0.1"), "{out}");
+        assert!(out.contains("172.19.0.2\tweb"), "{out}");
+        // Egress through masquerade: the other host sees the test namespace's address.
+        let (c, out, err) = fetch("a", "http://198.51.100.2:8000/cgi-bin/ip");
+        assert_eq!((c, out.trim()), (0, "198.51.100.1"), "{err}");
+        // An internal network has no way out.
+        let (c, out, _) = fetch("c", "http://198.51.100.2:8000/cgi-bin/ip");
+        assert_ne!(c, 0, "an internal network reached out: {out}");
+        // A network in use is not removed, and says by whom.
+        let (c, _, err) = boxr(&store, &["network", "rm", "a"]);
+        assert_ne!(c, 0);
+        assert!(err.contains(&a1.trim()[..12]), "{err}");
+        let (c, _, err) = boxr(&store, &["network", "rm", "bridge"]);
+        assert_ne!(c, 0);
+        assert!(err.contains("pre-defined"), "{err}");
+        // Removing the container takes its veth and lease; removing the networks takes the
+        // bridges and their rules.
+        let (c, _, err) = boxr(&store, &["rm", "-f", "a1"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, _, err) = boxr(&store, &["network", "rm", "a", "b", "c"]);
+        assert_eq!(c, 0, "{err}");
+        assert_eq!(boxr_links(), Vec::<String>::new());
+        let rules = nft_ruleset();
+        assert!(!rules.contains("chain"), "{rules}");
+        drop(far);
+    });
+}
+
+#[test]
+fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
+    let name = "a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let rootfs = busybox_rootfs(w.path());
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        // The default network `bridge` is made on first use.
+        let (c, id, err) = boxr(
+            &store,
+            &["run", "-d", "--network", "bridge", "bb:1", "sleep", "600"],
+        );
+        assert_eq!(c, 0, "{err}");
+        let id = id.trim().to_owned();
+        assert_eq!(
+            boxr_links().len(),
+            2,
+            "boxr0 and the veth: {:?}",
+            boxr_links()
+        );
+        let (c, out, _) = boxr(
+            &store,
+            &["inspect", "-f", "{{.State.MonitorPid}} {{.State.Pid}}", &id],
+        );
+        assert_eq!(c, 0);
+        for pid in out.split_whitespace() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let (c, _, err) = boxr(&store, &["rm", "-f", &id]);
+        assert_eq!(c, 0, "{err}");
+        assert_eq!(boxr_links(), ["boxr0"], "the veth went with the container");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&id), "its namespace's mount is gone");
+        // A network whose file vanished (as if `network rm` was killed half-way): gc removes
+        // the bridge it journaled.
+        std::fs::remove_file(store.join("networks/bridge.json")).unwrap();
+        let (c, _, err) = boxr(&store, &["gc"]);
+        assert_eq!(c, 0, "{err}");
+        assert_eq!(boxr_links(), Vec::<String>::new());
+        assert_eq!(
+            std::fs::read_dir(store.join("journal")).unwrap().count(),
+            0,
+            "nothing journaled is left"
+        );
+    });
+}
