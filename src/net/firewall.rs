@@ -90,8 +90,26 @@ fn batch(net: &Network) -> Value {
     json!({"nftables": cmds})
 }
 
+/// The `nft` program: on the PATH, else where Debian and most distributions install it (a
+/// PATH without the sbin directories is common for services and `sudo -u`).
+fn nft() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nft"))
+            .find(|f| f.is_file())
+    });
+    on_path
+        .or_else(|| {
+            ["/usr/sbin/nft", "/sbin/nft"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| "nft".into())
+}
+
 fn run(batch: &Value) -> Result<(), String> {
-    let mut child = Command::new("nft")
+    let mut child = Command::new(nft())
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
