@@ -1,6 +1,7 @@
 fn main() {
-    // The fs helper, a hidden mode of this binary, starts before the argument parser.
-    if let Some(code) = boxr::sandbox::fs_helper_mode() {
+    // Hidden modes of this binary (the fs helper, the release of a `--rm` container's
+    // network) start before the argument parser.
+    if let Some(code) = boxr::sandbox::fs_helper_mode().or_else(boxr::net::release_mode) {
         std::process::exit(code);
     }
     std::process::exit(boxr::cli::main())

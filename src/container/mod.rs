@@ -1368,6 +1368,7 @@ fn create(
     record::Record {
         id: id.to_owned(),
         store_root: store.root().to_owned(),
+        network: matches!(opts.network, Some(Network::Named(_))),
         end_file: if opts.detach {
             Some(dir.join(state::EXIT))
         } else {

@@ -25,6 +25,9 @@ pub struct Record {
     pub end_file: Option<PathBuf>,
     /// `--rm`: the container's directory, then its anonymous volumes, removed at the end.
     pub remove: Vec<PathBuf>,
+    /// It is on a network (whose namespace, veth and lease `--rm` releases first).
+    #[serde(default)]
+    pub network: bool,
 }
 
 impl Record {
@@ -48,13 +51,30 @@ impl Record {
     }
 }
 
-/// Takes the container off its network, if it is on one.
+/// Takes the container off its network, if it is on one: through `boxr __net-release` (the
+/// network code would nearly double `boxr-sandbox`, which every start copies for PID 1).
 fn release_network(r: &Record) {
-    if let Ok(store) = crate::store::Store::open(&r.store_root, crate::store::Access::Shared)
-        && let Err(e) = crate::net::release(&store, &r.id)
-    {
-        eprintln!("boxr: {e}");
+    if !r.network {
+        return;
     }
+    let boxr = std::env::current_exe()
+        .map(|e| e.with_file_name("boxr"))
+        .unwrap_or_else(|_| "boxr".into());
+    let status = std::process::Command::new(&boxr)
+        .arg(crate::net::RELEASE_ARG)
+        .arg(&r.store_root)
+        .arg(&r.id)
+        .stdin(std::process::Stdio::null())
+        .status();
+    let failed = match status {
+        Ok(s) if s.success() => return,
+        Ok(s) => s.to_string(),
+        Err(e) => format!("cannot run {}: {e}", boxr.display()),
+    };
+    eprintln!(
+        "boxr: cannot take container {} off its network ({failed}; `boxr rm` or `boxr gc` will)",
+        &r.id[..12.min(r.id.len())]
+    );
 }
 
 /// The container's [`crate::sandbox::Recorder`]: `boxr-sandbox` runs with it.

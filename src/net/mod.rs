@@ -33,6 +33,33 @@ pub use subnet::Subnet;
 use crate::store::Store;
 use netlink::{Netlink, NewLink};
 
+/// `boxr __net-release STORE_ROOT ID`: a hidden mode of the boxr binary, started before
+/// argument parsing, with which the end of a `--rm` container releases its network (the
+/// sandbox runtime does not carry the network code).
+pub const RELEASE_ARG: &str = "__net-release";
+
+/// [`RELEASE_ARG`]'s entry point, if this process was started as it.
+pub fn release_mode() -> Option<i32> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
+    if args.get(1).is_none_or(|a| a != RELEASE_ARG) {
+        return None;
+    }
+    let (Some(root), Some(id)) = (args.get(2), args.get(3).and_then(|i| i.to_str())) else {
+        eprintln!("usage: boxr {RELEASE_ARG} STORE_ROOT ID (run by boxr)");
+        return Some(125);
+    };
+    let released = Store::open(Path::new(root), crate::store::Access::Shared)
+        .map_err(|e| e.to_string())
+        .and_then(|store| release(&store, id).map_err(|e| e.to_string()));
+    Some(match released {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("boxr: {e}");
+            1
+        }
+    })
+}
+
 /// The default network's name (Docker's).
 pub const DEFAULT: &str = "bridge";
 /// The default network's bridge device.

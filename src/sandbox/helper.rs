@@ -185,6 +185,11 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
     cloexec_all_fds();
     match run(&spec, recorder) {
         Outcome::Exited(end) => {
+            // Children of this process were to be born in the sandbox's PID namespace, whose
+            // init is gone: a fork would fail (ENOMEM). The recorder may start programs.
+            if let Ok(own) = File::open("/proc/self/ns/pid") {
+                let _ = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
+            }
             recorder.ended(&spec, end);
             end.code()
         }
