@@ -1,5 +1,7 @@
 //! The `boxr` binary as a user runs it: exit codes, output modes, flags.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -283,7 +285,45 @@ fn completions_for_every_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = boxr(dir.path(), &["completions", shell]);
         assert_eq!(out.status.code(), Some(0));
-        let s = text(&out.stdout);
-        assert!(s.contains("boxr") && s.contains("plan"), "{shell}");
+        let script = dir.path().join(format!("boxr.{shell}"));
+        std::fs::write(&script, &out.stdout).unwrap();
+        if !support::have_tool("completions_for_every_shell", shell) {
+            return;
+        }
+        // Each shell loads its script and completes `boxr pl` to `plan` and `boxr network `
+        // to its subcommands.
+        let probe = match shell {
+            "bash" => format!(
+                "source {0}; for line in 'boxr pl' 'boxr network '; do \
+                 COMP_WORDS=($line); [ \"${{line% }}\" != \"$line\" ] && COMP_WORDS+=(''); \
+                 COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_LINE=$line; COMP_POINT=${{#line}}; \
+                 _boxr boxr \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[*]}}\"; done",
+                script.display()
+            ),
+            "zsh" => format!(
+                "autoload -U compinit && compinit -u && source {} && echo $_comps[boxr]",
+                script.display()
+            ),
+            _ => format!(
+                "source {0}; complete -C 'boxr pl'; complete -C 'boxr network '",
+                script.display()
+            ),
+        };
+        let out = std::process::Command::new(shell)
+            .args(["-c", &probe])
+            .output()
+            .unwrap();
+        let got = text(&out.stdout);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        if shell == "zsh" {
+            // Registered for boxr (zsh completes only at an interactive prompt).
+            assert_eq!(got.trim(), "_boxr", "zsh: {}", text(&out.stderr));
+        } else {
+            assert!(got.contains("plan"), "{shell} completes `boxr pl`: {got}");
+            assert!(
+                got.contains("create") && got.contains("inspect"),
+                "{shell}: {got}"
+            );
+        }
     }
 }

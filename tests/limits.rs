@@ -451,8 +451,12 @@ fn on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup() {
         && Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
         && fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
             .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"));
-    if !hybrid {
-        eprintln!("skipped: not a hybrid host with hugetlb on cgroup2");
+    if !hybrid
+        && !support::skip(
+            "on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup",
+            "not a hybrid host with hugetlb on cgroup2",
+        )
+    {
         return;
     }
     let Some(env) = Env::new("on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup") else {

@@ -7,13 +7,28 @@ use std::process::Command;
 /// Whether privileged tests can run. Without root they skip with a printed reason, unless
 /// `BOXR_REQUIRE_PRIVILEGED` is set (CI sets it), in which case skipping is a failure.
 pub fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+    nix::unistd::geteuid().is_root()
+        || skip(
+            test,
+            "needs root (real overlay mounts, mknod, trusted xattrs)",
+        )
+}
+
+/// Skips `test` because of `why` (returns false, for `if !... { return; }`), by one rule for
+/// every test: a failure when `BOXR_REQUIRE_PRIVILEGED` is set (CI), else a printed reason and a
+/// line in the file `BOXR_SKIP_LOG` names (if set), so a summary counts it as skipped rather
+/// than passed (libtest has no run-time skip).
+pub fn skip(test: &str, why: &str) -> bool {
     if std::env::var_os("BOXR_REQUIRE_PRIVILEGED").is_some() {
-        panic!("{test} needs root, and BOXR_REQUIRE_PRIVILEGED forbids skipping it");
+        panic!("{test} cannot run here ({why}), and BOXR_REQUIRE_PRIVILEGED forbids skipping it");
     }
-    eprintln!("skipping {test}: needs root (real overlay mounts, mknod, trusted xattrs)");
+    eprintln!("skipping {test}: {why}");
+    if let Some(log) = std::env::var_os("BOXR_SKIP_LOG")
+        && let Ok(mut f) = std::fs::File::options().create(true).append(true).open(log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}");
+    }
     false
 }
 
@@ -179,14 +194,11 @@ pub fn have_tool(test: &str, tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    if found {
-        return true;
-    }
-    if std::env::var_os("BOXR_REQUIRE_PRIVILEGED").is_some() {
-        panic!("{test} needs {tool}, which .ci/run installs");
-    }
-    eprintln!("skipping {test}: {tool} is not installed");
-    false
+    found
+        || skip(
+            test,
+            &format!("{tool} is not installed (.ci/run installs it)"),
+        )
 }
 
 /// Adds an image made of `layers` (directories in overlay format, bottom first) to the store at
