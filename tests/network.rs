@@ -200,6 +200,18 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         );
         assert_eq!(c, 0, "{err}");
         let a1_ip = ip_of(&store, "a", a1.trim());
+        // `inspect` shows it as Docker does.
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.a.IPAddress}} {{.NetworkSettings.Gateway}}",
+                "a1",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        assert_eq!(out.trim(), format!("{a1_ip} 172.18.0.1"));
         let url = format!("http://{a1_ip}/index.html");
         let fetch = |network: &str, url: &str| {
             boxr(
@@ -252,6 +264,57 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         assert!(out.contains("inet 172.19.0.2/16"), "{out}");
         assert!(out.contains("default via 172.19.0.1"), "{out}");
         assert!(out.contains("172.19.0.2\tweb"), "{out}");
+        // --ip: a fixed address, seen from inside; a taken or foreign one is refused.
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "b",
+                "--ip",
+                "172.19.0.50",
+                "bb:1",
+                "ip",
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "eth0",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains("inet 172.19.0.50/16"), "{out}");
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "a",
+                "--ip",
+                &a1_ip,
+                "bb:1",
+                "true",
+            ],
+        );
+        assert_ne!(c, 0);
+        assert!(err.contains("is taken on a by container"), "{err}");
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "a",
+                "--ip",
+                "10.0.0.5",
+                "bb:1",
+                "true",
+            ],
+        );
+        assert_ne!(c, 0);
+        assert!(err.contains("not a free host address of a"), "{err}");
         // Egress through masquerade: the other host sees the test namespace's address.
         let (c, out, err) = fetch("a", "http://198.51.100.2:8000/cgi-bin/ip");
         assert_eq!((c, out.trim()), (0, "198.51.100.1"), "{err}");
@@ -269,8 +332,13 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         // bridges and their rules.
         let (c, _, err) = boxr(&store, &["rm", "-f", "a1"]);
         assert_eq!(c, 0, "{err}");
-        let (c, _, err) = boxr(&store, &["network", "rm", "a", "b", "c"]);
+        let (c, _, err) = boxr(&store, &["network", "rm", "a", "b"]);
         assert_eq!(c, 0, "{err}");
+        // prune: every network no container is on, but the default one.
+        let (c, out, err) = boxr(&store, &["network", "prune"]);
+        assert_eq!((c, out.as_str()), (0, "c\n"), "{err}");
+        let (c, out, _) = boxr(&store, &["network", "ls", "-q"]);
+        assert_eq!((c, out.as_str()), (0, "bridge\n"));
         assert_eq!(boxr_links(), Vec::<String>::new());
         let rules = nft_ruleset();
         assert!(!rules.contains("chain"), "{rules}");

@@ -32,6 +32,8 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Remove every network no container is on (but `bridge`)
+    Prune,
     /// Remove networks (refused while a container is on one)
     #[command(alias = "remove")]
     Rm {
@@ -121,6 +123,15 @@ pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
             settings.printer.data(format!("{text}\n"));
             code
         }
+        NetworkCommand::Prune => match net::prune(&store) {
+            Ok(names) => {
+                for n in names {
+                    settings.printer.out(n);
+                }
+                exit::OK
+            }
+            Err(e) => fail_with(&settings.printer, &e),
+        },
         NetworkCommand::Rm { names } => {
             let mut code = exit::OK;
             for name in names {

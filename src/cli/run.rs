@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// network namespace)
     #[arg(long, default_value = "none", value_parser = parse_network)]
     network: Network,
+    /// A fixed IPv4 address on the bridge network
+    #[arg(long, value_name = "IP")]
+    ip: Option<String>,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     init: bool,
@@ -305,6 +308,7 @@ fn options(args: &RunArgs) -> RunOptions {
         user: args.user.clone(),
         hostname: args.hostname.clone(),
         network: Some(args.network.clone()),
+        ip: args.ip.clone(),
         init: args.init,
         remove: args.rm,
         read_only: args.read_only,

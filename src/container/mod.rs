@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: Option<Network>,
+    /// `--ip`: a fixed address on the (bridge) network.
+    pub ip: Option<String>,
     pub init: bool,
     pub remove: bool,
     pub read_only: bool,
@@ -1168,10 +1170,21 @@ fn create(
         }
         mode => {
             let endpoint = match mode {
-                Some(Network::Named(name)) => Some(
-                    crate::net::attach(store, name, id, &dir.join("netns"))
-                        .map_err(|e| invalid(e.to_string(), None))?,
-                ),
+                Some(Network::Named(name)) => {
+                    let ep =
+                        crate::net::attach(store, name, id, opts.ip.as_deref(), &dir.join("netns"))
+                            .map_err(|e| invalid(e.to_string(), None))?;
+                    // What `inspect` shows as NetworkSettings.
+                    state::write_atomic(dir, state::NETWORK, &ep)
+                        .map_err(io_err("write", &dir.join(state::NETWORK)))?;
+                    Some(ep)
+                }
+                _ if opts.ip.is_some() => {
+                    return Err(invalid(
+                        "--ip needs a bridge network (--network bridge or NAME)",
+                        None,
+                    ));
+                }
                 _ => None,
             };
             let mode = match (mode, &endpoint) {

@@ -64,6 +64,8 @@ fn read_json(p: &Path) -> Option<Value> {
 
 /// The name of a container's state file in its directory.
 pub const STATE: &str = "state.json";
+/// The container's place on its network (a [`crate::net::Endpoint`]), if it is on one.
+pub const NETWORK: &str = "network.json";
 /// What a detached container's sandbox records of its end for the monitor (the monitor then
 /// writes the final [`STATE`]).
 pub const EXIT: &str = "exit.json";
@@ -383,6 +385,20 @@ pub fn inspect(info: &Info) -> Value {
     if let Some(h) = state.health {
         v["State"]["Health"] = h;
     }
+    let ep = fs::read(info.dir.join(NETWORK))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::net::Endpoint>(&b).ok());
+    v["NetworkSettings"] = match ep {
+        Some(ep) => serde_json::json!({
+            "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
+            "MacAddress": ep.mac,
+            "Networks": {ep.network.clone(): {
+                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
+                "MacAddress": ep.mac,
+            }},
+        }),
+        None => serde_json::json!({"Networks": {}}),
+    };
     v
 }
 

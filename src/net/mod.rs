@@ -360,6 +360,23 @@ fn ensure_default(store: &Store) -> Result<Network, NetError> {
     }
 }
 
+/// `boxr network prune`: removes every network but `bridge` that no container is on; returns
+/// their names.
+pub fn prune(store: &Store) -> Result<Vec<String>, NetError> {
+    let mut removed = Vec::new();
+    for n in list(store)? {
+        if n.name != DEFAULT && n.leases.is_empty() {
+            match remove(store, &n.name) {
+                Ok(()) => removed.push(n.name),
+                // Taken by a container in the meantime.
+                Err(NetError::InUse { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// `boxr network rm`: refused while containers are on it; removes its bridge and rules.
 pub fn remove(store: &Store, name: &str) -> Result<(), NetError> {
     if name == DEFAULT {
@@ -458,16 +475,47 @@ fn mac_text(mac: [u8; 6]) -> String {
 
 /// Puts container `id` on network `name`: its address, and a network namespace at
 /// `netns` (a file the sandbox then joins) wired to the network's bridge.
-pub fn attach(store: &Store, name: &str, id: &str, netns: &Path) -> Result<Endpoint, NetError> {
+///
+/// `ip` asks for a fixed address (`--ip`), which must be a free host address of the subnet.
+pub fn attach(
+    store: &Store,
+    name: &str,
+    id: &str,
+    ip: Option<&str>,
+    netns: &Path,
+) -> Result<Endpoint, NetError> {
     let _l = lock(store)?;
     let mut net = if name == DEFAULT {
         ensure_default(store)?
     } else {
         load(store, name)?
     };
-    let ip = match net.leases.get(id) {
-        Some(ip) => *ip,
-        None => {
+    let ip = match (net.leases.get(id), ip) {
+        (Some(ip), _) => *ip,
+        (None, Some(want)) => {
+            let want: Ipv4Addr = want
+                .parse()
+                .map_err(|_| NetError::Subnet(format!("--ip {want}: not an IPv4 address")))?;
+            if !net.subnet.contains(want)
+                || want == net.subnet.base()
+                || want == net.subnet.broadcast()
+                || want == net.gateway
+            {
+                return Err(NetError::Subnet(format!(
+                    "--ip {want} is not a free host address of {} ({}, gateway {})",
+                    net.name, net.subnet, net.gateway
+                )));
+            }
+            if let Some((other, _)) = net.leases.iter().find(|(_, a)| **a == want) {
+                return Err(NetError::Subnet(format!(
+                    "--ip {want} is taken on {} by container {}",
+                    net.name,
+                    &other[..12]
+                )));
+            }
+            want
+        }
+        (None, None) => {
             let used: std::collections::BTreeSet<Ipv4Addr> = net.leases.values().copied().collect();
             (2..net.subnet.size().saturating_sub(1))
                 .filter_map(|n| net.subnet.host(n))
