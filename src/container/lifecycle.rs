@@ -13,7 +13,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::Value;
 
-use super::monitor::{self, MonitorSpec, frame};
+use super::control::{Request, frame};
+use super::monitor::{self, MonitorSpec};
 use super::record::Record;
 use super::state::{self, Info, Status};
 use super::{ContainerError, invalid};
@@ -41,7 +42,7 @@ fn request(info: &Info, line: &str) -> Option<UnixStream> {
 
 /// The monitor's `status` answer.
 fn monitor_status(info: &Info) -> Option<Value> {
-    let s = request(info, "status")?;
+    let s = request(info, &Request::Status.line())?;
     let mut line = String::new();
     std::io::BufReader::new(s).read_line(&mut line).ok()?;
     serde_json::from_str(&line).ok()
@@ -104,7 +105,11 @@ pub fn stop(info: &Info, timeout: Option<Duration>) -> Result<(), ContainerError
     if state::paused(info) {
         state::set_paused(info, false)?;
     }
-    let req = format!("stop {} {stop_signal}", timeout.as_secs());
+    let req = Request::Stop {
+        timeout,
+        signal: stop_signal,
+    }
+    .line();
     if let Some(s) = request(info, &req) {
         // The monitor answers with the exit code once the end is recorded.
         let mut line = String::new();
@@ -228,8 +233,8 @@ pub fn attach(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> 
     }
     let tty = st["Tty"].as_bool().unwrap_or(false);
     let send_stdin = st["OpenStdin"].as_bool().unwrap_or(false) && !opts.no_stdin;
-    let mut sock = request(info, if send_stdin { "attach stdin" } else { "attach" })
-        .ok_or_else(not_running)?;
+    let mut sock =
+        request(info, &Request::Attach { stdin: send_stdin }.line()).ok_or_else(not_running)?;
     let stdin = std::io::stdin();
     let _raw = (tty && send_stdin && term::size(&stdin).is_some()).then(term::RawMode::enter);
     let mut signals = SigSet::empty();
@@ -245,10 +250,7 @@ pub fn attach(info: &Info, opts: &AttachOptions) -> Result<i32, ContainerError> 
         .map_err(|e| invalid(format!("signalfd: {}", e.desc()), None))?;
     let send_size = |sock: &mut UnixStream| {
         if tty && let Some((rows, cols)) = term::size(&std::io::stdin()) {
-            let _ = sock.write_all(&frame::encode(
-                frame::RESIZE,
-                format!("{rows} {cols}").as_bytes(),
-            ));
+            let _ = sock.write_all(&frame::resize(rows, cols));
         }
     };
     send_size(&mut sock);

@@ -12,6 +12,7 @@
 //! `commit` (and export, diff), `cp`, `etc` (/etc/hosts, resolv.conf, hostname).
 
 pub mod commit;
+pub mod control;
 pub mod cp;
 mod create;
 mod detached;
