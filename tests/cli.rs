@@ -327,3 +327,54 @@ fn completions_for_every_shell() {
         }
     }
 }
+
+/// Hostile manifests get a diagnostic, never a crash or a hang: nesting past the limit (which
+/// overflowed both readers' stacks), a file that is not KDL at all (thousands of errors, capped),
+/// and an endless file.
+#[test]
+fn hostile_manifests_get_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let braces = format!("a {}{}", "{ ".repeat(2000), "}".repeat(2000));
+    let nodes = format!("{}{}", "a {\n".repeat(10_000), "}\n".repeat(10_000));
+    for (name, body) in [("braces.kdl", braces), ("nodes.kdl", nodes)] {
+        std::fs::write(dir.path().join(name), body).unwrap();
+        let out = boxr(dir.path(), &["check", "-f", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text_of(&out));
+        assert!(
+            text(&out.stderr).contains("nodes nest deeper than 64 levels"),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
+    // 64 levels are fine as far as nesting goes (the lowering then says what is wrong).
+    let ok = format!("{}{}", "a {\n".repeat(64), "}\n".repeat(64));
+    std::fs::write(dir.path().join("ok.kdl"), ok).unwrap();
+    let out = boxr(dir.path(), &["check", "-f", "ok.kdl"]);
+    assert!(
+        !text(&out.stderr).contains("nest deeper"),
+        "{}",
+        text_of(&out)
+    );
+    // Not KDL: every error counted, the first 50 shown.
+    let garbage: String = (0..20_000u32)
+        .map(|i| format!("={:x}=(]", i.wrapping_mul(2_654_435_761)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("garbage.kdl"), garbage).unwrap();
+    let out = boxr(dir.path(), &["check", "-f", "garbage.kdl"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("(the first 50 are shown, and"), "{err}");
+    // An endless file stops at the limit.
+    let out = boxr(dir.path(), &["check", "-f", "/dev/zero"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("/dev/zero is larger than 8 MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}

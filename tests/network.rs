@@ -32,7 +32,11 @@ struct FarHost {
 
 impl FarHost {
     fn new(name: &str) -> FarHost {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        // A namesake left by a killed run of this test.
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(std::process::Stdio::null())
+            .status();
         sh(&format!(
             "ip netns add {name} && ip link add bxfar0 type veth peer name bxfar1 netns {name} \
              && ip addr add 198.51.100.1/24 dev bxfar0 && ip link set bxfar0 up \

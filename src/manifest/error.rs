@@ -248,11 +248,22 @@ pub struct ManifestErrors {
     pub errors: Vec<ManifestError>,
 }
 
+/// How many problems of one file are rendered.
+pub const MAX_SHOWN: usize = 50;
+
 impl ManifestErrors {
     pub fn new(name: &str, source: Arc<str>, mut errors: Vec<ManifestError>) -> Self {
         errors.sort_by_key(ManifestError::offset);
         let n = errors.len();
-        let summary = format!("{name} has {n} error{}", if n == 1 { "" } else { "s" });
+        let mut summary = format!("{name} has {n} error{}", if n == 1 { "" } else { "s" });
+        // A file that is not a manifest at all can have thousands: the first ones say enough.
+        if n > MAX_SHOWN {
+            errors.truncate(MAX_SHOWN);
+            summary.push_str(&format!(
+                " (the first {MAX_SHOWN} are shown, and {} more are not)",
+                n - MAX_SHOWN
+            ));
+        }
         ManifestErrors {
             summary,
             source_code: NamedSource::new(name, source).with_language("kdl"),

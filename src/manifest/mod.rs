@@ -63,19 +63,45 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} is larger than {} MiB: not a manifest", path.display(), MAX_SIZE >> 20)]
+    #[diagnostic(
+        code(boxr::manifest::too_large),
+        help("a manifest of a thousand images is under 1 MiB; is -f pointing at the right file?")
+    )]
+    TooLarge { path: std::path::PathBuf },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] Box<ManifestErrors>),
 }
+
+/// The largest manifest boxr reads.
+pub const MAX_SIZE: u64 = 8 << 20;
 
 /// Reads and parses the manifest at `path`, shown in diagnostics as `path` is written.
 pub fn load(
     path: &std::path::Path,
     overrides: &BTreeMap<String, String>,
 ) -> Result<Manifest, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    use std::io::Read;
+    let read_err = |source| LoadError::Read {
         path: path.to_owned(),
         source,
+    };
+    // Read at most one byte past the limit: `-f /dev/zero` stops there.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let source = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is not UTF-8 text ({e})"),
+        ))
     })?;
     parse(&path.display().to_string(), &source, overrides).map_err(|e| Box::new(e).into())
 }

@@ -80,12 +80,99 @@ pub struct SyntaxError {
     pub span: Span,
 }
 
-/// Parses `src` into a [`Doc`]: the fast reader first, the `kdl` crate when it declines.
+/// How deep nodes may nest. A manifest nests a few levels (`image` > `run` > `cache`); both
+/// readers recurse per level, and thousands of levels would overflow the stack (the `kdl` crate's
+/// parser included), so a deeper document is refused before either reads it.
+pub const MAX_DEPTH: usize = 64;
+
+/// Parses `src` into a [`Doc`]: the fast reader first, the `kdl` crate when it declines. A
+/// document nested deeper than [`MAX_DEPTH`] is refused first, with one error at the `{` that
+/// goes too deep.
 pub fn parse(src: &str) -> Result<Doc, Vec<SyntaxError>> {
+    if let Some(at) = too_deep(src) {
+        return Err(vec![SyntaxError {
+            message: format!("nodes nest deeper than {MAX_DEPTH} levels"),
+            label: Some(format!("level {} starts here", MAX_DEPTH + 1)),
+            help: Some(
+                "a manifest nests a few levels (image > run > cache): is a `}` missing?".into(),
+            ),
+            span: Span::new(at.into(), 1),
+        }]);
+    }
     match super::fast::parse(src) {
         Some(doc) => Ok(doc),
         None => parse_with_kdl(src),
     }
+}
+
+/// The offset of the first `{` that opens a level deeper than [`MAX_DEPTH`], counting braces
+/// outside strings and comments (KDL's quoted, raw and multi-line strings, `//` and nested
+/// `/* */` comments), in one pass. An unbalanced document is the parsers' to report.
+fn too_deep(src: &str) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut nest = 1;
+                i += 2;
+                while i < b.len() && nest > 0 {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        nest += 1;
+                        i += 1;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        nest -= 1;
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            // Raw strings: `#"…"#` (v2), `r#"…"#` and `r"…"` (v1), any number of `#`.
+            b'#' | b'r'
+                if {
+                    let start = i + usize::from(b[i] == b'r');
+                    let hashes = b[start..].iter().take_while(|&&c| c == b'#').count();
+                    (b[i] == b'r' || hashes > 0)
+                        && b.get(start + hashes) == Some(&b'"')
+                        && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+                } =>
+            {
+                let start = i + usize::from(b[i] == b'r');
+                let hashes = b[start..].iter().take_while(|&&c| c == b'#').count();
+                let mut close = vec![b'"'];
+                close.extend(std::iter::repeat_n(b'#', hashes));
+                i = start + hashes + 1;
+                while i < b.len() && !b[i..].starts_with(&close) {
+                    i += 1;
+                }
+                i += close.len();
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Parses `src` with the fast reader alone (`None` when it declines). For tests and benchmarks.
@@ -100,10 +187,32 @@ pub fn parse_fast(src: &str) -> Option<Doc> {
 /// must get a diagnostic, never a crash: such a panic is caught, kept off stderr, and the v2
 /// parser's errors are reported instead.
 pub fn parse_with_kdl(src: &str) -> Result<Doc, Vec<SyntaxError>> {
-    let result = quiet_catch(|| kdl::KdlDocument::parse(src))
-        .unwrap_or_else(|| kdl::KdlDocument::parse_v2(src));
-    convert_result(src, result)
+    // The kdl crate recurses per node while it recovers from errors: a file that is not KDL
+    // (twenty thousand lines of `=x=(]`) overflowed the main thread's 8 MiB stack. It parses
+    // on a thread with a stack sized for the largest manifest boxr reads (only the pages it
+    // touches are used); where such a thread cannot be made, on this one.
+    let parse = || {
+        let result = quiet_catch(|| kdl::KdlDocument::parse(src))
+            .unwrap_or_else(|| kdl::KdlDocument::parse_v2(src));
+        convert_result(src, result)
+    };
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("kdl".into())
+            .stack_size(KDL_STACK)
+            .spawn_scoped(scope, parse)
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(_) => parse(),
+        }
+    })
 }
+
+/// The stack of the thread the `kdl` crate parses on: about 48 bytes per byte of input for the
+/// worst recovery seen, for the largest manifest read (8 MiB).
+const KDL_STACK: usize = 512 << 20;
 
 thread_local! {
     static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -221,5 +330,29 @@ fn convert_entry(entry: &kdl::KdlEntry) -> Entry {
         value,
         value_span: Span::new((end - value_len).into(), value_len),
         span,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_braces_outside_strings_and_comments() {
+        let deep = |n: usize| format!("{}{}", "a {".repeat(n), "}".repeat(n));
+        assert_eq!(too_deep(&deep(MAX_DEPTH)), None);
+        assert_eq!(too_deep(&deep(MAX_DEPTH + 1)), Some(3 * MAX_DEPTH + 2));
+        let hidden = "{".repeat(100);
+        for text in [
+            format!("a \"{hidden}\""),
+            format!("a \"\\\"{hidden}\""),
+            format!("a #\"{hidden}\"#"),
+            format!("a ##\"\"#{hidden}\"##"),
+            format!("a r\"{hidden}\""),
+            format!("// {hidden}\na"),
+            format!("/* /* {hidden} */ {hidden} */ a"),
+        ] {
+            assert_eq!(too_deep(&text), None, "{text}");
+        }
     }
 }
