@@ -226,12 +226,17 @@ enum Outcome {
 }
 
 /// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
-/// with the pid it names one process for good.
+/// with the pid it names one process for good. `None` when no such process is alive: a zombie
+/// (an init whose parent, the monitor, was killed and has not been reaped yet) has ended.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields are counted after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
@@ -916,4 +921,24 @@ fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     let e = nix::unistd::execveat(init, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
         .expect_err("execveat returns only on failure");
     err(format!("cannot start the init: {}", e.desc()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let me = std::process::id() as i32;
+        assert!(super::process_start_time(me).is_some());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while super::process_start_time(pid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(state.contains(") Z "), "{state}");
+        assert_eq!(super::process_start_time(pid), None);
+        child.wait().unwrap();
+    }
 }
