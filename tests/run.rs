@@ -1330,3 +1330,26 @@ fn mount_flags_oom_score_and_cidfile() {
     assert!(err.contains("the file exists"), "{err}");
     let _ = boxr(&e.store, &["volume", "rm", "mv"]);
 }
+
+#[test]
+fn a_missing_runtime_is_named_and_leaves_nothing() {
+    if !privileged("a_missing_runtime_is_named_and_leaves_nothing") {
+        return;
+    }
+    let e = Env::new();
+    // boxr alone, without boxr-sandbox beside it.
+    let bin = tempfile::tempdir().unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_boxr"), bin.path().join("boxr")).unwrap();
+    let out = Command::new(bin.path().join("boxr"))
+        .args(["run", "--rm", "bb:1", "true"])
+        .env("BOXR_ROOT", &e.store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("{}/boxr-sandbox is missing", bin.path().display())),
+        "{err}"
+    );
+    assert!(err.contains("installed beside boxr"), "{err}");
+}

@@ -318,8 +318,8 @@ fn supervise(
     let io_fail = |e: std::io::Error| ctx.step_error(step, format!("output pipe: {e}"));
     let (reader, writer) = std::io::pipe().map_err(io_fail)?;
     let writer2 = writer.try_clone().map_err(io_fail)?;
-    let mut child =
-        start(Stdio::from(writer), Stdio::from(writer2)).map_err(|e| ctx.step_error(step, e.0))?;
+    let mut child = start(Stdio::from(writer), Stdio::from(writer2))
+        .map_err(|e| ctx.step_error(step, e.to_string()))?;
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
     let mut r = BufReader::new(reader);
     let mut buf = Vec::new();

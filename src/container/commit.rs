@@ -99,7 +99,7 @@ pub fn export(
             std::process::Stdio::piped(),
             std::process::Stdio::piped(),
         )
-        .map_err(|e| invalid(e.0, None))?;
+        .map_err(ContainerError::from)?;
         let copied = child.stdout.take().map(|mut o| std::io::copy(&mut o, out));
         let output = child
             .wait_with_output()

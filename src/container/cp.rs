@@ -148,7 +148,7 @@ pub fn cp(
         std::process::Stdio::null(),
         std::process::Stdio::piped(),
     )
-    .map_err(|e| invalid(e.0, None))
+    .map_err(ContainerError::from)
     .and_then(|c| {
         c.wait_with_output()
             .map_err(|e| invalid(format!("cp: {e}"), None))

@@ -118,7 +118,7 @@ pub fn start(spec: &MonitorSpec) -> Result<i32, (i32, String)> {
     let (ready_r, ready_w) =
         std::io::pipe().map_err(|e| err(format!("cannot make a pipe: {e}")))?;
     let ready_w = OwnedFd::from(ready_w);
-    let fd = sandbox::json_memfd_inherited(spec).map_err(|e| err(e.0))?;
+    let fd = sandbox::json_memfd_inherited(spec).map_err(|e| err(e.to_string()))?;
     // `boxr run -d` starts no thread: nothing else can inherit these two.
     term::inheritable(&ready_w).map_err(|e| err(format!("cannot pass a pipe on: {e}")))?;
     let child = Command::new(&bin)
@@ -548,7 +548,7 @@ impl Monitor {
             };
             (Stdio::from(out_w), Stdio::from(err_w), stdin)
         };
-        let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.0)?;
+        let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.to_string())?;
         let child = self
             .runtime(sandbox::HELPER_ARG, &fd)
             .stdin(stdin)
@@ -1029,7 +1029,10 @@ impl Monitor {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .output();
-            r.map_err(|e| sandbox::SandboxError(e.to_string()))
+            r.map_err(|source| sandbox::SandboxError::Spawn {
+                path: self.spec.runtime.clone(),
+                source,
+            })
         });
         match run {
             Ok(out) => {
@@ -1037,10 +1040,9 @@ impl Monitor {
                     self.log.line("stderr", format!("{line}\n").as_bytes());
                 }
             }
-            Err(e) => self.log.line(
-                "stderr",
-                format!("boxr: cannot finish: {}\n", e.0).as_bytes(),
-            ),
+            Err(e) => self
+                .log
+                .line("stderr", format!("boxr: cannot finish: {e}\n").as_bytes()),
         }
     }
 }

@@ -225,7 +225,7 @@ pub(super) fn populate_new_volumes(
             std::process::Stdio::null(),
             std::process::Stdio::piped(),
         )
-        .map_err(|e| invalid(e.0, None))
+        .map_err(ContainerError::from)
         .and_then(|c| {
             c.wait_with_output()
                 .map_err(|e| invalid(format!("populate the volume: {e}"), None))

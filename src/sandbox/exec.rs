@@ -40,13 +40,17 @@ pub const EXEC_ARG: &str = "__exec";
 /// Replaces this (single-threaded) process with the exec helper, run from a sealed copy of
 /// boxr. Returns only on failure.
 pub fn exec(spec: &ExecSpec) -> SandboxError {
-    let copy = match super::binary().and_then(|b| helper::sealed_copy(&b).map_err(SandboxError)) {
-        Ok(c) => c,
+    let bin = match super::binary() {
+        Ok(b) => b,
         Err(e) => return e,
+    };
+    let copy = match helper::sealed_copy(&bin) {
+        Ok(c) => c,
+        Err(e) => return SandboxError::Prepare(e),
     };
     let fd = match helper::spec_memfd(spec, false) {
         Ok(fd) => fd,
-        Err(e) => return SandboxError(e),
+        Err(e) => return SandboxError::Prepare(e),
     };
     let arg = |s: &str| CString::new(s).expect("no NUL");
     let args = [
@@ -58,15 +62,19 @@ pub fn exec(spec: &ExecSpec) -> SandboxError {
     let env: [CString; 0] = [];
     let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
         .expect_err("execveat returns only on failure");
-    SandboxError(format!("cannot start the exec helper: {}", e.desc()))
+    SandboxError::Exec {
+        path: bin,
+        errno: e,
+    }
 }
 
 /// `exec -d`: starts the exec helper in the background, from a sealed copy as [`exec`] does,
 /// in a process group of its own with its output on /dev/null, and returns once it runs.
 pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
     use std::os::unix::process::CommandExt;
-    let copy = super::binary().and_then(|b| helper::sealed_copy(&b).map_err(SandboxError))?;
-    let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
+    let bin = super::binary()?;
+    let copy = helper::sealed_copy(&bin).map_err(SandboxError::Prepare)?;
+    let fd = helper::spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
     // execve opens the program before it closes the close-on-exec descriptors.
     std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()))
         .arg0("boxr-exec")
@@ -77,7 +85,7 @@ pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
         .process_group(0)
         .spawn()
         .map(drop)
-        .map_err(|e| SandboxError(format!("cannot start the exec helper: {e}")))
+        .map_err(|source| SandboxError::Spawn { path: bin, source })
 }
 
 fn fail(code: i32, message: &str) -> i32 {

@@ -64,11 +64,43 @@ pub fn fs_helper_mode() -> Option<i32> {
     })
 }
 
-/// Why the sandbox could not be started.
+/// Why the sandbox (or one of its helpers) could not be started.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("cannot start the sandbox: {0}")]
-#[diagnostic(code(boxr::sandbox::start))]
-pub struct SandboxError(pub String);
+pub enum SandboxError {
+    #[error("cannot start the sandbox: cannot find boxr's own binary: {0}")]
+    #[diagnostic(code(boxr::sandbox::own_path))]
+    OwnPath(#[source] std::io::Error),
+    #[error("cannot start the sandbox: {} is missing", .0.display())]
+    #[diagnostic(
+        code(boxr::sandbox::runtime_missing),
+        help("boxr-sandbox is installed beside boxr (cargo install puts both there)")
+    )]
+    RuntimeMissing(std::path::PathBuf),
+    /// The spec could not be handed over, or the runtime not copied for PID 1.
+    #[error("cannot start the sandbox: {0}")]
+    #[diagnostic(code(boxr::sandbox::prepare))]
+    Prepare(String),
+    #[error("cannot start the sandbox: cannot keep the store lock (descriptor {fd}): {source}")]
+    #[diagnostic(code(boxr::sandbox::keep_lock))]
+    KeepLock {
+        fd: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot exec {}: {}", path.display(), errno.desc())]
+    #[diagnostic(code(boxr::sandbox::exec))]
+    Exec {
+        path: std::path::PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("cannot start {}: {source}", path.display())]
+    #[diagnostic(code(boxr::sandbox::spawn))]
+    Spawn {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The sandbox runtime's file name, beside the boxr binary: the helper, the init and the exec
 /// helper run from it. A binary of its own so that the sealed copy every start makes for PID 1
@@ -78,17 +110,13 @@ pub const BINARY: &str = "boxr-sandbox";
 /// The sandbox runtime binary: this process's own if it is the runtime, else the one beside
 /// boxr.
 pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| SandboxError(format!("cannot find the boxr binary: {e}")))?;
+    let exe = std::env::current_exe().map_err(SandboxError::OwnPath)?;
     if exe.file_name().is_some_and(|n| n == BINARY) {
         return Ok(exe);
     }
     let bin = exe.with_file_name(BINARY);
     if !bin.is_file() {
-        return Err(SandboxError(format!(
-            "{} is missing: it is installed beside boxr",
-            bin.display()
-        )));
+        return Err(SandboxError::RuntimeMissing(bin));
     }
     Ok(bin)
 }
@@ -170,12 +198,15 @@ pub const FINISH_ARG: &str = "__finish";
 pub fn exec(spec: &SandboxSpec) -> SandboxError {
     let fd = match helper::spec_memfd(spec, false) {
         Ok(fd) => fd,
-        Err(e) => return SandboxError(e),
+        Err(e) => return SandboxError::Prepare(e),
     };
     if let Some(keep) = spec.keep_fd {
         // Let the store lock survive the exec; the helper marks it close-on-exec again.
         if let Err(e) = sys::clear_cloexec(keep) {
-            return SandboxError(format!("cannot keep the store lock: {e}"));
+            return SandboxError::KeepLock {
+                fd: keep,
+                source: e,
+            };
         }
     }
     let arg = |s: &str| CString::new(s).expect("no NUL");
@@ -200,7 +231,10 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
     let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(bin.as_os_str()))
         .expect("a path has no NUL");
     let e = nix::unistd::execve(&path, &args, &env).expect_err("execve returns only on failure");
-    SandboxError(format!("cannot exec the helper: {}", e.desc()))
+    SandboxError::Exec {
+        path: bin,
+        errno: e,
+    }
 }
 
 /// Starts the sandbox helper as a child (build steps). The spec reaches it as its stdin, a
@@ -234,15 +268,15 @@ fn spawn_helper<T: serde::Serialize>(
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
     use std::os::unix::process::CommandExt;
-    let fd = helper::spec_memfd(spec, true).map_err(SandboxError)?;
-    std::process::Command::new(bin)
+    let fd = helper::spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
+    std::process::Command::new(&bin)
         .arg0("boxr")
         .args([arg, "--spec-fd", "0"])
         .stdin(std::process::Stdio::from(fd))
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
-        .map_err(|e| SandboxError(format!("cannot start the helper: {e}")))
+        .map_err(|source| SandboxError::Spawn { path: bin, source })
 }
 
 /// Reads a JSON value from an inherited descriptor (0: stdin, then pointed at /dev/null): how
@@ -257,7 +291,7 @@ pub fn read_json_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String
 
 /// A JSON value in a new memfd, for a child's stdin (see [`read_json_fd`]).
 pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd, SandboxError> {
-    helper::spec_memfd(value, true).map_err(SandboxError)
+    helper::spec_memfd(value, true).map_err(SandboxError::Prepare)
 }
 
 pub use helper::process_start_time;
@@ -299,7 +333,7 @@ pub fn own_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
 pub fn json_memfd_inherited<T: serde::Serialize>(
     value: &T,
 ) -> Result<std::os::fd::OwnedFd, SandboxError> {
-    helper::spec_memfd(value, false).map_err(SandboxError)
+    helper::spec_memfd(value, false).map_err(SandboxError::Prepare)
 }
 
 /// Terminal plumbing for the monitor and `boxr attach`: the pty master a detached sandbox's
