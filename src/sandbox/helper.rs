@@ -695,8 +695,8 @@ fn first_process_userns(
         .collect();
     let mounted =
         super::rootfs::mount_overlay(spec, &lowers).and_then(|()| super::rootfs::host_mounts(spec));
-    if let Err(super::rootfs::SetupError(m)) = mounted {
-        return err(m);
+    if let Err(e) = mounted {
+        return err(e.to_string());
     }
     // The init starts in the rootfs: the path to it may not be searchable by the container's
     // root.

@@ -65,8 +65,8 @@ pub fn main(spec_fd: i32) -> i32 {
 /// Sets up the container and runs the command; returns the init's exit code, or why the
 /// command could not start.
 fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> {
-    if let Err(rootfs::SetupError(m)) = rootfs::setup(spec) {
-        return Err((125, m));
+    if let Err(e) = rootfs::setup(spec) {
+        return Err((125, e.to_string()));
     }
     let resolved = match process::resolve(&spec.process) {
         Ok(r) => r,

@@ -21,12 +21,37 @@ use nix::unistd::{chdir, fchownat, pivot_root, symlinkat};
 use super::spec::{MountSpec, SandboxSpec};
 
 /// A setup step failed: what was being done, and why.
-#[derive(Debug)]
-pub struct SetupError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{what}: {}", errno.desc())]
+    Sys { what: String, errno: Errno },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the rootfs target {} has no name", .0.display())]
+    NoTargetName(std::path::PathBuf),
+    #[error("the image has too many layers ({0}) for one overlay mount")]
+    TooManyLayers(usize),
+}
 
 impl SetupError {
+    /// A failed system call while doing `what`.
     fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> SetupError {
-        move |e| SetupError(format!("{what}: {}", e.desc()))
+        move |errno| SetupError::Sys {
+            what: what.to_string(),
+            errno,
+        }
+    }
+
+    /// A failed I/O operation while doing `what`.
+    fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SetupError {
+        move |source| SetupError::Io {
+            what: what.to_string(),
+            source,
+        }
     }
 }
 
@@ -156,7 +181,7 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
             .rootfs
             .target
             .file_name()
-            .ok_or_else(|| SetupError("the rootfs target has no name".into()))?;
+            .ok_or_else(|| SetupError::NoTargetName(spec.rootfs.target.clone()))?;
         chdir("..").map_err(SetupError::at("leave the rootfs"))?;
         chdir(name).map_err(SetupError::at("enter the rootfs again"))?;
         Path::new(".")
@@ -166,7 +191,7 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
         &spec.rootfs.target
     };
     let root: OwnedFd = File::open(target)
-        .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
+        .map_err(SetupError::io("open the rootfs"))?
         .into();
     special_filesystems(&root, spec)?;
     write_sysctls(&root, &spec.sysctls)?;
@@ -200,7 +225,7 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
 /// With a user namespace the first process makes them, as the host's root.
 pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
     let root: OwnedFd = File::open(&spec.rootfs.target)
-        .map_err(|e| SetupError(format!("open the rootfs: {e}")))?
+        .map_err(SetupError::io("open the rootfs"))?
         .into();
     for f in &spec.etc_files {
         let t = file_in_root(&root, &f.target)?;
@@ -270,7 +295,7 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
                 e.raw_os_error(),
                 Some(nix::libc::EINVAL | nix::libc::ENOSYS)
             ) => {}
-        Err(e) => return Err(SetupError(format!("mount the overlay rootfs: {e}"))),
+        Err(e) => return Err(SetupError::io("mount the overlay rootfs")(e)),
     }
     // Mount data is one page. Layer roots share a parent (the store's layers/), so listing them
     // relative to it from there fits about 55 layers; more need the new mount API.
@@ -303,10 +328,7 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
         .collect();
     let data = format!("lowerdir={},{}", lowers.join(":"), rest.join(","));
     if data.len() >= 4000 {
-        return Err(SetupError(format!(
-            "the image has too many layers ({}) for one overlay mount",
-            all_lowers.len()
-        )));
+        return Err(SetupError::TooManyLayers(all_lowers.len()));
     }
     if let Some(d) = dir {
         chdir(d).map_err(SetupError::at("enter the layer store"))?;
@@ -434,7 +456,7 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
             let sys =
                 open_in_root(root, "/sys", OFlag::O_PATH).map_err(SetupError::at("open /sys"))?;
             super::sys::set_read_only_recursive(&sys)
-                .map_err(|e| SetupError(format!("make /sys read-only: {e}")))?;
+                .map_err(SetupError::io("make /sys read-only"))?;
         }
         Err(e) => return Err(e),
     }
@@ -483,7 +505,7 @@ fn device_node(root: &OwnedFd, d: &super::spec::DeviceSpec, userns: bool) -> Res
 /// namespace, takes a detached copy of the mount, steps back into its own and attaches it.
 fn attach_shm_of(pid: i32, target: &OwnedFd) -> Result<()> {
     use nix::sched::{CloneFlags, setns};
-    let open = |p: String| File::open(&p).map_err(|e| SetupError(format!("open {p}: {e}")));
+    let open = |p: String| File::open(&p).map_err(SetupError::io(format!("open {p}")));
     let own = open("/proc/self/ns/mnt".into())?;
     let theirs = open(format!("/proc/{pid}/ns/mnt"))?;
     setns(&theirs, CloneFlags::CLONE_NEWNS)
@@ -491,9 +513,8 @@ fn attach_shm_of(pid: i32, target: &OwnedFd) -> Result<()> {
     let tree = super::sys::clone_mount(Path::new("/dev/shm"));
     setns(&own, CloneFlags::CLONE_NEWNS)
         .map_err(SetupError::at("return to the container's mount namespace"))?;
-    let tree = tree.map_err(|e| SetupError(format!("copy the shared /dev/shm: {e}")))?;
-    super::sys::attach_mount(&tree, target)
-        .map_err(|e| SetupError(format!("mount the shared /dev/shm: {e}")))
+    let tree = tree.map_err(SetupError::io("copy the shared /dev/shm"))?;
+    super::sys::attach_mount(&tree, target).map_err(SetupError::io("mount the shared /dev/shm"))
 }
 
 /// Writes `--sysctl` values through the container's /proc/sys: the init is in the container's
