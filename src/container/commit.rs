@@ -148,7 +148,7 @@ fn while_frozen<T>(
     let freeze = matches!(state::status(info), Status::Running { .. }) && !state::paused(info);
     let cgroup = if freeze { state::cgroup(info) } else { None };
     if let Some(cg) = &cgroup {
-        cg.set_frozen(true).map_err(|m| invalid(m, None))?;
+        cg.set_frozen(true)?;
     }
     let result = read();
     if let Some(cg) = &cgroup {

@@ -376,7 +376,7 @@ pub fn remove(
     if !state::read_state(info).is_some_and(|s| s.monitor_alive())
         && let Some(cg) = state::cgroup(info)
     {
-        cg.destroy().map_err(|m| invalid(m, None))?;
+        cg.destroy()?;
         let _ = fs::remove_file(store.journal_entry("cgroup", &info.id));
     }
     // `-v`: its anonymous volumes go with it (named volumes stay, as Docker's).

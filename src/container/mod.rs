@@ -73,6 +73,9 @@ pub enum ContainerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cgroup(#[from] sandbox::cgroup::CgroupError),
     /// A detached container could not start: 125 (boxr), 126 (cannot execute), 127 (not found).
     #[error("{message}")]
     #[diagnostic(code(boxr::container::start))]

@@ -467,7 +467,7 @@ pub fn set_paused(info: &Info, frozen: bool) -> Result<(), ContainerError> {
         ));
     }
     let cg = cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
-    cg.set_frozen(frozen).map_err(|m| invalid(m, None))?;
+    cg.set_frozen(frozen)?;
     if let Some(root) = crate::store::root_of_container_dir(&info.dir) {
         let action = if frozen { "pause" } else { "unpause" };
         super::events::record(

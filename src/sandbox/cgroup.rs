@@ -244,8 +244,66 @@ pub struct Cgroup {
     pub v2: Option<PathBuf>,
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    fs::write(path, value).map_err(|e| format!("cannot write {value:?} to {}: {e}", path.display()))
+/// Why a cgroup operation failed, with the file or directory it failed on.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CgroupError {
+    #[error("cannot write {value:?} to {}: {source}", path.display())]
+    #[diagnostic(code(boxr::cgroup::write))]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    #[diagnostic(code(boxr::cgroup::create))]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot remove {}: {source}", path.display())]
+    #[diagnostic(code(boxr::cgroup::remove))]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot attach the device filter to {}: {source}", path.display())]
+    #[diagnostic(code(boxr::cgroup::device_filter))]
+    DeviceFilter {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the {controller} cgroup controller is not available on this machine ({layout} cgroups)"
+    )]
+    #[diagnostic(code(boxr::cgroup::no_controller))]
+    NoController {
+        controller: String,
+        layout: &'static str,
+    },
+    #[error("this kernel has no {0} huge pages")]
+    #[diagnostic(code(boxr::cgroup::hugetlb))]
+    NoHugePages(String),
+    #[error("--blkio-weight: this kernel's block I/O scheduler has no weights")]
+    #[diagnostic(code(boxr::cgroup::blkio_weight))]
+    NoBlkioWeight,
+    #[error("no freezer on this machine")]
+    #[diagnostic(code(boxr::cgroup::no_freezer))]
+    NoFreezer,
+    #[error("{} did not become {value} in 5 s", path.display())]
+    #[diagnostic(code(boxr::cgroup::freeze))]
+    Stuck { path: PathBuf, value: String },
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> String {
@@ -268,7 +326,7 @@ fn blkio_to_io_weight(w: u16) -> u64 {
 impl Cgroup {
     /// The cgroup `rel` (e.g. `boxr/<id>`) in every hierarchy of `layout`, with `limits`
     /// written. Directories already there are reused (a retry after a crash).
-    pub fn create(layout: &Layout, rel: &str, limits: &Limits) -> Result<Cgroup, String> {
+    pub fn create(layout: &Layout, rel: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         let mut cg = Cgroup::default();
         for (ctl, root) in &layout.v1 {
             // Hierarchies mounted with several controllers share one directory.
@@ -307,7 +365,7 @@ impl Cgroup {
                             vanished = true;
                             break;
                         }
-                        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+                        Err(source) => return Err(CgroupError::Create { path: dir, source }),
                     }
                 }
                 if !vanished {
@@ -332,19 +390,19 @@ impl Cgroup {
     }
 
     /// Writes `limits` (only what is set; the rest stays the kernel's default).
-    pub fn apply(&self, layout: &Layout, l: &Limits) -> Result<(), String> {
+    pub fn apply(&self, layout: &Layout, l: &Limits) -> Result<(), CgroupError> {
         let v2_has = layout.v2_controllers();
-        let need = |ctl: &str, wanted: bool| -> Result<Option<(&Path, bool)>, String> {
+        let need = |ctl: &str, wanted: bool| -> Result<Option<(&Path, bool)>, CgroupError> {
             if !wanted {
                 return Ok(None);
             }
             match self.dir(ctl) {
                 Some((d, true)) => Ok(Some((d, true))),
                 Some((d, false)) if v2_has.contains(ctl) => Ok(Some((d, false))),
-                _ => Err(format!(
-                    "the {ctl} cgroup controller is not available on this machine ({} cgroups)",
-                    layout.kind()
-                )),
+                _ => Err(CgroupError::NoController {
+                    controller: ctl.to_string(),
+                    layout: layout.kind(),
+                }),
             }
         };
         // memory
@@ -463,9 +521,7 @@ impl Cgroup {
                         .iter()
                         .map(|n| d.join(n))
                         .find(|p| p.exists())
-                        .ok_or(
-                            "--blkio-weight: this kernel's block I/O scheduler has no weights",
-                        )?;
+                        .ok_or(CgroupError::NoBlkioWeight)?;
                     write(&f, &w.to_string())?;
                 }
                 for (maj, min, bps) in &l.device_read_bps {
@@ -504,7 +560,7 @@ impl Cgroup {
                     d.join(format!("hugetlb.{size}.max"))
                 };
                 if !f.exists() {
-                    return Err(format!("this kernel has no {size} huge pages"));
+                    return Err(CgroupError::NoHugePages(size.to_string()));
                 }
                 write(&f, &limit.to_string())?;
             }
@@ -525,13 +581,21 @@ impl Cgroup {
     }
 
     /// Attaches the devices allowlist as a cgroup v2 device program (see [`device_program`]).
-    pub fn attach_device_filter(&self, dir: &Path, rules: &[DeviceRule]) -> Result<(), String> {
+    pub fn attach_device_filter(
+        &self,
+        dir: &Path,
+        rules: &[DeviceRule],
+    ) -> Result<(), CgroupError> {
         if !dir.join("cgroup.procs").exists() {
             // Not a real cgroup (the unit tests' fake hierarchy): nothing to attach to.
             return Ok(());
         }
-        super::sys::attach_device_program(dir, &device_program(rules))
-            .map_err(|e| format!("cannot attach the device filter to {}: {e}", dir.display()))
+        super::sys::attach_device_program(dir, &device_program(rules)).map_err(|source| {
+            CgroupError::DeviceFilter {
+                path: dir.to_owned(),
+                source,
+            }
+        })
     }
 
     /// Every directory, v1 ones first (deduplicated: co-mounted controllers share one).
@@ -551,7 +615,7 @@ impl Cgroup {
     }
 
     /// Moves the process `pid` into the cgroup (every hierarchy).
-    pub fn join(&self, pid: i32) -> Result<(), String> {
+    pub fn join(&self, pid: i32) -> Result<(), CgroupError> {
         for d in self.dirs() {
             write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -562,7 +626,7 @@ impl Cgroup {
     /// for a single-threaded process, the whole process. A thread moving itself does not take
     /// the kernel's global threadgroup lock, whose write side waits for an RCU grace period
     /// (writing a pid to `cgroup.procs` took 17–20 ms on this machine, this 0.3–0.5 ms).
-    pub fn join_self_v1(&self) -> Result<(), String> {
+    pub fn join_self_v1(&self) -> Result<(), CgroupError> {
         let mut done: Vec<&Path> = Vec::new();
         for d in self.v1.values() {
             if !done.contains(&d.as_path()) {
@@ -585,7 +649,7 @@ impl Cgroup {
     }
 
     /// Moves process `pid` into the cgroup's v2 directory, if it has one.
-    pub fn join_v2(&self, pid: i32) -> Result<(), String> {
+    pub fn join_v2(&self, pid: i32) -> Result<(), CgroupError> {
         match &self.v2 {
             Some(d) => write(&d.join("cgroup.procs"), &pid.to_string()),
             None => Ok(()),
@@ -642,7 +706,7 @@ impl Cgroup {
 
     /// Freezes (`true`) or thaws every process of the cgroup: the v1 freezer, or v2's
     /// `cgroup.freeze`. Returns once the kernel reports the new state.
-    pub fn set_frozen(&self, frozen: bool) -> Result<(), String> {
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
         let (file, value) = if let Some(f) = self.v1.get("freezer") {
             (
                 f.join("freezer.state"),
@@ -651,13 +715,16 @@ impl Cgroup {
         } else if let Some(d) = &self.v2 {
             (d.join("cgroup.freeze"), if frozen { "1" } else { "0" })
         } else {
-            return Err("no freezer on this machine".into());
+            return Err(CgroupError::NoFreezer);
         };
         write(&file, value)?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.is_frozen() != frozen {
             if Instant::now() > deadline {
-                return Err(format!("{} did not become {value}", file.display()));
+                return Err(CgroupError::Stuck {
+                    path: file,
+                    value: value.to_owned(),
+                });
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -695,7 +762,7 @@ impl Cgroup {
 
     /// Kills whatever is left (frozen first, so nothing forks meanwhile) and removes the
     /// directories.
-    pub fn destroy(&self) -> Result<(), String> {
+    pub fn destroy(&self) -> Result<(), CgroupError> {
         if !self.pids().is_empty() {
             if let Some(d) = &self.v2
                 && d.join("cgroup.kill").exists()
@@ -722,7 +789,7 @@ impl Cgroup {
 
     /// Removes the directories, waiting briefly for exiting processes to leave, and their
     /// parent (`boxr/`) when no other container uses it.
-    pub fn remove(&self) -> Result<(), String> {
+    pub fn remove(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(2);
         for d in self.dirs() {
             loop {
@@ -742,7 +809,12 @@ impl Cgroup {
                     {
                         std::thread::sleep(Duration::from_micros(250));
                     }
-                    Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
+                    Err(source) => {
+                        return Err(CgroupError::Remove {
+                            path: d.to_path_buf(),
+                            source,
+                        });
+                    }
                 }
             }
         }
@@ -752,21 +824,21 @@ impl Cgroup {
 
 /// Creates `root/rel` and missing parents. For cpuset (v1) each new directory gets its
 /// parent's CPUs and memory nodes: a v1 cpuset starts empty, and no task may join it then.
-fn create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), String> {
+fn create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), CgroupError> {
     // Another container's cleanup may remove the shared parent between two steps here.
-    let mut last = String::new();
+    let mut last = None;
     for _ in 0..5 {
         match try_create_dirs(root, rel, cpuset) {
             Ok(()) => return Ok(()),
-            Err((true, e)) => last = e,
+            Err((true, e)) => last = Some(e),
             Err((false, e)) => return Err(e),
         }
     }
-    Err(last)
+    Err(last.expect("five attempts failed"))
 }
 
 /// One attempt; the flag of an error says whether a retry may help (a parent vanished).
-fn try_create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), (bool, String)> {
+fn try_create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), (bool, CgroupError)> {
     let mut dir = root.to_owned();
     for part in Path::new(rel).iter() {
         let parent = dir.clone();
@@ -774,9 +846,9 @@ fn try_create_dirs(root: &Path, rel: &str, cpuset: bool) -> Result<(), (bool, St
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                let retry = e.kind() == io::ErrorKind::NotFound;
-                return Err((retry, format!("cannot create {}: {e}", dir.display())));
+            Err(source) => {
+                let retry = source.kind() == io::ErrorKind::NotFound;
+                return Err((retry, CgroupError::Create { path: dir, source }));
             }
         }
         if cpuset {
@@ -885,7 +957,7 @@ pub fn clean_journal_entry(entry: &[u8]) -> Result<bool, String> {
     if !cg.pids().is_empty() {
         return Ok(false);
     }
-    cg.remove()?;
+    cg.remove().map_err(|e| e.to_string())?;
     Ok(true)
 }
 
@@ -1040,7 +1112,9 @@ mod tests {
             "memory pids\n",
         )
         .unwrap();
-        let e = Cgroup::create(&no_io, "boxr/c2", &limits).unwrap_err();
+        let e = Cgroup::create(&no_io, "boxr/c2", &limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("io cgroup controller is not available"), "{e}");
     }
 

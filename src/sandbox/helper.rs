@@ -301,7 +301,7 @@ fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
             if let Some(j) = &c.journal {
                 let _ = std::fs::remove_file(j);
             }
-            Err(e)
+            Err(e.to_string())
         }
     }
 }
