@@ -106,6 +106,25 @@ impl Drop for FarHost {
     }
 }
 
+/// Removes every container and network of `store` when dropped, also when the test fails: a
+/// container's network namespace is a mount in the store, which the temporary directory's
+/// removal cannot take away (declare it after the directory, so it drops first).
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let (_, ids, _) = boxr(self.0, &["ps", "-aq"]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = boxr(self.0, &args);
+        }
+        let _ = boxr(self.0, &["network", "prune"]);
+        let _ = boxr(self.0, &["gc"]);
+    }
+}
+
 fn ip_of(store: &Path, network: &str, container: &str) -> String {
     let (c, out, err) = boxr(store, &["network", "inspect", network]);
     assert_eq!(c, 0, "{err}");
@@ -153,6 +172,7 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
     in_own_netns(|| {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
         let rootfs = busybox_rootfs(w.path());
         std::fs::write(rootfs.join("tmp/index.html"), "hello from a1\n").unwrap();
         let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
@@ -359,6 +379,7 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
     in_own_netns(|| {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
         let rootfs = busybox_rootfs(w.path());
         let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
         assert_eq!(c, 0, "{err}");
