@@ -265,6 +265,26 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
             got = fetch("a", &url);
         }
         assert_eq!((got.0, got.1.as_str()), (0, "hello from a1\n"), "{}", got.2);
+        // Stopped and started again, it keeps its namespace and address.
+        for args in [&["stop", "-t", "1", "a1"][..], &["start", "a1"]] {
+            let (c, _, err) = boxr(&store, args);
+            assert_eq!(c, 0, "{err}");
+        }
+        let (c, out, err) = boxr(
+            &store,
+            &["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"],
+        );
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains(&format!("inet {a1_ip}/16")), "{out}");
+        let mut got = fetch("a", &url);
+        for _ in 0..20 {
+            if got.0 == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            got = fetch("a", &url);
+        }
+        assert_eq!((got.0, got.1.as_str()), (0, "hello from a1\n"), "{}", got.2);
         // Another network: isolated.
         let (c, out, _) = fetch("b", &url);
         assert_ne!(c, 0, "b reached a: {out}");
