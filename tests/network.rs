@@ -125,6 +125,19 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Asserts that `fetch` answers `want`, retried for two seconds while a server starts.
+fn assert_answers(fetch: &dyn Fn() -> (i32, String, String), want: &str) {
+    let mut got = fetch();
+    for _ in 0..20 {
+        if got.0 == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        got = fetch();
+    }
+    assert_eq!((got.0, got.1.as_str()), (0, want), "{}", got.2);
+}
+
 fn ip_of(store: &Path, network: &str, container: &str) -> String {
     let (c, out, err) = boxr(store, &["network", "inspect", network]);
     assert_eq!(c, 0, "{err}");
@@ -256,15 +269,7 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
             )
         };
         // Same network: reachable (retried while httpd starts).
-        let mut got = fetch("a", &url);
-        for _ in 0..20 {
-            if got.0 == 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            got = fetch("a", &url);
-        }
-        assert_eq!((got.0, got.1.as_str()), (0, "hello from a1\n"), "{}", got.2);
+        assert_answers(&|| fetch("a", &url), "hello from a1\n");
         // Stopped and started again, it keeps its namespace and address.
         for args in [&["stop", "-t", "1", "a1"][..], &["start", "a1"]] {
             let (c, _, err) = boxr(&store, args);
@@ -276,15 +281,7 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         );
         assert_eq!(c, 0, "{err}");
         assert!(out.contains(&format!("inet {a1_ip}/16")), "{out}");
-        let mut got = fetch("a", &url);
-        for _ in 0..20 {
-            if got.0 == 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            got = fetch("a", &url);
-        }
-        assert_eq!((got.0, got.1.as_str()), (0, "hello from a1\n"), "{}", got.2);
+        assert_answers(&|| fetch("a", &url), "hello from a1\n");
         // Another network: isolated.
         let (c, out, _) = fetch("b", &url);
         assert_ne!(c, 0, "b reached a: {out}");

@@ -72,15 +72,7 @@ impl State {
     }
 
     fn set_env(&mut self, k: &str, v: &str) {
-        let env = self.run.env.get_or_insert_with(Vec::new);
-        let entry = format!("{k}={v}");
-        match env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
-        {
-            Some(e) => *e = entry,
-            None => env.push(entry),
-        }
+        set_var(self.run.env.get_or_insert_with(Vec::new), k, v);
     }
 
     /// Applies a config-only step (or the config half of `workdir`).
@@ -143,6 +135,18 @@ impl State {
         c.config = Some(self.run.clone());
         c.history = self.history.clone();
         c
+    }
+}
+
+/// Sets `k` to `v` in a `KEY=VALUE` list: replaces its entry, or appends one (Docker's order).
+pub(super) fn set_var(env: &mut Vec<String>, k: &str, v: &str) {
+    let entry = format!("{k}={v}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+    {
+        Some(e) => *e = entry,
+        None => env.push(entry),
     }
 }
 

@@ -414,14 +414,7 @@ fn run(
     };
     let mut env = state.env();
     for (k, v) in &def.env {
-        let entry = format!("{k}={v}");
-        match env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
-        {
-            Some(e) => *e = entry,
-            None => env.push(entry),
-        }
+        super::state::set_var(&mut env, k, v);
     }
     let dirs = StepDirs::new(ctx, step, state)?;
     let scratch = dirs.scratch.0.clone();
