@@ -15,6 +15,7 @@
 //! Not yet here (see the networking issue): published ports, names between containers,
 //! `bridge` as the default of `run`, connect/disconnect.
 
+mod endpoint;
 mod firewall;
 pub mod netlink;
 mod subnet;
@@ -28,37 +29,11 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+pub use endpoint::{RELEASE_ARG, attach, clean_journal_entry, release, release_mode};
 pub use subnet::Subnet;
 
 use crate::store::Store;
 use netlink::{Netlink, NewLink};
-
-/// `boxr __net-release STORE_ROOT ID`: a hidden mode of the boxr binary, started before
-/// argument parsing, with which the end of a `--rm` container releases its network (the
-/// sandbox runtime does not carry the network code).
-pub const RELEASE_ARG: &str = "__net-release";
-
-/// [`RELEASE_ARG`]'s entry point, if this process was started as it.
-pub fn release_mode() -> Option<i32> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
-    if args.get(1).is_none_or(|a| a != RELEASE_ARG) {
-        return None;
-    }
-    let (Some(root), Some(id)) = (args.get(2), args.get(3).and_then(|i| i.to_str())) else {
-        eprintln!("usage: boxr {RELEASE_ARG} STORE_ROOT ID (run by boxr)");
-        return Some(125);
-    };
-    let released = Store::open(Path::new(root), crate::store::Access::Shared)
-        .map_err(|e| e.to_string())
-        .and_then(|store| release(&store, id).map_err(|e| e.to_string()));
-    Some(match released {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("boxr: {e}");
-            1
-        }
-    })
-}
 
 /// The default network's name (Docker's).
 pub const DEFAULT: &str = "bridge";
@@ -471,211 +446,6 @@ fn mac_text(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Puts container `id` on network `name`: its address, and a network namespace at
-/// `netns` (a file the sandbox then joins) wired to the network's bridge.
-///
-/// `ip` asks for a fixed address (`--ip`), which must be a free host address of the subnet.
-pub fn attach(
-    store: &Store,
-    name: &str,
-    id: &str,
-    ip: Option<&str>,
-    netns: &Path,
-) -> Result<Endpoint, NetError> {
-    let _l = lock(store)?;
-    let mut net = if name == DEFAULT {
-        ensure_default(store)?
-    } else {
-        load(store, name)?
-    };
-    let ip = match (net.leases.get(id), ip) {
-        (Some(ip), _) => *ip,
-        (None, Some(want)) => {
-            let want: Ipv4Addr = want
-                .parse()
-                .map_err(|_| NetError::Subnet(format!("--ip {want}: not an IPv4 address")))?;
-            if !net.subnet.contains(want)
-                || want == net.subnet.base()
-                || want == net.subnet.broadcast()
-                || want == net.gateway
-            {
-                return Err(NetError::Subnet(format!(
-                    "--ip {want} is not a free host address of {} ({}, gateway {})",
-                    net.name, net.subnet, net.gateway
-                )));
-            }
-            if let Some((other, _)) = net.leases.iter().find(|(_, a)| **a == want) {
-                return Err(NetError::Subnet(format!(
-                    "--ip {want} is taken on {} by container {}",
-                    net.name,
-                    &other[..12]
-                )));
-            }
-            want
-        }
-        (None, None) => {
-            let used: std::collections::BTreeSet<Ipv4Addr> = net.leases.values().copied().collect();
-            (2..net.subnet.size().saturating_sub(1))
-                .filter_map(|n| net.subnet.host(n))
-                .find(|a| *a != net.gateway && !used.contains(a))
-                .ok_or_else(|| NetError::Full {
-                    network: net.name.clone(),
-                    subnet: net.subnet.to_string(),
-                })?
-        }
-    };
-    let ep = Endpoint {
-        container: id.to_owned(),
-        network: net.name.clone(),
-        ip,
-        prefix: net.subnet.prefix(),
-        gateway: net.gateway,
-        mac: mac_text(mac_of(&net.id, ip)),
-        veth: format!("vb{}", &id[..11]),
-        netns: netns.to_owned(),
-        host_netns: own_netns(),
-    };
-    // Journaled before anything exists; the lease is kept with the network.
-    let entry = store.journal_entry("netns", id);
-    fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
-        .map_err(io(format!("write {}", entry.display())))?;
-    net.leases.insert(id.to_owned(), ip);
-    save(store, &net)?;
-    let wired = wire(store, &net, &ep);
-    if let Err(e) = wired {
-        release_locked(store, &ep);
-        return Err(e);
-    }
-    Ok(ep)
-}
-
-/// Makes the namespace and the veth pair of `ep`, and configures both ends.
-fn wire(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NetError> {
-    let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
-    let bridge = ensure_bridge(store, net, &mut nl)?;
-    let mtu = nl.mtu(bridge).ok().flatten().filter(|m| *m >= 1280);
-    make_netns(&ep.netns)?;
-    let ns = File::open(&ep.netns).map_err(io(format!("open {}", ep.netns.display())))?;
-    let mac = mac_of(&net.id, ep.ip);
-    nl.add_link(
-        NewLink::Veth {
-            name: &ep.veth,
-            peer: "eth0",
-            peer_netns: ns.as_raw_fd(),
-            peer_mac: mac,
-        },
-        mtu,
-    )
-    .map_err(io(format!("create the veth pair {}", ep.veth)))?;
-    let host_end = nl
-        .link_index(&ep.veth)
-        .map_err(io("read the links"))?
-        .ok_or_else(|| io("find the new veth")(std::io::ErrorKind::NotFound.into()))?;
-    nl.set_up(host_end, Some(bridge))
-        .map_err(io(format!("connect {} to {}", ep.veth, net.bridge)))?;
-    let (ip, prefix, gateway, internal) = (ep.ip, ep.prefix, ep.gateway, net.internal);
-    in_netns(&ns, move || {
-        let mut nl = Netlink::open()?;
-        if let Some(lo) = nl.link_index("lo")? {
-            nl.set_up(lo, None)?;
-        }
-        let eth0 = nl
-            .link_index("eth0")?
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-        nl.add_address(eth0, ip, prefix)?;
-        nl.set_up(eth0, None)?;
-        if !internal {
-            nl.add_default_route(gateway)?;
-        }
-        Ok(())
-    })
-    .map_err(io("configure the container's eth0"))
-}
-
-/// A new network namespace kept by a bind mount at `path`.
-fn make_netns(path: &Path) -> Result<(), NetError> {
-    File::create(path).map_err(io(format!("create {}", path.display())))?;
-    let target = path.to_owned();
-    std::thread::spawn(move || -> std::io::Result<()> {
-        // Only this thread moves into the new namespace; it ends here.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
-        Ok(())
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
-    .map_err(io(format!(
-        "make a network namespace at {}",
-        path.display()
-    )))
-}
-
-/// Runs `f` on a thread of its own inside the network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &File,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let ns = ns.try_clone()?;
-    std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        f()
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
-}
-
-/// Takes container `id` off its network: deletes the host end of its veth (namespace teardown
-/// is asynchronous), drops its namespace's mount and its lease. Nothing if it had none.
-pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
-    let entry = store.journal_entry("netns", id);
-    let Ok(bytes) = fs::read(&entry) else {
-        return Ok(());
-    };
-    let _l = lock(store)?;
-    match serde_json::from_slice::<Endpoint>(&bytes) {
-        Ok(ep) => release_locked(store, &ep),
-        Err(_) => {
-            let _ = fs::remove_file(&entry);
-        }
-    }
-    Ok(())
-}
-
-fn release_locked(store: &Store, ep: &Endpoint) {
-    if ep.host_netns == own_netns()
-        && let Ok(mut nl) = Netlink::open()
-    {
-        let _ = nl.del_link(&ep.veth);
-    }
-    let _ = nix::mount::umount2(&ep.netns, nix::mount::MntFlags::MNT_DETACH);
-    let _ = fs::remove_file(&ep.netns);
-    if let Ok(mut net) = load(store, &ep.network)
-        && net.leases.remove(&ep.container).is_some()
-    {
-        let _ = save(store, &net);
-    }
-    let _ = fs::remove_file(store.journal_entry("netns", &ep.container));
-}
-
-/// `gc`: the namespace, veth and lease of a container whose directory is gone (a boxr killed
-/// while it removed it, or while it wired it). `Ok(true)` when the entry may go.
-pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
-    let Ok(ep) = serde_json::from_slice::<Endpoint>(entry) else {
-        return Ok(true);
-    };
-    if store.container_dir(&ep.container).exists() {
-        return Ok(false);
-    }
-    release_locked(store, &ep);
-    Ok(true)
 }
 
 /// `gc`: the bridge and rules of a network whose file is gone (a boxr killed in `network rm`).
