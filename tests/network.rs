@@ -442,3 +442,411 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
         );
     });
 }
+
+/// Builds `tests/probe/udp.c` (a UDP echo server and client) statically into `dest`.
+fn build_udp_probe(dest: &Path) {
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dest)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/udp.c"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `busybox wget` of `url` in network namespace `netns` (the test's own when `None`).
+fn wget_from(netns: Option<&str>, url: &str) -> (i32, String, String) {
+    let mut cmd = match netns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", n]);
+            c
+        }
+        None => Command::new("env"),
+    };
+    let out = cmd
+        .args(["timeout", "5", "busybox", "wget", "-q", "-O-", url])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn udp_ask(udp: &Path, netns: Option<&str>, host: &str, port: &str) -> (i32, String, String) {
+    udp_ask_from(udp, netns, host, port, None)
+}
+
+/// `udp ask` from a fixed source port, if given (one flow, as conntrack tracks it).
+fn udp_ask_from(
+    udp: &Path,
+    netns: Option<&str>,
+    host: &str,
+    port: &str,
+    source: Option<&str>,
+) -> (i32, String, String) {
+    let mut cmd = match netns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", n]);
+            c.arg(udp);
+            c
+        }
+        None => Command::new(udp),
+    };
+    let out = cmd
+        .args(["ask", host, port, "hi"])
+        .args(source)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether a TCP listener can take `port` on every address (no one holds it).
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+}
+
+#[test]
+fn published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_does() {
+    let name = "published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_does";
+    if !privileged(name)
+        || !have_tool(name, "nft")
+        || !have_tool(name, "ip")
+        || !have_tool(name, "gcc")
+    {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        std::fs::write(rootfs.join("tmp/index.html"), "hello from web\n").unwrap();
+        build_udp_probe(&rootfs.join("udp"));
+        let udp = w.path().join("udp");
+        std::fs::copy(rootfs.join("udp"), &udp).unwrap();
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        // An image that exposes a TCP and a UDP port, for -P.
+        std::fs::write(
+            w.path().join("boxr.kdl"),
+            "image \"web\" {\n    from \"bb:1\"\n    expose 80 \"5353/udp\"\n    \
+             cmd \"sh\" \"-c\" \"httpd -p 80 -h /tmp && httpd -p 81 -h /tmp && exec /udp serve 5353\"\n}\n",
+        )
+        .unwrap();
+        let (c, _, err) = support::boxr_in(&store, w.path(), &["build", "-f", "boxr.kdl"]);
+        assert_eq!(c, 0, "{err}");
+        let far = FarHost::new(&format!("boxr-pfar-{}", std::process::id()));
+
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "web",
+                "--network",
+                "bridge",
+                "-p",
+                "8080:80",
+                "-p",
+                "5353:5353/udp",
+                "web",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        let web_ip = ip_of(&store, "bridge", "");
+        // (a) Another host reaches it on the host's address (DNAT); the container sees the
+        // other host's own address.
+        assert_answers(
+            &|| wget_from(Some(&far.name), "http://198.51.100.1:8080/index.html"),
+            "hello from web\n",
+        );
+        let (c, out, err) = udp_ask(&udp, Some(&far.name), "198.51.100.1", "5353");
+        assert_eq!((c, out.as_str()), (0, "198.51.100.2 hi\n"), "{err}");
+        // An unpublished port is not reachable, nor the published one directly, even for a
+        // neighbour that routes the bridge's subnet through this host.
+        sh(&format!(
+            "ip -n {} route add 172.17.0.0/16 via 198.51.100.1",
+            far.name
+        ));
+        let (c, out, _) = wget_from(Some(&far.name), &format!("http://{web_ip}:81/index.html"));
+        assert_ne!(c, 0, "an unpublished port answered another host: {out}");
+        let (c, out, _) = wget_from(Some(&far.name), &format!("http://{web_ip}:80/index.html"));
+        assert_ne!(c, 0, "a direct route to the container went through: {out}");
+        // (b) This host, on loopback (the proxy: no route_localnet) and on its own address.
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/route_localnet")
+                .unwrap()
+                .trim(),
+            "0"
+        );
+        let (c, out, err) = wget_from(None, "http://127.0.0.1:8080/index.html");
+        assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
+        let (c, out, err) = wget_from(None, "http://198.51.100.1:8080/index.html");
+        assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
+        let (c, out, err) = udp_ask(&udp, None, "127.0.0.1", "5353");
+        assert_eq!((c, out.as_str()), (0, "172.17.0.1 hi\n"), "{err}");
+        let has_v6_loopback = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.starts_with("00000000000000000000000000000001"))
+        });
+        if has_v6_loopback {
+            let (c, out, err) = wget_from(None, "http://[::1]:8080/index.html");
+            assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
+        }
+        // (c) Containers, through the host's address (hairpin).
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "bridge",
+                "bb:1",
+                "timeout",
+                "5",
+                "wget",
+                "-q",
+                "-O-",
+                "http://198.51.100.1:8080/index.html",
+            ],
+        );
+        assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
+        // Seen where users look.
+        let (c, out, _) = boxr(&store, &["ps", "--format", "{{.Ports}}"]);
+        assert_eq!(c, 0);
+        assert!(out.contains("0.0.0.0:8080->80/tcp"), "{out}");
+        assert!(out.contains("0.0.0.0:5353->5353/udp"), "{out}");
+        let (c, out, _) = boxr(&store, &["port", "web", "80"]);
+        assert_eq!((c, out.lines().next()), (0, Some("0.0.0.0:8080")));
+
+        // A taken port fails before anything is created, naming its holder: a container...
+        let (_, before, _) = boxr(&store, &["ps", "-aq"]);
+        let links = boxr_links();
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "bridge",
+                "-p",
+                "8080:80",
+                "bb:1",
+                "true",
+            ],
+        );
+        assert_ne!(c, 0);
+        assert!(err.contains("0.0.0.0:8080/tcp"), "{err}");
+        assert!(err.contains("held by container web"), "{err}");
+        // ... or a process.
+        let mine = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = mine.local_addr().unwrap().port().to_string();
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--network",
+                "bridge",
+                "-p",
+                &format!("{port}:80"),
+                "bb:1",
+                "true",
+            ],
+        );
+        assert_ne!(c, 0);
+        assert!(
+            err.contains(&format!("held by process {}", std::process::id())),
+            "{err}"
+        );
+        drop(mine);
+        let (_, after, _) = boxr(&store, &["ps", "-aq"]);
+        assert_eq!(before, after, "no container was left");
+        assert_eq!(boxr_links(), links, "no veth was left");
+
+        // -P: each exposed port on a free host port.
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "any",
+                "--network",
+                "bridge",
+                "-P",
+                "web",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        let (c, out, err) = boxr(&store, &["port", "any", "80/tcp"]);
+        assert_eq!(c, 0, "{err}");
+        let any_port = out
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_ne!(any_port, "80");
+        assert_answers(
+            &|| {
+                wget_from(
+                    Some(&far.name),
+                    &format!("http://198.51.100.1:{any_port}/index.html"),
+                )
+            },
+            "hello from web\n",
+        );
+        let (c, out, _) = boxr(&store, &["port", "any", "5353/udp"]);
+        assert_eq!(c, 0);
+        let udp_port = out
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (c, out, err) = udp_ask(&udp, Some(&far.name), "198.51.100.1", &udp_port);
+        assert_eq!((c, out.as_str()), (0, "198.51.100.2 hi\n"), "{err}");
+
+        // Stopped, a container holds nothing; started, it publishes again.
+        let (c, _, err) = boxr(&store, &["stop", "-t", "1", "web"]);
+        assert_eq!(c, 0, "{err}");
+        assert!(port_free(8080), "a stopped container still holds its port");
+        let (c, out, _) = wget_from(Some(&far.name), "http://198.51.100.1:8080/index.html");
+        assert_ne!(c, 0, "a stopped container's port answered: {out}");
+        let (c, _, err) = boxr(&store, &["start", "web"]);
+        assert_eq!(c, 0, "{err}");
+        assert_answers(
+            &|| wget_from(Some(&far.name), "http://198.51.100.1:8080/index.html"),
+            "hello from web\n",
+        );
+        let (c, out, err) = udp_ask(&udp, Some(&far.name), "198.51.100.1", "5353");
+        assert_eq!((c, out.as_str()), (0, "198.51.100.2 hi\n"), "{err}");
+
+        // In the foreground, `boxr run` holds the ports itself and returns the exit code; the
+        // container reaches itself through the host's address.
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "bridge",
+                "-p",
+                "8282:80",
+                "bb:1",
+                "sh",
+                "-c",
+                "httpd -p 80 -h /tmp && timeout 5 wget -q -O- http://198.51.100.1:8282/index.html; exit 3",
+            ],
+        );
+        assert_eq!(c, 3, "{err}");
+        assert_eq!(out, "hello from web\n", "{err}");
+        assert!(port_free(8282));
+
+        // A holder killed with -9 leaves entries that `rm` removes.
+        let (c, out, _) = boxr(
+            &store,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.MonitorPid}} {{.State.Pid}}",
+                "web",
+            ],
+        );
+        assert_eq!(c, 0);
+        assert!(!out.contains('<'), "{out}");
+        for pid in out.split_whitespace() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap_or_else(|_| panic!("{out}"))),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for args in [&["rm", "-f", "web"][..], &["rm", "-f", "any"]] {
+            let (c, _, err) = boxr(&store, args);
+            assert_eq!(c, 0, "{err}");
+        }
+        let rules = nft_ruleset();
+        assert!(!rules.contains("ports-"), "{rules}");
+        assert!(port_free(8080));
+
+        // UDP published again by another container: a flow the kernel still tracks to the
+        // first one's address is forgotten, so the same client reaches the new one.
+        let udp_server = |name: &str, ip: &str| {
+            let (c, _, err) = boxr(
+                &store,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    name,
+                    "--network",
+                    "bridge",
+                    "--ip",
+                    ip,
+                    "-p",
+                    "5353:5353/udp",
+                    "bb:1",
+                    "/udp",
+                    "serve",
+                    "5353",
+                ],
+            );
+            assert_eq!(c, 0, "{err}");
+        };
+        udp_server("u1", "172.17.0.40");
+        let ask = || udp_ask_from(&udp, Some(&far.name), "198.51.100.1", "5353", Some("40000"));
+        let (c, out, err) = ask();
+        assert_eq!((c, out.as_str()), (0, "198.51.100.2 hi\n"), "{err}");
+        let (c, _, err) = boxr(&store, &["rm", "-f", "u1"]);
+        assert_eq!(c, 0, "{err}");
+        udp_server("u2", "172.17.0.41");
+        let (c, out, err) = ask();
+        assert_eq!((c, out.as_str()), (0, "198.51.100.2 hi\n"), "{err}");
+
+        // Nothing is published from an internal network, nor without a bridge network; both
+        // are refused before anything stays.
+        let (c, _, err) = boxr(&store, &["network", "create", "--internal", "inner"]);
+        assert_eq!(c, 0, "{err}");
+        for network in ["inner", "none"] {
+            let (c, _, err) = boxr(
+                &store,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "-p",
+                    "9999:80",
+                    "bb:1",
+                    "true",
+                ],
+            );
+            assert_ne!(c, 0);
+            assert!(
+                err.contains("is internal") || err.contains("need a bridge network"),
+                "{err}"
+            );
+        }
+        let (c, _, err) = boxr(&store, &["network", "rm", "inner"]);
+        assert_eq!(c, 0, "{err}");
+        drop(far);
+    });
+}

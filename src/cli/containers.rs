@@ -113,7 +113,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
         for (i, s) in &rows {
             let mut v = serde_json::json!({
                 "ID": i.id, "Names": i.name, "Image": i.image, "Command": i.args.join(" "),
-                "CreatedAt": i.created, "Status": status_text(i, s), "Ports": "",
+                "CreatedAt": i.created, "Status": status_text(i, s), "Ports": ports_text(i, s),
                 "Labels": i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "State": match s { Status::Created => "created", Status::Running { .. } => "running", Status::Exited { .. } => "exited", Status::Restarting { .. } => "restarting" },
             });
@@ -159,8 +159,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             cmd,
             format!("{} ago", since(&i.created)),
             status_text(i, s),
-            // No port is published yet: publishing comes with networking.
-            String::new(),
+            ports_text(i, s),
             i.name.clone().unwrap_or_default(),
         ];
         if args.size {
@@ -495,6 +494,54 @@ pub fn top(args: &TopArgs, settings: &Settings) -> i32 {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct PortArgs {
+    container: String,
+    /// A container port, PORT or PORT/PROTO (default tcp): print only its host addresses
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    port: Option<String>,
+}
+
+/// `boxr port`: `80/tcp -> 0.0.0.0:8080` for each published port of a running container, or
+/// the host addresses of one container port.
+pub fn port(args: &PortArgs, settings: &Settings) -> i32 {
+    let store = match open(settings) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let info = match state::find(&store, &args.container) {
+        Ok(i) => i,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
+    let held = state::ports(&info, &state::status(&info));
+    let Some(want) = &args.port else {
+        let lines: String = held
+            .iter()
+            .map(|p| format!("{} -> {}\n", p.private(), p.host()))
+            .collect();
+        settings.printer.data(lines);
+        return exit::OK;
+    };
+    let want = if want.contains('/') {
+        want.clone()
+    } else {
+        format!("{want}/tcp")
+    };
+    let lines: String = held
+        .iter()
+        .filter(|p| p.private() == want)
+        .map(|p| format!("{}\n", p.host()))
+        .collect();
+    if lines.is_empty() {
+        return fail(
+            &settings.printer,
+            &format!("no public port '{want}' published for {}", args.container),
+        );
+    }
+    settings.printer.data(lines);
+    exit::OK
+}
+
+#[derive(Debug, clap::Args)]
 pub struct StatsArgs {
     /// One sample, then exit (default: a new sample every second until interrupted)
     #[arg(long)]
@@ -809,4 +856,13 @@ pub fn export(args: &ExportArgs, settings: &Settings) -> i32 {
         Ok(()) => exit::OK,
         Err(e) => fail_with(&settings.printer, &e),
     }
+}
+
+/// `ps`'s PORTS: what the container holds published, as Docker shows it.
+fn ports_text(i: &state::Info, s: &Status) -> String {
+    state::ports(i, s)
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

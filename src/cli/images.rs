@@ -129,16 +129,18 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
     let mut out = Vec::new();
     let mut code = exit::OK;
     for q in &args.images {
+        // A container first, then an image, as `docker inspect` looks (a container named as
+        // its image is the container).
+        if let Ok(info) = crate::container::state::find(&store, q) {
+            out.push(crate::container::state::inspect(&info));
+            continue;
+        }
         match store.resolve(q).and_then(|img| store.inspect(&img)) {
             Ok(v) => out.push(v),
-            // Not an image: a container, as `docker inspect` looks at both.
-            Err(e) => match crate::container::state::find(&store, q) {
-                Ok(info) => out.push(crate::container::state::inspect(&info)),
-                Err(_) => {
-                    settings.printer.diagnostic(&e);
-                    code = exit::INVALID;
-                }
-            },
+            Err(e) => {
+                settings.printer.diagnostic(&e);
+                code = exit::INVALID;
+            }
         }
     }
     if let Some(t) = &args.format {
@@ -203,7 +205,10 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
     };
     // Network namespaces and veths of removed containers, bridges of removed networks.
     let network = store
-        .clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b))
+        .clean_journal("ports", |b| {
+            crate::net::publish::clean_journal_entry(&store, b)
+        })
+        .and_then(|_| store.clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b)))
         .and_then(|_| store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b)));
     if let Err(e) = network {
         return fail_with(&settings.printer, &e);

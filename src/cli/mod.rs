@@ -101,6 +101,8 @@ enum Commands {
     Events(containers::EventsArgs),
     /// Show the processes of a container
     Top(containers::TopArgs),
+    /// List a container's published ports, or the host address of one
+    Port(containers::PortArgs),
     /// Show CPU, memory and process use of running containers
     Stats(containers::StatsArgs),
     /// Freeze every process of containers
@@ -292,6 +294,7 @@ pub fn main() -> i32 {
         Commands::Kill(args) => containers::kill(args, &settings),
         Commands::Pause(args) => containers::pause(args, &settings, true),
         Commands::Top(args) => containers::top(args, &settings),
+        Commands::Port(args) => containers::port(args, &settings),
         Commands::Events(args) => containers::events(args, &settings),
         Commands::Stats(args) => containers::stats(args, &settings),
         Commands::Unpause(args) => containers::pause(args, &settings, false),

@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// A fixed IPv4 address on the bridge network
     #[arg(long, value_name = "IP")]
     ip: Option<String>,
+    /// Publish a container's port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp],
+    /// ports or ranges (e.g. 8080:80, 127.0.0.1::80, [::1]:53:53/udp, 8000-8010:8000-8010)
+    #[arg(short = 'p', long, value_name = "PORTS", value_parser = check_publish)]
+    publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     init: bool,
@@ -238,6 +245,10 @@ impl LimitArgs {
     }
 }
 
+fn check_publish(s: &str) -> Result<String, String> {
+    crate::net::ports::parse(s).map(|_| s.to_owned())
+}
+
 fn parse_network(s: &str) -> Result<Network, String> {
     match s {
         "none" => Ok(Network::Mode(NetworkMode::None)),
@@ -268,9 +279,12 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
     if args.detach {
         return print_id(container::run_detached(&store, &opts), settings);
     }
-    // On success this process becomes the container's helper and never returns here.
-    let e = container::run(&store, &opts);
-    fail_with(&settings.printer, &e)
+    // On success this process becomes the container's helper and returns here only when it
+    // holds the container's published ports.
+    match container::run(&store, &opts) {
+        Ok(code) => code,
+        Err(e) => fail_with(&settings.printer, &e),
+    }
 }
 
 /// `boxr create`: `run`'s options (the container is detached when started); prints the id.
@@ -331,6 +345,12 @@ fn options(args: &RunArgs) -> RunOptions {
         gidmaps: args.gidmap.clone(),
         hooks: args.hook.clone(),
         add_hosts: args.add_host.clone(),
+        publish: args
+            .publish
+            .iter()
+            .flat_map(|p| crate::net::ports::parse(p).unwrap_or_default())
+            .collect(),
+        publish_all: args.publish_all,
         dns: args.dns.clone(),
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),

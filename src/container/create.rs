@@ -40,6 +40,12 @@ pub(super) fn prepare_from(
         }
     }
     let extra_env = cli_env(opts)?;
+    if !opts.publish.is_empty() && !matches!(opts.network, Some(Network::Named(_))) {
+        return Err(invalid(
+            "published ports (-p) need a bridge network (--network bridge or NAME)",
+            Some("with --network host the container's ports are the host's already"),
+        ));
+    }
     let security = security(store, opts)?;
     let mut limits = limits(&opts.limits, opts.privileged)?;
     let devices = opts
@@ -375,6 +381,19 @@ pub(super) fn create(
             )
         }
         mode => {
+            let exposed: Vec<String> = run
+                .exposed_ports
+                .as_ref()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let publish = crate::net::ports::merge(
+                opts.publish.clone(),
+                if opts.publish_all {
+                    crate::net::ports::exposed(&exposed)
+                } else {
+                    Vec::new()
+                },
+            );
             let endpoint = match mode {
                 Some(Network::Named(name)) => {
                     let ep =
@@ -383,6 +402,10 @@ pub(super) fn create(
                     // What `inspect` shows as NetworkSettings.
                     state::write_atomic(dir, state::NETWORK, &ep)
                         .map_err(io_err("write", &dir.join(state::NETWORK)))?;
+                    if !publish.is_empty() {
+                        crate::net::publish::set_requests(store, dir, &ep, &publish)
+                            .map_err(|e| invalid(e.to_string(), None))?;
+                    }
                     Some(ep)
                 }
                 _ if opts.ip.is_some() => {
@@ -615,21 +638,46 @@ pub(super) fn create(
     Ok(spec)
 }
 
-/// `boxr run` in the foreground: prepares the container and becomes its sandbox helper.
-/// Returns only on failure.
-pub fn run(store: &Store, opts: &RunOptions) -> ContainerError {
-    let spec = match prepare(store, opts) {
-        Ok(s) => s,
-        Err(e) => return e,
+/// `boxr run` in the foreground: prepares the container and becomes its sandbox helper, or,
+/// when it publishes ports, runs the helper as a child and holds the ports (sockets, DNAT
+/// entries, loopback proxy) until it ends. Returns the container's exit code in that case;
+/// otherwise returns only on failure.
+pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, ContainerError> {
+    crate::net::publish::check_free(store, &opts.publish)
+        .map_err(|e| invalid(e.to_string(), None))?;
+    let spec = prepare(store, opts)?;
+    let dir = spec
+        .pid_file
+        .as_ref()
+        .and_then(|p| p.parent())
+        .expect("a container has a directory")
+        .to_owned();
+    let fail = |e: ContainerError| {
+        // The helper never ran: `--rm` is this process's to honour.
+        if let Some(dir) = record::Record::of(&spec).and_then(|r| r.remove.into_iter().next()) {
+            let _ = crate::net::release(
+                store,
+                &dir.file_name().unwrap_or_default().to_string_lossy(),
+            );
+            let _ = crate::store::remove_dir_tree(&dir);
+        }
+        Err(e)
     };
-    let err = sandbox::exec(&spec);
-    // The helper never ran: `--rm` is this process's to honour.
-    if let Some(dir) = record::Record::of(&spec).and_then(|r| r.remove.into_iter().next()) {
-        let _ = crate::net::release(
-            store,
-            &dir.file_name().unwrap_or_default().to_string_lossy(),
-        );
-        let _ = crate::store::remove_dir_tree(&dir);
+    if crate::net::publish::requests(&dir).is_empty() {
+        return fail(sandbox::exec(&spec).into());
     }
-    err.into()
+    // Before the proxy's threads start, so they inherit the mask and the signals come here.
+    if let Err(e) = sandbox::block_relayed() {
+        return fail(invalid(format!("cannot block signals: {}", e.desc()), None));
+    }
+    let publication = match crate::net::publish::Publication::open(store, &dir) {
+        Ok(p) => p,
+        Err(e) => return fail(invalid(e.to_string(), None)),
+    };
+    let code = sandbox::run_foreground(&spec);
+    drop(publication);
+    match code {
+        Ok(code) => Ok(code),
+        Err(e) => fail(e.into()),
+    }
 }

@@ -178,6 +178,19 @@ pub fn main() -> i32 {
     }
 }
 
+/// Publishes the ports the container in `dir` asked for (the proxy's threads start with the
+/// monitor's signals blocked, so those still come to its signalfd).
+fn publish(dir: &Path) -> Result<Option<crate::net::publish::Publication>, String> {
+    if crate::net::publish::requests(dir).is_empty() {
+        return Ok(None);
+    }
+    let root = crate::store::root_of_container_dir(dir)
+        .ok_or_else(|| format!("{} is not in a store", dir.display()))?;
+    let store =
+        crate::store::Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())?;
+    crate::net::publish::Publication::open(&store, dir).map_err(|e| e.to_string())
+}
+
 /// `container.log`, rotated by size when `--log-opt max-size` says so: `container.log.1` is the
 /// newest rotated file, up to `max-file` files in all.
 struct Log {
@@ -308,6 +321,8 @@ struct Monitor {
     /// The last line the failed helper printed.
     last_err: String,
     buf: Vec<u8>,
+    /// The container's published ports, held while this monitor lives (across restarts).
+    ports: Option<crate::net::publish::Publication>,
 }
 
 type NewError = (Option<fs::File>, String);
@@ -348,6 +363,10 @@ impl Monitor {
             Ok(l) => l,
             Err(e) => return Err((ready, format!("cannot open the log: {e}"))),
         };
+        let ports = match publish(&spec.dir) {
+            Ok(p) => p,
+            Err(e) => return Err((ready, e)),
+        };
         let policy = spec.restart;
         let pid = std::process::id() as i32;
         let health = spec.health.clone().map(|h| {
@@ -385,6 +404,7 @@ impl Monitor {
             health,
             last_err: String::new(),
             buf: vec![0u8; 32 * 1024],
+            ports,
         })
     }
 
@@ -450,6 +470,8 @@ impl Monitor {
                 let _ = c.stream.set_nonblocking(false);
             }
         }
+        // The ports are free again before `stop` returns.
+        self.ports = None;
         let code = self.exit_code.unwrap_or_else(last_exit_code);
         for c in &mut self.clients {
             if c.attached {

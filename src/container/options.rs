@@ -70,6 +70,10 @@ pub struct RunOptions {
     pub hooks: Vec<String>,
     /// `--add-host NAME:IP`: more lines of /etc/hosts.
     pub add_hosts: Vec<String>,
+    /// `-p`: ports to publish (on a bridge network).
+    pub publish: Vec<crate::net::ports::Publish>,
+    /// `-P`: publish every port the image exposes, each on a free host port.
+    pub publish_all: bool,
     /// `--dns`: /etc/resolv.conf's nameservers instead of the host's.
     pub dns: Vec<String>,
     /// `--dns-search`: its search domains instead of the host's (`.`: none).

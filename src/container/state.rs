@@ -399,7 +399,51 @@ pub fn inspect(info: &Info) -> Value {
         }),
         None => serde_json::json!({"Networks": {}}),
     };
+    // Docker's maps: "80/tcp" → [{HostIp, HostPort}], as asked and as held now.
+    let requested = crate::net::publish::requests(&info.dir);
+    let mut bindings = serde_json::Map::new();
+    let mut held = serde_json::Map::new();
+    for r in &requested {
+        let key = format!("{}/{}", r.container_port, r.proto);
+        let port = match r.host_ports {
+            (0, 0) => String::new(),
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        };
+        let ip = r.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        if let Value::Array(a) = bindings
+            .entry(key.clone())
+            .or_insert(Value::Array(Vec::new()))
+        {
+            a.push(serde_json::json!({"HostIp": ip, "HostPort": port}));
+        }
+        held.insert(key, Value::Null);
+    }
+    for p in ports(info, &st) {
+        let entry = held.entry(p.private()).or_insert(Value::Null);
+        if !entry.is_array() {
+            *entry = Value::Array(Vec::new());
+        }
+        if let Value::Array(a) = entry {
+            a.push(serde_json::json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+        }
+    }
+    if v["NetworkSettings"]["IPAddress"].is_string() {
+        v["NetworkSettings"]["Ports"] = Value::Object(held);
+    }
+    v["HostConfig"] = serde_json::json!({"PortBindings": bindings});
     v
+}
+
+/// The ports the container holds published now: none unless it runs (or waits to restart,
+/// its monitor holding them meanwhile).
+pub fn ports(info: &Info, status: &Status) -> Vec<crate::net::ports::Published> {
+    match status {
+        Status::Running { .. } | Status::Restarting { .. } => {
+            crate::net::publish::published(&info.dir)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The container's cgroup (from its spec), if it has one.

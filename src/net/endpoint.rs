@@ -132,6 +132,8 @@ pub(super) fn wire(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), Ne
         .ok_or_else(|| io("find the new veth")(std::io::ErrorKind::NotFound.into()))?;
     nl.set_up(host_end, Some(bridge))
         .map_err(io(format!("connect {} to {}", ep.veth, net.bridge)))?;
+    nl.set_hairpin(host_end)
+        .map_err(io(format!("set {}'s hairpin mode", ep.veth)))?;
     let (ip, prefix, gateway, internal) = (ep.ip, ep.prefix, ep.gateway, net.internal);
     in_netns(&ns, move || {
         let mut nl = Netlink::open()?;
@@ -192,6 +194,7 @@ pub(super) fn in_netns<T: Send + 'static>(
 /// Takes container `id` off its network: deletes the host end of its veth (namespace teardown
 /// is asynchronous), drops its namespace's mount and its lease. Nothing if it had none.
 pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
+    super::publish::release(store, id);
     let entry = store.journal_entry("netns", id);
     let Ok(bytes) = fs::read(&entry) else {
         return Ok(());

@@ -13,7 +13,18 @@
 //!   masqueraded (none for an internal network).
 //!
 //! A drop wins across base chains of one hook, so two networks are isolated even though each
-//! chain accepts its own traffic.
+//! chain accepts its own traffic. Traffic DNATed to a published port is let in too, and when
+//! it comes from the bridge itself (a container reaching a published port through the host's
+//! address: hairpin) it is masqueraded, so the answer goes back through the host.
+//!
+//! Published ports are two maps looked up by one rule each, whatever the number of ports
+//! (Docker's one-rule-per-port nftables backend took seconds per container on a busy host):
+//! `ports-any` (protocol . port → address . port, for ports published on every address) and
+//! `ports-addr` (host address . protocol . port → …, for one address), used in `ports-pre`
+//! (prerouting: from other hosts and containers) and `ports-out` (output: from this host to
+//! its own addresses, loopback excepted: the user-space proxy serves 127.0.0.0/8 and ::1, so
+//! `route_localnet` stays off). These are written in nft's text syntax: nftables 1.0.6
+//! (Debian 12) crashes on the JSON form of maps with concatenated values.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -71,17 +82,43 @@ fn batch(net: &Network) -> Value {
             vec![iface("oifname", "==", br), json!({"drop": null})],
         ),
     ];
+    let subnet = json!({"match": {"op": "==",
+        "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+        "right": {"prefix": {"addr": net.subnet.base().to_string(), "len": net.subnet.prefix()}}}});
+    let dnat = json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}});
     if net.internal {
         cmds.push(rule(
             &fwd,
             vec![iface("iifname", "==", br), json!({"drop": null})],
         ));
     } else {
+        // Published ports: what was DNATed to one gets in (before the drop above)...
+        cmds.insert(
+            cmds.len() - 1,
+            rule(
+                &fwd,
+                vec![
+                    iface("oifname", "==", br),
+                    dnat.clone(),
+                    json!({"accept": null}),
+                ],
+            ),
+        );
+        // ... and is masqueraded when it came from the bridge itself (hairpin: postrouting
+        // has no input interface to match, the source address tells).
         cmds.push(rule(
             &nat,
             vec![
-                json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                    "right": {"prefix": {"addr": net.subnet.base().to_string(), "len": net.subnet.prefix()}}}}),
+                iface("oifname", "==", br),
+                subnet.clone(),
+                dnat,
+                json!({"masquerade": null}),
+            ],
+        ));
+        cmds.push(rule(
+            &nat,
+            vec![
+                subnet,
                 iface("oifname", "!=", br),
                 json!({"masquerade": null}),
             ],
@@ -109,8 +146,12 @@ fn nft() -> std::path::PathBuf {
 }
 
 fn run(batch: &Value) -> Result<(), String> {
+    run_nft(&["-j", "-f", "-"], &batch.to_string())
+}
+
+fn run_nft(args: &[&str], input: &str) -> Result<(), String> {
     let mut child = Command::new(nft())
-        .args(["-j", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -118,7 +159,7 @@ fn run(batch: &Value) -> Result<(), String> {
         .map_err(|e| format!("cannot run nft: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(batch.to_string().as_bytes())
+            .write_all(input.as_bytes())
             .map_err(|e| format!("cannot write to nft: {e}"))?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
@@ -141,6 +182,98 @@ pub(super) fn apply(net: &Network) -> Result<(), NetError> {
 pub(super) fn remove(bridge: &str) {
     for name in [format!("fwd-{bridge}"), format!("nat-{bridge}")] {
         let _ = run(&json!({"nftables": [{"delete": {"chain": chain(&name)}}]}));
+    }
+}
+
+/// One published port in the maps: `map` is `ports-any` or `ports-addr`, `key` and `value`
+/// in nft's syntax (`tcp . 8080`, `172.17.0.2 . 80`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Element {
+    pub map: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// The table, the port maps and their chains (made again identically by every change).
+fn ports_setup() -> String {
+    format!(
+        "add table inet {TABLE}
+add map inet {TABLE} ports-any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+add map inet {TABLE} ports-addr {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+add chain inet {TABLE} ports-pre {{ type nat hook prerouting priority -100; policy accept; }}
+flush chain inet {TABLE} ports-pre
+add rule inet {TABLE} ports-pre meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @ports-any
+add rule inet {TABLE} ports-pre dnat ip to ip daddr . meta l4proto . th dport map @ports-addr
+add chain inet {TABLE} ports-out {{ type nat hook output priority -100; policy accept; }}
+flush chain inet {TABLE} ports-out
+add rule inet {TABLE} ports-out meta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @ports-any
+add rule inet {TABLE} ports-out ip daddr != 127.0.0.0/8 dnat ip to ip daddr . meta l4proto . th dport map @ports-addr
+"
+    )
+}
+
+fn element_line(verb: &str, e: &Element, with_value: bool) -> String {
+    let value = if with_value {
+        format!(" : {}", e.value)
+    } else {
+        String::new()
+    };
+    format!(
+        "{verb} element inet {TABLE} {} {{ {}{value} }}\n",
+        e.map, e.key
+    )
+}
+
+/// Adds published ports to the maps, in one transaction.
+pub(super) fn publish(elements: &[Element]) -> Result<(), String> {
+    let mut text = ports_setup();
+    for e in elements {
+        text += &element_line("add", e, true);
+    }
+    run_nft(&["-f", "-"], &text)
+}
+
+/// Takes published ports out of the maps (those still there: a transaction fails whole when
+/// one is gone, so then one at a time).
+pub(super) fn unpublish(elements: &[Element]) {
+    if elements.is_empty() {
+        return;
+    }
+    let all: String = elements
+        .iter()
+        .map(|e| element_line("delete", e, false))
+        .collect();
+    if run_nft(&["-f", "-"], &all).is_err() {
+        for e in elements {
+            let _ = run_nft(&["-f", "-"], &element_line("delete", e, false));
+        }
+    }
+    // The last published port takes the maps and chains with it (the caller holds the
+    // networks lock, so no port is being added meanwhile).
+    let has_elements = |map: &str| {
+        Command::new(nft())
+            .args(["-j", "list", "map", "inet", TABLE, map])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .and_then(|v| {
+                v["nftables"].as_array().map(|a| {
+                    a.iter()
+                        .any(|o| o["map"]["elem"].as_array().is_some_and(|e| !e.is_empty()))
+                })
+            })
+            .unwrap_or(false)
+    };
+    if !has_elements("ports-any") && !has_elements("ports-addr") {
+        let _ = run_nft(
+            &["-f", "-"],
+            &format!(
+                "delete chain inet {TABLE} ports-pre\ndelete chain inet {TABLE} ports-out\n\
+                 delete map inet {TABLE} ports-any\ndelete map inet {TABLE} ports-addr\n"
+            ),
+        );
     }
 }
 

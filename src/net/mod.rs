@@ -12,12 +12,17 @@
 //! for a container's namespace and veth, `journal/bridge-<name>` for a bridge), so `rm`, `gc`
 //! and `network rm` can remove what a killed boxr left.
 //!
-//! Not yet here (see the networking issue): published ports, names between containers,
-//! `bridge` as the default of `run`, connect/disconnect.
+//! Published ports (`ports`: the `-p` grammar; `publish`: the sockets that hold them, their DNAT
+//! entries and the loopback proxy) live as long as the process that runs the container.
+//!
+//! Not yet here (see the networking issue): names between containers, `bridge` as the default
+//! of `run`, connect/disconnect.
 
 mod endpoint;
 mod firewall;
 pub mod netlink;
+pub mod ports;
+pub mod publish;
 mod subnet;
 
 use std::collections::BTreeMap;
@@ -88,6 +93,24 @@ pub enum NetError {
         help("boxr needs nftables (`apt-get install nftables`) and CAP_NET_ADMIN")
     )]
     Firewall { network: String, message: String },
+    #[error("cannot publish {port}: {reason}{}", holder_text(holder))]
+    #[diagnostic(
+        code(boxr::net::port_taken),
+        help("publish another host port (-p OTHER:PORT), or let boxr pick one (-p PORT)")
+    )]
+    PortTaken {
+        port: String,
+        reason: String,
+        holder: String,
+    },
+}
+
+fn holder_text(holder: &str) -> String {
+    if holder.is_empty() {
+        String::new()
+    } else {
+        format!(" (held by {holder})")
+    }
 }
 
 fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {

@@ -1,5 +1,6 @@
 //! A small synchronous rtnetlink client: links (bridge, veth), addresses and routes, in the
-//! network namespace of the thread that opened it.
+//! network namespace of the thread that opened it; and a ctnetlink one that forgets tracked
+//! UDP flows of a published port (`netlink-packet-netfilter`, same project).
 //!
 //! Messages are the `netlink-packet-route` types, sent over a `netlink-sys` socket (both
 //! maintained by the rust-netlink project, which rtnetlink is built on); boxr does not use
@@ -14,15 +15,26 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
 };
+use netlink_packet_core::{NetlinkDeserializable, NetlinkSerializable};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, ProtoTuple, Protocol, Tuple,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::{
+    Socket, SocketAddr,
+    protocols::{NETLINK_NETFILTER, NETLINK_ROUTE},
+};
 
 /// A link to create.
 #[derive(Debug, Clone)]
@@ -38,6 +50,118 @@ pub enum NewLink<'a> {
         peer_netns: RawFd,
         peer_mac: [u8; 6],
     },
+}
+
+/// Sends `msg` with sequence number `seq` on `socket` and returns the replies up to the
+/// acknowledgement (or the end of a dump); an error reply is the kernel's errno.
+fn transact<M>(socket: &mut Socket, seq: u32, msg: M, flags: u16) -> io::Result<Vec<M>>
+where
+    M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
+    NetlinkPayload<M>: From<M>,
+{
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = seq;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    packet.finalize();
+    let mut buf = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let mut replies = Vec::new();
+    loop {
+        let (data, _) = socket.recv_from_full()?;
+        let mut offset = 0;
+        while offset < data.len() {
+            let reply = NetlinkMessage::<M>::deserialize(&data[offset..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let len = reply.header.length as usize;
+            if reply.header.sequence_number == seq {
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(replies),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    _ => {}
+                }
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+    }
+}
+
+/// A ctnetlink socket (connection tracking), in the calling thread's network namespace: nft
+/// cannot delete tracked connections.
+pub struct Conntrack {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Conntrack {
+    pub fn open() -> io::Result<Conntrack> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Conntrack { socket, seq: 0 })
+    }
+
+    fn request(&mut self, msg: ConntrackMessage, flags: u16) -> io::Result<Vec<NetfilterMessage>> {
+        self.seq += 1;
+        let msg =
+            NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0), msg);
+        transact(&mut self.socket, self.seq, msg, flags)
+    }
+
+    /// Forgets the tracked IPv4 UDP flows to any of `ports`: a port published again must not
+    /// send datagrams where an earlier flow's NAT sent them. Returns how many went.
+    pub fn flush_udp_ports(&mut self, ports: &[u16]) -> io::Result<usize> {
+        let flows = self.request(ConntrackMessage::Get(Vec::new()), NLM_F_DUMP)?;
+        let mut deleted = 0;
+        for f in flows {
+            let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = f.inner else {
+                continue;
+            };
+            let Some(orig) = attrs.into_iter().find_map(|a| match a {
+                ConntrackAttribute::CtaTupleOrig(t) => Some(t),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let proto: Vec<&ProtoTuple> = orig
+                .iter()
+                .filter_map(|t| match t {
+                    Tuple::Proto(p) => Some(p.iter()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let udp = proto
+                .iter()
+                .any(|p| matches!(p, ProtoTuple::Protocol(Protocol::Udp)));
+            let to_port = proto
+                .iter()
+                .any(|p| matches!(p, ProtoTuple::DestinationPort(d) if ports.contains(d)));
+            if !(udp && to_port) {
+                continue;
+            }
+            match self.request(
+                ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(orig)]),
+                NLM_F_ACK,
+            ) {
+                Ok(_) => deleted += 1,
+                // Gone by itself meanwhile.
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 /// An rtnetlink socket bound in the calling thread's network namespace.
@@ -61,41 +185,7 @@ impl Netlink {
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq += 1;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        let mut replies = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = reply.header.length as usize;
-                if reply.header.sequence_number == self.seq {
-                    match reply.payload {
-                        NetlinkPayload::Error(e) => {
-                            return match e.code {
-                                None => Ok(replies),
-                                Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                            };
-                        }
-                        NetlinkPayload::Done(_) => return Ok(replies),
-                        NetlinkPayload::InnerMessage(m) => replies.push(m),
-                        _ => {}
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += len;
-            }
-        }
+        transact(&mut self.socket, self.seq, msg, flags)
     }
 
     /// The index of link `name`, if it exists.
@@ -178,6 +268,22 @@ impl Netlink {
             msg.attributes.push(LinkAttribute::Controller(c));
         }
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Lets bridge port `index` send a frame back out the port it came in by (a container
+    /// that reaches its own published port through the host: with `br_netfilter` loaded, the
+    /// bridge itself turns the DNATed frame around).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_ACK)
             .map(drop)
     }
 

@@ -237,6 +237,74 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
     }
 }
 
+/// The signals a foreground `boxr run` that stays as the helper's parent passes on to it.
+pub const RELAYED: [nix::sys::signal::Signal; 6] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
+
+/// Blocks [`RELAYED`] and SIGCHLD in the calling thread (and so in the threads it starts
+/// after), for [`run_foreground`], which takes them from a signalfd.
+pub fn block_relayed() -> nix::Result<nix::sys::signal::SigSet> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in RELAYED {
+        set.add(s);
+    }
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    set.thread_block()?;
+    Ok(set)
+}
+
+/// `boxr run` in the foreground when this process must outlive the container's start (it
+/// holds the container's published ports): runs the sandbox helper as a child with this
+/// process's stdio, environment and store lock, passes on the signals sent to this process
+/// (not those the terminal sent to both: the helper has them already), and returns the
+/// helper's exit code. [`block_relayed`] must have been called.
+pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::unix::process::CommandExt;
+    let fd = helper::spec_memfd(spec, false).map_err(SandboxError::Prepare)?;
+    if let Some(keep) = spec.keep_fd {
+        sys::clear_cloexec(keep).map_err(|source| SandboxError::KeepLock { fd: keep, source })?;
+    }
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in RELAYED {
+        set.add(s);
+    }
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| SandboxError::Prepare(format!("signalfd: {}", e.desc())))?;
+    let bin = binary()?;
+    let child = std::process::Command::new(&bin)
+        .arg0("boxr")
+        .args([HELPER_ARG, "--spec-fd", &fd.as_raw_fd().to_string()])
+        .spawn()
+        .map_err(|source| SandboxError::Spawn { path: bin, source })?;
+    drop(fd);
+    let pid = child.id() as i32;
+    loop {
+        let Ok(Some(info)) = sigfd.read_signal() else {
+            continue;
+        };
+        let signo = info.ssi_signo as i32;
+        if signo == nix::libc::SIGCHLD {
+            if let Some((_, code)) = sys::reap(Some(pid)) {
+                return Ok(code);
+            }
+            continue;
+        }
+        // SI_USER and SI_QUEUE: sent by a process; a terminal's signals come from the
+        // kernel and went to the helper's process group as well.
+        if info.ssi_code <= 0 {
+            let _ = sys::send_signal(pid, signo);
+        }
+    }
+}
+
 /// Starts the sandbox helper as a child (build steps). The spec reaches it as its stdin, a
 /// descriptor no other child can inherit (threads of the caller may be spawning at the same
 /// time); its output goes where `stdout` and `stderr` say. With `spec.die_with_parent` it is
