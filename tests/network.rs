@@ -850,3 +850,197 @@ fn published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_d
         drop(far);
     });
 }
+
+/// A process of the test's, killed when dropped (also when the test fails).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pids of `boxr __dns` resolvers of `store`.
+fn resolvers(store: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("__dns") && cmd.contains(store.to_str().unwrap()) {
+            out.push(p.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn containers_find_each_other_by_name_and_the_rest_through_the_hosts_resolvers() {
+    let name = "containers_find_each_other_by_name_and_the_rest_through_the_hosts_resolvers";
+    if !privileged(name)
+        || !have_tool(name, "nft")
+        || !have_tool(name, "ip")
+        || !have_tool(name, "gcc")
+    {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        std::fs::write(rootfs.join("tmp/index.html"), "hello from srv\n").unwrap();
+        let udp = w.path().join("udp");
+        build_udp_probe(&udp);
+        let far = FarHost::new(&format!("boxr-dfar-{}", std::process::id()));
+        // The host's resolver: on the other host, knowing far.example.com (198.51.100.7).
+        let upstream = KillOnDrop(
+            Command::new("ip")
+                .args(["netns", "exec", &far.name])
+                .arg(&udp)
+                .args(["dns", "53", "198.51.100.7", "far.example.com"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let resolv = w.path().join("resolv.conf");
+        std::fs::write(&resolv, "search example.org\nnameserver 198.51.100.2\n").unwrap();
+        let resolv = resolv.to_str().unwrap().to_owned();
+        let bx = |args: &[&str]| {
+            support::boxr_env(&store, w.path(), &[("BOXR_RESOLV_CONF", &resolv)], args)
+        };
+        let (c, _, err) = bx(&["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        for n in ["app", "other"] {
+            let (c, _, err) = bx(&["network", "create", n]);
+            assert_eq!(c, 0, "{err}");
+        }
+        let (c, _, err) = bx(&[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network-alias",
+            "db",
+            "--network",
+            "app",
+            "bb:1",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/tmp",
+        ]);
+        assert_eq!(c, 0, "{err}");
+        let srv_ip = ip_of(&store, "app", "");
+        assert_eq!(resolvers(&store).len(), 1, "one resolver for the network");
+        let client = |network: &str, script: &str| {
+            bx(&[
+                "run",
+                "--rm",
+                "--network",
+                network,
+                "bb:1",
+                "sh",
+                "-c",
+                script,
+            ])
+        };
+        // By name, by alias, and in the network's zone; the container's resolv.conf names the
+        // network's resolver and keeps the host's search domains.
+        let (c, out, err) = client(
+            "app",
+            "cat /etc/resolv.conf; for h in srv db srv.app db.app; do \
+             timeout 5 wget -q -O- http://$h/index.html || echo $h failed; done",
+        );
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains("nameserver 172.18.0.1"), "{out}");
+        assert!(out.contains("search example.org"), "{out}");
+        assert_eq!(out.matches("hello from srv").count(), 4, "{out}");
+        // A known name without IPv6: NODATA, not NXDOMAIN; an unknown one of the zone:
+        // NXDOMAIN; the address: its name back.
+        let (c, out, _) = client("app", "nslookup -type=AAAA srv.");
+        assert!(!out.contains("NXDOMAIN"), "{c} {out}");
+        let (_, out, _) = client("app", "nslookup nosuch.app");
+        assert!(out.contains("NXDOMAIN"), "{out}");
+        let (c, out, err) = client("app", &format!("nslookup {srv_ip}"));
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains("name = srv.app"), "{out}");
+        // Everything else goes to the host's resolvers (here the other host's server).
+        let (c, out, err) = client("app", "nslookup far.example.com");
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(out.contains("Address: 198.51.100.7"), "{out}");
+        // Over TCP too: a query framed by its length, as a client retries a truncated answer.
+        {
+            use std::io::{Read, Write};
+            let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            q.extend_from_slice(b"\x03srv\x03app\x00\x00\x01\x00\x01");
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&q);
+            let mut conn = std::net::TcpStream::connect("172.18.0.1:53").unwrap();
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            conn.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            conn.read_exact(&mut len).unwrap();
+            let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+            conn.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply[..2], &[0x12, 0x34], "the query's id");
+            assert_eq!(reply[3] & 0x0f, 0, "NOERROR");
+            let ip: std::net::Ipv4Addr = srv_ip.parse().unwrap();
+            assert!(reply.ends_with(&ip.octets()), "{reply:?}");
+        }
+        // Another network does not know the names of this one.
+        let (_, out, _) = client("other", "nslookup srv.app; nslookup srv");
+        assert!(!out.contains(&srv_ip), "{out}");
+        // A name of the network is one container's.
+        let (c, _, err) = bx(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            "--network-alias",
+            "DB",
+            "bb:1",
+            "true",
+        ]);
+        assert_ne!(c, 0);
+        assert!(err.contains("the name DB is taken on network app"), "{err}");
+        // The default network only forwards; an alias there is refused.
+        let (c, out, err) = client("bridge", "nslookup far.example.com");
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(out.contains("Address: 198.51.100.7"), "{out}");
+        let (c, _, err) = bx(&[
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "--network-alias",
+            "x",
+            "bb:1",
+            "true",
+        ]);
+        assert_ne!(c, 0);
+        assert!(
+            err.contains("--network-alias needs a user network"),
+            "{err}"
+        );
+        // A killed resolver comes back with the network's next container.
+        for pid in resolvers(&store) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let (c, out, err) = client("app", "timeout 5 wget -q -O- http://db/index.html");
+        assert_eq!((c, out.as_str()), (0, "hello from srv\n"), "{err}");
+        assert_eq!(resolvers(&store).len(), 1);
+        // The last container of a network takes its resolver with it.
+        let (c, _, err) = bx(&["rm", "-f", "srv"]);
+        assert_eq!(c, 0, "{err}");
+        assert_eq!(resolvers(&store), Vec::<String>::new());
+        drop(upstream);
+        drop(far);
+    });
+}

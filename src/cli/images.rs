@@ -209,7 +209,10 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
             crate::net::publish::clean_journal_entry(&store, b)
         })
         .and_then(|_| store.clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b)))
-        .and_then(|_| store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b)));
+        .and_then(|_| store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b)))
+        .and_then(|_| {
+            store.clean_journal("dns", |b| crate::net::dns::clean_journal_entry(&store, b))
+        });
     if let Err(e) = network {
         return fail_with(&settings.printer, &e);
     }

@@ -110,7 +110,12 @@ pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
                         "IPAM": {"Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway}]},
                         "Options": {"com.docker.network.bridge.name": n.bridge},
                         "Containers": n.leases.iter().map(|(id, ip)| {
-                            (id.clone(), serde_json::json!({"IPv4Address": format!("{ip}/{}", n.subnet.prefix())}))
+                            let names = n.names.get(id);
+                            (id.clone(), serde_json::json!({
+                                "IPv4Address": format!("{ip}/{}", n.subnet.prefix()),
+                                "Name": names.and_then(|v| v.first()),
+                                "Aliases": names,
+                            }))
                         }).collect::<serde_json::Map<_, _>>(),
                     })),
                     Err(e) => {

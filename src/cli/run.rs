@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Publish every port the image exposes, each on a free host port
     #[arg(short = 'P', long)]
     publish_all: bool,
+    /// Another name the container answers to on its network's resolver
+    #[arg(long, value_name = "NAME")]
+    network_alias: Vec<String>,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     init: bool,
@@ -351,6 +354,7 @@ fn options(args: &RunArgs) -> RunOptions {
             .flat_map(|p| crate::net::ports::parse(p).unwrap_or_default())
             .collect(),
         publish_all: args.publish_all,
+        network_aliases: args.network_alias.clone(),
         dns: args.dns.clone(),
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),

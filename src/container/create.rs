@@ -40,6 +40,14 @@ pub(super) fn prepare_from(
         }
     }
     let extra_env = cli_env(opts)?;
+    if !opts.network_aliases.is_empty()
+        && !matches!(&opts.network, Some(Network::Named(n)) if n != crate::net::DEFAULT)
+    {
+        return Err(invalid(
+            "--network-alias needs a user network (`boxr network create`)",
+            Some("the default network `bridge` has no names, as Docker's"),
+        ));
+    }
     if !opts.publish.is_empty() && !matches!(opts.network, Some(Network::Named(_))) {
         return Err(invalid(
             "published ports (-p) need a bridge network (--network bridge or NAME)",
@@ -396,9 +404,24 @@ pub(super) fn create(
             );
             let endpoint = match mode {
                 Some(Network::Named(name)) => {
-                    let ep =
-                        crate::net::attach(store, name, id, opts.ip.as_deref(), &dir.join("netns"))
-                            .map_err(|e| invalid(e.to_string(), None))?;
+                    // What the network's resolver answers for: its name, its aliases, its
+                    // short id.
+                    let names: Vec<String> = opts
+                        .name
+                        .iter()
+                        .chain(&opts.network_aliases)
+                        .cloned()
+                        .chain(std::iter::once(id[..12].to_owned()))
+                        .collect();
+                    let ep = crate::net::attach(
+                        store,
+                        name,
+                        id,
+                        opts.ip.as_deref(),
+                        &names,
+                        &dir.join("netns"),
+                    )
+                    .map_err(|e| invalid(e.to_string(), None))?;
                     // What `inspect` shows as NetworkSettings.
                     state::write_atomic(dir, state::NETWORK, &ep)
                         .map_err(io_err("write", &dir.join(state::NETWORK)))?;
@@ -445,22 +468,19 @@ pub(super) fn create(
             };
             let hosts =
                 hosts + &etc::host_entries(&opts.add_hosts).map_err(|m| invalid(m, None))?;
-            // A loopback resolver of the host is not reachable from a network namespace of the
-            // container's own: Docker leaves it out too.
+            // On a network, the network's resolver (on its gateway) answers: the names of the
+            // network, and the rest through the host's resolvers (a loopback one included,
+            // which the container could not reach itself). The host's search and options stay.
             let host_resolv = match &endpoint {
                 None => host_file("/etc/resolv.conf"),
-                Some(_) => host_file("/etc/resolv.conf")
-                    .lines()
-                    .filter(|l| {
-                        let mut w = l.split_whitespace();
-                        !(w.next() == Some("nameserver")
-                            && w.next().is_some_and(|a| {
-                                a.parse::<std::net::IpAddr>()
-                                    .is_ok_and(|ip| ip.is_loopback())
-                            }))
-                    })
-                    .map(|l| format!("{l}\n"))
-                    .collect(),
+                Some(ep) => {
+                    let kept: String = crate::net::dns::host_resolv_conf()
+                        .lines()
+                        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    format!("{kept}nameserver {}\n", ep.gateway)
+                }
             };
             let resolv =
                 etc::resolv_conf(&host_resolv, &opts.dns, &opts.dns_search, &opts.dns_options)

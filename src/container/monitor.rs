@@ -1,6 +1,8 @@
 //! The per-container monitor of a detached container: its own small binary, `boxr-monitor`,
-//! the only long-lived piece of boxr (ARCHITECTURE decision 13), single-threaded and
-//! event-driven (one `poll` over a signalfd, the container's output, and a control socket).
+//! the only long-lived piece of boxr beside a network's resolver (ARCHITECTURE decision 13),
+//! event-driven on one thread (one `poll` over a signalfd, the container's output, and a
+//! control socket). A container that publishes ports has them held here too
+//! (`net::publish`): the sockets, and the loopback proxy on threads of its own.
 //!
 //! `boxr run -d` (and `start`, `restart`) starts it and waits only for its one-line start
 //! report. The monitor leaves boxr's session, becomes a child subreaper, and starts the sandbox

@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub publish: Vec<crate::net::ports::Publish>,
     /// `-P`: publish every port the image exposes, each on a free host port.
     pub publish_all: bool,
+    /// `--network-alias`: more names of the container on its (user) network.
+    pub network_aliases: Vec<String>,
     /// `--dns`: /etc/resolv.conf's nameservers instead of the host's.
     pub dns: Vec<String>,
     /// `--dns-search`: its search domains instead of the host's (`.`: none).

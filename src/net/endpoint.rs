@@ -33,12 +33,15 @@ pub fn release_mode() -> Option<i32> {
 /// Puts container `id` on network `name`: its address, and a network namespace at
 /// `netns` (a file the sandbox then joins) wired to the network's bridge.
 ///
-/// `ip` asks for a fixed address (`--ip`), which must be a free host address of the subnet.
+/// `ip` asks for a fixed address (`--ip`), which must be a free host address of the subnet;
+/// `names` are what the container's address answers to on the network's resolver (a user
+/// network's: the default one has no names, as Docker's).
 pub fn attach(
     store: &Store,
     name: &str,
     id: &str,
     ip: Option<&str>,
+    names: &[String],
     netns: &Path,
 ) -> Result<Endpoint, NetError> {
     let _l = lock(store)?;
@@ -98,9 +101,29 @@ pub fn attach(
     let entry = store.journal_entry("netns", id);
     fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
         .map_err(io(format!("write {}", entry.display())))?;
+    if net.name != DEFAULT {
+        // A name another container of the network answers to stays that container's.
+        let taken: Vec<&String> = net
+            .names
+            .iter()
+            .filter(|(other, _)| *other != id)
+            .flat_map(|(_, n)| n)
+            .collect();
+        if let Some(n) = names
+            .iter()
+            .find(|n| taken.iter().any(|t| t.eq_ignore_ascii_case(n)))
+        {
+            let _ = fs::remove_file(&entry);
+            return Err(NetError::Subnet(format!(
+                "the name {n} is taken on network {} by another container",
+                net.name
+            )));
+        }
+        net.names.insert(id.to_owned(), names.to_vec());
+    }
     net.leases.insert(id.to_owned(), ip);
     save(store, &net)?;
-    let wired = wire(store, &net, &ep);
+    let wired = wire(store, &net, &ep).and_then(|()| super::dns::ensure(store, &net));
     if let Err(e) = wired {
         release_locked(store, &ep);
         return Err(e);
@@ -220,7 +243,11 @@ fn release_locked(store: &Store, ep: &Endpoint) {
     if let Ok(mut net) = load(store, &ep.network)
         && net.leases.remove(&ep.container).is_some()
     {
+        net.names.remove(&ep.container);
         let _ = save(store, &net);
+        if net.leases.is_empty() {
+            super::dns::stop(store, &net.name);
+        }
     }
     let _ = fs::remove_file(store.journal_entry("netns", &ep.container));
 }

@@ -292,6 +292,7 @@ mod tests {
             bridge: "br-000000000000".into(),
             created: String::new(),
             leases: Default::default(),
+            names: Default::default(),
         };
         let text = batch(&net).to_string();
         assert!(text.contains("masquerade"));

@@ -15,9 +15,12 @@
 //! Published ports (`ports`: the `-p` grammar; `publish`: the sockets that hold them, their DNAT
 //! entries and the loopback proxy) live as long as the process that runs the container.
 //!
-//! Not yet here (see the networking issue): names between containers, `bridge` as the default
-//! of `run`, connect/disconnect.
+//! Names between containers: `dns`, one resolver process per network on its gateway address.
+//!
+//! Not yet here (see the networking issue): `bridge` as the default of `run`,
+//! connect/disconnect.
 
+pub mod dns;
 mod endpoint;
 mod firewall;
 pub mod netlink;
@@ -103,6 +106,12 @@ pub enum NetError {
         reason: String,
         holder: String,
     },
+    #[error("cannot start the resolver of network {network}: {message}")]
+    #[diagnostic(
+        code(boxr::net::resolver),
+        help("it listens on the network's gateway address, port 53 (UDP and TCP)")
+    )]
+    Resolver { network: String, message: String },
 }
 
 fn holder_text(holder: &str) -> String {
@@ -133,6 +142,10 @@ pub struct Network {
     /// Container id → its address on this network.
     #[serde(default)]
     pub leases: BTreeMap<String, Ipv4Addr>,
+    /// Container id → the names its address answers to on this network (its name, its
+    /// `--network-alias`es, its short id), first its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, Vec<String>>,
 }
 
 /// `boxr network create` options.
@@ -340,6 +353,7 @@ fn create_locked(store: &Store, opts: &CreateOptions) -> Result<Network, NetErro
         bridge,
         created: crate::time::now_rfc3339_nanos(),
         leases: BTreeMap::new(),
+        names: BTreeMap::new(),
     };
     save(store, &net)?;
     Ok(net)

@@ -145,7 +145,18 @@ pub fn boxr(store: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 pub fn boxr_in(store: &Path, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    boxr_env(store, cwd, &[], args)
+}
+
+/// [`boxr_in`] with more environment variables (for boxr and what it starts).
+pub fn boxr_env(
+    store: &Path,
+    cwd: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .args(["--progress", "plain"])
         .args(args)
