@@ -52,7 +52,9 @@ impl Record {
 }
 
 /// Takes the container off its network, if it is on one: through `boxr __net-release` (the
-/// network code would nearly double `boxr-sandbox`, which every start copies for PID 1).
+/// network code would nearly double `boxr-sandbox`, which every start copies for PID 1). Waits
+/// only until it has unmounted the container's namespace (the directory can go then); the veth's
+/// deletion goes on under the networks lock, which every later network operation waits for.
 fn release_network(r: &Record) {
     if !r.network {
         return;
@@ -60,15 +62,28 @@ fn release_network(r: &Record) {
     let boxr = std::env::current_exe()
         .map(|e| e.with_file_name("boxr"))
         .unwrap_or_else(|_| "boxr".into());
-    let status = std::process::Command::new(&boxr)
+    let child = std::process::Command::new(&boxr)
         .arg(crate::net::RELEASE_ARG)
         .arg(&r.store_root)
         .arg(&r.id)
         .stdin(std::process::Stdio::null())
-        .status();
-    let failed = match status {
-        Ok(s) if s.success() => return,
-        Ok(s) => s.to_string(),
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let failed = match child {
+        Ok(mut c) => {
+            let mut line = String::new();
+            if let Some(out) = c.stdout.take() {
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+            }
+            if line.trim() == "ready" {
+                return;
+            }
+            match c.wait() {
+                Ok(s) if s.success() => return,
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            }
+        }
         Err(e) => format!("cannot run {}: {e}", boxr.display()),
     };
     eprintln!(

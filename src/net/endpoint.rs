@@ -8,7 +8,11 @@ use super::*;
 /// sandbox runtime does not carry the network code).
 pub const RELEASE_ARG: &str = "__net-release";
 
-/// [`RELEASE_ARG`]'s entry point, if this process was started as it.
+/// [`RELEASE_ARG`]'s entry point, if this process was started as it. It takes the networks lock
+/// and unmounts the container's namespace, then says `ready` on stdout, so the container's end
+/// can return (and remove the container's directory) while it deletes the veth: an RTM_DELLINK
+/// waits about 20 ms for an RCU grace period. Every later network operation waits for the lock,
+/// so none sees the lease or the veth half-released.
 pub fn release_mode() -> Option<i32> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
     if args.get(1).is_none_or(|a| a != RELEASE_ARG) {
@@ -18,12 +22,48 @@ pub fn release_mode() -> Option<i32> {
         eprintln!("usage: boxr {RELEASE_ARG} STORE_ROOT ID (run by boxr)");
         return Some(125);
     };
+    // Out of the container's session: its end does not end this.
+    let _ = nix::unistd::setsid();
+    let ready = || {
+        let mut out = std::io::stdout();
+        let _ = std::io::Write::write_all(&mut out, b"ready\n");
+        let _ = std::io::Write::flush(&mut out);
+        if let Ok(null) = fs::File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(null);
+        }
+    };
     let released = Store::open(Path::new(root), crate::store::Access::Shared)
         .map_err(|e| e.to_string())
-        .and_then(|store| release(&store, id).map_err(|e| e.to_string()));
+        .and_then(|store| {
+            super::publish::release(&store, id);
+            let entry = store.journal_entry("netns", id);
+            let Ok(bytes) = fs::read(&entry) else {
+                ready();
+                return Ok(());
+            };
+            let l = lock(&store).map_err(|e| e.to_string())?;
+            match serde_json::from_slice::<Endpoint>(&bytes) {
+                Ok(ep) => {
+                    unmount(&ep);
+                    ready();
+                    // The veth goes without the lock (other containers start meanwhile); its
+                    // lease stays taken until it is gone, so no one gets its address early.
+                    drop(l);
+                    delete_veth(&ep);
+                    let _l = lock(&store).map_err(|e| e.to_string())?;
+                    forget(&store, &ep);
+                }
+                Err(_) => {
+                    let _ = fs::remove_file(&entry);
+                    ready();
+                }
+            }
+            Ok(())
+        });
     Some(match released {
         Ok(()) => 0,
         Err(e) => {
+            ready();
             eprintln!("boxr: {e}");
             1
         }
@@ -106,7 +146,8 @@ pub fn attach(
         let taken: Vec<&String> = net
             .names
             .iter()
-            .filter(|(other, _)| *other != id)
+            // Not this container's, nor one already removed whose veth is still going.
+            .filter(|(other, _)| *other != id && store.container_dir(other).exists())
             .flat_map(|(_, n)| n)
             .collect();
         if let Some(n) = names
@@ -232,14 +273,31 @@ pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Drops the bind mount that keeps the container's network namespace.
+fn unmount(ep: &Endpoint) {
+    let _ = nix::mount::umount2(&ep.netns, nix::mount::MntFlags::MNT_DETACH);
+    let _ = fs::remove_file(&ep.netns);
+}
+
 fn release_locked(store: &Store, ep: &Endpoint) {
+    unmount(ep);
+    delete_veth(ep);
+    forget(store, ep);
+}
+
+/// Deletes the host end of the container's veth (and so the pair), if boxr made it in this
+/// network namespace.
+fn delete_veth(ep: &Endpoint) {
     if ep.host_netns == own_netns()
         && let Ok(mut nl) = Netlink::open()
     {
         let _ = nl.del_link(&ep.veth);
     }
-    let _ = nix::mount::umount2(&ep.netns, nix::mount::MntFlags::MNT_DETACH);
-    let _ = fs::remove_file(&ep.netns);
+}
+
+/// Frees the container's lease and names (the network's resolver stops with its last
+/// container) and its journal entry. Under the networks lock.
+fn forget(store: &Store, ep: &Endpoint) {
     if let Ok(mut net) = load(store, &ep.network)
         && net.leases.remove(&ep.container).is_some()
     {
@@ -250,6 +308,37 @@ fn release_locked(store: &Store, ep: &Endpoint) {
         }
     }
     let _ = fs::remove_file(store.journal_entry("netns", &ep.container));
+}
+
+/// Releases the leases of `net` whose container is gone (a `--rm` container whose veth is
+/// still being deleted, or one a killed boxr left); returns the network as it is then. Under
+/// the networks lock.
+pub(super) fn reap_stale(store: &Store, net: Network) -> Network {
+    let stale: Vec<String> = net
+        .leases
+        .keys()
+        .filter(|id| !store.container_dir(id).exists())
+        .cloned()
+        .collect();
+    if stale.is_empty() {
+        return net;
+    }
+    for id in &stale {
+        let entry = fs::read(store.journal_entry("netns", id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Endpoint>(&b).ok());
+        match entry {
+            Some(ep) => release_locked(store, &ep),
+            None => {
+                if let Ok(mut n) = load(store, &net.name) {
+                    n.leases.remove(id);
+                    n.names.remove(id);
+                    let _ = save(store, &n);
+                }
+            }
+        }
+    }
+    load(store, &net.name).unwrap_or(net)
 }
 
 /// `gc`: the namespace, veth and lease of a container whose directory is gone (a boxr killed

@@ -395,7 +395,7 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetError> {
         return Err(NetError::Predefined(name.to_owned()));
     }
     let _l = lock(store)?;
-    let net = load(store, name)?;
+    let net = endpoint::reap_stale(store, load(store, name)?);
     if !net.leases.is_empty() {
         return Err(NetError::InUse {
             network: name.to_owned(),
