@@ -1044,3 +1044,61 @@ fn containers_find_each_other_by_name_and_the_rest_through_the_hosts_resolvers()
         drop(far);
     });
 }
+
+#[test]
+fn egress_works_where_iptables_drops_forwarded_traffic() {
+    let name = "egress_works_where_iptables_drops_forwarded_traffic";
+    if !privileged(name)
+        || !have_tool(name, "nft")
+        || !have_tool(name, "ip")
+        || !have_tool(name, "iptables")
+    {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        let far = FarHost::new(&format!("boxr-ifar-{}", std::process::id()));
+        // As Docker leaves a host: forwarded traffic dropped unless a rule accepts it.
+        sh("iptables -w -P FORWARD DROP");
+        let (c, _, err) = boxr(&store, &["network", "create", "n"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, out, err) = boxr(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "n",
+                "bb:1",
+                "timeout",
+                "5",
+                "wget",
+                "-q",
+                "-O-",
+                "http://198.51.100.2:8000/cgi-bin/ip",
+            ],
+        );
+        assert_eq!((c, out.trim()), (0, "198.51.100.1"), "{err}");
+        let rules = |()| {
+            let out = Command::new("iptables")
+                .args(["-w", "-S", "FORWARD"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(rules(()).matches("boxr").count(), 2, "{}", rules(()));
+        let (c, _, err) = boxr(&store, &["network", "rm", "n"]);
+        assert_eq!(c, 0, "{err}");
+        assert!(!rules(()).contains("boxr"), "{}", rules(()));
+        assert!(
+            rules(()).contains("-P FORWARD DROP"),
+            "the policy stays the host's"
+        );
+        drop(far);
+    });
+}

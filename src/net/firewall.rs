@@ -127,22 +127,97 @@ fn batch(net: &Network) -> Value {
     json!({"nftables": cmds})
 }
 
-/// The `nft` program: on the PATH, else where Debian and most distributions install it (a
-/// PATH without the sbin directories is common for services and `sudo -u`).
-fn nft() -> std::path::PathBuf {
+/// A program of the firewall (`nft`, `iptables`): on the PATH, else where Debian and most
+/// distributions install it (a PATH without the sbin directories is common for services and
+/// `sudo -u`).
+fn program(name: &str) -> Option<std::path::PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
-            .map(|d| d.join("nft"))
+            .map(|d| d.join(name))
             .find(|f| f.is_file())
     });
-    on_path
-        .or_else(|| {
-            ["/usr/sbin/nft", "/sbin/nft"]
-                .into_iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| "nft".into())
+    on_path.or_else(|| {
+        ["/usr/sbin", "/sbin"]
+            .into_iter()
+            .map(|d| std::path::Path::new(d).join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn nft() -> std::path::PathBuf {
+    program("nft").unwrap_or_else(|| "nft".into())
+}
+
+/// The narrow rules for `bridge` in iptables' FORWARD chain (inserted first).
+fn iptables_rules(bridge: &str) -> [[String; 8]; 2] {
+    let rule = |dir: &str| {
+        [
+            dir,
+            bridge,
+            "-m",
+            "comment",
+            "--comment",
+            "boxr",
+            "-j",
+            "ACCEPT",
+        ]
+        .map(String::from)
+    };
+    [rule("-o"), rule("-i")]
+}
+
+fn iptables(args: &[String]) -> Option<std::process::Output> {
+    Command::new(program("iptables")?)
+        .arg("-w")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+}
+
+/// Where iptables' FORWARD chain has a policy of DROP (Docker sets it so), that chain drops
+/// what boxr's own table lets through, since a packet must pass every base chain of a hook:
+/// inserts two narrow ACCEPT rules for `bridge` there (as Docker and netavark's iptables
+/// driver do), through the `iptables` command so that iptables' own tools keep reading that
+/// table. boxr's `fwd-BRIDGE` chain still decides what gets into the bridge. Returns whether
+/// it did.
+pub(super) fn open_iptables_forward(bridge: &str) -> bool {
+    let Some(out) = iptables(&["-S".into(), "FORWARD".into()]) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+        return false;
+    }
+    for rule in iptables_rules(bridge) {
+        let check: Vec<String> = ["-C", "FORWARD"]
+            .map(String::from)
+            .into_iter()
+            .chain(rule.clone())
+            .collect();
+        if iptables(&check).is_some_and(|o| o.status.success()) {
+            continue;
+        }
+        let insert: Vec<String> = ["-I", "FORWARD"]
+            .map(String::from)
+            .into_iter()
+            .chain(rule)
+            .collect();
+        let _ = iptables(&insert);
+    }
+    true
+}
+
+/// Takes [`open_iptables_forward`]'s rules for `bridge` out again (nothing if there are none).
+pub(super) fn close_iptables_forward(bridge: &str) {
+    for rule in iptables_rules(bridge) {
+        let delete: Vec<String> = ["-D", "FORWARD"]
+            .map(String::from)
+            .into_iter()
+            .chain(rule)
+            .collect();
+        let _ = iptables(&delete);
+    }
 }
 
 fn run(batch: &Value) -> Result<(), String> {

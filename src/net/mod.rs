@@ -411,6 +411,9 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetError> {
 struct BridgeEntry {
     bridge: String,
     host_netns: u64,
+    /// Accept rules were inserted into iptables' FORWARD chain (its policy is DROP).
+    #[serde(default)]
+    iptables: bool,
 }
 
 /// The inode of the network namespace this process runs in.
@@ -422,6 +425,13 @@ fn own_netns() -> u64 {
 fn remove_bridge(store: &Store, net: &Network) -> Result<(), NetError> {
     let entry = store.journal_entry("bridge", &net.name);
     firewall::remove(&net.bridge);
+    if fs::read(&entry)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<BridgeEntry>(&b).ok())
+        .is_some_and(|b| b.iptables)
+    {
+        firewall::close_iptables_forward(&net.bridge);
+    }
     let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
     nl.del_link(&net.bridge)
         .map_err(io(format!("delete the bridge {}", net.bridge)))?;
@@ -435,9 +445,10 @@ fn ensure_bridge(store: &Store, net: &Network, nl: &mut Netlink) -> Result<u32, 
         return Ok(i);
     }
     let entry = store.journal_entry("bridge", &net.name);
-    let record = BridgeEntry {
+    let mut record = BridgeEntry {
         bridge: net.bridge.clone(),
         host_netns: own_netns(),
+        iptables: false,
     };
     fs::write(&entry, serde_json::to_vec(&record).expect("serializes"))
         .map_err(io(format!("write {}", entry.display())))?;
@@ -466,6 +477,11 @@ fn ensure_bridge(store: &Store, net: &Network, nl: &mut Netlink) -> Result<u32, 
         "2",
     );
     firewall::apply(net)?;
+    if firewall::open_iptables_forward(&net.bridge) {
+        record.iptables = true;
+        fs::write(&entry, serde_json::to_vec(&record).expect("serializes"))
+            .map_err(io(format!("write {}", entry.display())))?;
+    }
     Ok(index)
 }
 
@@ -500,6 +516,9 @@ pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
     }
     if b.host_netns == own_netns() {
         firewall::remove(&b.bridge);
+        if b.iptables {
+            firewall::close_iptables_forward(&b.bridge);
+        }
         let mut nl = Netlink::open().map_err(|e| e.to_string())?;
         nl.del_link(&b.bridge)
             .map_err(|e| format!("cannot delete the bridge {}: {e}", b.bridge))?;
