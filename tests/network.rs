@@ -1102,3 +1102,52 @@ fn egress_works_where_iptables_drops_forwarded_traffic() {
         drop(far);
     });
 }
+
+#[test]
+fn a_build_step_on_the_bridge_reaches_out_and_leaves_nothing() {
+    let name = "a_build_step_on_the_bridge_reaches_out_and_leaves_nothing";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        let far = FarHost::new(&format!("boxr-bfar-{}", std::process::id()));
+        std::fs::write(
+            w.path().join("boxr.kdl"),
+            "image \"fetched\" {\n    from \"bb:1\"\n    \
+             run \"timeout 5 wget -q -O /fetched http://198.51.100.2:8000/cgi-bin/ip\" {\n        \
+             network \"bridge\"\n    }\n}\n\
+             image \"offline\" {\n    from \"bb:1\"\n    \
+             run \"timeout 5 wget -q -O /fetched http://198.51.100.2:8000/cgi-bin/ip\"\n}\n",
+        )
+        .unwrap();
+        // On the bridge: egress through NAT, as the other host sees it.
+        let (c, _, err) = support::boxr_in(
+            &store,
+            w.path(),
+            &["build", "-f", "boxr.kdl", "--target", "fetched"],
+        );
+        assert_eq!(c, 0, "{err}");
+        let (c, out, err) = boxr(&store, &["run", "--rm", "fetched", "cat", "/fetched"]);
+        assert_eq!((c, out.trim()), (0, "198.51.100.1"), "{err}");
+        // The default stays none: no way out.
+        let (c, _, _) = support::boxr_in(
+            &store,
+            w.path(),
+            &["build", "-f", "boxr.kdl", "--target", "offline"],
+        );
+        assert_ne!(c, 0, "a step without a network reached out");
+        // The step's veth, lease and the network's resolver went with it.
+        assert_eq!(boxr_links(), ["boxr0"], "only the bridge stays");
+        let v: serde_json::Value =
+            serde_json::from_str(&boxr(&store, &["network", "inspect", "bridge"]).1).unwrap();
+        assert_eq!(v[0]["Containers"], serde_json::json!({}));
+        assert_eq!(resolvers(&store), Vec::<String>::new());
+        drop(far);
+    });
+}

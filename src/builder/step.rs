@@ -390,6 +390,42 @@ fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>) -> BuildError {
     }))
 }
 
+/// A `run` step's place on the default bridge network, released when dropped.
+struct StepNetwork<'a> {
+    store: &'a crate::store::Store,
+    endpoint: crate::net::Endpoint,
+}
+
+impl<'a> StepNetwork<'a> {
+    fn attach(ctx: &'a Ctx, netns: &std::path::Path) -> Result<StepNetwork<'a>, String> {
+        // An id of its own: the step is not a container (`gc` releases it once no build runs,
+        // it holds the store lock meanwhile).
+        let id = Digest::of(
+            format!(
+                "build-step {} {} {:?}",
+                crate::time::now_rfc3339_nanos(),
+                std::process::id(),
+                std::thread::current().id()
+            )
+            .as_bytes(),
+        )
+        .hex()
+        .to_owned();
+        let endpoint = crate::net::attach(ctx.store, crate::net::DEFAULT, &id, None, &[], netns)
+            .map_err(|e| format!("cannot put the step on the bridge network: {e}"))?;
+        Ok(StepNetwork {
+            store: ctx.store,
+            endpoint,
+        })
+    }
+}
+
+impl Drop for StepNetwork<'_> {
+    fn drop(&mut self) {
+        let _ = crate::net::release(self.store, &self.endpoint.container);
+    }
+}
+
 /// A held cache-mount lock (released when dropped).
 enum CacheLock {
     None,
@@ -423,16 +459,32 @@ fn run(
         fs::write(&p, content).map_err(|e| err(format!("cannot write {}: {e}", p.display())))?;
         Ok(p)
     };
-    let network = match def.network {
-        RunNetwork::Host => NetworkMode::Host,
-        RunNetwork::None => NetworkMode::None,
+    // On the default bridge network, the step has a namespace, address and veth of its own
+    // for as long as it runs (released when this goes, also on failure).
+    let bridge = match def.network {
+        RunNetwork::Bridge => Some(StepNetwork::attach(ctx, &scratch.join("netns")).map_err(err)?),
+        _ => None,
+    };
+    let network = match (def.network, &bridge) {
+        (RunNetwork::Host, _) => NetworkMode::Host,
+        (_, Some(b)) => NetworkMode::Join(b.endpoint.netns.clone()),
+        _ => NetworkMode::None,
     };
     let hosts = match network {
         NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
         _ => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned(),
     };
-    let resolv = match network {
-        NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    let resolv = match (&network, &bridge) {
+        (NetworkMode::Host, _) => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        // The network's resolver forwards to the host's, with the host's search domains.
+        (_, Some(b)) => {
+            let kept: String = crate::net::dns::host_resolv_conf()
+                .lines()
+                .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            format!("{kept}nameserver {}\n", b.endpoint.gateway)
+        }
         _ => String::new(),
     };
     let etc_files = vec![
@@ -588,6 +640,7 @@ fn run(
         devices: Vec::new(),
     };
     let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn(&spec, o, e), &redact)?;
+    drop(bridge);
     drop(locks);
     drop(secret_dir);
     if code != 0 {

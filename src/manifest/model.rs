@@ -155,6 +155,8 @@ pub struct SecretMount {
 pub enum RunNetwork {
     None,
     Host,
+    /// The default bridge network: egress through NAT, nothing published.
+    Bridge,
 }
 
 /// `cache "/path" id="ID" sharing="shared|locked|private"`: a persistent cache directory.

@@ -153,6 +153,7 @@ impl StepDef {
                 let network = match r.network {
                     RunNetwork::None => "none",
                     RunNetwork::Host => "host",
+                    RunNetwork::Bridge => "bridge",
                 };
                 let mut v = json!({"op": op, form: cmd, "env": r.env, "network": network, "caches": caches});
                 if !r.secrets.is_empty() {

@@ -518,7 +518,7 @@ impl Lowerer<'_> {
             max: None,
             props: &[],
             children: true,
-            usage: "run \"SHELL COMMAND\" | run EXECUTABLE ARG... [{ cache PATH; network none|host; env NAME VALUE }]",
+            usage: "run \"SHELL COMMAND\" | run EXECUTABLE ARG... [{ cache PATH; network none|host|bridge; env NAME VALUE }]",
         };
         if !self.shape(node, &shape) {
             return None;
@@ -549,7 +549,7 @@ impl Lowerer<'_> {
                         max: Some(1),
                         props: &[],
                         children: false,
-                        usage: "network none|host",
+                        usage: "network none|host|bridge",
                     };
                     if !self.shape(child, &s) {
                         continue;
@@ -559,7 +559,11 @@ impl Lowerer<'_> {
                             values::parse_keyword(
                                 t,
                                 "network",
-                                &[("none", RunNetwork::None), ("host", RunNetwork::Host)],
+                                &[
+                                    ("none", RunNetwork::None),
+                                    ("host", RunNetwork::Host),
+                                    ("bridge", RunNetwork::Bridge),
+                                ],
                             )
                         });
                     }
