@@ -1151,3 +1151,87 @@ fn a_build_step_on_the_bridge_reaches_out_and_leaves_nothing() {
         drop(far);
     });
 }
+
+#[test]
+fn rules_a_firewall_reload_removed_come_back() {
+    let name = "rules_a_firewall_reload_removed_come_back";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        // The address the container sees a request come from.
+        std::fs::create_dir_all(rootfs.join("tmp/cgi-bin")).unwrap();
+        std::fs::write(
+            rootfs.join("tmp/cgi-bin/ip"),
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            rootfs.join("tmp/cgi-bin/ip"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        let far = FarHost::new(&format!("boxr-rfar-{}", std::process::id()));
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--network",
+                "bridge",
+                "-p",
+                "8080:80",
+                "bb:1",
+                "httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/tmp",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        let fetch = || wget_from(Some(&far.name), "http://198.51.100.1:8080/cgi-bin/ip");
+        // DNAT: the container sees the other host's address.
+        let dnat = || {
+            let mut got = fetch();
+            for _ in 0..20 {
+                if got.0 == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                got = fetch();
+            }
+            assert_eq!(got.0, 0, "{}", got.2);
+            assert!(got.1.contains("198.51.100.2"), "not DNATed: {}", got.1);
+        };
+        dnat();
+        // A firewall reload flushes every table: no DNAT (the socket that holds the port still
+        // answers, as docker-proxy's would, from the gateway's address)...
+        sh("nft flush ruleset");
+        let (c, out, err) = fetch();
+        assert_eq!(c, 0, "{err}");
+        assert!(out.contains("172.17.0.1"), "{out}");
+        // ... and the next network command puts boxr's rules and the port's entry back.
+        let (c, _, err) = boxr(&store, &["network", "ls"]);
+        assert_eq!(c, 0, "{err}");
+        dnat();
+        sh("nft delete table inet boxr");
+        let (c, out, err) = boxr(&store, &["network", "reload"]);
+        assert_eq!(c, 0, "{err}");
+        assert!(
+            err.contains("restored the rules of 1 network and the ports of 1 container")
+                || out.contains("restored the rules of 1 network and the ports of 1 container"),
+            "{out} {err}"
+        );
+        dnat();
+        drop(far);
+    });
+}

@@ -1,4 +1,4 @@
-//! `boxr network create|ls|inspect|rm`.
+//! `boxr network create|ls|inspect|rm|prune|reload`.
 
 use super::format::table;
 use super::{Settings, exit, fail_with};
@@ -40,6 +40,9 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Make boxr's firewall rules again (after a firewall reload removed them) and put back the
+    /// published ports of running containers
+    Reload,
 }
 
 pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
@@ -47,7 +50,27 @@ pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(e) => return fail_with(&settings.printer, &e),
     };
+    // A firewall reload (or `nft flush ruleset`) takes boxr's table with the others: every
+    // network command puts it back first.
+    let reloaded = match net::reload(&store, matches!(cmd, NetworkCommand::Reload)) {
+        Ok(r) => r,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
     match cmd {
+        NetworkCommand::Reload => {
+            settings.printer.out(format!(
+                "restored the rules of {} network{} and the ports of {} container{}",
+                reloaded.networks.len(),
+                if reloaded.networks.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                reloaded.published,
+                if reloaded.published == 1 { "" } else { "s" },
+            ));
+            exit::OK
+        }
         NetworkCommand::Create {
             subnet,
             gateway,

@@ -253,6 +253,23 @@ pub(super) fn apply(net: &Network) -> Result<(), NetError> {
     })
 }
 
+/// Whether `net`'s chains are in place (a firewall reload or `nft flush ruleset` removes
+/// them with every other table).
+pub(super) fn present(net: &Network) -> bool {
+    Command::new(nft())
+        .args([
+            "list",
+            "chain",
+            "inet",
+            TABLE,
+            &format!("fwd-{}", net.bridge),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Removes the rules of the network whose bridge is `bridge` (nothing if they are gone).
 pub(super) fn remove(bridge: &str) {
     for name in [format!("fwd-{bridge}"), format!("nat-{bridge}")] {

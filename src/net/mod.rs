@@ -372,6 +372,40 @@ fn ensure_default(store: &Store) -> Result<Network, NetError> {
     }
 }
 
+/// What [`reload`] restored.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reloaded {
+    /// Networks whose rules were made again.
+    pub networks: Vec<String>,
+    /// Containers whose published ports were put back.
+    pub published: usize,
+}
+
+/// `boxr network reload` (and, when needed, every `boxr network` command): makes the rules of
+/// every network whose bridge exists here again, and puts back the published ports of running
+/// containers, if a firewall reload took them (`force`: whatever is there).
+pub fn reload(store: &Store, force: bool) -> Result<Reloaded, NetError> {
+    let _l = lock(store)?;
+    let mut out = Reloaded::default();
+    let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
+    for net in list(store)? {
+        let here = nl
+            .link_index(&net.bridge)
+            .map_err(io("read the links"))?
+            .is_some();
+        if !here || (!force && firewall::present(&net)) {
+            continue;
+        }
+        firewall::apply(&net)?;
+        open_iptables(store, &net)?;
+        out.networks.push(net.name);
+    }
+    if !out.networks.is_empty() {
+        out.published = publish::restore(store);
+    }
+    Ok(out)
+}
+
 /// `boxr network prune`: removes every network but `bridge` that no container is on; returns
 /// their names.
 pub fn prune(store: &Store) -> Result<Vec<String>, NetError> {
@@ -445,7 +479,7 @@ fn ensure_bridge(store: &Store, net: &Network, nl: &mut Netlink) -> Result<u32, 
         return Ok(i);
     }
     let entry = store.journal_entry("bridge", &net.name);
-    let mut record = BridgeEntry {
+    let record = BridgeEntry {
         bridge: net.bridge.clone(),
         host_netns: own_netns(),
         iptables: false,
@@ -477,12 +511,24 @@ fn ensure_bridge(store: &Store, net: &Network, nl: &mut Netlink) -> Result<u32, 
         "2",
     );
     firewall::apply(net)?;
-    if firewall::open_iptables_forward(&net.bridge) {
-        record.iptables = true;
-        fs::write(&entry, serde_json::to_vec(&record).expect("serializes"))
-            .map_err(io(format!("write {}", entry.display())))?;
-    }
+    open_iptables(store, net)?;
     Ok(index)
+}
+
+/// Opens iptables' FORWARD chain for `net`'s bridge if its policy drops, and records that in
+/// the bridge's journal entry.
+fn open_iptables(store: &Store, net: &Network) -> Result<(), NetError> {
+    if !firewall::open_iptables_forward(&net.bridge) {
+        return Ok(());
+    }
+    let entry = store.journal_entry("bridge", &net.name);
+    let record = BridgeEntry {
+        bridge: net.bridge.clone(),
+        host_netns: own_netns(),
+        iptables: true,
+    };
+    fs::write(&entry, serde_json::to_vec(&record).expect("serializes"))
+        .map_err(io(format!("write {}", entry.display())))
 }
 
 /// A locally administered MAC address derived from `seed` and `ip` (stable per address, as

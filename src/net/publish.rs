@@ -539,6 +539,33 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> 
     Ok(true)
 }
 
+/// `network reload`: puts the map entries of every live holder in this network namespace back
+/// (under the networks lock); returns how many containers'.
+pub(super) fn restore(store: &Store) -> usize {
+    let mut restored = 0;
+    let Ok(rd) = fs::read_dir(store.journal_dir()) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("ports-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Some(entry) = fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<JournalEntry>(&b).ok())
+        else {
+            continue;
+        };
+        let live = entry.holder_start.is_some()
+            && crate::sandbox::process_start_time(entry.holder) == entry.holder_start;
+        if live && entry.host_netns == own_netns() && firewall::publish(&entry.elements).is_ok() {
+            restored += 1;
+        }
+    }
+    restored
+}
+
 /// `rm`: what a killed holder of container `id`'s ports left.
 pub(super) fn release(store: &Store, id: &str) {
     let path = store.journal_entry("ports", id);
