@@ -287,14 +287,19 @@ fn no_container_process_reaches_the_boxr_binary() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // `boxr run` becomes the sandbox helper; its child is the container's PID 1.
+    // `boxr run` becomes the sandbox helper; its child is the container's PID 1 (on the bridge
+    // network, the network's resolver, started by `run`, is another).
     let children = format!("/proc/{0}/task/{0}/children", child.id());
     let deadline = Instant::now() + Duration::from_secs(10);
     let init = loop {
-        if let Some(pid) = fs::read_to_string(&children)
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        {
+        if let Some(pid) = fs::read_to_string(&children).ok().and_then(|s| {
+            s.split_whitespace()
+                .find(|pid| {
+                    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    !String::from_utf8_lossy(&cmd).contains("__dns")
+                })
+                .map(str::to_owned)
+        }) {
             break pid;
         }
         assert!(Instant::now() < deadline, "the container did not start");

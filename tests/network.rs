@@ -13,8 +13,7 @@ use support::{boxr, busybox_rootfs, have_tool, privileged, sh};
 /// Runs `body` on a thread of its own in a new network namespace (with `lo` up).
 fn in_own_netns(body: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare -n");
-        sh("ip link set lo up");
+        support::own_netns();
         body();
     })
     .join()

@@ -59,9 +59,9 @@ pub struct RunArgs {
     /// Container host name (default: the first 12 digits of its id)
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: none (only loopback), host, a bridge network (`bridge` or one of `boxr network
-    /// create`), container:NAME (share a running container's), or ns:PATH (join an existing
-    /// network namespace)
+    /// Network: none (only loopback; the default), a bridge network (`bridge` or one of `boxr
+    /// network create`), host, container:NAME (share a running container's), or ns:PATH (join an
+    /// existing network namespace)
     #[arg(long, default_value = "none", value_parser = parse_network)]
     network: Network,
     /// A fixed IPv4 address on the bridge network

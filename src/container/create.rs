@@ -488,8 +488,10 @@ pub(super) fn create(
             (mode, hostname, hosts, resolv)
         }
     };
-    let sysctls =
-        etc::sysctls(&opts.sysctls, network == NetworkMode::None).map_err(|m| invalid(m, None))?;
+    // A network namespace of the container's own: a new one (`none`), or the one boxr made for
+    // it on a bridge network.
+    let own_netns = network == NetworkMode::None || matches!(opts.network, Some(Network::Named(_)));
+    let sysctls = etc::sysctls(&opts.sysctls, own_netns).map_err(|m| invalid(m, None))?;
     let shm_size = opts
         .shm_size
         .as_deref()

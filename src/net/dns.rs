@@ -443,9 +443,10 @@ fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), String> {
         signals.add(s);
     }
     signals.thread_block().map_err(|e| e.desc().to_owned())?;
+    // Non-blocking: read after every poll, which also wakes every two seconds without one.
     let sigfd = nix::sys::signalfd::SignalFd::with_flags(
         &signals,
-        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
     )
     .map_err(|e| e.desc().to_owned())?;
     let store = Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())?;

@@ -6,12 +6,36 @@ use std::process::Command;
 
 /// Whether privileged tests can run. Without root they skip with a printed reason, unless
 /// `BOXR_REQUIRE_PRIVILEGED` is set (CI sets it), in which case skipping is a failure.
+///
+/// A privileged test then runs in a network namespace of its own (its thread moves into a new
+/// one, with `lo` up, and what it starts inherits it): containers are on the bridge network by
+/// default, and boxr's bridges, veths and nftables rules must never be made in the machine's
+/// own namespace. They vanish with the namespace when the test's processes are gone.
 pub fn privileged(test: &str) -> bool {
-    nix::unistd::geteuid().is_root()
-        || skip(
-            test,
-            "needs root (real overlay mounts, mknod, trusted xattrs)",
-        )
+    if nix::unistd::geteuid().is_root() {
+        own_netns();
+        return true;
+    }
+    skip(
+        test,
+        "needs root (real overlay mounts, mknod, trusted xattrs)",
+    )
+}
+
+/// Moves the calling thread into a new network namespace with `lo` up, once per thread.
+pub fn own_netns() {
+    thread_local! {
+        static ENTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if ENTERED.with(|e| e.replace(true)) {
+        return;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare -n");
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(up, "ip link set lo up (apt-get install iproute2)");
 }
 
 /// Skips `test` because of `why` (returns false, for `if !... { return; }`), by one rule for
