@@ -269,11 +269,21 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         };
         // Same network: reachable (retried while httpd starts).
         assert_answers(&|| fetch("a", &url), "hello from a1\n");
-        // Stopped and started again, it keeps its namespace and address.
-        for args in [&["stop", "-t", "1", "a1"][..], &["start", "a1"]] {
-            let (c, _, err) = boxr(&store, args);
-            assert_eq!(c, 0, "{err}");
-        }
+        // Stopped, it gives its namespace and veth back (as Docker's do) and keeps its address;
+        // started again, it has them back, with that address.
+        let veth = format!("vb{}", &a1.trim()[..11]);
+        assert!(boxr_links().contains(&veth), "{:?}", boxr_links());
+        let (c, _, err) = boxr(&store, &["stop", "-t", "1", "a1"]);
+        assert_eq!(c, 0, "{err}");
+        assert!(!boxr_links().contains(&veth), "{:?}", boxr_links());
+        let a1_dir = store.join("containers").join(a1.trim());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(a1_dir.to_str().unwrap()),
+            "its namespace is unmounted"
+        );
+        let (c, _, err) = boxr(&store, &["start", "a1"]);
+        assert_eq!(c, 0, "{err}");
         let (c, out, err) = boxr(
             &store,
             &["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"],
@@ -304,6 +314,31 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         assert!(out.contains("inet 172.19.0.2/16"), "{out}");
         assert!(out.contains("default via 172.19.0.1"), "{out}");
         assert!(out.contains("172.19.0.2\tweb"), "{out}");
+        // A container that stays gives its veth back when it ends, in the foreground (the
+        // deletion finishes after `run` returns) and under a monitor.
+        let (c, _, err) = boxr(
+            &store,
+            &["run", "--name", "fg", "--network", "b", "bb:1", "true"],
+        );
+        assert_eq!(c, 0, "{err}");
+        let (c, _, err) = boxr(
+            &store,
+            &["create", "--name", "mon", "--network", "b", "bb:1", "true"],
+        );
+        assert_eq!(c, 0, "{err}");
+        let (c, _, err) = boxr(&store, &["start", "-a", "mon"]);
+        assert_eq!(c, 0, "{err}");
+        for name in ["fg", "mon"] {
+            let (_, id, _) = boxr(&store, &["inspect", "-f", "{{.Id}}", name]);
+            let veth = format!("vb{}", &id.trim()[..11]);
+            let gone = (0..100).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                !boxr_links().contains(&veth)
+            });
+            assert!(gone, "{name}: {:?}", boxr_links());
+        }
+        let (c, _, err) = boxr(&store, &["rm", "fg", "mon"]);
+        assert_eq!(c, 0, "{err}");
         // --ip: a fixed address, seen from inside; a taken or foreign one is refused.
         let (c, out, err) = boxr(
             &store,

@@ -180,16 +180,31 @@ pub fn main() -> i32 {
     }
 }
 
-/// Publishes the ports the container in `dir` asked for (the proxy's threads start with the
-/// monitor's signals blocked, so those still come to its signalfd).
+/// The store of the container in `dir`, opened for a moment.
+fn store_of(dir: &Path) -> Result<crate::store::Store, String> {
+    let root = crate::store::root_of_container_dir(dir)
+        .ok_or_else(|| format!("{} is not in a store", dir.display()))?;
+    crate::store::Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())
+}
+
+fn id_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The container's network when it starts again (a stopped container gave its namespace and
+/// veth back), and the ports it asked for (the proxy's threads start with the monitor's signals
+/// blocked, so those still come to its signalfd).
 fn publish(dir: &Path) -> Result<Option<crate::net::publish::Publication>, String> {
+    if !dir.join(crate::net::publish::ENDPOINT).exists() {
+        return Ok(None);
+    }
+    let store = store_of(dir)?;
+    crate::net::rewire(&store, &id_of(dir)).map_err(|e| e.to_string())?;
     if crate::net::publish::requests(dir).is_empty() {
         return Ok(None);
     }
-    let root = crate::store::root_of_container_dir(dir)
-        .ok_or_else(|| format!("{} is not in a store", dir.display()))?;
-    let store =
-        crate::store::Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())?;
     crate::net::publish::Publication::open(&store, dir).map_err(|e| e.to_string())
 }
 
@@ -472,8 +487,15 @@ impl Monitor {
                 let _ = c.stream.set_nonblocking(false);
             }
         }
-        // The ports are free again before `stop` returns.
+        // The ports are free again before `stop` returns, and a container that stays gives its
+        // network namespace and veth back until it starts again.
         self.ports = None;
+        if self.dir().exists()
+            && self.dir().join(crate::net::publish::ENDPOINT).exists()
+            && let Ok(store) = store_of(self.dir())
+        {
+            crate::net::stop(&store, &id_of(self.dir()));
+        }
         let code = self.exit_code.unwrap_or_else(last_exit_code);
         for c in &mut self.clients {
             if c.attached {

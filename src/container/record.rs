@@ -55,7 +55,7 @@ impl Record {
 /// network code would nearly double `boxr-sandbox`, which every start copies for PID 1). Waits
 /// only until it has unmounted the container's namespace (the directory can go then); the veth's
 /// deletion goes on under the networks lock, which every later network operation waits for.
-fn release_network(r: &Record) {
+fn release_network(r: &Record, stopping: bool) {
     if !r.network {
         return;
     }
@@ -66,6 +66,7 @@ fn release_network(r: &Record) {
         .arg(crate::net::RELEASE_ARG)
         .arg(&r.store_root)
         .arg(&r.id)
+        .args(stopping.then_some(crate::net::STOP_ARG))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn();
@@ -127,7 +128,15 @@ impl crate::sandbox::Recorder for Recorder {
         }
         if r.removes() {
             // Before the directory goes: its network namespace is a mount point in it.
-            release_network(&r);
+            release_network(&r, false);
+        } else if r
+            .end_file
+            .as_ref()
+            .is_some_and(|f| f.file_name().is_some_and(|n| n == super::state::STATE))
+        {
+            // A foreground container that stays gives its namespace and veth back (a detached
+            // one's monitor does, when it ends for good: its restarts keep them).
+            release_network(&r, true);
         }
         for d in &r.remove {
             if let Err(e) = crate::store::remove_dir_tree(d) {

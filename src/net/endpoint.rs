@@ -7,6 +7,8 @@ use super::*;
 /// argument parsing, with which the end of a `--rm` container releases its network (the
 /// sandbox runtime does not carry the network code).
 pub const RELEASE_ARG: &str = "__net-release";
+/// [`RELEASE_ARG`]'s last argument for a container that stops but stays: see [`stop`].
+pub const STOP_ARG: &str = "--stop";
 
 /// [`RELEASE_ARG`]'s entry point, if this process was started as it. It takes the networks lock
 /// and unmounts the container's namespace, then says `ready` on stdout, so the container's end
@@ -14,10 +16,12 @@ pub const RELEASE_ARG: &str = "__net-release";
 /// waits about 20 ms for an RCU grace period. Every later network operation waits for the lock,
 /// so none sees the lease or the veth half-released.
 pub fn release_mode() -> Option<i32> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(5).collect();
     if args.get(1).is_none_or(|a| a != RELEASE_ARG) {
         return None;
     }
+    // `--stop`: a container that stays gives back its namespace and veth, keeping its address.
+    let stopping = args.get(4).is_some_and(|a| a == STOP_ARG);
     let (Some(root), Some(id)) = (args.get(2), args.get(3).and_then(|i| i.to_str())) else {
         eprintln!("usage: boxr {RELEASE_ARG} STORE_ROOT ID (run by boxr)");
         return Some(125);
@@ -43,6 +47,12 @@ pub fn release_mode() -> Option<i32> {
             };
             let l = lock(&store).map_err(|e| e.to_string())?;
             match serde_json::from_slice::<Endpoint>(&bytes) {
+                Ok(ep) if stopping => {
+                    unmount(&ep);
+                    ready();
+                    drop(l);
+                    delete_veth(&ep);
+                }
                 Ok(ep) => {
                     unmount(&ep);
                     ready();
@@ -271,6 +281,53 @@ pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
         }
     }
     Ok(())
+}
+
+/// The endpoint container `id` has on a network, if any.
+fn endpoint_of(store: &Store, id: &str) -> Option<Endpoint> {
+    fs::read(store.journal_entry("netns", id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Whether the namespace file of `ep` holds a namespace (a bind mount: another device than
+/// its directory's).
+fn wired(ep: &Endpoint) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = ep.netns.parent().and_then(|p| fs::metadata(p).ok());
+    matches!((fs::metadata(&ep.netns), parent), (Ok(f), Some(d)) if f.dev() != d.dev())
+}
+
+/// A container that stopped but stays gives back its network namespace and veth, as Docker's
+/// do (an exited container holds no kernel resource); its lease, names and journal entry stay,
+/// so [`rewire`] gives it the same address when it starts again.
+pub fn stop(store: &Store, id: &str) {
+    super::publish::release(store, id);
+    if let Some(ep) = endpoint_of(store, id) {
+        unmount(&ep);
+        delete_veth(&ep);
+    }
+}
+
+/// A container that starts again gets a new network namespace and veth with its address
+/// (nothing if it is on no network, or still has them).
+pub fn rewire(store: &Store, id: &str) -> Result<(), NetError> {
+    let Some(ep) = endpoint_of(store, id) else {
+        return Ok(());
+    };
+    if wired(&ep) {
+        return Ok(());
+    }
+    let _l = lock(store)?;
+    let net = if ep.network == DEFAULT {
+        ensure_default(store)?
+    } else {
+        load(store, &ep.network)?
+    };
+    // What a boxr killed half-way through a stop left.
+    unmount(&ep);
+    delete_veth(&ep);
+    wire(store, &net, &ep).and_then(|()| super::dns::ensure(store, &net))
 }
 
 /// Drops the bind mount that keeps the container's network namespace.

@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-pub use endpoint::{RELEASE_ARG, attach, clean_journal_entry, release, release_mode};
+pub use endpoint::{
+    RELEASE_ARG, STOP_ARG, attach, clean_journal_entry, release, release_mode, rewire, stop,
+};
 pub use subnet::Subnet;
 
 use crate::store::Store;
