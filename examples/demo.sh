@@ -5,11 +5,20 @@
 # Id: images are reproducible). Uses temporary stores; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# boxr links libseccomp; the demo images are made from busybox-static.
-if ! [ -e /usr/include/seccomp.h ] || ! [ -x /bin/busybox ]; then
-  apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static >/dev/null
+if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
+  # boxr links libseccomp; the demo images are made from busybox-static; containers are on the
+  # bridge network by default, whose rules boxr writes with nft (and the demo's network
+  # namespace is set up with ip).
+  if ! [ -e /usr/include/seccomp.h ] || ! [ -x /bin/busybox ] || ! command -v nft >/dev/null \
+    || ! command -v ip >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static nftables iproute2 >/dev/null
+  fi
+  cargo build --release --locked --quiet
+  # The rest runs in a network namespace of its own: the containers' bridge, veths and rules
+  # vanish with it, and the machine's network stays as it was.
+  exec env BOXR_DEMO_NETNS=1 unshare -n bash "$PWD/examples/demo.sh" "$@"
 fi
-cargo build --release --locked --quiet
+ip link set lo up
 boxr=$PWD/target/release/boxr
 demo=examples/demo
 

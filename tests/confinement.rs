@@ -287,36 +287,24 @@ fn no_container_process_reaches_the_boxr_binary() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // `boxr run` becomes the sandbox helper; its child is the container's PID 1 (on the bridge
-    // network, the network's resolver, started by `run`, is another).
+    // `boxr run` becomes the sandbox helper; among its children (on the bridge network, the
+    // network's resolver may be one) the container's PID 1, once it has exec'd (its exe is no
+    // longer boxr's helper).
     let children = format!("/proc/{0}/task/{0}/children", child.id());
     let deadline = Instant::now() + Duration::from_secs(10);
-    let init = loop {
-        if let Some(pid) = fs::read_to_string(&children).ok().and_then(|s| {
-            s.split_whitespace()
-                .find(|pid| {
-                    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    !String::from_utf8_lossy(&cmd).contains("__dns")
-                })
-                .map(str::to_owned)
-        }) {
-            break pid;
+    let exe = loop {
+        let kids = fs::read_to_string(&children).unwrap_or_default();
+        let init = kids.split_whitespace().find(|pid| {
+            fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|t| t.to_string_lossy().contains("boxr-init"))
+        });
+        if let Some(pid) = init {
+            break format!("/proc/{pid}/exe");
         }
-        assert!(Instant::now() < deadline, "the container did not start");
+        assert!(Instant::now() < deadline, "no init among {kids:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Wait until the init has exec'd (its exe is no longer boxr's helper).
-    let exe = format!("/proc/{init}/exe");
     let bin_ino = fs::metadata(bin).unwrap().ino();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let target = fs::read_link(&exe).unwrap_or_default();
-        if target.to_string_lossy().contains("boxr-init") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "init exe: {target:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let ino = fs::metadata(&exe).unwrap().ino();
     assert_ne!(
         ino, bin_ino,

@@ -359,6 +359,13 @@ fn gc_removes_the_cgroup_of_a_killed_boxr() {
     for d in dirs {
         assert!(!d.exists(), "{} is left", d.display());
     }
+    // The container the killed boxr left (stopped, never removed) goes with `rm -f`, its
+    // network namespace with it.
+    let (_, ids, _) = boxr(&env.store, &["ps", "-aq"]);
+    for id in ids.split_whitespace() {
+        let (c, _, err) = boxr(&env.store, &["rm", "-f", id]);
+        assert_eq!(c, 0, "{err}");
+    }
 }
 
 #[test]

@@ -59,10 +59,10 @@ pub struct RunArgs {
     /// Container host name (default: the first 12 digits of its id)
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: none (only loopback; the default), a bridge network (`bridge` or one of `boxr
-    /// network create`), host, container:NAME (share a running container's), or ns:PATH (join an
-    /// existing network namespace)
-    #[arg(long, default_value = "none", value_parser = parse_network)]
+    /// Network: a bridge network (`bridge`, the default, as Docker's, or one of `boxr network
+    /// create`), none (only loopback), host, container:NAME (share a running container's), or
+    /// ns:PATH (join an existing network namespace)
+    #[arg(long, default_value = "bridge", value_parser = parse_network)]
     network: Network,
     /// A fixed IPv4 address on the bridge network
     #[arg(long, value_name = "IP")]

@@ -492,9 +492,10 @@ impl Monitor {
         self.ports = None;
         if self.dir().exists()
             && self.dir().join(crate::net::publish::ENDPOINT).exists()
-            && let Ok(store) = store_of(self.dir())
+            && let Some(root) = crate::store::root_of_container_dir(self.dir())
         {
-            crate::net::stop(&store, &id_of(self.dir()));
+            // The veth's deletion (an RCU grace period) goes on after this monitor is gone.
+            super::record::release_network_of(root, &id_of(self.dir()), true);
         }
         let code = self.exit_code.unwrap_or_else(last_exit_code);
         for c in &mut self.clients {

@@ -56,16 +56,22 @@ impl Record {
 /// only until it has unmounted the container's namespace (the directory can go then); the veth's
 /// deletion goes on under the networks lock, which every later network operation waits for.
 fn release_network(r: &Record, stopping: bool) {
-    if !r.network {
-        return;
+    if r.network {
+        release_network_of(&r.store_root, &r.id, stopping);
     }
+}
+
+/// Runs `boxr __net-release` for container `id` of the store at `root` (`stopping`: it stays,
+/// and keeps its address) and waits until it reports: its namespace is unmounted then, and the
+/// veth's deletion goes on without the caller.
+pub fn release_network_of(root: &std::path::Path, id: &str, stopping: bool) {
     let boxr = std::env::current_exe()
         .map(|e| e.with_file_name("boxr"))
         .unwrap_or_else(|_| "boxr".into());
     let child = std::process::Command::new(&boxr)
         .arg(crate::net::RELEASE_ARG)
-        .arg(&r.store_root)
-        .arg(&r.id)
+        .arg(root)
+        .arg(id)
         .args(stopping.then_some(crate::net::STOP_ARG))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -89,7 +95,7 @@ fn release_network(r: &Record, stopping: bool) {
     };
     eprintln!(
         "boxr: cannot take container {} off its network ({failed}; `boxr rm` or `boxr gc` will)",
-        &r.id[..12.min(r.id.len())]
+        &id[..12.min(id.len())]
     );
 }
 
