@@ -26,17 +26,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = busybox_rootfs(dir.path());
         let probe = rootfs.join("probe");
-        let out = Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&probe)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gcc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::build_probe("probe.c", &probe);
         fs::copy(&probe, rootfs.join("suid-probe")).unwrap();
         fs::set_permissions(
             rootfs.join("suid-probe"),

@@ -249,24 +249,7 @@ fn containers_on_a_network_reach_each_other_and_the_outside_and_no_one_else() {
         assert_eq!(c, 0, "{err}");
         assert_eq!(out.trim(), format!("{a1_ip} 172.18.0.1"));
         let url = format!("http://{a1_ip}/index.html");
-        let fetch = |network: &str, url: &str| {
-            boxr(
-                &store,
-                &[
-                    "run",
-                    "--rm",
-                    "--network",
-                    network,
-                    "bb:1",
-                    "timeout",
-                    "5",
-                    "wget",
-                    "-q",
-                    "-O-",
-                    url,
-                ],
-            )
-        };
+        let fetch = |network: &str, url: &str| wget_in(&store, network, url);
         // Same network: reachable (retried while httpd starts).
         assert_answers(&|| fetch("a", &url), "hello from a1\n");
         // Stopped, it gives its namespace and veth back (as Docker's do) and keeps its address;
@@ -477,19 +460,24 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
     });
 }
 
-/// Builds `tests/probe/udp.c` (a UDP echo server and client) statically into `dest`.
-fn build_udp_probe(dest: &Path) {
-    let out = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dest)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/udp.c"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// `wget` of `url` from a `--rm` container of `bb:1` on `network`.
+fn wget_in(store: &Path, network: &str, url: &str) -> (i32, String, String) {
+    boxr(
+        store,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "bb:1",
+            "timeout",
+            "5",
+            "wget",
+            "-q",
+            "-O-",
+            url,
+        ],
+    )
 }
 
 /// `busybox wget` of `url` in network namespace `netns` (the test's own when `None`).
@@ -567,7 +555,7 @@ fn published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_d
         let _cleanup = Cleanup(&store);
         let rootfs = busybox_rootfs(w.path());
         std::fs::write(rootfs.join("tmp/index.html"), "hello from web\n").unwrap();
-        build_udp_probe(&rootfs.join("udp"));
+        support::build_probe("udp.c", &rootfs.join("udp"));
         let udp = w.path().join("udp");
         std::fs::copy(rootfs.join("udp"), &udp).unwrap();
         let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
@@ -641,22 +629,7 @@ fn published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_d
             assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
         }
         // (c) Containers, through the host's address (hairpin).
-        let (c, out, err) = boxr(
-            &store,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "bridge",
-                "bb:1",
-                "timeout",
-                "5",
-                "wget",
-                "-q",
-                "-O-",
-                "http://198.51.100.1:8080/index.html",
-            ],
-        );
+        let (c, out, err) = wget_in(&store, "bridge", "http://198.51.100.1:8080/index.html");
         assert_eq!((c, out.as_str()), (0, "hello from web\n"), "{err}");
         // Seen where users look.
         let (c, out, _) = boxr(&store, &["ps", "--format", "{{.Ports}}"]);
@@ -925,7 +898,7 @@ fn containers_find_each_other_by_name_and_the_rest_through_the_hosts_resolvers()
         let rootfs = busybox_rootfs(w.path());
         std::fs::write(rootfs.join("tmp/index.html"), "hello from srv\n").unwrap();
         let udp = w.path().join("udp");
-        build_udp_probe(&udp);
+        support::build_probe("udp.c", &udp);
         let far = FarHost::new(&format!("boxr-dfar-{}", std::process::id()));
         // The host's resolver: on the other host, knowing far.example.com (198.51.100.7).
         let upstream = KillOnDrop(
@@ -1101,22 +1074,7 @@ fn egress_works_where_iptables_drops_forwarded_traffic() {
         sh("iptables -w -P FORWARD DROP");
         let (c, _, err) = boxr(&store, &["network", "create", "n"]);
         assert_eq!(c, 0, "{err}");
-        let (c, out, err) = boxr(
-            &store,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "n",
-                "bb:1",
-                "timeout",
-                "5",
-                "wget",
-                "-q",
-                "-O-",
-                "http://198.51.100.2:8000/cgi-bin/ip",
-            ],
-        );
+        let (c, out, err) = wget_in(&store, "n", "http://198.51.100.2:8000/cgi-bin/ip");
         assert_eq!((c, out.trim()), (0, "198.51.100.1"), "{err}");
         let rules = |()| {
             let out = Command::new("iptables")

@@ -390,42 +390,6 @@ fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>) -> BuildError {
     }))
 }
 
-/// A `run` step's place on the default bridge network, released when dropped.
-struct StepNetwork<'a> {
-    store: &'a crate::store::Store,
-    endpoint: crate::net::Endpoint,
-}
-
-impl<'a> StepNetwork<'a> {
-    fn attach(ctx: &'a Ctx, netns: &std::path::Path) -> Result<StepNetwork<'a>, String> {
-        // An id of its own: the step is not a container (`gc` releases it once no build runs,
-        // it holds the store lock meanwhile).
-        let id = Digest::of(
-            format!(
-                "build-step {} {} {:?}",
-                crate::time::now_rfc3339_nanos(),
-                std::process::id(),
-                std::thread::current().id()
-            )
-            .as_bytes(),
-        )
-        .hex()
-        .to_owned();
-        let endpoint = crate::net::attach(ctx.store, crate::net::DEFAULT, &id, None, &[], netns)
-            .map_err(|e| format!("cannot put the step on the bridge network: {e}"))?;
-        Ok(StepNetwork {
-            store: ctx.store,
-            endpoint,
-        })
-    }
-}
-
-impl Drop for StepNetwork<'_> {
-    fn drop(&mut self) {
-        let _ = crate::net::release(self.store, &self.endpoint.container);
-    }
-}
-
 /// A held cache-mount lock (released when dropped).
 enum CacheLock {
     None,
@@ -462,7 +426,9 @@ fn run(
     // On the default bridge network, the step has a namespace, address and veth of its own
     // for as long as it runs (released when this goes, also on failure).
     let bridge = match def.network {
-        RunNetwork::Bridge => Some(StepNetwork::attach(ctx, &scratch.join("netns")).map_err(err)?),
+        RunNetwork::Bridge => {
+            Some(super::network::StepNetwork::attach(ctx, &scratch.join("netns")).map_err(err)?)
+        }
         _ => None,
     };
     let network = match (def.network, &bridge) {
@@ -477,14 +443,7 @@ fn run(
     let resolv = match (&network, &bridge) {
         (NetworkMode::Host, _) => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         // The network's resolver forwards to the host's, with the host's search domains.
-        (_, Some(b)) => {
-            let kept: String = crate::net::dns::host_resolv_conf()
-                .lines()
-                .filter(|l| l.split_whitespace().next() != Some("nameserver"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            format!("{kept}nameserver {}\n", b.endpoint.gateway)
-        }
+        (_, Some(b)) => crate::net::dns::resolv_conf_for(b.endpoint.gateway),
         _ => String::new(),
     };
     let etc_files = vec![

@@ -71,12 +71,7 @@ pub(super) fn create_detached(
         .and_then(|c| c.healthcheck.as_ref());
     let health = health::spec(&opts.health, image_health).map_err(|m| invalid(m, None))?;
     let spec = prepare_from(store, opts, img)?;
-    let dir = spec
-        .pid_file
-        .as_ref()
-        .and_then(|p| p.parent())
-        .expect("a container has a directory")
-        .to_owned();
+    let dir = dir_of(&spec);
     let spec = lifecycle::detached(spec, &dir);
     let id = dir
         .file_name()

@@ -20,11 +20,13 @@ mod etc;
 pub mod events;
 mod exec;
 pub mod filter;
+mod foreground;
 pub mod health;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 mod mounts;
+mod network;
 mod options;
 pub mod record;
 pub mod state;
@@ -47,6 +49,7 @@ use crate::store::{Store, StoreError};
 pub use create::*;
 pub use detached::*;
 pub use exec::*;
+pub use foreground::*;
 use mounts::*;
 pub use options::*;
 
@@ -111,6 +114,15 @@ fn io_err<'a>(
 }
 
 /// A new random container id (64 hex digits, as docker's).
+/// A container's directory, from its sandbox spec (where its pid file is).
+fn dir_of(spec: &SandboxSpec) -> PathBuf {
+    spec.pid_file
+        .as_ref()
+        .and_then(|p| p.parent())
+        .expect("a container has a directory")
+        .to_owned()
+}
+
 fn new_id() -> Result<String, ContainerError> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")

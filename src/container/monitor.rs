@@ -180,34 +180,6 @@ pub fn main() -> i32 {
     }
 }
 
-/// The store of the container in `dir`, opened for a moment.
-fn store_of(dir: &Path) -> Result<crate::store::Store, String> {
-    let root = crate::store::root_of_container_dir(dir)
-        .ok_or_else(|| format!("{} is not in a store", dir.display()))?;
-    crate::store::Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())
-}
-
-fn id_of(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The container's network when it starts again (a stopped container gave its namespace and
-/// veth back), and the ports it asked for (the proxy's threads start with the monitor's signals
-/// blocked, so those still come to its signalfd).
-fn publish(dir: &Path) -> Result<Option<crate::net::publish::Publication>, String> {
-    if !dir.join(crate::net::publish::ENDPOINT).exists() {
-        return Ok(None);
-    }
-    let store = store_of(dir)?;
-    crate::net::rewire(&store, &id_of(dir)).map_err(|e| e.to_string())?;
-    if crate::net::publish::requests(dir).is_empty() {
-        return Ok(None);
-    }
-    crate::net::publish::Publication::open(&store, dir).map_err(|e| e.to_string())
-}
-
 /// `container.log`, rotated by size when `--log-opt max-size` says so: `container.log.1` is the
 /// newest rotated file, up to `max-file` files in all.
 struct Log {
@@ -380,7 +352,7 @@ impl Monitor {
             Ok(l) => l,
             Err(e) => return Err((ready, format!("cannot open the log: {e}"))),
         };
-        let ports = match publish(&spec.dir) {
+        let ports = match super::network::publish(&spec.dir) {
             Ok(p) => p,
             Err(e) => return Err((ready, e)),
         };
@@ -490,13 +462,7 @@ impl Monitor {
         // The ports are free again before `stop` returns, and a container that stays gives its
         // network namespace and veth back until it starts again.
         self.ports = None;
-        if self.dir().exists()
-            && self.dir().join(crate::net::publish::ENDPOINT).exists()
-            && let Some(root) = crate::store::root_of_container_dir(self.dir())
-        {
-            // The veth's deletion (an RCU grace period) goes on after this monitor is gone.
-            super::record::release_network_of(root, &id_of(self.dir()), true);
-        }
+        super::network::give_back(self.dir());
         let code = self.exit_code.unwrap_or_else(last_exit_code);
         for c in &mut self.clients {
             if c.attached {

@@ -57,46 +57,8 @@ impl Record {
 /// deletion goes on under the networks lock, which every later network operation waits for.
 fn release_network(r: &Record, stopping: bool) {
     if r.network {
-        release_network_of(&r.store_root, &r.id, stopping);
+        super::network::release(&r.store_root, &r.id, stopping);
     }
-}
-
-/// Runs `boxr __net-release` for container `id` of the store at `root` (`stopping`: it stays,
-/// and keeps its address) and waits until it reports: its namespace is unmounted then, and the
-/// veth's deletion goes on without the caller.
-pub fn release_network_of(root: &std::path::Path, id: &str, stopping: bool) {
-    let boxr = std::env::current_exe()
-        .map(|e| e.with_file_name("boxr"))
-        .unwrap_or_else(|_| "boxr".into());
-    let child = std::process::Command::new(&boxr)
-        .arg(crate::net::RELEASE_ARG)
-        .arg(root)
-        .arg(id)
-        .args(stopping.then_some(crate::net::STOP_ARG))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn();
-    let failed = match child {
-        Ok(mut c) => {
-            let mut line = String::new();
-            if let Some(out) = c.stdout.take() {
-                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
-            }
-            if line.trim() == "ready" {
-                return;
-            }
-            match c.wait() {
-                Ok(s) if s.success() => return,
-                Ok(s) => s.to_string(),
-                Err(e) => e.to_string(),
-            }
-        }
-        Err(e) => format!("cannot run {}: {e}", boxr.display()),
-    };
-    eprintln!(
-        "boxr: cannot take container {} off its network ({failed}; `boxr rm` or `boxr gc` will)",
-        &id[..12.min(id.len())]
-    );
 }
 
 /// The container's [`crate::sandbox::Recorder`]: `boxr-sandbox` runs with it.

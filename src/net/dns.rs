@@ -202,6 +202,18 @@ pub fn host_resolv_conf() -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
+/// The /etc/resolv.conf of a container (or build step) on a network whose gateway is
+/// `gateway`: the network's resolver as its only name server, with the host's search domains
+/// and options.
+pub fn resolv_conf_for(gateway: Ipv4Addr) -> String {
+    let kept: String = host_resolv_conf()
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("{kept}nameserver {gateway}\n")
+}
+
 /// The host's resolvers: `nameserver` lines of [`host_resolv_conf`], without `skip` (the
 /// resolver's own address).
 fn upstreams(skip: Ipv4Addr) -> Vec<SocketAddr> {

@@ -96,6 +96,14 @@ where
     }
 }
 
+/// A netlink socket of `protocol`, bound and talking to the kernel.
+fn kernel_socket(protocol: isize) -> io::Result<Socket> {
+    let mut socket = Socket::new(protocol)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
 /// A ctnetlink socket (connection tracking), in the calling thread's network namespace: nft
 /// cannot delete tracked connections.
 pub struct Conntrack {
@@ -105,10 +113,10 @@ pub struct Conntrack {
 
 impl Conntrack {
     pub fn open() -> io::Result<Conntrack> {
-        let mut socket = Socket::new(NETLINK_NETFILTER)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Conntrack { socket, seq: 0 })
+        Ok(Conntrack {
+            socket: kernel_socket(NETLINK_NETFILTER)?,
+            seq: 0,
+        })
     }
 
     fn request(&mut self, msg: ConntrackMessage, flags: u16) -> io::Result<Vec<NetfilterMessage>> {
@@ -172,10 +180,10 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn open() -> io::Result<Netlink> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Netlink { socket, seq: 0 })
+        Ok(Netlink {
+            socket: kernel_socket(NETLINK_ROUTE)?,
+            seq: 0,
+        })
     }
 
     /// Sends `msg` and returns the replies up to the acknowledgement (or the end of a dump).

@@ -345,3 +345,23 @@ pub fn on_pty(
     let text = String::from_utf8_lossy(&out.lock().unwrap()).replace('\r', "");
     (status.code(), text)
 }
+
+/// Builds `tests/probe/NAME` (C, one file) with `gcc -static` into `dest`: a program that runs
+/// in a busybox image, which has no C library.
+pub fn build_probe(name: &str, dest: &Path) {
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dest)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/probe")
+                .join(name),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
