@@ -151,6 +151,8 @@ pub struct HealthConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
 }
 

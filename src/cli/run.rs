@@ -148,6 +148,9 @@ pub struct RunArgs {
     /// Time after the start when failed checks do not count (default 0s)
     #[arg(long = "health-start-period", value_name = "DURATION")]
     health_start_period: Option<String>,
+    /// Time between health checks during the start period (default: the interval)
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    health_start_interval: Option<String>,
     /// Failures in a row that make the container unhealthy (default 3)
     #[arg(long = "health-retries", value_name = "N")]
     health_retries: Option<u32>,
@@ -368,6 +371,8 @@ fn options(args: &RunArgs) -> RunOptions {
             interval: args.health_interval.clone(),
             timeout: args.health_timeout.clone(),
             start_period: args.health_start_period.clone(),
+            start_interval: args.health_start_interval.clone(),
+            exec: None,
             retries: args.health_retries,
             disable: args.no_healthcheck,
         },

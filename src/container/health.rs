@@ -32,6 +32,9 @@ pub struct HealthSpec {
     pub interval_ms: u64,
     pub timeout_ms: u64,
     pub start_period_ms: u64,
+    /// The interval of checks during the start period (0: `interval_ms`).
+    #[serde(default)]
+    pub start_interval_ms: u64,
     pub retries: u32,
 }
 
@@ -47,6 +50,10 @@ impl HealthSpec {
 pub struct HealthOptions {
     /// `--health-cmd`: run by `/bin/sh -c`.
     pub cmd: Option<String>,
+    /// A command in exec form (a manifest's `healthcheck "CMD" "ARG"...`), instead of `cmd`.
+    pub exec: Option<Vec<String>>,
+    /// Checks during the start period this often (a manifest's `start-interval=`).
+    pub start_interval: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub start_period: Option<String>,
@@ -61,6 +68,8 @@ pub fn spec(
     image: Option<&crate::oci::HealthConfig>,
 ) -> Result<Option<HealthSpec>, String> {
     let given = o.cmd.is_some()
+        || o.exec.is_some()
+        || o.start_interval.is_some()
         || o.interval.is_some()
         || o.timeout.is_some()
         || o.start_period.is_some()
@@ -72,6 +81,7 @@ pub fn spec(
         return Ok(None);
     }
     let test = match (&o.cmd, image.map(|i| i.test.as_slice())) {
+        _ if o.exec.as_ref().is_some_and(|e| !e.is_empty()) => o.exec.clone().unwrap_or_default(),
         (Some(c), _) => vec!["/bin/sh".to_owned(), "-c".to_owned(), c.clone()],
         (None, Some([kind, rest @ ..])) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
         (None, Some([kind, cmd])) if kind == "CMD-SHELL" => {
@@ -115,6 +125,12 @@ pub fn spec(
         image.and_then(|i| i.start_period),
         Duration::ZERO,
     )?;
+    let start_interval = duration(
+        "--health-start-interval",
+        &o.start_interval,
+        image.and_then(|i| i.start_interval),
+        Duration::ZERO,
+    )?;
     if interval == 0 || timeout == 0 {
         return Err("--health-interval and --health-timeout must be at least 1ms".into());
     }
@@ -123,6 +139,7 @@ pub fn spec(
         interval_ms: interval,
         timeout_ms: timeout,
         start_period_ms: start_period,
+        start_interval_ms: start_interval,
         retries: o
             .retries
             .or(image.and_then(|i| i.retries))
@@ -208,7 +225,18 @@ impl Checker {
         self.status = Status::Starting;
         self.streak = 0;
         self.started = now;
-        self.next = Some(now + Duration::from_millis(self.spec.interval_ms));
+        self.next = Some(now + self.interval(now));
+    }
+
+    /// The time to the next check: `start_interval` while in the start period (and still
+    /// `starting`), else `interval`.
+    fn interval(&self, now: Instant) -> Duration {
+        let in_start = self.status == Status::Starting
+            && now.duration_since(self.started) < Duration::from_millis(self.spec.start_period_ms);
+        match self.spec.start_interval_ms {
+            n if n > 0 && in_start => Duration::from_millis(n),
+            _ => Duration::from_millis(self.spec.interval_ms),
+        }
     }
 
     /// The container ended: no more checks (one running is killed).
@@ -309,7 +337,7 @@ impl Checker {
                 }
             }
         }
-        self.next = Some(now + Duration::from_millis(self.spec.interval_ms));
+        self.next = Some(now + self.interval(now));
         (self.status != before).then_some(self.status)
     }
 
@@ -340,6 +368,7 @@ mod tests {
             interval: Some(5_000_000_000),
             timeout: None,
             start_period: Some(0),
+            start_interval: None,
             retries: Some(4),
         };
         let s = spec(&HealthOptions::default(), Some(&image))

@@ -189,6 +189,20 @@ pub enum ManifestError {
         help: String,
     },
 
+    #[error("host port {port} is published twice")]
+    #[diagnostic(code(boxr::manifest::port_taken))]
+    PortTaken {
+        port: String,
+        #[label("{again}")]
+        span: Span,
+        again: String,
+        #[label("{first_label}")]
+        first: Span,
+        first_label: String,
+        #[help]
+        help: String,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(boxr::manifest::invalid))]
     Invalid {
@@ -230,7 +244,8 @@ impl ManifestError {
             | UnknownReference { span, .. }
             | UndefinedArg { span, .. }
             | Interpolation { span, .. }
-            | Invalid { span, .. } => *span,
+            | Invalid { span, .. }
+            | PortTaken { span, .. } => *span,
             Cycle { members, .. } => members.first().map_or(Span::from(0), |l| *l.inner()),
         };
         span.offset()

@@ -1,13 +1,30 @@
-//! `${NAME}` interpolation of args into strings. `$${` is a literal `${`; `$NAME` without braces
-//! is left alone (it is the shell's).
+//! `${NAME}` interpolation of args (and, in service values, environment variables) into
+//! strings. `${NAME:-default}` gives `default` when NAME is unset or empty (`${NAME-default}`:
+//! only when unset); `${NAME:?message}` is an error saying `message` when NAME is unset or empty
+//! (`${NAME?message}`: only when unset). `$${` is a literal `${`; `$NAME` without braces is left
+//! alone (it is the shell's).
 
 /// A problem found while interpolating one string. `text` is the offending piece as written
 /// (e.g. `${HOME}`), so the caller can point at it inside the token.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Problem {
-    Undefined { name: String, text: String },
-    Unterminated { text: String },
-    BadName { name: String, text: String },
+    Undefined {
+        name: String,
+        text: String,
+    },
+    /// `${NAME:?message}` with NAME unset (or empty).
+    Required {
+        name: String,
+        message: String,
+        text: String,
+    },
+    Unterminated {
+        text: String,
+    },
+    BadName {
+        name: String,
+        text: String,
+    },
 }
 
 /// A valid arg name: a letter or `_`, then letters, digits and `_`.
@@ -37,20 +54,37 @@ pub fn interpolate<'a>(
         } else if let Some(after) = tail.strip_prefix("${") {
             match after.find('}') {
                 Some(end) => {
-                    let name = &after[..end];
-                    let text = format!("${{{name}}}");
+                    let inner = &after[..end];
+                    let text = format!("${{{inner}}}");
+                    let (name, op) = split_operator(inner);
+                    let value = lookup(name);
                     if !is_arg_name(name) {
                         problems.push(Problem::BadName {
                             name: name.to_owned(),
                             text,
                         });
-                    } else if let Some(v) = lookup(name) {
-                        out.push_str(v);
                     } else {
-                        problems.push(Problem::Undefined {
-                            name: name.to_owned(),
-                            text,
-                        });
+                        match (op, value) {
+                            (Some(Op::Default { word, empty }), v)
+                                if v.is_none() || (empty && v == Some("")) =>
+                            {
+                                out.push_str(word);
+                            }
+                            (Some(Op::Required { message, empty }), v)
+                                if v.is_none() || (empty && v == Some("")) =>
+                            {
+                                problems.push(Problem::Required {
+                                    name: name.to_owned(),
+                                    message: message.to_owned(),
+                                    text,
+                                });
+                            }
+                            (_, Some(v)) => out.push_str(v),
+                            (_, None) => problems.push(Problem::Undefined {
+                                name: name.to_owned(),
+                                text,
+                            }),
+                        }
                     }
                     rest = &after[end + 1..];
                 }
@@ -74,6 +108,31 @@ pub fn interpolate<'a>(
     }
 }
 
+/// What follows a name inside `${...}`.
+enum Op<'a> {
+    /// `:-word` (`empty`: also when set but empty) or `-word`.
+    Default { word: &'a str, empty: bool },
+    /// `:?message` or `?message`.
+    Required { message: &'a str, empty: bool },
+}
+
+fn split_operator(inner: &str) -> (&str, Option<Op<'_>>) {
+    let Some(i) = inner.find([':', '-', '?']) else {
+        return (inner, None);
+    };
+    let (name, rest) = inner.split_at(i);
+    let (empty, rest) = match rest.strip_prefix(':') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    match (rest.strip_prefix('-'), rest.strip_prefix('?')) {
+        (Some(word), _) => (name, Some(Op::Default { word, empty })),
+        (_, Some(message)) => (name, Some(Op::Required { message, empty })),
+        // `${A:B}`: not a form boxr knows; the whole is reported as a bad name.
+        _ => (inner, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +153,28 @@ mod tests {
         );
         assert_eq!(interpolate("cost: $5", args).unwrap(), "cost: $5");
         assert_eq!(interpolate("$$", args).unwrap(), "$$");
+    }
+
+    #[test]
+    fn defaults_and_required() {
+        assert_eq!(
+            interpolate("${NOPE:-8080} ${EMPTY:-x} ${EMPTY-x} ${GREETING:-no}", args).unwrap(),
+            "8080 x  hello"
+        );
+        assert_eq!(interpolate("${NOPE-}|${NOPE:-a b}", args).unwrap(), "|a b");
+        assert_eq!(interpolate("${GREETING:?set it}", args).unwrap(), "hello");
+        assert_eq!(
+            interpolate("${EMPTY:?set EMPTY} ${EMPTY?fine}", args).unwrap_err(),
+            vec![Problem::Required {
+                name: "EMPTY".into(),
+                message: "set EMPTY".into(),
+                text: "${EMPTY:?set EMPTY}".into()
+            }]
+        );
+        assert!(matches!(
+            &interpolate("${A:B}", args).unwrap_err()[0],
+            Problem::BadName { name, .. } if name == "A:B"
+        ));
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub struct Manifest {
     pub args: Vec<Arg>,
     pub images: Vec<Image>,
     pub services: Vec<Service>,
+    /// Top-level `network` nodes: the networks a stack's services may join.
+    pub networks: Vec<NetworkDecl>,
+}
+
+/// `network "NAME" [external=#true] [internal=#true] [subnet="CIDR"]`: a network of a stack.
+/// Without `external`, `boxr up` makes it as `PROJECT_NAME` and `down` removes it; an external
+/// one exists already (made by `boxr network create`) and is joined by its own name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkDecl {
+    pub name: Spanned<String>,
+    pub external: bool,
+    pub internal: bool,
+    pub subnet: Option<Spanned<String>>,
 }
 
 impl Manifest {
@@ -203,6 +216,16 @@ pub struct Service {
     pub workdir: Option<Spanned<String>>,
     pub stop_signal: Option<Spanned<Signal>>,
     pub stop_timeout: Option<Spanned<std::time::Duration>>,
+    /// `replicas N`: how many containers run it (default 1; 0 runs none).
+    pub replicas: Option<Spanned<u32>>,
+    /// `network "NAME"`: the stack network it joins (default: the stack's `default`).
+    pub network: Option<Spanned<String>>,
+    /// `env-file "PATH"`: `KEY=VALUE` lines (relative to the manifest's directory), before `env`.
+    pub env_files: Vec<Spanned<String>>,
+    /// `profiles "NAME"...`: started only when one of them is active (or it is named).
+    pub profiles: Vec<Spanned<String>>,
+    /// `healthcheck "NONE"`: no health check, whatever the image says.
+    pub no_healthcheck: bool,
 }
 
 /// `tmpfs "/path" size="64MiB" mode="1777"`.
@@ -250,5 +273,7 @@ pub struct Healthcheck {
     pub interval: Option<Spanned<std::time::Duration>>,
     pub timeout: Option<Spanned<std::time::Duration>>,
     pub start_period: Option<Spanned<std::time::Duration>>,
+    /// The interval of checks during the start period (default: `interval`).
+    pub start_interval: Option<Spanned<std::time::Duration>>,
     pub retries: Option<Spanned<u32>>,
 }

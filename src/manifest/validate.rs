@@ -62,6 +62,53 @@ pub(super) fn cycles(m: &Manifest, errors: &mut Vec<ManifestError>) {
     );
 }
 
+/// A host port that two services publish (or one service with several replicas), on the same
+/// protocol and an overlapping address: only one of them could start.
+pub(super) fn ports(m: &Manifest, errors: &mut Vec<ManifestError>) {
+    let mut seen: Vec<(&Publish, &str, Span)> = Vec::new();
+    for svc in &m.services {
+        let replicas = svc.replicas.as_ref().map_or(1, |r| r.value);
+        for p in &svc.publish {
+            let Some(port) = p.host_port else { continue };
+            let overlaps = |q: &Publish| {
+                q.host_port == Some(port)
+                    && q.proto == p.proto
+                    && match (q.host_ip, p.host_ip) {
+                        (Some(a), Some(b)) => a == b || a.is_unspecified() || b.is_unspecified(),
+                        _ => true,
+                    }
+            };
+            if let Some((_, other, first)) = seen.iter().find(|(q, _, _)| overlaps(q)) {
+                errors.push(ManifestError::PortTaken {
+                    port: format!("{port}/{}", p.proto),
+                    span: p.span,
+                    again: format!("`{}` publishes it too", svc.name.value),
+                    first: *first,
+                    first_label: "first published here".into(),
+                    help: format!(
+                        "`{other}` holds it: give one of them another host port, or leave the host port out (`publish \"{}\"`) to get a free one",
+                        p.container_port
+                    ),
+                });
+            } else if replicas > 1 {
+                errors.push(ManifestError::PortTaken {
+                    port: format!("{port}/{}", p.proto),
+                    span: p.span,
+                    again: format!("each of the {replicas} replicas would publish it"),
+                    first: svc.replicas.as_ref().map_or(p.span, |r| r.span),
+                    first_label: "more than one replica".into(),
+                    help: format!(
+                        "leave the host port out (`publish \"{}\"`): each replica then gets a free one",
+                        p.container_port
+                    ),
+                });
+            } else {
+                seen.push((&p.value, &svc.name.value, p.span));
+            }
+        }
+    }
+}
+
 /// Finds every strongly connected component with a cycle (Tarjan) and reports each once, with a
 /// label on every edge of one cycle through all of its members.
 fn report(

@@ -65,6 +65,10 @@ const SERVICE_NODES: &[&str] = &[
     "workdir",
     "stop-signal",
     "stop-timeout",
+    "replicas",
+    "network",
+    "env-file",
+    "profiles",
 ];
 
 const RUN_NODES: &[&str] = &["cache", "network", "env", "secret"];
@@ -73,23 +77,35 @@ pub(super) struct Lowerer<'s> {
     src: &'s str,
     pub errors: Vec<ManifestError>,
     overrides: &'s BTreeMap<String, String>,
+    /// What `${NAME}` in a service value may also name: boxr's environment over `.env`.
+    vars: &'s BTreeMap<String, String>,
+    /// Lowering a service now (its values see `vars`).
+    in_service: bool,
     /// Args declared so far, in order, with their effective values.
     args: Vec<(String, String)>,
     images: HashMap<String, Span>,
     services: HashMap<String, Span>,
+    networks: HashMap<String, Span>,
     /// Every arg name declared anywhere in the file, for a better message on use-before-declare.
     all_args: Vec<String>,
 }
 
 impl<'s> Lowerer<'s> {
-    pub fn new(src: &'s str, overrides: &'s BTreeMap<String, String>) -> Self {
+    pub fn new(
+        src: &'s str,
+        overrides: &'s BTreeMap<String, String>,
+        vars: &'s BTreeMap<String, String>,
+    ) -> Self {
         Lowerer {
             src,
             errors: Vec::new(),
             overrides,
+            vars,
+            in_service: false,
             args: Vec::new(),
             images: HashMap::new(),
             services: HashMap::new(),
+            networks: HashMap::new(),
             all_args: Vec::new(),
         }
     }
@@ -102,6 +118,7 @@ impl<'s> Lowerer<'s> {
             args: Vec::new(),
             images: Vec::new(),
             services: Vec::new(),
+            networks: Vec::new(),
         };
         for node in &doc.nodes {
             match node.name.value.as_str() {
@@ -116,11 +133,17 @@ impl<'s> Lowerer<'s> {
                     }
                 }
                 "service" => {
-                    if let Some(s) = self.service(node) {
-                        manifest.services.push(s);
+                    self.in_service = true;
+                    let s = self.service(node);
+                    self.in_service = false;
+                    manifest.services.extend(s);
+                }
+                "network" => {
+                    if let Some(n) = self.network_decl(node) {
+                        manifest.networks.push(n);
                     }
                 }
-                _ => self.unknown_node(node, "this file", &["arg", "image", "service"]),
+                _ => self.unknown_node(node, "this file", &["arg", "image", "service", "network"]),
             }
         }
         manifest
@@ -146,6 +169,7 @@ impl<'s> Lowerer<'s> {
             let (kind, map) = match node.name.value.as_str() {
                 "image" => ("image", &mut self.images),
                 "service" => ("service", &mut self.services),
+                "network" => ("network", &mut self.networks),
                 _ => continue,
             };
             let Some(first) = node.entries.iter().find(|e| e.key.is_none()) else {
@@ -353,10 +377,12 @@ impl<'s> Lowerer<'s> {
 
     fn interpolate(&mut self, raw: &str, span: Span) -> Option<Spanned<String>> {
         let args = &self.args;
+        let vars = self.in_service.then_some(self.vars);
         let lookup = |name: &str| {
             args.iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
+                .or_else(|| vars.and_then(|v| v.get(name)).map(String::as_str))
         };
         match interp::interpolate(raw, lookup) {
             Ok(s) => Some(Spanned::new(s, span)),
@@ -385,6 +411,9 @@ impl<'s> Lowerer<'s> {
                         "`arg \"{name}\"` is declared further down; declare args before they are used"
                     ),
                     Some(s) => format!("did you mean `${{{s}}}`?"),
+                    None if self.in_service => format!(
+                        "set `{name}` in the environment or in `.env` beside the manifest, give a default with `${{{name}:-VALUE}}`, or write `$${{{name}}}` to pass `${{{name}}}` through"
+                    ),
                     None => format!(
                         "declare it with `arg \"{name}\"`, or write `$${{{name}}}` to pass `${{{name}}}` through to the shell"
                     ),
@@ -395,6 +424,21 @@ impl<'s> Lowerer<'s> {
                     help,
                 }
             }
+            Problem::Required {
+                name,
+                message,
+                text,
+            } => ManifestError::Interpolation {
+                reason: if message.is_empty() {
+                    format!("`{name}` must be set")
+                } else {
+                    format!("`{name}` must be set: {message}")
+                },
+                span: at(&text),
+                help: Some(format!(
+                    "set `{name}` in the environment or in `.env` beside the manifest"
+                )),
+            },
             Problem::BadName { name, text } => ManifestError::Interpolation {
                 reason: format!("`{name}` is not a valid arg name"),
                 span: at(&text),

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The most containers one service may ask for.
+pub const MAX_REPLICAS: u32 = 100;
+
 impl Lowerer<'_> {
     pub(super) fn service(&mut self, node: &Node) -> Option<Service> {
         let shape = Shape {
@@ -44,6 +47,11 @@ impl Lowerer<'_> {
             workdir: None,
             stop_signal: None,
             stop_timeout: None,
+            replicas: None,
+            network: None,
+            env_files: Vec::new(),
+            profiles: Vec::new(),
+            no_healthcheck: false,
         };
         let mut ok = true;
         for child in node.children.iter().flatten() {
@@ -58,6 +66,8 @@ impl Lowerer<'_> {
                     | "tmpfs"
                     | "volume"
                     | "depends-on"
+                    | "env-file"
+                    | "profiles"
             );
             if SERVICE_NODES.contains(&n) && !repeatable && !self.once(&mut seen, child, &parent) {
                 continue;
@@ -340,12 +350,34 @@ impl Lowerer<'_> {
                 let s = Shape {
                     min: 1,
                     max: None,
-                    props: &["interval", "timeout", "retries", "start-period"],
+                    props: &[
+                        "interval",
+                        "timeout",
+                        "retries",
+                        "start-period",
+                        "start-interval",
+                    ],
                     children: false,
-                    usage: "healthcheck COMMAND... [interval=DURATION] [timeout=DURATION] [retries=N] [start-period=DURATION]",
+                    usage: "healthcheck COMMAND... [interval=DURATION] [timeout=DURATION] [retries=N] [start-period=DURATION] [start-interval=DURATION], or healthcheck \"NONE\"",
                 };
                 if self.shape(child, &s) {
                     let args = self.strings(Self::positional(child));
+                    if args.len() == 1 && args[0].value == "NONE" {
+                        if let Some(k) = child.entries.iter().find_map(|e| e.key.as_ref()) {
+                            self.invalid(
+                                k.span,
+                                "healthcheck",
+                                Bad {
+                                    reason: "`healthcheck \"NONE\"` takes no properties".into(),
+                                    help: Some("NONE turns the image's health check off".into()),
+                                },
+                            );
+                        }
+                        svc.no_healthcheck = true;
+                        return;
+                    }
+                    let start_interval =
+                        Self::prop(child, "start-interval").and_then(|e| self.duration(e));
                     let interval = Self::prop(child, "interval").and_then(|e| self.duration(e));
                     let timeout = Self::prop(child, "timeout").and_then(|e| self.duration(e));
                     let start_period =
@@ -376,6 +408,7 @@ impl Lowerer<'_> {
                             interval,
                             timeout,
                             start_period,
+                            start_interval,
                             retries,
                         });
                     }
@@ -422,8 +455,133 @@ impl Lowerer<'_> {
                         .and_then(|e| self.duration(e));
                 }
             }
+            "replicas" => {
+                if self.shape(child, &one("replicas N")) {
+                    let e = Self::positional(child).next();
+                    svc.replicas = e.and_then(|e| match &e.value {
+                        Value::Integer(i) if (0..=MAX_REPLICAS as i128).contains(i) => {
+                            Some(Spanned::new(*i as u32, e.value_span))
+                        }
+                        Value::Integer(_) => {
+                            self.invalid(
+                                e.value_span,
+                                "replicas",
+                                Bad {
+                                    reason: format!("replicas must be 0 to {MAX_REPLICAS}"),
+                                    help: None,
+                                },
+                            );
+                            None
+                        }
+                        _ => {
+                            self.wrong_type(e, "an integer", Some("write e.g. replicas 3".into()));
+                            None
+                        }
+                    });
+                }
+            }
+            "network" => {
+                if self.shape(child, &one("network NAME"))
+                    && let Some(s) = Self::positional(child).next().and_then(|e| self.string(e))
+                {
+                    if s.value != "default" && !self.networks.contains_key(&s.value) {
+                        let help = Some(
+                            match suggest(&s.value, self.networks.keys().map(String::as_str)) {
+                                Some(n) => format!("did you mean `{n}`?"),
+                                None => format!(
+                                    "declare it at the top level: `network \"{}\"` (add external=#true for one made by `boxr network create`)",
+                                    s.value
+                                ),
+                            },
+                        );
+                        self.errors.push(ManifestError::UnknownReference {
+                            kind: "network".into(),
+                            name: s.value.clone(),
+                            span: s.span,
+                            help,
+                        });
+                    } else {
+                        svc.network = Some(s);
+                    }
+                }
+            }
+            "env-file" => {
+                if self.shape(child, &many(1, "env-file PATH...")) {
+                    let files = self.strings(Self::positional(child));
+                    svc.env_files.extend(files);
+                }
+            }
+            "profiles" => {
+                if self.shape(child, &many(1, "profiles NAME...")) {
+                    for e in Self::positional(child) {
+                        if let Some(p) = self.string(e)
+                            && self
+                                .check(p.span, "profile", check_service_name(&p.value))
+                                .is_some()
+                        {
+                            svc.profiles.push(p);
+                        }
+                    }
+                }
+            }
             _ => self.unknown_node(child, parent, SERVICE_NODES),
         }
+    }
+
+    /// `network "NAME" [external=#true] [internal=#true] [subnet="CIDR"]` at the top level.
+    pub(super) fn network_decl(&mut self, node: &Node) -> Option<NetworkDecl> {
+        let shape = Shape {
+            min: 1,
+            max: Some(1),
+            props: &["external", "internal", "subnet"],
+            children: false,
+            usage: "network NAME [external=#true] [internal=#true] [subnet=CIDR]",
+        };
+        if !self.shape(node, &shape) {
+            return None;
+        }
+        let name = self.string(Self::positional(node).next()?)?;
+        let name_ok = self.check(name.span, "network name", check_service_name(&name.value));
+        let flag = |this: &mut Self, key| {
+            Self::prop(node, key)
+                .and_then(|e| this.bool_value(e))
+                .unwrap_or(false)
+        };
+        let external = flag(self, "external");
+        let internal = flag(self, "internal");
+        let subnet = Self::prop(node, "subnet").and_then(|e| self.string(e));
+        if external && let Some(e) = Self::prop(node, "subnet").or(Self::prop(node, "internal")) {
+            self.invalid(
+                e.span,
+                "network",
+                Bad {
+                    reason: "an external network is made elsewhere: it takes no settings".into(),
+                    help: Some("give them to `boxr network create`".into()),
+                },
+            );
+            return None;
+        }
+        if name.value == "default" && external {
+            self.invalid(
+                name.span,
+                "network",
+                Bad {
+                    reason: "the stack's `default` network cannot be external".into(),
+                    help: Some(
+                        "name the external network, and put services on it with `network \"NAME\"`"
+                            .into(),
+                    ),
+                },
+            );
+            return None;
+        }
+        name_ok?;
+        Some(NetworkDecl {
+            name,
+            external,
+            internal,
+            subnet,
+        })
     }
 
     pub(super) fn cpus(&mut self, e: &Entry) -> Option<Spanned<f64>> {
