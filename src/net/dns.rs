@@ -52,8 +52,8 @@ struct Entry {
 struct Names {
     /// The network's name, lowercased: its zone.
     zone: String,
-    /// Lowercased name → address.
-    by_name: BTreeMap<String, Ipv4Addr>,
+    /// Lowercased name → its addresses (an alias may be shared by several containers).
+    by_name: BTreeMap<String, Vec<Ipv4Addr>>,
     /// Address → the first name of its container.
     by_addr: BTreeMap<Ipv4Addr, String>,
     subnet: Option<super::Subnet>,
@@ -76,7 +76,10 @@ impl Names {
                 continue;
             };
             for name in names {
-                n.by_name.insert(name.to_ascii_lowercase(), *ip);
+                let ips = n.by_name.entry(name.to_ascii_lowercase()).or_default();
+                if !ips.contains(ip) {
+                    ips.push(*ip);
+                }
             }
             if let Some(first) = names.first() {
                 n.by_addr.insert(*ip, first.to_ascii_lowercase());
@@ -141,13 +144,11 @@ fn answer(names: &Names, qname: &Name, qtype: RecordType) -> Answer {
         None => return forward,
     };
     match names.by_name.get(label) {
-        Some(ip) if matches!(qtype, RecordType::A | RecordType::ANY) => {
-            Answer::Records(vec![Record::from_rdata(
-                qname.clone(),
-                TTL,
-                RData::A(A(*ip)),
-            )])
-        }
+        Some(ips) if matches!(qtype, RecordType::A | RecordType::ANY) => Answer::Records(
+            ips.iter()
+                .map(|ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(*ip))))
+                .collect(),
+        ),
         Some(_) => Answer::NoData,
         None if in_zone.is_some() || text == names.zone => Answer::NxDomain,
         None => forward,
@@ -166,7 +167,13 @@ fn local_reply(names: &Names, query: &Message) -> Option<Message> {
         return Some(reply);
     }
     match answer(names, q.name(), q.query_type()) {
-        Answer::Records(r) => {
+        Answer::Records(mut r) => {
+            // Several addresses (an alias replicas share): each answer starts at the next, as
+            // round-robin DNS does, since clients mostly take the first.
+            static TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let turn = TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = r.len();
+            r.rotate_left(turn % n);
             reply.metadata.authoritative = true;
             reply.add_answers(r);
         }
@@ -604,8 +611,13 @@ mod tests {
 
     fn names() -> Names {
         let mut by_name = BTreeMap::new();
-        by_name.insert("web".to_owned(), Ipv4Addr::new(172, 18, 0, 2));
-        by_name.insert("db".to_owned(), Ipv4Addr::new(172, 18, 0, 3));
+        by_name.insert("web".to_owned(), vec![Ipv4Addr::new(172, 18, 0, 2)]);
+        by_name.insert("db".to_owned(), vec![Ipv4Addr::new(172, 18, 0, 3)]);
+        // An alias two replicas share.
+        by_name.insert(
+            "api".to_owned(),
+            vec![Ipv4Addr::new(172, 18, 0, 4), Ipv4Addr::new(172, 18, 0, 5)],
+        );
         let mut by_addr = BTreeMap::new();
         by_addr.insert(Ipv4Addr::new(172, 18, 0, 2), "web".to_owned());
         Names {
@@ -630,6 +642,10 @@ mod tests {
             };
             assert_eq!(r[0].data, RData::A(A(Ipv4Addr::new(172, 18, 0, 2))));
         }
+        let Answer::Records(r) = ask(&n, "api", RecordType::A) else {
+            panic!("api")
+        };
+        assert_eq!(r.len(), 2, "an alias answers with every address");
         assert_eq!(ask(&n, "web", RecordType::AAAA), Answer::NoData);
         assert_eq!(ask(&n, "db.app", RecordType::MX), Answer::NoData);
         assert_eq!(ask(&n, "nosuch.app", RecordType::A), Answer::NxDomain);

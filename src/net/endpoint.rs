@@ -152,18 +152,30 @@ pub fn attach(
     fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
         .map_err(io(format!("write {}", entry.display())))?;
     if net.name != DEFAULT {
-        // A name another container of the network answers to stays that container's.
-        let taken: Vec<&String> = net
+        // A container's own name (its first) is its alone on the network; aliases may be
+        // shared, as Docker's are (the resolver then answers with every address).
+        let others = net
             .names
             .iter()
             // Not this container's, nor one already removed whose veth is still going.
-            .filter(|(other, _)| *other != id && store.container_dir(other).exists())
-            .flat_map(|(_, n)| n)
-            .collect();
-        if let Some(n) = names
-            .iter()
-            .find(|n| taken.iter().any(|t| t.eq_ignore_ascii_case(n)))
-        {
+            .filter(|(other, _)| *other != id && store.container_dir(other).exists());
+        let mut clash = None;
+        for (_, theirs) in others {
+            let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
+            if let Some(first) = theirs.first()
+                && let Some(n) = names.iter().find(|n| same(n, first))
+            {
+                clash = Some(n.clone());
+            } else if let Some(mine) = names.first()
+                && theirs.iter().any(|t| same(t, mine))
+            {
+                clash = Some(mine.clone());
+            }
+            if clash.is_some() {
+                break;
+            }
+        }
+        if let Some(n) = clash {
             let _ = fs::remove_file(&entry);
             return Err(NetError::Subnet(format!(
                 "the name {n} is taken on network {} by another container",
