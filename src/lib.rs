@@ -14,6 +14,7 @@ pub mod plan;
 pub mod platform;
 pub mod reference;
 pub mod sandbox;
+pub mod stack;
 pub mod store;
 pub mod time;
 pub mod values;

@@ -14,6 +14,7 @@
 //! step's directories and commit); `state.rs` the image config as steps change it;
 //! `secrets.rs` the values of `--secret`.
 
+mod images;
 mod network;
 pub mod secrets;
 mod state;
@@ -28,6 +29,7 @@ use std::time::Instant;
 use miette::{Diagnostic, NamedSource};
 use thiserror::Error;
 
+pub use images::{ImagesError, StoreImages, build_images};
 pub use state::State;
 
 use crate::digest::Digest;

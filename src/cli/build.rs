@@ -65,7 +65,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         Err(e) => return fail_with(&settings.printer, &e),
     };
     store.set_sync(settings.sync);
-    let resolver = super::plan::StoreRef(&store);
+    let resolver = builder::StoreImages(&store);
     let hashes = crate::plan::hashcache::FileHashCache::from_bytes(&store.stat_cache());
     let plan = match plan::plan(
         &m,

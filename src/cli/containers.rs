@@ -15,7 +15,7 @@ fn open(settings: &Settings) -> Result<Store, i32> {
     Store::open(&settings.root, Access::Shared).map_err(|e| fail_with(&settings.printer, &e))
 }
 
-fn status_text(info: &Info, st: &Status) -> String {
+pub(super) fn status_text(info: &Info, st: &Status) -> String {
     match st {
         Status::Created => "Created".into(),
         Status::Running {
@@ -859,7 +859,7 @@ pub fn export(args: &ExportArgs, settings: &Settings) -> i32 {
 }
 
 /// `ps`'s PORTS: what the container holds published, as Docker shows it.
-fn ports_text(i: &state::Info, s: &Status) -> String {
+pub(super) fn ports_text(i: &state::Info, s: &Status) -> String {
     state::ports(i, s)
         .iter()
         .map(|p| p.to_string())

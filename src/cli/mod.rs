@@ -11,6 +11,7 @@ mod plan;
 pub mod printer;
 mod progress;
 mod run;
+mod stack;
 mod template;
 
 use std::collections::BTreeMap;
@@ -153,6 +154,13 @@ enum Commands {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Start the manifest's services as a stack: build, network, containers in dependency order
+    Up(Box<stack::UpArgs>),
+    /// Stop and remove a stack: containers, networks (and volumes with -v)
+    Down(stack::DownArgs),
+    /// Commands on one stack: ps, logs, exec, run, start, stop, restart, config
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -274,6 +282,9 @@ pub fn main() -> i32 {
         Commands::Check(a) => a.overrides().file.clone(),
         Commands::Plan(a) => a.overrides().file.clone(),
         Commands::Build(a) => a.overrides().file.clone(),
+        Commands::Up(a) => a.project().file(),
+        Commands::Down(a) => a.project().file(),
+        Commands::Stack(c) => c.project().file(),
         _ => None,
     };
     if let Some(f) = sub_file {
@@ -318,6 +329,9 @@ pub fn main() -> i32 {
         Commands::Gc(args) => images::gc(args, &settings),
         Commands::Volume(cmd) => images::volume(cmd, &settings),
         Commands::Network(cmd) => network::network(cmd, &settings),
+        Commands::Up(args) => stack::up(args, &settings),
+        Commands::Down(args) => stack::down(args, &settings),
+        Commands::Stack(cmd) => stack::command(cmd, &settings),
         Commands::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "boxr", &mut buf);

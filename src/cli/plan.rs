@@ -36,16 +36,6 @@ impl plan::ImageResolver for StoreResolver {
     }
 }
 
-/// The same, over a store the caller holds.
-pub(super) struct StoreRef<'a>(pub(super) &'a Store);
-
-impl plan::ImageResolver for StoreRef<'_> {
-    fn resolve(&self, reference: &ImageRef) -> Option<String> {
-        let img = self.0.resolve(&reference.to_string()).ok()?;
-        Some(img.manifest_digest.to_string())
-    }
-}
-
 pub fn run(args: &PlanArgs, settings: &Settings) -> i32 {
     let m = match load_manifest(settings, &args.overrides) {
         Ok(m) => m,
