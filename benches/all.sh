@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole side-by-side suite in one command: start latency (boxr vs crun, runc, podman, with
-# and without limits), the cost of confinement, builds (boxr vs buildah: cold, no-op, a COPY
+# and without limits), the cost of confinement, stacks (up -d of 12 services vs 12 run -d), builds (boxr vs buildah: cold, no-op, a COPY
 # source changed, a 200 MB RUN step vs the tar|sha256 floor, parallel branches), layer commit
 # and apply, detached container monitor memory (boxr vs conmon), and `boxr check` of a large
 # manifest. Installs what it needs; needs root; CI does
@@ -30,6 +30,9 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   echo
   echo "## Detached containers: run -d and ps (benches/lifecycle.sh)"
   benches/lifecycle.sh 100 2>&1 | sed -n '/^| command/,$p'
+  echo
+  echo "## Stacks: up and down of 12 services (benches/stack.sh)"
+  benches/stack.sh 20 2>&1 | sed -n '/^| command/,$p'
   echo
   echo "## Detached container monitor memory (benches/monitor.sh)"
   benches/monitor.sh 10 2>&1 | sed -n '/^| monitor/,$p'

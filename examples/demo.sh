@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: builds boxr; imports a busybox root filesystem as an image; checks, plans and builds
 # examples/demo/boxr.kdl (a two-stage build), rebuilds it from the cache, runs the result; shows
-# what a broken manifest reports; and saves an image and loads it into a second store (the same
-# Id: images are reproducible). Uses temporary stores; run as root.
+# what a broken manifest reports; saves an image and loads it into a second store (the same
+# Id: images are reproducible); and brings a small stack up and down (examples/stack). Uses
+# temporary stores; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
@@ -20,6 +21,7 @@ if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
 fi
 ip link set lo up
 boxr=$PWD/target/release/boxr
+repo=$PWD
 demo=examples/demo
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
@@ -86,3 +88,20 @@ step boxr save app -o app.tar "&&" boxr load -i app.tar "# into another store: t
 $boxr save app -o "$work/app.tar"
 BOXR_ROOT="$work/other-store" $boxr load -i "$work/app.tar"
 BOXR_ROOT="$work/other-store" $boxr images
+
+# A stack: examples/stack/boxr.kdl (a database stand-in with a health check, a web service that
+# waits for it, a worker that calls the web service by name).
+cd "$repo/examples/stack"
+step boxr up -d --wait   "# builds the web image, makes the network, starts each service when its conditions hold"
+$boxr up -d --wait --progress plain
+step boxr stack ps
+$boxr stack ps
+step wget -qO- http://127.0.0.1:8080/cgi-bin/status   "# the published port, from the host"
+busybox wget -qO- http://127.0.0.1:8080/cgi-bin/status
+sleep 2
+step boxr stack logs worker   "# the worker reached web by its service name"
+$boxr stack logs worker
+step boxr up -d   "# again: nothing changed, nothing recreated"
+$boxr up -d --progress plain
+step boxr down   "# dependents first; nothing of the stack is left"
+$boxr down

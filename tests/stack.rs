@@ -686,3 +686,44 @@ service "d" {
     let (_, ps, _) = boxr(&store, &["ps", "-aq"]);
     assert_eq!(ps.trim(), "");
 }
+
+#[test]
+fn down_removes_the_projects_volumes_and_images_when_asked() {
+    let name = "down_removes_the_projects_volumes_and_images_when_asked";
+    if !privileged(name) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let store = w.path().join("store");
+    let dir = project(
+        w.path(),
+        "vol",
+        "service \"keeper\" {\n    image \"base\"\n    command \"sh\" \"-c\" \"echo kept > /data/f; exec sleep 1000\"\n    volume \"data\" \"/data\"\n}\n",
+    );
+    let _down = Down {
+        store: &store,
+        dir: dir.clone(),
+    };
+    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    assert_eq!(c, 0, "{err}");
+    // The named volume is the project's, and outlives a plain down.
+    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "vol_data");
+    let (c, _, err) = boxr_in(&store, &dir, &["down"]);
+    assert_eq!(c, 0, "{err}");
+    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "vol_data");
+    // It is still there for the next up; -v and --rmi local take it and the built image.
+    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, out, _) = boxr_in(&store, &dir, &["stack", "exec", "keeper", "cat", "/data/f"]);
+    assert_eq!((c, out.trim()), (0, "kept"));
+    let (c, _, err) = boxr_in(&store, &dir, &["down", "-v", "--rmi", "local", "-t", "1"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("Volume vol_data  Removed"), "{err}");
+    assert!(err.contains("Image base:latest  Removed"), "{err}");
+    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "");
+    let (_, images, _) = boxr(&store, &["images", "-q"]);
+    assert_eq!(images.trim(), "");
+}

@@ -404,15 +404,15 @@ pub(super) fn create(
             );
             let endpoint = match mode {
                 Some(Network::Named(name)) => {
-                    // What the network's resolver answers for: its name, its aliases, its
-                    // short id.
-                    let names: Vec<String> = opts
-                        .name
-                        .iter()
-                        .chain(&opts.network_aliases)
-                        .cloned()
-                        .chain(std::iter::once(id[..12].to_owned()))
-                        .collect();
+                    // What the network's resolver answers for: first its own name (its
+                    // name, else its short id: the one no other container may take), then its
+                    // aliases (which others may share), then its short id.
+                    let short = id[..12].to_owned();
+                    let names: Vec<String> =
+                        std::iter::once(opts.name.clone().unwrap_or_else(|| short.clone()))
+                            .chain(opts.network_aliases.iter().cloned())
+                            .chain(opts.name.is_some().then_some(short))
+                            .collect();
                     let ep = crate::net::attach(
                         store,
                         name,

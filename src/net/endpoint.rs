@@ -152,8 +152,9 @@ pub fn attach(
     fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
         .map_err(io(format!("write {}", entry.display())))?;
     if net.name != DEFAULT {
-        // A container's own name (its first) is its alone on the network; aliases may be
-        // shared, as Docker's are (the resolver then answers with every address).
+        // A container's own name (the first of its names: its name, else its short id) is its
+        // alone on the network; aliases may be shared, as Docker's are (the resolver then
+        // answers with every address).
         let others = net
             .names
             .iter()
