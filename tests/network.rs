@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Child, Command};
 
-use support::{boxr, busybox_rootfs, have_tool, privileged, sh};
+use support::{boxr, boxr_links, busybox_rootfs, have_tool, privileged, sh};
 
 /// Runs `body` on a thread of its own in a new network namespace (with `lo` up).
 fn in_own_netns(body: impl FnOnce() + Send + 'static) {
@@ -154,17 +154,6 @@ fn ip_of(store: &Path, network: &str, container: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-/// Links of the current namespace whose names boxr gives (bridges and veth ends).
-fn boxr_links() -> Vec<String> {
-    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-        .filter(|n| n.starts_with("br-") || n.starts_with("vb") || n == "boxr0")
-        .collect()
 }
 
 fn nft_ruleset() -> String {

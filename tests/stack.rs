@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{boxr, boxr_env, boxr_in, busybox_rootfs, have_tool, privileged};
+use support::{boxr, boxr_env, boxr_in, boxr_links, busybox_rootfs, have_tool, privileged};
 
 /// A project directory `dir/name` with a busybox rootfs and this manifest (the image `base`
 /// is the rootfs).
@@ -31,24 +31,38 @@ fn write_manifest(p: &Path, services: &str) {
     .unwrap();
 }
 
-/// Removes whatever a failed test left: the project's containers and network, then gc.
-struct Down<'a> {
-    store: &'a Path,
+/// A stack in a temporary project directory (`project`), with its own store; what a failed
+/// test left (the project's containers and network) is removed when it is dropped.
+struct Stack {
+    store: PathBuf,
     dir: PathBuf,
+    _work: tempfile::TempDir,
 }
 
-impl Drop for Down<'_> {
+impl Stack {
+    fn new(name: &str, services: &str) -> Stack {
+        let work = tempfile::tempdir().unwrap();
+        Stack {
+            store: work.path().join("store"),
+            dir: project(work.path(), name, services),
+            _work: work,
+        }
+    }
+}
+
+impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = boxr_in(self.store, &self.dir, &["down", "-t", "1"]);
-        let (_, ids, _) = boxr(self.store, &["ps", "-aq"]);
+        let store = &self.store;
+        let _ = boxr_in(store, &self.dir, &["down", "-t", "1"]);
+        let (_, ids, _) = boxr(store, &["ps", "-aq"]);
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(ids);
-            let _ = boxr(self.store, &args);
+            let _ = boxr(store, &args);
         }
-        let _ = boxr(self.store, &["network", "prune"]);
-        let _ = boxr(self.store, &["gc"]);
+        let _ = boxr(store, &["network", "prune"]);
+        let _ = boxr(store, &["gc"]);
     }
 }
 
@@ -78,17 +92,6 @@ fn rows(store: &Path, dir: &Path, all: bool) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Links of this namespace that boxr makes (bridges and veth ends).
-fn boxr_links() -> Vec<String> {
-    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-        .filter(|n| n.starts_with("br-") || n.starts_with("vb"))
         .collect()
 }
 
@@ -131,14 +134,9 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     if !privileged(name) || !have_tool(name, "ip") {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
-    let dir = project(w.path(), "My_Shop", STACK);
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let s = Stack::new("My_Shop", STACK);
+    let (store, dir) = (&s.store, &s.dir);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     // The project is named after the directory, made a valid name.
     for n in [
@@ -151,9 +149,9 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     }
     // Each service started once its own conditions held: migrate after db was healthy, web
     // after migrate had exited 0.
-    let db = inspect(&store, "my_shop-db-1");
-    let migrate = inspect(&store, "my_shop-migrate-1");
-    let web = inspect(&store, "my_shop-web-1");
+    let db = inspect(store, "my_shop-db-1");
+    let migrate = inspect(store, "my_shop-migrate-1");
+    let web = inspect(store, "my_shop-web-1");
     let t = |v: &serde_json::Value, k: &str| v["State"][k].as_str().unwrap().to_owned();
     assert_eq!(migrate["State"]["ExitCode"], 0);
     assert!(t(&migrate, "StartedAt") > t(&db, "StartedAt"));
@@ -178,8 +176,8 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     // From a one-off container on the stack's network: both replicas answer to `web`, and
     // `db` resolves.
     let (c, out, err) = boxr_in(
-        &store,
-        &dir,
+        store,
+        dir,
         &[
             "stack",
             "run",
@@ -200,7 +198,7 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     );
 
     // A published port, read from the host side.
-    let (c, port, err) = boxr(&store, &["port", "my_shop-web-1", "80/tcp"]);
+    let (c, port, err) = boxr(store, &["port", "my_shop-web-1", "80/tcp"]);
     assert_eq!(c, 0, "{err}");
     let hostport = port.lines().next().unwrap().trim().to_owned();
     let got = Command::new("busybox")
@@ -214,7 +212,7 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     );
 
     // `stack ps` lists the running ones with health and ports; -a adds the completed one.
-    let running = rows(&store, &dir, false);
+    let running = rows(store, dir, false);
     let names: Vec<&str> = running
         .iter()
         .map(|r| r["Name"].as_str().unwrap())
@@ -226,10 +224,10 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
         2,
         "{running:?}"
     );
-    assert_eq!(rows(&store, &dir, true).len(), 4);
+    assert_eq!(rows(store, dir, true).len(), 4);
 
     // Merged logs, in time order, each line with its container.
-    let (c, out, err) = boxr_in(&store, &dir, &["stack", "logs", "db", "migrate"]);
+    let (c, out, err) = boxr_in(store, dir, &["stack", "logs", "db", "migrate"]);
     assert_eq!(c, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     let pos = |s: &str| {
@@ -245,11 +243,11 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     );
 
     // exec in a service's container.
-    let (c, out, err) = boxr_in(&store, &dir, &["stack", "exec", "db", "cat", "/tmp/ready"]);
+    let (c, out, err) = boxr_in(store, dir, &["stack", "exec", "db", "cat", "/tmp/ready"]);
     assert_eq!(c, 0, "{err}{out}");
 
     // down: dependents first, then nothing of the stack is left.
-    let (c, _, err) = boxr_in(&store, &dir, &["down"]);
+    let (c, _, err) = boxr_in(store, dir, &["down"]);
     assert_eq!(c, 0, "{err}");
     let stop = |n: &str| {
         err.find(&format!("Container {n}  Stopped"))
@@ -257,18 +255,18 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     };
     assert!(stop("my_shop-web-1") < stop("my_shop-db-1"), "{err}");
     assert!(err.contains("Network my_shop_default  Removed"), "{err}");
-    let (_, ps, _) = boxr(&store, &["ps", "-aq"]);
+    let (_, ps, _) = boxr(store, &["ps", "-aq"]);
     assert_eq!(ps.trim(), "");
-    let (_, nets, _) = boxr(&store, &["network", "ls"]);
+    let (_, nets, _) = boxr(store, &["network", "ls"]);
     assert!(!nets.contains("my_shop"), "{nets}");
     assert_eq!(boxr_links(), Vec::<String>::new(), "links left");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_of(&store).is_empty() && Instant::now() < deadline {
+    while !processes_of(store).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(processes_of(&store), Vec::<String>::new(), "processes left");
+    assert_eq!(processes_of(store), Vec::<String>::new(), "processes left");
     // A second down finds nothing to do, and says so without failing.
-    let (c, _, err) = boxr_in(&store, &dir, &["down"]);
+    let (c, _, err) = boxr_in(store, dir, &["down"]);
     assert_eq!(c, 0, "{err}");
 }
 
@@ -278,8 +276,6 @@ fn a_second_up_recreates_only_what_changed_and_orphans_are_named() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
     let services = |greeting: &str, extra: &str| {
         format!(
             r#"
@@ -296,25 +292,21 @@ service "b" {{
 {extra}"#
         )
     };
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "p",
         &services(
             "hi",
             "service \"c\" {\n    image \"base\"\n    command \"sleep\" \"1000\"\n}\n",
         ),
     );
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
-    let id = |n: &str| inspect(&store, n)["Id"].as_str().unwrap().to_owned();
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (store, dir) = (&s.store, &s.dir);
+    let id = |n: &str| inspect(store, n)["Id"].as_str().unwrap().to_owned();
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     let (a, b, cc) = (id("p-a-1"), id("p-b-1"), id("p-c-1"));
 
     // Nothing changed: the same containers, all left running.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     assert_eq!(
         (id("p-a-1"), id("p-b-1"), id("p-c-1")),
@@ -323,55 +315,55 @@ service "b" {{
     assert!(err.contains("Container p-a-1  Running"), "{err}");
 
     // A stopped container of the stack is started again, not recreated.
-    let (c, _, err) = boxr(&store, &["stop", "-t", "1", "p-b-1"]);
+    let (c, _, err) = boxr(store, &["stop", "-t", "1", "p-b-1"]);
     assert_eq!(c, 0, "{err}");
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("Container p-b-1  Started"), "{err}");
     assert_eq!(id("p-b-1"), b);
 
     // One service's config changed: only it is new, and it sees the new value.
     write_manifest(
-        &dir,
+        dir,
         &services(
             "hello",
             "service \"c\" {\n    image \"base\"\n    command \"sleep\" \"1000\"\n}\n",
         ),
     );
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("Container p-a-1  Recreated"), "{err}");
     assert_ne!(id("p-a-1"), a);
     assert_eq!((id("p-b-1"), id("p-c-1")), (b.clone(), cc.clone()));
     let (c, out, _) = boxr_in(
-        &store,
-        &dir,
+        store,
+        dir,
         &["stack", "exec", "a", "sh", "-c", "echo $GREETING"],
     );
     assert_eq!((c, out.trim()), (0, "hello"));
 
     // --force-recreate: all new.
     let a2 = id("p-a-1");
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "--force-recreate"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d", "--force-recreate"]);
     assert_eq!(c, 0, "{err}");
     assert_ne!(id("p-a-1"), a2);
     assert_ne!(id("p-b-1"), b);
 
     // A service gone from the manifest: its container is an orphan, named, and removed only
     // when asked.
-    write_manifest(&dir, &services("hello", ""));
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    write_manifest(dir, &services("hello", ""));
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("orphan containers (p-c-1)"), "{err}");
     assert!(
-        inspect(&store, "p-c-1")["State"]["Running"]
+        inspect(store, "p-c-1")["State"]["Running"]
             .as_bool()
             .unwrap()
     );
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "--remove-orphans"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d", "--remove-orphans"]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("Container p-c-1  Removed"), "{err}");
-    let (c, _, _) = boxr(&store, &["inspect", "p-c-1"]);
+    let (c, _, _) = boxr(store, &["inspect", "p-c-1"]);
     assert_ne!(c, 0);
 }
 
@@ -381,10 +373,7 @@ fn up_fails_naming_the_service_that_is_unhealthy_or_exits_non_zero() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "bad",
         r#"
 service "sick" {
@@ -403,12 +392,9 @@ service "app" {
 }
 "#,
     );
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
+    let (store, dir) = (&s.store, &s.dir);
     // --wait: the unhealthy one is named, with its last check's output.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "--wait", "sick"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "--wait", "sick"]);
     assert_eq!(c, 1, "{err}");
     assert!(
         err.contains("service `sick`") && err.contains("unhealthy"),
@@ -418,7 +404,7 @@ service "app" {
 
     // A service waited for as `completed` that exits non-zero: named with its code, and what
     // waits for it is not started.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "app"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d", "app"]);
     assert_eq!(c, 1, "{err}");
     assert!(
         err.contains("`setup`") && err.contains("exited with code 3"),
@@ -428,21 +414,21 @@ service "app" {
         err.contains("cannot set up"),
         "its last output is shown: {err}"
     );
-    let (c, _, _) = boxr(&store, &["inspect", "bad-app-1"]);
+    let (c, _, _) = boxr(store, &["inspect", "bad-app-1"]);
     assert_ne!(c, 0, "app must not have been created");
 
     // A one-shot service that exits 0 counts as done for --wait.
     write_manifest(
-        &dir,
+        dir,
         "service \"once\" {\n    image \"base\"\n    command \"true\"\n}\nservice \"svc\" {\n    image \"base\"\n    command \"sleep\" \"1000\"\n}\n",
     );
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "--wait", "--remove-orphans"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "--wait", "--remove-orphans"]);
     assert_eq!(c, 0, "{err}");
 
     // down still removes everything, the failed ones too.
-    let (c, _, err) = boxr_in(&store, &dir, &["down", "-t", "1"]);
+    let (c, _, err) = boxr_in(store, dir, &["down", "-t", "1"]);
     assert_eq!(c, 0, "{err}");
-    let (_, ps, _) = boxr(&store, &["ps", "-aq"]);
+    let (_, ps, _) = boxr(store, &["ps", "-aq"]);
     assert_eq!(ps.trim(), "");
 }
 
@@ -452,22 +438,16 @@ fn a_crashing_service_is_restarted_by_its_policy() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "crash",
         "service \"flaky\" {\n    image \"base\"\n    command \"sh\" \"-c\" \"echo try; sleep 0.2; exit 1\"\n    restart \"on-failure\"\n}\n",
     );
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (store, dir) = (&s.store, &s.dir);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let n = inspect(&store, "crash-flaky-1")["RestartCount"]
+        let n = inspect(store, "crash-flaky-1")["RestartCount"]
             .as_u64()
             .unwrap_or(0);
         if n >= 2 {
@@ -476,7 +456,7 @@ fn a_crashing_service_is_restarted_by_its_policy() {
         assert!(Instant::now() < deadline, "not restarted: {n}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (c, _, err) = boxr_in(&store, &dir, &["down", "-t", "1"]);
+    let (c, _, err) = boxr_in(store, dir, &["down", "-t", "1"]);
     assert_eq!(c, 0, "{err}");
 }
 
@@ -486,12 +466,9 @@ fn foreground_up_merges_output_and_stops_on_sigint() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
     // `stubborn` ignores SIGTERM in its shell; boxr's init forwards it to... the shell, which
     // ignores it: its stop-timeout (1s) bounds the wait. `quick` stops at once.
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "fg",
         r#"
 service "quick" {
@@ -505,14 +482,11 @@ service "talker" {
 }
 "#,
     );
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
+    let (store, dir) = (&s.store, &s.dir);
     let child = Command::new(env!("CARGO_BIN_EXE_boxr"))
-        .current_dir(&dir)
+        .current_dir(dir)
         .args(["--progress", "plain", "up"])
-        .env("BOXR_ROOT", &store)
+        .env("BOXR_ROOT", store)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -521,7 +495,7 @@ service "talker" {
     // Wait until both are running and talking.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let r = rows(&store, &dir, false);
+        let r = rows(store, dir, false);
         if r.len() == 2 {
             break;
         }
@@ -543,7 +517,7 @@ service "talker" {
     assert!(!stdout.contains('\x1b'), "{stdout}");
     // The shell loop exits on the SIGTERM boxr's init forwards: no 10 s wait.
     assert!(stopped_in < Duration::from_secs(5), "{stopped_in:?}");
-    for r in rows(&store, &dir, true) {
+    for r in rows(store, dir, true) {
         assert_eq!(r["State"], "exited", "{r}");
     }
 }
@@ -554,10 +528,7 @@ fn profiles_interpolation_and_config() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "cfg",
         r#"
 service "app" {
@@ -574,15 +545,12 @@ service "debug" {
 }
 "#,
     );
+    let (store, dir) = (&s.store, &s.dir);
     std::fs::write(dir.join(".env"), "MODE=from-dotenv\nPORT=\n").unwrap();
     std::fs::write(dir.join("app.env"), "# settings\nLEVEL=\"warn\"\n").unwrap();
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
     // `config`: `.env` fills ${MODE}, `:-` fills an empty PORT, env files are named absolutely;
     // the environment wins over `.env`.
-    let (c, out, err) = boxr_env(&store, &dir, &[("MODE", "from-env")], &["stack", "config"]);
+    let (c, out, err) = boxr_env(store, dir, &[("MODE", "from-env")], &["stack", "config"]);
     assert_eq!(c, 0, "{err}");
     assert!(out.contains("env \"PORT\" \"8080\""), "{out}");
     assert!(out.contains("env \"MODE\" \"from-env\""), "{out}");
@@ -593,16 +561,16 @@ service "debug" {
         )),
         "{out}"
     );
-    let (c, out, _) = boxr_in(&store, &dir, &["stack", "config", "--services"]);
+    let (c, out, _) = boxr_in(store, dir, &["stack", "config", "--services"]);
     assert_eq!((c, out.as_str()), (0, "app\n"));
 
     // Without the profile only `app` starts; the env file reached the container.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
-    assert_eq!(rows(&store, &dir, false).len(), 1);
+    assert_eq!(rows(store, dir, false).len(), 1);
     let (c, out, _) = boxr_in(
-        &store,
-        &dir,
+        store,
+        dir,
         &[
             "stack",
             "exec",
@@ -614,12 +582,12 @@ service "debug" {
     );
     assert_eq!((c, out.trim()), (0, "from-dotenv warn 8080"));
     // Named, a service starts even though its profile is not active; BOXR_PROFILES activates it.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "debug"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d", "debug"]);
     assert_eq!(c, 0, "{err}");
-    assert_eq!(rows(&store, &dir, false).len(), 2);
+    assert_eq!(rows(store, dir, false).len(), 2);
     let (c, out, err) = boxr_env(
-        &store,
-        &dir,
+        store,
+        dir,
         &[("BOXR_PROFILES", "debug")],
         &["stack", "config", "--services"],
     );
@@ -627,10 +595,10 @@ service "debug" {
 
     // ${NAME:?message}: the message, pointing at the value.
     write_manifest(
-        &dir,
+        dir,
         "service \"x\" {\n    image \"base\"\n    env \"TOKEN\" \"${TOKEN:?set a token}\"\n}\n",
     );
-    let (c, _, err) = boxr_in(&store, &dir, &["check"]);
+    let (c, _, err) = boxr_in(store, dir, &["check"]);
     assert_eq!(c, 1);
     assert!(err.contains("`TOKEN` must be set: set a token"), "{err}");
 }
@@ -693,37 +661,31 @@ fn down_removes_the_projects_volumes_and_images_when_asked() {
     if !privileged(name) {
         return;
     }
-    let w = tempfile::tempdir().unwrap();
-    let store = w.path().join("store");
-    let dir = project(
-        w.path(),
+    let s = Stack::new(
         "vol",
         "service \"keeper\" {\n    image \"base\"\n    command \"sh\" \"-c\" \"echo kept > /data/f; exec sleep 1000\"\n    volume \"data\" \"/data\"\n}\n",
     );
-    let _down = Down {
-        store: &store,
-        dir: dir.clone(),
-    };
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (store, dir) = (&s.store, &s.dir);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
     // The named volume is the project's, and outlives a plain down.
-    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    let (_, vols, _) = boxr(store, &["volume", "ls", "-q"]);
     assert_eq!(vols.trim(), "vol_data");
-    let (c, _, err) = boxr_in(&store, &dir, &["down"]);
+    let (c, _, err) = boxr_in(store, dir, &["down"]);
     assert_eq!(c, 0, "{err}");
-    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    let (_, vols, _) = boxr(store, &["volume", "ls", "-q"]);
     assert_eq!(vols.trim(), "vol_data");
     // It is still there for the next up; -v and --rmi local take it and the built image.
-    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d"]);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
     assert_eq!(c, 0, "{err}");
-    let (c, out, _) = boxr_in(&store, &dir, &["stack", "exec", "keeper", "cat", "/data/f"]);
+    let (c, out, _) = boxr_in(store, dir, &["stack", "exec", "keeper", "cat", "/data/f"]);
     assert_eq!((c, out.trim()), (0, "kept"));
-    let (c, _, err) = boxr_in(&store, &dir, &["down", "-v", "--rmi", "local", "-t", "1"]);
+    let (c, _, err) = boxr_in(store, dir, &["down", "-v", "--rmi", "local", "-t", "1"]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("Volume vol_data  Removed"), "{err}");
     assert!(err.contains("Image base:latest  Removed"), "{err}");
-    let (_, vols, _) = boxr(&store, &["volume", "ls", "-q"]);
+    let (_, vols, _) = boxr(store, &["volume", "ls", "-q"]);
     assert_eq!(vols.trim(), "");
-    let (_, images, _) = boxr(&store, &["images", "-q"]);
+    let (_, images, _) = boxr(store, &["images", "-q"]);
     assert_eq!(images.trim(), "");
 }

@@ -82,15 +82,7 @@ pub fn stop_services(
             });
         }
     });
-    match errors
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .next()
-    {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    super::first_error(errors)
 }
 
 /// What `down` removed.

@@ -273,6 +273,19 @@ pub fn project_name_of(dir: &Path) -> Option<String> {
     (!n.is_empty()).then_some(n)
 }
 
+/// The first of the failures threads of one operation collected, if any.
+fn first_error(errors: std::sync::Mutex<Vec<StackError>>) -> Result<(), StackError> {
+    match errors
+        .into_inner()
+        .expect("not poisoned")
+        .into_iter()
+        .next()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Each service's depth in the dependency graph: 0 for one that depends on nothing, else one
 /// more than the deepest of what it depends on (so sorting by it starts dependencies first).
 fn dependency_ranks<'m>(services: &[&'m Service]) -> BTreeMap<&'m str, usize> {

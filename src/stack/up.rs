@@ -263,15 +263,7 @@ pub fn start_services(
             });
         }
     });
-    match errors
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .next()
-    {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    super::first_error(errors)
 }
 
 /// Waits until each dependency of `svc` (that is being started) meets its condition.
@@ -304,14 +296,16 @@ fn wait_dependencies(
         drop(p);
         let replicas = containers_of_service(store, project, dep);
         for info in &replicas {
-            wait_condition(info, d.condition).map_err(|why| StackError::Service {
-                message: format!(
-                    "service `{}` depends on `{dep}` being {}, but {} {why}",
-                    svc.name.value,
-                    condition_word(d.condition),
-                    info.name.as_deref().unwrap_or(dep),
-                ),
-                help: last_logs(info),
+            wait_for(info, Want::Condition(d.condition), None).map_err(|why| {
+                StackError::Service {
+                    message: format!(
+                        "service `{}` depends on `{dep}` being {}, but {} {why}",
+                        svc.name.value,
+                        condition_word(d.condition),
+                        info.name.as_deref().unwrap_or(dep),
+                    ),
+                    help: last_logs(info),
+                }
             })?;
         }
     }
@@ -335,48 +329,62 @@ fn containers_of_service(store: &Store, project: &Project<'_>, service: &str) ->
         .collect()
 }
 
-/// Waits until the container meets `c` (`Started`: at once); `Err` says why it never will.
-fn wait_condition(info: &Info, c: Condition) -> Result<(), String> {
+/// What a wait for a container asks of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// A `depends-on` condition.
+    Condition(Condition),
+    /// `up --wait`: running (and healthy where it has a check), or exited 0.
+    Ready,
+}
+
+/// Waits until the container is where `want` asks (`started`: at once), until `deadline` if
+/// any; `Err` says why it is not (and never will be, before the deadline).
+fn wait_for(info: &Info, want: Want, deadline: Option<Instant>) -> Result<(), String> {
+    use Condition::{Completed, Healthy, Started};
     let mut unknown_since: Option<Instant> = None;
     loop {
-        match (c, state::status(info)) {
-            (Condition::Started, _) => return Ok(()),
-            (
-                Condition::Healthy,
-                Status::Running {
-                    health: Some(h), ..
-                },
-            ) if h == "healthy" => {
-                return Ok(());
-            }
-            (
-                Condition::Healthy,
-                Status::Running {
-                    health: Some(h), ..
-                },
-            ) if h == "unhealthy" => {
+        let status = state::status(info);
+        let health = match &status {
+            Status::Running { health, .. } => Some(health.as_deref()),
+            _ => None,
+        };
+        match (want, &status, health) {
+            (Want::Condition(Started), _, _) => return Ok(()),
+            (Want::Condition(Healthy) | Want::Ready, _, Some(Some("healthy"))) => return Ok(()),
+            (Want::Ready, _, Some(None)) => return Ok(()),
+            (Want::Condition(Healthy) | Want::Ready, _, Some(Some("unhealthy"))) => {
                 return Err(format!("is unhealthy{}", last_health(info)));
             }
-            (Condition::Healthy, Status::Running { health: None, .. }) => {
+            (Want::Condition(Healthy), _, Some(None)) => {
                 return Err("has no health check".into());
             }
-            (Condition::Completed, Status::Exited { code: Some(0), .. }) => return Ok(()),
+            (Want::Condition(Completed) | Want::Ready, Status::Exited { code: Some(0), .. }, _) => {
+                return Ok(());
+            }
             (
                 _,
                 Status::Exited {
                     code: Some(code), ..
                 },
+                _,
             ) => {
                 return Err(format!("exited with code {code}"));
             }
             // Its init is gone and its monitor has not recorded the code yet: a moment.
-            (_, Status::Exited { code: None, .. }) => {
+            (_, Status::Exited { code: None, .. }, _) => {
                 let since = *unknown_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(5) {
                     return Err("exited".into());
                 }
             }
             _ => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(match health {
+                Some(_) => format!("is not healthy yet{}", last_health(info)),
+                None => "is not running".into(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -503,37 +511,7 @@ fn wait_ready(
     let deadline = timeout.map(|t| Instant::now() + t);
     for svc in selected {
         for info in containers_of_service(store, project, &svc.name.value) {
-            let r = loop {
-                match state::status(&info) {
-                    Status::Running { health: None, .. } => break Ok(()),
-                    Status::Running {
-                        health: Some(h), ..
-                    } if h == "healthy" => break Ok(()),
-                    Status::Exited { code: Some(0), .. } => break Ok(()),
-                    Status::Running {
-                        health: Some(h), ..
-                    } if h == "unhealthy" => {
-                        break Err(format!("is unhealthy{}", last_health(&info)));
-                    }
-                    Status::Exited {
-                        code: Some(code), ..
-                    } => {
-                        break Err(format!("exited with code {code}"));
-                    }
-                    s => {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            break Err(match s {
-                                Status::Running { .. } => {
-                                    format!("is not healthy yet{}", last_health(&info))
-                                }
-                                _ => "is not running".into(),
-                            });
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            r.map_err(|why| StackError::Service {
+            wait_for(&info, Want::Ready, deadline).map_err(|why| StackError::Service {
                 message: format!(
                     "service `{}`: {} {why}",
                     svc.name.value,

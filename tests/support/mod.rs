@@ -365,3 +365,14 @@ pub fn build_probe(name: &str, dest: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Links of the current namespace whose names boxr gives (bridges and veth ends).
+pub fn boxr_links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with("br-") || n.starts_with("vb") || n == "boxr0")
+        .collect()
+}
