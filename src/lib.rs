@@ -13,6 +13,7 @@ pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod sandbox;
 pub mod stack;
 pub mod store;

@@ -68,6 +68,63 @@ impl ImageRef {
     }
 }
 
+/// Docker Hub's name in references, and the host its API answers on.
+pub const DOCKER_HUB: &str = "docker.io";
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+impl ImageRef {
+    /// The registry domain written in the reference, if any (`localhost:5000/app` → `localhost:5000`).
+    pub fn explicit_domain(&self) -> Option<&str> {
+        let (first, _) = self.repository.split_once('/')?;
+        (first.contains(['.', ':']) || first == "localhost").then_some(first)
+    }
+
+    /// The registry domain and the path inside it, as Docker normalizes them: no domain means
+    /// Docker Hub, where a one-component path lives under `library/`; `index.docker.io` is
+    /// Docker Hub too.
+    pub fn domain_and_path(&self) -> (String, String) {
+        let (domain, path) = match self.explicit_domain() {
+            Some(d) => (d, &self.repository[d.len() + 1..]),
+            None => (DOCKER_HUB, self.repository.as_str()),
+        };
+        let domain = if domain == "index.docker.io" {
+            DOCKER_HUB
+        } else {
+            domain
+        };
+        let path = if domain == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_owned()
+        };
+        (domain.to_owned(), path)
+    }
+
+    /// The fully qualified reference (`debian` → `docker.io/library/debian:latest`), the name
+    /// a pulled image is stored under.
+    pub fn normalized(&self) -> ImageRef {
+        let (domain, path) = self.domain_and_path();
+        ImageRef {
+            repository: format!("{domain}/{path}"),
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+
+    /// The shortest name that normalizes to this one (`docker.io/library/debian` → `debian`),
+    /// as Docker shows Hub images.
+    pub fn familiar(&self) -> String {
+        let (domain, path) = self.domain_and_path();
+        if domain != DOCKER_HUB {
+            return self.repository.clone();
+        }
+        path.strip_prefix("library/")
+            .filter(|p| !p.contains('/'))
+            .unwrap_or(&path)
+            .to_owned()
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.repository)?;
@@ -163,6 +220,38 @@ mod tests {
         let r = ImageRef::parse(&format!("app@{d}")).unwrap();
         assert_eq!(r.tag_or_latest(), None);
         assert_eq!(r.to_string(), format!("app@{d}"));
+    }
+
+    #[test]
+    fn normalizes_as_docker_does() {
+        let n = |s: &str| ImageRef::parse(s).unwrap().normalized().to_string();
+        assert_eq!(n("debian"), "docker.io/library/debian:latest");
+        assert_eq!(n("debian:12"), "docker.io/library/debian:12");
+        assert_eq!(n("team/app"), "docker.io/team/app:latest");
+        assert_eq!(
+            n("index.docker.io/debian"),
+            "docker.io/library/debian:latest"
+        );
+        assert_eq!(
+            n("docker.io/library/debian:12"),
+            "docker.io/library/debian:12"
+        );
+        assert_eq!(n("localhost/app"), "localhost/app:latest");
+        assert_eq!(n("127.0.0.1:5000/a/b:1"), "127.0.0.1:5000/a/b:1");
+        let d = format!("sha256:{}", "b".repeat(64));
+        assert_eq!(
+            n(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
+        let f = |s: &str| ImageRef::parse(s).unwrap().familiar();
+        assert_eq!(f("docker.io/library/debian:12"), "debian");
+        assert_eq!(f("docker.io/team/app"), "team/app");
+        assert_eq!(f("quay.io/x/y"), "quay.io/x/y");
+        // A name with a dot in its first component is a domain, not a Hub path.
+        assert_eq!(
+            ImageRef::parse("my.reg/app").unwrap().domain_and_path(),
+            ("my.reg".to_owned(), "app".to_owned())
+        );
     }
 
     #[test]

@@ -275,6 +275,17 @@ pub enum CompressionArg {
     None,
 }
 
+impl CompressionArg {
+    pub fn compression(self) -> crate::layer::compress::Compression {
+        use crate::layer::compress::Compression;
+        match self {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
     /// An OCI image layout (directory or tar) or a docker-archive tarball (gzip/zstd allowed)
@@ -291,7 +302,6 @@ pub struct TagArgs {
 }
 
 pub fn save(args: &SaveArgs, settings: &Settings) -> i32 {
-    use crate::layer::compress::Compression;
     let store = match open(settings, Access::Shared) {
         Ok(s) => s,
         Err(c) => return c,
@@ -311,11 +321,7 @@ pub fn save(args: &SaveArgs, settings: &Settings) -> i32 {
             Err(e) => return fail_with(&settings.printer, &e),
         }
     }
-    let compression = match args.compression {
-        CompressionArg::Gzip => Compression::Gzip,
-        CompressionArg::Zstd => Compression::Zstd,
-        CompressionArg::None => Compression::None,
-    };
+    let compression = args.compression.compression();
     match store.save(&images, args.format, compression, &args.output) {
         Ok(()) => exit::OK,
         Err(e) => fail_with(&settings.printer, &e),

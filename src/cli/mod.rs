@@ -10,6 +10,7 @@ mod network;
 mod plan;
 pub mod printer;
 mod progress;
+mod registry;
 mod run;
 mod stack;
 mod template;
@@ -146,6 +147,14 @@ enum Commands {
     Load(images::LoadArgs),
     /// Remove images
     Rmi(images::RmiArgs),
+    /// Pull an image from a registry
+    Pull(registry::PullArgs),
+    /// Push an image to a registry; prints the pushed manifest's digest
+    Push(registry::PushArgs),
+    /// Log in to a registry (the credentials are checked, then kept in boxr's auth file)
+    Login(registry::LoginArgs),
+    /// Forget the credentials for a registry
+    Logout(registry::LogoutArgs),
     /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
     Gc(images::GcArgs),
     /// Manage named volumes
@@ -326,6 +335,10 @@ pub fn main() -> i32 {
         Commands::Save(args) => images::save(args, &settings),
         Commands::Load(args) => images::load(args, &settings),
         Commands::Rmi(args) => images::rmi(args, &settings),
+        Commands::Pull(args) => registry::pull(args, &settings),
+        Commands::Push(args) => registry::push(args, &settings),
+        Commands::Login(args) => registry::login(args, &settings),
+        Commands::Logout(args) => registry::logout(args, &settings),
         Commands::Gc(args) => images::gc(args, &settings),
         Commands::Volume(cmd) => images::volume(cmd, &settings),
         Commands::Network(cmd) => network::network(cmd, &settings),

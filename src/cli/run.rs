@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::registry::{PullPolicy, TlsArgs, ensure_image};
 use super::{Settings, fail_with};
 use crate::container::{self, Network, RunOptions};
 use crate::sandbox::NetworkMode;
@@ -184,6 +185,11 @@ pub struct RunArgs {
     /// A host device for the container: HOST[:CONTAINER][:PERMS] (PERMS of r, w, m; default rwm)
     #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
     device: Vec<String>,
+    /// When to pull the image from its registry
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing, value_name = "POLICY")]
+    pull: PullPolicy,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// The image: NAME[:TAG] or an id
     image: String,
     /// The command and its arguments (default: the image's)
@@ -275,6 +281,9 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(e) => return fail_with(&settings.printer, &e),
     };
+    if let Err(code) = ensure_image(&store, &args.image, args.pull, &args.tls, &settings.printer) {
+        return code;
+    }
     let opts = options(args);
     if args.restart.as_deref().is_some_and(|r| r != "no") && !args.detach {
         return super::fail(
@@ -299,6 +308,9 @@ pub fn create(args: &RunArgs, settings: &Settings) -> i32 {
         Ok(s) => s,
         Err(e) => return fail_with(&settings.printer, &e),
     };
+    if let Err(code) = ensure_image(&store, &args.image, args.pull, &args.tls, &settings.printer) {
+        return code;
+    }
     let mut opts = options(args);
     opts.detach = true;
     print_id(container::create_only(&store, &opts), settings)

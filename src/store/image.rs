@@ -58,6 +58,16 @@ pub fn ref_key(name: &str) -> Result<String, StoreError> {
     Ok(r.to_string())
 }
 
+/// The key a pulled image is stored under: its normalized name with the tag it was pulled by
+/// (`docker.io/library/debian:12`), or with the digest when pulled by digest.
+pub fn remote_key(r: &ImageRef) -> String {
+    let n = r.normalized();
+    match (&n.tag, &n.digest) {
+        (None, Some(d)) => format!("{}@{d}", n.repository),
+        _ => ImageRef { digest: None, ..n }.to_string(),
+    }
+}
+
 impl Store {
     /// Writes an image's config and manifest blobs; the layers must already be in the store.
     pub fn put_image(
@@ -126,6 +136,13 @@ impl Store {
         let refs = self.refs()?;
         if let Ok(key) = ref_key(query)
             && let Some(d) = refs.get(&key)
+        {
+            return self.image(d);
+        }
+        // A pulled image is stored under its full name (`debian` → docker.io/library/debian),
+        // one pulled by digest under `name@digest`.
+        if let Ok(r) = ImageRef::parse(query)
+            && let Some(d) = refs.get(&remote_key(&r))
         {
             return self.image(d);
         }
@@ -203,7 +220,10 @@ impl Store {
         let mut out = Vec::new();
         for (key, d) in self.refs()? {
             let img = self.image(&d)?;
-            let (repository, tag) = key.rsplit_once(':').expect("keys are name:tag");
+            let (repository, tag) = match key.split_once('@') {
+                Some((name, _)) => (name, "<none>"),
+                None => key.rsplit_once(':').expect("keys are name:tag"),
+            };
             out.push(ImageSummary {
                 repository: repository.to_owned(),
                 tag: tag.to_owned(),

@@ -197,39 +197,87 @@ impl Store {
             Some(d) => d.media_type.clone(),
             None => kind.oci_media_type().to_owned(),
         };
-        if !self.has_layer(diff_id) {
-            let staged = self.stage_layer()?;
-            let result = (|| {
-                let (_, r) = compress::decompressing(blob)
-                    .map_err(io_err("read", self.blob_path(&blob_digest)))?;
-                let mut hashing = HashingReader::new(r);
-                let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-                layer::apply(&mut hashing, &staged.join("root"), &lower_refs)?;
-                // The DiffID covers the whole stream, padding after the end marker included.
-                io::copy(&mut hashing, &mut io::sink())
-                    .map_err(io_err("read", self.blob_path(&blob_digest)))?;
-                let (actual, uncompressed) = hashing.finish();
-                if actual != *diff_id {
-                    return Err(StoreError::Corrupt {
-                        digest: *diff_id,
-                        actual,
-                    });
-                }
-                self.put_layer(
-                    &staged,
-                    &LayerMeta {
-                        diff_id: *diff_id,
-                        size: uncompressed,
-                        clamp_mtime: None,
-                    },
-                )
-            })();
-            if result.is_err() {
-                let _ = remove_tree(&staged);
-            }
-            result?;
-        }
+        self.unpack_blob(&blob_digest, diff_id, lowers)?;
         Ok(Descriptor::new(&media, blob_digest, size))
+    }
+
+    /// Unpacks the stored layer blob `blob_digest` (plain, gzip or zstd) as the layer
+    /// `diff_id` over `lowers` (topmost first), checking the uncompressed stream against the
+    /// DiffID. Nothing is published when the check fails; a layer already there is kept.
+    pub fn unpack_blob(
+        &self,
+        blob_digest: &Digest,
+        diff_id: &Digest,
+        lowers: &[PathBuf],
+    ) -> Result<(), StoreError> {
+        if self.has_layer(diff_id) {
+            return Ok(());
+        }
+        let blob = self.open_blob(blob_digest)?;
+        let staged = self.stage_layer()?;
+        let result = (|| {
+            let (_, r) = compress::decompressing(blob)
+                .map_err(io_err("read", self.blob_path(blob_digest)))?;
+            let mut hashing = HashingReader::new(r);
+            let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+            layer::apply(&mut hashing, &staged.join("root"), &lower_refs)?;
+            // The DiffID covers the whole stream, padding after the end marker included.
+            io::copy(&mut hashing, &mut io::sink())
+                .map_err(io_err("read", self.blob_path(blob_digest)))?;
+            let (actual, uncompressed) = hashing.finish();
+            if actual != *diff_id {
+                return Err(StoreError::Corrupt {
+                    digest: *diff_id,
+                    actual,
+                });
+            }
+            self.put_layer(
+                &staged,
+                &LayerMeta {
+                    diff_id: *diff_id,
+                    size: uncompressed,
+                    clamp_mtime: None,
+                },
+            )
+        })();
+        if result.is_err() {
+            let _ = remove_tree(&staged);
+        }
+        result
+    }
+
+    /// Publishes an image whose layers are all unpacked in the store: its config, then its
+    /// manifest (kept byte for byte, so its digest is the one it was received with). The
+    /// manifest is published last, so a crash before leaves no image, only blobs for `gc`.
+    pub fn add_image(
+        &self,
+        manifest_bytes: &[u8],
+        config_bytes: &[u8],
+    ) -> Result<Image, StoreError> {
+        let digest = Digest::of(manifest_bytes);
+        let manifest: Manifest = serde_json::from_slice(manifest_bytes)
+            .map_err(|e| invalid(format!("manifest {digest}: {e}")))?;
+        if Digest::of(config_bytes) != manifest.config.digest {
+            return Err(StoreError::Corrupt {
+                digest: manifest.config.digest,
+                actual: Digest::of(config_bytes),
+            });
+        }
+        let config: ImageConfig = serde_json::from_slice(config_bytes)
+            .map_err(|e| invalid(format!("image config {}: {e}", manifest.config.digest)))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(invalid(format!(
+                "manifest {digest} has {} layers but its config {} diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        if let Some(missing) = config.rootfs.diff_ids.iter().find(|d| !self.has_layer(d)) {
+            return Err(StoreError::Missing { digest: *missing });
+        }
+        self.put_blob(config_bytes)?;
+        self.put_blob(manifest_bytes)?;
+        self.image(&digest)
     }
 
     fn load_docker(&self, src: &Source) -> Result<Vec<Loaded>, StoreError> {

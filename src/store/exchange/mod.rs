@@ -6,7 +6,7 @@ mod load;
 mod save;
 
 pub use load::Loaded;
-pub use save::SaveFormat;
+pub use save::{ExportedImage, SaveFormat};
 
 use std::fs::{self, File};
 use std::io::{self, Read};

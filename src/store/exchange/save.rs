@@ -30,6 +30,16 @@ pub enum SaveFormat {
     Docker,
 }
 
+/// An image ready to publish elsewhere: its manifest and the file of every blob.
+#[derive(Debug, Clone)]
+pub struct ExportedImage {
+    pub manifest_bytes: Vec<u8>,
+    /// The manifest's media type (OCI, or Docker's for a manifest kept as pulled).
+    pub media_type: String,
+    pub config: (Descriptor, PathBuf),
+    pub layers: Vec<(Descriptor, PathBuf)>,
+}
+
 /// Where the bytes of an exported blob come from.
 #[derive(Debug, Clone)]
 enum BlobSource {
@@ -116,6 +126,53 @@ impl Store {
             SaveFormat::Oci | SaveFormat::OciDir => self.write_oci(&exported, format, out),
             SaveFormat::Docker => self.write_docker(&exported, out),
         }
+    }
+
+    /// The blobs and manifest that publish `img` elsewhere (a registry push): stored blobs as
+    /// they are, layers boxr made regenerated and compressed with `compression` into files
+    /// under `work`. The manifest is the stored one, byte for byte, when every layer blob
+    /// exists; otherwise a new OCI manifest naming the compressed layers.
+    pub fn export_image(
+        &self,
+        img: &Image,
+        compression: Compression,
+        work: &Path,
+    ) -> Result<ExportedImage, StoreError> {
+        let mut layers = Vec::new();
+        let mut changed = false;
+        for (desc, diff_id) in img.manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+            let (d, src) = self.export_layer(desc, diff_id, compression, false, work)?;
+            changed |= d != *desc;
+            let path = match src {
+                BlobSource::Store(digest) => self.blob_path(&digest),
+                BlobSource::Temp(p) => p,
+                BlobSource::Bytes(_) => unreachable!("layers are files"),
+            };
+            layers.push((d, path));
+        }
+        let (manifest_bytes, media_type) = if changed {
+            let m = Manifest {
+                schema_version: 2,
+                media_type: Some(oci::MEDIA_MANIFEST.to_owned()),
+                config: img.manifest.config.clone(),
+                layers: layers.iter().map(|(d, _)| d.clone()).collect(),
+                annotations: img.manifest.annotations.clone(),
+            };
+            (oci::to_json(&m), oci::MEDIA_MANIFEST.to_owned())
+        } else {
+            let media = img
+                .manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| oci::MEDIA_MANIFEST.to_owned());
+            (self.read_blob(&img.manifest_digest)?, media)
+        };
+        Ok(ExportedImage {
+            manifest_bytes,
+            media_type,
+            config: (img.manifest.config.clone(), self.blob_path(&img.id)),
+            layers,
+        })
     }
 
     /// One layer for the output: the stored blob when it is in the wanted shape, else a temp

@@ -1,0 +1,569 @@
+//! Registries, for real: Debian's `docker-registry` (distribution) on 127.0.0.1 in the test's
+//! own network namespace, with a temporary storage directory; skopeo and podman on the other
+//! side of every exchange.
+
+mod support;
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{assert_store_consistent, boxr, boxr_env, busybox_rootfs, have_tool, privileged};
+
+fn ok(out: (i32, String, String)) -> String {
+    assert_eq!(out.0, 0, "{}", out.2);
+    out.1
+}
+
+/// A registry process on a free loopback port, stopped (by its pid) when dropped.
+struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+    data: PathBuf,
+}
+
+impl Registry {
+    /// Starts `docker-registry serve` with `extra` YAML under `http:` (TLS) and at top level
+    /// (auth) as given.
+    fn start(dir: &Path, http_extra: &str, top_extra: &str) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let data = dir.join("registry-data");
+        fs::create_dir_all(&data).unwrap();
+        let config = dir.join("registry.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{top_extra}",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not start: {}",
+                fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry { child, addr, data }
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.data
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry_ready(test: &str) -> bool {
+    privileged(test) && have_tool(test, "docker-registry") && have_tool(test, "skopeo")
+}
+
+fn import_busybox(w: &Path, store: &Path, name: &str) {
+    let rootfs = busybox_rootfs(w);
+    ok(boxr(store, &["import", rootfs.to_str().unwrap(), name]));
+}
+
+fn image_id(store: &Path, name: &str) -> String {
+    let (c, out, err) = boxr(store, &["inspect", name]);
+    assert_eq!(c, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["Id"].as_str().unwrap().to_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn push_pull_round_trip_and_run_pulls_absent_images() {
+    let t = "push_pull_round_trip_and_run_pulls_absent_images";
+    if !registry_ready(t) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let s1 = w.path().join("s1");
+    import_busybox(w.path(), &s1, "bb:1");
+    let id = image_id(&s1, "bb:1");
+
+    // Push: stdout is the manifest digest, the one skopeo reads back.
+    let dest = format!("{}/test/bb:1", reg.addr);
+    let pushed = ok(boxr(&s1, &["push", "bb:1", &dest])).trim().to_owned();
+    let raw = skopeo_raw(&dest);
+    assert_eq!(pushed, format!("sha256:{}", sha256_hex(&raw)));
+    // Pushing again sends no blob: the registry has them all.
+    let (c, out, err) = boxr(&s1, &["push", "bb:1", &dest]);
+    assert_eq!((c, out.trim()), (0, pushed.as_str()), "{err}");
+    assert!(
+        err.contains("Layer already exists") && !err.contains(": Pushed"),
+        "{err}"
+    );
+
+    // Pull into a fresh store: the same image Id; it runs.
+    let s2 = w.path().join("s2");
+    let (c, out, err) = boxr(&s2, &["pull", &dest]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out.trim(), dest);
+    assert!(err.contains("Pull complete"), "{err}");
+    assert_eq!(image_id(&s2, &dest), id, "a round trip keeps the image Id");
+    let (c, out, err) = boxr(&s2, &["run", "--rm", &dest, "echo", "pulled-and-ran"]);
+    assert_eq!((c, out.trim()), (0, "pulled-and-ran"), "{err}");
+    // A pull of what the store has downloads nothing.
+    let (c, _, err) = boxr(&s2, &["pull", &dest]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        err.contains("Image is up to date") && !err.contains("Pull complete"),
+        "{err}"
+    );
+    assert_store_consistent(&s2);
+
+    // The pulled image pushed elsewhere is byte for byte the same manifest; its blobs are
+    // mounted from the repository it came from.
+    let other = format!("{}/other/bb:2", reg.addr);
+    let (c, out, err) = boxr(&s2, &["push", &dest, &other]);
+    assert_eq!((c, out.trim()), (0, pushed.as_str()), "{err}");
+    assert!(err.contains("Mounted from another repository"), "{err}");
+    assert_eq!(skopeo_raw(&other), raw);
+
+    // `run` pulls an absent image first; `--pull never` does not.
+    let s3 = w.path().join("s3");
+    let (c, _, err) = boxr(&s3, &["run", "--rm", "--pull", "never", &other, "true"]);
+    assert_ne!(c, 0);
+    assert!(err.contains("no such image"), "{err}");
+    let (c, out, err) = boxr(&s3, &["run", "--rm", &other, "cat", "/etc/passwd"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.starts_with("root:x:0:0"), "{out}");
+    assert!(err.contains("Unable to find image"), "{err}");
+    // A short name the store has never goes to a registry (there is none for it).
+    let (c, out, err) = boxr(&s1, &["run", "--rm", "bb:1", "echo", "local"]);
+    assert_eq!((c, out.trim()), (0, "local"), "{err}");
+}
+
+#[test]
+fn pulls_what_skopeo_and_podman_pushed() {
+    let t = "pulls_what_skopeo_and_podman_pushed";
+    if !registry_ready(t) || !have_tool(t, "podman") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:amd");
+    let arm_root = w.path().join("arm");
+    fs::create_dir_all(&arm_root).unwrap();
+    let rootfs = busybox_rootfs(&arm_root);
+    fs::write(rootfs.join("arch"), "arm64\n").unwrap();
+    ok(boxr(&s, &["import", rootfs.to_str().unwrap(), "bb:arm"]));
+    let amd_tar = w.path().join("amd.tar");
+    let arm_tar = w.path().join("arm.tar");
+    ok(boxr(
+        &s,
+        &["save", "bb:amd", "-o", amd_tar.to_str().unwrap()],
+    ));
+    ok(boxr(
+        &s,
+        &["save", "bb:arm", "-o", arm_tar.to_str().unwrap()],
+    ));
+
+    // skopeo, as a Docker v2 schema 2 manifest.
+    let v2 = format!("{}/skopeo/bb:v2", reg.addr);
+    let st = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--format", "v2s2"])
+        .arg(format!("oci-archive:{}", amd_tar.display()))
+        .arg(format!("docker://{v2}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fresh = w.path().join("fresh");
+    ok(boxr(&fresh, &["pull", &v2]));
+    let (c, out, err) = boxr(&fresh, &["run", "--rm", &v2, "echo", "docker-manifest"]);
+    assert_eq!((c, out.trim()), (0, "docker-manifest"), "{err}");
+    // Kept as received: pushing it back gives skopeo's own manifest digest.
+    let back = format!("{}/skopeo/back:1", reg.addr);
+    let pushed = ok(boxr(&fresh, &["push", &v2, &back])).trim().to_owned();
+    assert_eq!(pushed, format!("sha256:{}", sha256_hex(&skopeo_raw(&v2))));
+
+    // podman, a multi-platform index: the host's platform by default, another on request.
+    let pr = w.path().join("podman");
+    let podman = |args: &[&str]| {
+        let out = Command::new("podman")
+            .arg("--root")
+            .arg(pr.join("root"))
+            .arg("--runroot")
+            .arg(pr.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    podman(&["manifest", "create", "localhost/multi"]);
+    let amd = format!("oci-archive:{}", amd_tar.display());
+    let arm = format!("oci-archive:{}", arm_tar.display());
+    podman(&["manifest", "add", "localhost/multi", &amd]);
+    podman(&[
+        "manifest",
+        "add",
+        "--arch",
+        "arm64",
+        "--variant",
+        "v8",
+        "localhost/multi",
+        &arm,
+    ]);
+    let multi = format!("{}/podman/multi:1", reg.addr);
+    podman(&[
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "localhost/multi",
+        &format!("docker://{multi}"),
+    ]);
+    let index_digest = format!("sha256:{}", sha256_hex(&skopeo_raw(&multi)));
+    let (c, _, err) = boxr(&fresh, &["pull", &multi]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        err.contains(&index_digest),
+        "the index digest is reported: {err}"
+    );
+    let (c, out, err) = boxr(&fresh, &["run", "--rm", &multi, "ls", "/arch"]);
+    assert_ne!(c, 0, "the amd64 image has no /arch: {out} {err}");
+    ok(boxr(&fresh, &["pull", "--platform", "linux/arm64", &multi]));
+    let (c, out, err) = boxr(&fresh, &["run", "--rm", &multi, "cat", "/arch"]);
+    assert_eq!((c, out.trim()), (0, "arm64"), "{err}");
+    let (c, _, err) = boxr(&fresh, &["pull", "--platform", "linux/s390x", &multi]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("no linux/s390x image") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
+    // By digest: stored under name@digest, found by it.
+    let by_digest = format!("{}/podman/multi@{index_digest}", reg.addr);
+    let fresh2 = w.path().join("fresh2");
+    ok(boxr(&fresh2, &["pull", &by_digest]));
+    let (c, out, err) = boxr(&fresh2, &["run", "--rm", &by_digest, "echo", "pinned"]);
+    assert_eq!((c, out.trim()), (0, "pinned"), "{err}");
+
+    // -a: every tag of a repository.
+    let fresh3 = w.path().join("fresh3");
+    let (c, out, err) = boxr(&fresh3, &["pull", "-a", &format!("{}/skopeo/bb", reg.addr)]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out.trim(), v2);
+    assert_store_consistent(&fresh);
+}
+
+#[test]
+fn bad_registries_and_references_get_one_clear_error() {
+    let t = "bad_registries_and_references_get_one_clear_error";
+    if !registry_ready(t) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    let dest = format!("{}/t/bb:1", reg.addr);
+    ok(boxr(&s, &["push", "bb:1", &dest]));
+    let raw: serde_json::Value = serde_json::from_slice(&skopeo_raw(&dest)).unwrap();
+    let layer = raw["layers"][0]["digest"].as_str().unwrap().to_owned();
+
+    let fresh = w.path().join("fresh");
+    let (c, _, err) = boxr(&fresh, &["pull", &format!("{}/t/bb:nope", reg.addr)]);
+    assert_eq!(c, 1);
+    assert!(err.contains("manifest `nope` not found"), "{err}");
+    let (c, _, err) = boxr(&fresh, &["pull", &format!("{}/t/nothing", reg.addr)]);
+    assert_eq!(c, 1, "{err}");
+    let (c, _, err) = boxr(&fresh, &["pull", "127.0.0.1:1/t/bb:1"]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("cannot reach the registry 127.0.0.1:1"),
+        "{err}"
+    );
+    // A registry that is not loopback is never tried over plain HTTP: here nothing listens,
+    // and the error is about HTTPS only (no traffic leaves the test's namespace).
+    let (c, _, err) = boxr(
+        &fresh,
+        &["pull", "10.255.255.1:5000/t/bb:1", "--tls-verify=true"],
+    );
+    assert_eq!(c, 1);
+    assert!(!err.contains("plain HTTP"), "{err}");
+
+    // A tampered blob (same size, other bytes) is refused, naming the digest; nothing of the
+    // image is stored.
+    let blob = reg.blob_file(&layer);
+    let original = fs::read(&blob).unwrap();
+    let mut tampered = original.clone();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0xff;
+    fs::write(&blob, &tampered).unwrap();
+    let (c, _, err) = boxr(&fresh, &["pull", &dest]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains(&layer) && err.contains("does not match"),
+        "{err}"
+    );
+    let (_, images, _) = boxr(&fresh, &["images", "-q"]);
+    assert_eq!(images.trim(), "", "no image from a failed pull");
+    assert!(!fresh.join("blobs/sha256").join(&layer[7..]).exists());
+    assert_store_consistent(&fresh);
+    // A registry that lies about the size: more bytes than the manifest says.
+    let mut longer = original.clone();
+    longer.extend_from_slice(b"extra");
+    fs::write(&blob, &longer).unwrap();
+    let (c, _, err) = boxr(&fresh, &["pull", &dest]);
+    assert_eq!(c, 1);
+    assert!(err.contains(&layer) && err.contains("bytes"), "{err}");
+    fs::write(&blob, &original).unwrap();
+    ok(boxr(&fresh, &["pull", &dest]));
+    assert_store_consistent(&fresh);
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1, in `dir`: (CA, cert, key).
+fn make_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let days = ["-days", "2"];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=boxr test CA",
+            ][..],
+            &days,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+            ][..],
+            &days,
+            &["-extfile", "leaf.ext", "-out", "cert.pem"],
+        ]
+        .concat(),
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[test]
+fn basic_auth_over_tls_with_login() {
+    let t = "basic_auth_over_tls_with_login";
+    if !registry_ready(t) || !have_tool(t, "openssl") || !have_tool(t, "htpasswd") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_cert(w.path());
+    let htpasswd = w.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .unwrap();
+    fs::write(&htpasswd, out.stdout).unwrap();
+    let reg = Registry::start(
+        w.path(),
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: boxr-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    // The CA for this registry, as Docker and podman lay out certs.d.
+    let certs_d = w.path().join("certs.d");
+    fs::create_dir_all(certs_d.join(&reg.addr)).unwrap();
+    fs::copy(&ca, certs_d.join(&reg.addr).join("ca.crt")).unwrap();
+    let auth_file = w.path().join("auth.json");
+    let env: Vec<(&str, &str)> = vec![
+        ("BOXR_AUTH_FILE", auth_file.to_str().unwrap()),
+        ("BOXR_CERTS_D", certs_d.to_str().unwrap()),
+        ("HOME", w.path().to_str().unwrap()),
+        ("REGISTRY_AUTH_FILE", ""),
+        ("DOCKER_CONFIG", w.path().to_str().unwrap()),
+    ];
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    let dest = format!("{}/secure/bb:1", reg.addr);
+    let run = |args: &[&str]| boxr_env(&s, w.path(), &env, args);
+
+    // No credentials: refused.
+    let (c, _, err) = run(&["push", "bb:1", &dest]);
+    assert_eq!(c, 1);
+    assert!(err.contains("refused the credentials"), "{err}");
+    // Without the CA, the certificate does not verify, and boxr does not drop to plain HTTP.
+    let (c, _, err) = boxr_env(
+        &s,
+        w.path(),
+        &[("BOXR_AUTH_FILE", auth_file.to_str().unwrap())],
+        &["pull", &dest],
+    );
+    assert_eq!(c, 1);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A wrong password: login fails, nothing is written.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+        .envs(env.iter().copied())
+        .env("BOXR_ROOT", &s)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(b"wrong\n")?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(!auth_file.exists());
+    let login = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+        .envs(env.iter().copied())
+        .env("BOXR_ROOT", &s)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(b"s3cret\n")?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&login.stdout).trim(),
+        "Login Succeeded"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&auth_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let pushed = ok(run(&["push", "bb:1", &dest])).trim().to_owned();
+    let fresh = w.path().join("fresh");
+    let (c, _, err) = boxr_env(&fresh, w.path(), &env, &["pull", &dest]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains(&pushed), "{err}");
+    // Credentials from podman's auth file work the same (boxr's own logged out).
+    ok(run(&["logout", &reg.addr]));
+    let (c, _, _) = run(&["push", "bb:1", &dest]);
+    assert_eq!(c, 1, "logged out");
+    let podman_auth = w.path().join("podman-auth.json");
+    fs::write(
+        &podman_auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.addr,
+            "YWxpY2U6czNjcmV0" // alice:s3cret
+        ),
+    )
+    .unwrap();
+    let mut env2 = env.clone();
+    env2.retain(|(k, _)| *k != "REGISTRY_AUTH_FILE");
+    env2.push(("REGISTRY_AUTH_FILE", podman_auth.to_str().unwrap()));
+    let (c, out, err) = boxr_env(&s, w.path(), &env2, &["push", "bb:1", &dest]);
+    assert_eq!((c, out.trim()), (0, pushed.as_str()), "{err}");
+}
