@@ -567,3 +567,89 @@ fn basic_auth_over_tls_with_login() {
     let (c, out, err) = boxr_env(&s, w.path(), &env2, &["push", "bb:1", &dest]);
     assert_eq!((c, out.trim()), (0, pushed.as_str()), "{err}");
 }
+
+#[test]
+fn builds_from_registry_images_pinned_by_the_lock() {
+    let t = "builds_from_registry_images_pinned_by_the_lock";
+    if !registry_ready(t) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let s1 = w.path().join("s1");
+    import_busybox(w.path(), &s1, "bb:1");
+    let base = format!("{}/base/bb:1", reg.addr);
+    let first = ok(boxr(&s1, &["push", "bb:1", &base])).trim().to_owned();
+
+    let proj = w.path().join("proj");
+    fs::create_dir_all(&proj).unwrap();
+    fs::write(
+        proj.join("boxr.kdl"),
+        format!("image \"app\" {{\n    from \"{base}\"\n    run \"echo built > /built\"\n}}\n"),
+    )
+    .unwrap();
+    let build = |store: &Path, extra: &[&str]| {
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        support::boxr_in(store, &proj, &args)
+    };
+    // A fresh store pulls the base and records its digest.
+    let s2 = w.path().join("s2");
+    let (c, _, err) = build(&s2, &[]);
+    assert_eq!(c, 0, "{err}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&fs::read(proj.join("boxr.lock")).unwrap()).unwrap();
+    assert_eq!(lock["images"][&base]["digest"], first.as_str(), "{lock}");
+    let built = image_id(&s2, "app");
+    ok(boxr(&s2, &["run", "--rm", "app", "cat", "/built"]));
+
+    // The tag moves in the registry; the lock keeps builds where they were, in any store.
+    let moved_root = w.path().join("moved");
+    fs::create_dir_all(&moved_root).unwrap();
+    let rootfs = busybox_rootfs(&moved_root);
+    fs::write(rootfs.join("marker"), "moved\n").unwrap();
+    ok(boxr(&s1, &["import", rootfs.to_str().unwrap(), "bb:2"]));
+    let second = ok(boxr(&s1, &["push", "bb:2", &base])).trim().to_owned();
+    assert_ne!(first, second);
+    let s3 = w.path().join("s3");
+    let (c, _, err) = build(&s3, &[]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        image_id(&s3, "app"),
+        built,
+        "the locked base gives the same image"
+    );
+    let (c, _, _) = boxr(&s3, &["run", "--rm", "app", "cat", "/marker"]);
+    assert_ne!(c, 0, "the old base has no /marker");
+    // --update follows the tag and rewrites the lock.
+    let (c, _, err) = build(&s3, &["--update"]);
+    assert_eq!(c, 0, "{err}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&fs::read(proj.join("boxr.lock")).unwrap()).unwrap();
+    assert_eq!(lock["images"][&base]["digest"], second.as_str(), "{lock}");
+    let (c, out, err) = boxr(&s3, &["run", "--rm", "app", "cat", "/marker"]);
+    assert_eq!((c, out.trim()), (0, "moved"), "{err}");
+
+    // check: the lock matches; a new reference is reported until a build locks it.
+    let (c, _, err) = support::boxr_in(&s3, &proj, &["check"]);
+    assert_eq!(c, 0, "{err}");
+    fs::write(
+        proj.join("boxr.kdl"),
+        format!(
+            "image \"app\" {{\n    from \"{}/base/bb:2\"\n}}\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let (c, _, err) = support::boxr_in(&s3, &proj, &["check"]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("not locked") && err.contains("locked but not used"),
+        "{err}"
+    );
+    // --pull never: a base the store lacks is an error, and nothing is pulled.
+    let s4 = w.path().join("s4");
+    let (c, _, err) = build(&s4, &["--pull", "never"]);
+    assert_eq!(c, 1);
+    assert!(err.contains("--pull never"), "{err}");
+}

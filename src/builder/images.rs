@@ -39,18 +39,18 @@ pub enum ImagesError {
 }
 
 /// Builds `targets` (images of `manifest`, with what they need) from the context
-/// `manifest_dir`; returns each target's image id (`sha256:...`).
+/// `manifest_dir`, its `from` references resolved by `resolver`; returns each target's image id (`sha256:...`).
 pub fn build_images(
     store: &Store,
     manifest: &Manifest,
     manifest_dir: &Path,
     targets: &[String],
+    resolver: &dyn plan::ImageResolver,
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, String>, ImagesError> {
     if targets.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let resolver = StoreImages(store);
     let hashes = plan::hashcache::FileHashCache::from_bytes(&store.stat_cache());
     let plan = plan::plan(
         manifest,
@@ -58,7 +58,7 @@ pub fn build_images(
             context: manifest_dir,
             manifest_dir,
             targets,
-            resolver: &resolver,
+            resolver,
             hashes: Some(&hashes),
         },
     )

@@ -14,6 +14,7 @@
 //! step's directories and commit); `state.rs` the image config as steps change it;
 //! `secrets.rs` the values of `--secret`.
 
+pub mod bases;
 mod images;
 mod network;
 pub mod secrets;

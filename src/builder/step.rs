@@ -200,7 +200,10 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
             return Ok(State::of_image(&image));
         }
         Base::Store(r) => {
-            let image = ctx.store.resolve(&r.to_string())?;
+            let image = match step.planned_image() {
+                Some(d) => ctx.store.image(&d)?,
+                None => ctx.store.resolve(&r.to_string())?,
+            };
             ctx.cached.fetch_add(1, Ordering::SeqCst);
             ctx.reporter.event(Event::Cached { step });
             return Ok(State::of_image(&image));
@@ -632,7 +635,10 @@ fn copy(
             let other = match step.needs.iter().find(|n| Some(**n) != step.parent) {
                 // Another image of this file: its last step's result.
                 Some(&n) => ctx.results[n].get().expect("the source is done").clone(),
-                None => State::of_image(&ctx.store.resolve(from)?),
+                None => State::of_image(&match step.planned_image() {
+                    Some(d) => ctx.store.image(&d)?,
+                    None => ctx.store.resolve(from)?,
+                }),
             };
             let ls = lowers(ctx, step, &other)?;
             if ls.is_empty() {

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::registry::{TlsArgs, View};
 use super::{ArgOverrides, Settings, exit, fail, fail_with, load_manifest};
+use crate::builder::bases::{self, Bases, BasesOptions, Pull};
 use crate::builder::{self, BuildOptions};
 use crate::plan::{self, PlanErrors, PlanOptions};
 use crate::store::{Access, Store};
@@ -45,6 +47,17 @@ pub struct BuildArgs {
     /// variable named like the secret)
     #[arg(long = "secret", value_name = "id=NAME[,src=FILE|,env=VAR]")]
     secrets: Vec<String>,
+
+    /// When to pull the registry images the manifest starts from
+    #[arg(long, value_enum, default_value_t = Pull::Missing, value_name = "POLICY")]
+    pull: Pull,
+
+    /// Resolve registry tags again and rewrite boxr.lock (default: use the locked digests)
+    #[arg(long)]
+    update: bool,
+
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
@@ -65,7 +78,10 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         Err(e) => return fail_with(&settings.printer, &e),
     };
     store.set_sync(settings.sync);
-    let resolver = builder::StoreImages(&store);
+    let resolver = match resolve_bases(&store, &m, args.pull, args.update, &args.tls, settings) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let hashes = crate::plan::hashcache::FileHashCache::from_bytes(&store.stat_cache());
     let plan = match plan::plan(
         &m,
@@ -159,6 +175,35 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
             }
         }
     }
+}
+
+/// The manifest's registry images, pulled as `pull` says and pinned in boxr.lock.
+pub(super) fn resolve_bases(
+    store: &Store,
+    m: &crate::manifest::Manifest,
+    pull: Pull,
+    update: bool,
+    tls: &TlsArgs,
+    settings: &Settings,
+) -> Result<Bases, i32> {
+    let client = crate::registry::Client::new(tls.options());
+    let lock_file = bases::lock_path(&settings.file);
+    let opts = BasesOptions {
+        lock_file: &lock_file,
+        pull,
+        update,
+    };
+    bases::resolve(
+        store,
+        &client,
+        m,
+        &opts,
+        &View::new(&settings.printer, false),
+    )
+    .map_err(|e| {
+        settings.printer.diagnostic(&e);
+        exit::INVALID
+    })
 }
 
 /// The names of each image: `PREFIX NAME:latest`, plus every `--tag IMAGE=NAME`.

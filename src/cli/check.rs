@@ -14,6 +14,9 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> i32 {
         Ok(m) => m,
         Err(code) => return code,
     };
+    if let Err(code) = check_lock(&m, settings) {
+        return code;
+    }
     let steps: usize = m.images.iter().map(|i| i.instructions.len() + 1).sum();
     if settings.printer.is_json() {
         let summary = serde_json::json!({
@@ -37,6 +40,48 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> i32 {
         ));
     }
     exit::OK
+}
+
+/// A lock file beside the manifest must pin exactly its registry references.
+fn check_lock(m: &crate::manifest::Manifest, settings: &Settings) -> Result<(), i32> {
+    use crate::builder::bases::{self, Lock};
+    let lock_file = bases::lock_path(&settings.file);
+    if !lock_file.exists() {
+        return Ok(());
+    }
+    let lock = Lock::read(&lock_file).map_err(|e| {
+        settings.printer.diagnostic(&e);
+        exit::INVALID
+    })?;
+    // Names the store has are local (not locked); without a store every name is a registry's.
+    let refs = if settings.root.join("refs.json").exists() {
+        crate::store::Store::open(&settings.root, crate::store::Access::Shared)
+            .and_then(|s| s.refs())
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let (missing, unused) = bases::lock_drift(&refs, m, &lock);
+    if missing.is_empty() && unused.is_empty() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("not locked: {}", missing.join(", ")));
+    }
+    if !unused.is_empty() {
+        parts.push(format!("locked but not used: {}", unused.join(", ")));
+    }
+    let diag = miette::MietteDiagnostic::new(format!(
+        "{} does not match {} ({})",
+        lock_file.display(),
+        m.name,
+        parts.join("; ")
+    ))
+    .with_code("boxr::check::lock")
+    .with_help("`boxr build` locks new references; `boxr build --update` rewrites the lock");
+    settings.printer.diagnostic(&diag);
+    Err(exit::INVALID)
 }
 
 impl CheckArgs {

@@ -1,7 +1,7 @@
 //! The `boxr` command line: clap types, settings, output. Each command is a few lines that call
 //! one library function and print its result.
 
-mod build;
+pub(crate) mod build;
 mod check;
 mod containers;
 mod format;
@@ -10,7 +10,7 @@ mod network;
 mod plan;
 pub mod printer;
 mod progress;
-mod registry;
+pub(crate) mod registry;
 mod run;
 mod stack;
 mod template;

@@ -25,13 +25,18 @@ pub struct PlanArgs {
     overrides: ArgOverrides,
 }
 
-/// Resolves `NAME:TAG` bases against the store, when there is one (planning never creates it).
-struct StoreResolver(Option<Store>);
+/// Resolves `NAME:TAG` bases against the store, when there is one (planning never creates it
+/// and never pulls), a registry reference by the digest boxr.lock pins.
+struct StoreResolver(Option<Store>, crate::builder::bases::Lock);
 
 impl plan::ImageResolver for StoreResolver {
     fn resolve(&self, reference: &ImageRef) -> Option<String> {
         let store = self.0.as_ref()?;
-        let img = store.resolve(&reference.to_string()).ok()?;
+        let query = self
+            .1
+            .pinned(reference)
+            .unwrap_or_else(|| reference.clone());
+        let img = store.resolve(&query.to_string()).ok()?;
         Some(img.manifest_digest.to_string())
     }
 }
@@ -50,6 +55,8 @@ pub fn run(args: &PlanArgs, settings: &Settings) -> i32 {
             .exists()
             .then(|| Store::open(&settings.root, Access::Shared).ok())
             .flatten(),
+        crate::builder::bases::Lock::read(&crate::builder::bases::lock_path(&settings.file))
+            .unwrap_or_default(),
     );
     let opts = PlanOptions {
         context: &context,

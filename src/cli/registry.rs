@@ -12,6 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::images::CompressionArg;
 use super::{Printer, Progress, Settings, exit, fail, fail_with};
+use crate::builder::bases::Pull;
 use crate::reference::ImageRef;
 use crate::registry::{
     self, Client, Credentials, Event, Observer, Options, Outcome, PlatformSpec, PullOptions,
@@ -32,8 +33,17 @@ pub struct TlsArgs {
     cert_dir: Option<PathBuf>,
 }
 
+impl Default for TlsArgs {
+    fn default() -> Self {
+        TlsArgs {
+            tls_verify: true,
+            cert_dir: None,
+        }
+    }
+}
+
 impl TlsArgs {
-    fn options(&self) -> Options {
+    pub(super) fn options(&self) -> Options {
         let mut o = Options::from_env();
         o.tls_verify = self.tls_verify;
         if let Some(d) = &self.cert_dir {
@@ -41,18 +51,6 @@ impl TlsArgs {
         }
         o
     }
-}
-
-/// `--pull`: when `run`, `create` and `build` pull an image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum PullPolicy {
-    /// Pull every time
-    Always,
-    /// Pull only when the store does not have the image
-    #[default]
-    Missing,
-    /// Never pull
-    Never,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,14 +110,14 @@ pub struct LogoutArgs {
 }
 
 /// Transfer progress: a bar per blob on a terminal, a line per blob otherwise.
-struct View<'p> {
+pub(super) struct View<'p> {
     printer: &'p Printer,
     tty: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     pushing: bool,
 }
 
 impl<'p> View<'p> {
-    fn new(printer: &'p Printer, pushing: bool) -> View<'p> {
+    pub(super) fn new(printer: &'p Printer, pushing: bool) -> View<'p> {
         let tty = (printer.mode() == Progress::Tty
             && !printer.quiet()
             && std::io::stderr().is_terminal())
@@ -365,13 +363,11 @@ pub fn logout(args: &LogoutArgs, settings: &Settings) -> i32 {
 pub fn ensure_image(
     store: &Store,
     image: &str,
-    policy: PullPolicy,
+    policy: Pull,
     tls: &TlsArgs,
     printer: &Printer,
 ) -> Result<(), i32> {
-    if policy == PullPolicy::Never
-        || (policy == PullPolicy::Missing && store.resolve(image).is_ok())
-    {
+    if policy == Pull::Never || (policy == Pull::Missing && store.resolve(image).is_ok()) {
         return Ok(());
     }
     let hex = image.strip_prefix("sha256:").unwrap_or(image);
@@ -383,7 +379,7 @@ pub fn ensure_image(
         return Ok(());
     }
     let reference = parse_ref(printer, image)?;
-    if policy == PullPolicy::Missing {
+    if policy == Pull::Missing {
         printer.note(format!("Unable to find image '{image}' locally"));
     }
     let client = Client::new(tls.options());

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::registry::{PullPolicy, TlsArgs, ensure_image};
+use super::registry::{TlsArgs, ensure_image};
 use super::{Settings, fail_with};
+use crate::builder::bases::Pull;
 use crate::container::{self, Network, RunOptions};
 use crate::sandbox::NetworkMode;
 use crate::store::{Access, Store};
@@ -186,8 +187,8 @@ pub struct RunArgs {
     #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
     device: Vec<String>,
     /// When to pull the image from its registry
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing, value_name = "POLICY")]
-    pull: PullPolicy,
+    #[arg(long, value_enum, default_value_t = Pull::Missing, value_name = "POLICY")]
+    pull: Pull,
     #[command(flatten)]
     tls: TlsArgs,
     /// The image: NAME[:TAG] or an id

@@ -123,6 +123,25 @@ pub struct Step {
     pub span: Span,
 }
 
+impl Step {
+    /// The store image a `from` of a store or registry image, or a `copy from=` one, was
+    /// planned with: the manifest digest its key was made of (the builder uses exactly it,
+    /// not whatever the name points at by then).
+    pub fn planned_image(&self) -> Option<crate::digest::Digest> {
+        match &self.definition {
+            StepDef::From {
+                kind: BaseKind::Image,
+            } => crate::digest::Digest::parse(&self.key_parts.parent),
+            StepDef::Copy(c) if c.from.is_some() => self
+                .key_parts
+                .inputs
+                .first()
+                .and_then(|i| crate::digest::Digest::parse(i)),
+            _ => None,
+        }
+    }
+}
+
 /// The fields of a step's key besides its definition (see [`key`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct KeyParts {

@@ -472,6 +472,15 @@ fn finish(
 ) -> Result<Pulled, RegistryError> {
     let name = remote_key(reference);
     store.set_ref(&name, image.manifest_digest)?;
+    // Also by the registry digest, so a lock that pins it finds the image without a request.
+    if reference.digest.is_none() {
+        let pinned = ImageRef {
+            tag: None,
+            digest: Some(digest.to_string()),
+            ..reference.clone()
+        };
+        store.set_ref(&remote_key(&pinned), image.manifest_digest)?;
+    }
     Ok(Pulled {
         image,
         name,

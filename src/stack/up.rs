@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use super::service::{hash_of, run_options};
 use super::{LABEL_CONFIG_HASH, Project, StackError, is_oneoff, number_of, service_of};
 use crate::builder::Reporter;
+use crate::builder::bases::Bases;
 use crate::container::state::{self, Info, Status};
 use crate::container::{self, lifecycle};
+use crate::digest::Digest;
 use crate::manifest::{Condition, ImageSource, Service};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// `boxr up` options.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +31,8 @@ pub struct UpOptions {
     /// completed; fail naming the first that does not, after `wait_timeout` at most.
     pub wait: bool,
     pub wait_timeout: Option<Duration>,
+    /// The manifest's registry images, resolved (and pulled) by the caller.
+    pub bases: Bases,
 }
 
 /// What `up` did to one container.
@@ -77,7 +81,14 @@ pub fn up(
     on_change: &(dyn Fn(&str, Change) + Sync),
 ) -> Result<UpReport, StackError> {
     let selected = project.select(&opts.services, opts.no_deps)?;
-    let images = images(store, project, &selected, opts.no_build, reporter)?;
+    let images = images(
+        store,
+        project,
+        &selected,
+        opts.no_build,
+        &opts.bases,
+        reporter,
+    )?;
     networks(store, project, &selected)?;
     let mut report = UpReport::default();
     for info in project.containers(store) {
@@ -122,6 +133,7 @@ fn images(
     project: &Project<'_>,
     selected: &[&Service],
     no_build: bool,
+    bases: &Bases,
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, String>, StackError> {
     let mut targets: Vec<String> = Vec::new();
@@ -135,7 +147,14 @@ fn images(
     let built = if no_build {
         BTreeMap::new()
     } else {
-        crate::builder::build_images(store, project.manifest, &project.dir, &targets, reporter)?
+        crate::builder::build_images(
+            store,
+            project.manifest,
+            &project.dir,
+            &targets,
+            bases,
+            reporter,
+        )?
     };
     let mut out = BTreeMap::new();
     for s in selected {
@@ -147,25 +166,29 @@ fn images(
                     .map(|i| i.id.to_string())
                     .map_err(|_| {
                         StackError::invalid(
-                            format!(
-                                "service `{}`: image `{n}` is not built",
-                                s.name.value
-                            ),
+                            format!("service `{}`: image `{n}` is not built", s.name.value),
                             Some("run `boxr up` without --no-build, or `boxr build`".into()),
                         )
                     })?,
             },
-            ImageSource::Store(r) => store.resolve(&r.to_string()).map(|i| i.id.to_string()).map_err(
-                |_| {
+            ImageSource::Store(r) => bases
+                .resolved
+                .get(r)
+                .map_or_else(
+                    || store.resolve(&r.to_string()),
+                    |d| {
+                        Digest::parse(d)
+                            .ok_or_else(|| StoreError::NoSuchImage { query: d.clone() })
+                            .and_then(|d| store.image(&d))
+                    },
+                )
+                .map(|i| i.id.to_string())
+                .map_err(|_| {
                     StackError::invalid(
-                        format!(
-                            "service `{}`: no image `{r}` in the store",
-                            s.name.value
-                        ),
-                        Some("`boxr load` or `boxr build` it first (pulling from a registry is not there yet)".into()),
+                        format!("service `{}`: no image `{r}` in the store", s.name.value),
+                        Some("`boxr pull` or `boxr build` it first".into()),
                     )
-                },
-            )?,
+                })?,
         };
         out.insert(s.name.value.clone(), id);
     }
@@ -535,6 +558,8 @@ pub struct RunOneOff {
     pub remove: bool,
     pub no_deps: bool,
     pub tty: bool,
+    /// The manifest's registry images, resolved (and pulled) by the caller.
+    pub bases: Bases,
 }
 
 /// Starts what the service depends on (unless `no_deps`) and returns the options of its
@@ -547,7 +572,7 @@ pub fn prepare_run(
     reporter: &dyn Reporter,
 ) -> Result<container::RunOptions, StackError> {
     let all = project.select(std::slice::from_ref(&opts.service), opts.no_deps)?;
-    let images = images(store, project, &all, false, reporter)?;
+    let images = images(store, project, &all, false, &opts.bases, reporter)?;
     let deps: Vec<&Service> = all
         .iter()
         .copied()

@@ -218,7 +218,18 @@ impl Store {
     /// One summary per tag, sorted by name.
     pub fn summaries(&self) -> Result<Vec<ImageSummary>, StoreError> {
         let mut out = Vec::new();
-        for (key, d) in self.refs()? {
+        let refs = self.refs()?;
+        let tagged: std::collections::BTreeSet<Digest> = refs
+            .iter()
+            .filter(|(k, _)| !k.contains('@'))
+            .map(|(_, d)| *d)
+            .collect();
+        for (key, d) in refs {
+            // `NAME@DIGEST` (what a pull by tag also records) is listed only for an image
+            // that has no tag.
+            if key.contains('@') && tagged.contains(&d) {
+                continue;
+            }
             let img = self.image(&d)?;
             let (repository, tag) = match key.split_once('@') {
                 Some((name, _)) => (name, "<none>"),

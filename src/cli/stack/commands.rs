@@ -303,7 +303,19 @@ pub fn command(cmd: &StackCommand, settings: &Settings) -> i32 {
                 ..
             } => {
                 let reporter = crate::cli::progress::reporter(printer.mode(), printer.quiet());
+                let bases = match crate::cli::build::resolve_bases(
+                    store,
+                    project.manifest,
+                    crate::builder::bases::Pull::Missing,
+                    false,
+                    &crate::cli::registry::TlsArgs::default(),
+                    settings,
+                ) {
+                    Ok(b) => b,
+                    Err(code) => return code,
+                };
                 let opts = stack::RunOneOff {
+                    bases,
                     service: service.clone(),
                     command: command.clone(),
                     env: env.clone(),

@@ -9,7 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::registry::TlsArgs;
 use super::{ArgOverrides, Settings, exit, fail, fail_with, load_manifest};
+use crate::builder::bases::Pull;
 use crate::container::state;
 use crate::stack::{self, Change, Project, StackError};
 use crate::store::{Access, Store};
@@ -68,6 +70,9 @@ pub struct UpArgs {
     /// Use the images in the store as they are
     #[arg(long)]
     no_build: bool,
+    /// When to pull the registry images of the manifest (services' `image`, builds' `from`)
+    #[arg(long, value_enum, default_value_t = Pull::Missing, value_name = "POLICY")]
+    pull: Pull,
     /// Recreate every container, changed or not
     #[arg(long)]
     force_recreate: bool,
@@ -171,8 +176,20 @@ pub fn up(args: &UpArgs, settings: &Settings) -> i32 {
                 &format!("--exit-code-from {s}: no such service"),
             );
         }
+        let bases = match super::build::resolve_bases(
+            store,
+            project.manifest,
+            args.pull,
+            false,
+            &TlsArgs::default(),
+            settings,
+        ) {
+            Ok(b) => b,
+            Err(code) => return code,
+        };
         let since = now_nanos();
         let opts = stack::UpOptions {
+            bases,
             services: args.services.clone(),
             no_deps: args.no_deps,
             no_build: args.no_build,
