@@ -34,6 +34,9 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   echo "## Stacks: up and down of 12 services (benches/stack.sh)"
   benches/stack.sh 20 2>&1 | sed -n '/^| command/,$p'
   echo
+  echo "## Registries: push and pull of a 200 MB, 20-layer image (benches/registry.sh)"
+  benches/registry.sh 10 2>&1 | sed -n '/^| command/,$p'
+  echo
   echo "## Detached container monitor memory (benches/monitor.sh)"
   benches/monitor.sh 10 2>&1 | sed -n '/^| monitor/,$p'
   echo
