@@ -653,3 +653,256 @@ fn builds_from_registry_images_pinned_by_the_lock() {
     assert_eq!(c, 1);
     assert!(err.contains("--pull never"), "{err}");
 }
+
+/// A token service for a registry in token mode: signs JWTs (RS256, `x5c` naming its
+/// self-signed certificate, which the registry trusts) with openssl. Anonymous requests get
+/// `pull`; alice:s3cret gets what she asks. Counts the tokens it issues.
+struct TokenIssuer {
+    addr: String,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokenIssuer {
+    fn start(dir: &Path) -> (TokenIssuer, PathBuf) {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let key = dir.join("token.key");
+        let cert = dir.join("token.pem");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=boxr token issuer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "der", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = STANDARD.encode(der);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (issued2, stop2) = (issued.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let (stream, _) = match listener.accept() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut user = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line
+                        .strip_prefix("Authorization: Basic ")
+                        .or_else(|| line.strip_prefix("authorization: Basic "))
+                    {
+                        let decoded =
+                            String::from_utf8(STANDARD.decode(v.trim()).unwrap()).unwrap();
+                        user = Some(decoded);
+                    }
+                }
+                let target = request.split(' ').nth(1).unwrap_or("");
+                let query = target.split_once('?').map_or("", |(_, q)| q);
+                let decode = |s: &str| {
+                    let mut out = Vec::new();
+                    let b = s.as_bytes();
+                    let mut i = 0;
+                    while i < b.len() {
+                        if b[i] == b'%' && i + 2 < b.len() + 1 {
+                            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                            i += 3;
+                        } else {
+                            out.push(b[i]);
+                            i += 1;
+                        }
+                    }
+                    String::from_utf8(out).unwrap()
+                };
+                let mut access = Vec::new();
+                for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+                    if k != "scope" {
+                        continue;
+                    }
+                    let scope = decode(v);
+                    let parts: Vec<&str> = scope.split(':').collect();
+                    let (name, actions) = (parts[1], parts[2]);
+                    let granted: Vec<&str> = actions
+                        .split(',')
+                        .filter(|a| *a == "pull" || user.as_deref() == Some("alice:s3cret"))
+                        .collect();
+                    access.push(
+                        serde_json::json!({"type": "repository", "name": name, "actions": granted}),
+                    );
+                }
+                let mut w = stream;
+                if user.as_deref().is_some_and(|u| u != "alice:s3cret") {
+                    let _ = w.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "boxr-test-issuer", "sub": user.as_deref().unwrap_or(""),
+                    "aud": "boxr-test-registry", "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("t{}", issued2.load(std::sync::atomic::Ordering::Relaxed)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing_input.as_bytes())
+                    .unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let jwt = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+                issued2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = serde_json::json!({"token": jwt, "expires_in": 300}).to_string();
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (
+            TokenIssuer {
+                addr,
+                issued,
+                stop,
+                thread: Some(thread),
+            },
+            cert,
+        )
+    }
+}
+
+impl Drop for TokenIssuer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn bearer_tokens_from_a_token_service() {
+    let t = "bearer_tokens_from_a_token_service";
+    if !registry_ready(t) || !have_tool(t, "openssl") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let (issuer, cert) = TokenIssuer::start(w.path());
+    let reg = Registry::start(
+        w.path(),
+        "",
+        &format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: boxr-test-registry\n    issuer: boxr-test-issuer\n    rootcertbundle: {}\n",
+            issuer.addr,
+            cert.display()
+        ),
+    );
+    let auth_file = w.path().join("auth.json");
+    let env: Vec<(&str, &str)> = vec![
+        ("BOXR_AUTH_FILE", auth_file.to_str().unwrap()),
+        ("HOME", w.path().to_str().unwrap()),
+        ("DOCKER_CONFIG", w.path().to_str().unwrap()),
+        ("REGISTRY_AUTH_FILE", ""),
+    ];
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    let dest = format!("{}/tok/bb:1", reg.addr);
+    // Anonymous tokens carry pull only: the push is refused.
+    let (c, _, err) = boxr_env(&s, w.path(), &env, &["push", "bb:1", &dest]);
+    assert_eq!(c, 1);
+    assert!(err.contains("refused the credentials"), "{err}");
+    // A wrong password is refused by the token service.
+    let login = |pass: &str| {
+        Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["login", &reg.addr, "-u", "alice", "-p", pass])
+            .envs(env.iter().copied())
+            .env("BOXR_ROOT", &s)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(login("nope").status.code(), Some(1));
+    let ok_login = login("s3cret");
+    assert!(
+        ok_login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok_login.stderr)
+    );
+    let before = issuer.issued.load(std::sync::atomic::Ordering::Relaxed);
+    let pushed = ok(boxr_env(&s, w.path(), &env, &["push", "bb:1", &dest]))
+        .trim()
+        .to_owned();
+    let push_tokens = issuer.issued.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(
+        push_tokens, 1,
+        "one token for the push's one scope, kept for every request"
+    );
+    // Anonymous pull (no credentials at all) with a pull token.
+    let fresh = w.path().join("fresh");
+    let (c, _, err) = boxr_env(
+        &fresh,
+        w.path(),
+        &[
+            (
+                "BOXR_AUTH_FILE",
+                w.path().join("none.json").to_str().unwrap(),
+            ),
+            ("HOME", w.path().to_str().unwrap()),
+            ("DOCKER_CONFIG", w.path().to_str().unwrap()),
+        ],
+        &["pull", &dest],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains(&pushed), "{err}");
+    let (c, out, err) = boxr(&fresh, &["run", "--rm", &dest, "echo", "token-pulled"]);
+    assert_eq!((c, out.trim()), (0, "token-pulled"), "{err}");
+}
