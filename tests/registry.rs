@@ -906,3 +906,85 @@ fn bearer_tokens_from_a_token_service() {
     let (c, out, err) = boxr(&fresh, &["run", "--rm", &dest, "echo", "token-pulled"]);
     assert_eq!((c, out.trim()), (0, "token-pulled"), "{err}");
 }
+
+#[test]
+fn a_build_cache_in_a_registry_spares_a_fresh_store_every_step() {
+    let t = "a_build_cache_in_a_registry_spares_a_fresh_store_every_step";
+    if !registry_ready(t) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let proj = w.path().join("proj");
+    fs::create_dir_all(proj.join("src")).unwrap();
+    busybox_rootfs(&proj);
+    fs::write(proj.join("src/a.txt"), "from the context\n").unwrap();
+    // The run steps write the time they ran: a step that runs again changes the image.
+    fs::write(
+        proj.join("boxr.kdl"),
+        r#"image "builder" {
+    from "dir:rootfs"
+    copy "src/" to="/src/"
+    run "cat /src/a.txt > /out.txt && date +%s%N >> /out.txt"
+}
+image "app" {
+    from "dir:rootfs"
+    copy "/out.txt" to="/out.txt" from="builder"
+    run "date +%s%N > /stamp"
+}
+"#,
+    )
+    .unwrap();
+    let cache = format!("{}/cache/proj:buildcache", reg.addr);
+    let s1 = w.path().join("s1");
+    let (c, _, err) = support::boxr_in(&s1, &proj, &["build", "--cache-to", &cache]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("build cache of 5 steps pushed"), "{err}");
+    let id = image_id(&s1, "app");
+    let stamp = ok(boxr(
+        &s1,
+        &["run", "--rm", "app", "cat", "/out.txt", "/stamp"],
+    ));
+
+    // A fresh store (another machine): nothing runs, the image is the same.
+    let s2 = w.path().join("s2");
+    let (c, _, err) = support::boxr_in(&s2, &proj, &["build", "--cache-from", &cache]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("0 steps ran, 5 cached"), "{err}");
+    assert!(
+        err.contains("5 steps taken from the registry's build cache"),
+        "{err}"
+    );
+    assert_eq!(image_id(&s2, "app"), id);
+    assert_eq!(
+        ok(boxr(
+            &s2,
+            &["run", "--rm", "app", "cat", "/out.txt", "/stamp"]
+        )),
+        stamp
+    );
+    assert_store_consistent(&s2);
+
+    // A changed source: the steps after it run, the ones before come from the cache.
+    fs::write(proj.join("src/a.txt"), "changed\n").unwrap();
+    let s3 = w.path().join("s3");
+    let (c, _, err) = support::boxr_in(&s3, &proj, &["build", "--cache-from", &cache]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("4 steps ran, 1 cached"), "{err}");
+    // A cache that does not exist is a warning; the build runs its steps.
+    let s4 = w.path().join("s4");
+    let (c, _, err) = support::boxr_in(
+        &s4,
+        &proj,
+        &[
+            "build",
+            "--cache-from",
+            &format!("{}/cache/none:1", reg.addr),
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        err.contains("is not used") && err.contains("5 steps ran"),
+        "{err}"
+    );
+}

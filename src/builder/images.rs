@@ -83,6 +83,7 @@ pub fn build_images(
         explain: false,
         epoch,
         tags,
+        remote_cache: None,
         secrets: super::secrets::resolve(&[], &plan)
             .map_err(|e| ImagesError::Other(e.to_string()))?,
     };

@@ -36,7 +36,7 @@ pub use state::State;
 use crate::digest::Digest;
 use crate::manifest::{Manifest, Span};
 use crate::plan::{Plan, Step};
-use crate::store::{Image, Store, StoreError};
+use crate::store::{CacheEntry, Image, Store, StoreError};
 
 /// How to build.
 pub struct BuildOptions<'a> {
@@ -57,6 +57,17 @@ pub struct BuildOptions<'a> {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// Say why each step that runs missed the cache.
     pub explain: bool,
+    /// A build cache elsewhere (`--cache-from`), asked on a local miss.
+    pub remote_cache: Option<&'a dyn RemoteCache>,
+}
+
+/// A build cache outside the store (a registry's, `--cache-from`): asked when the store's own
+/// cache misses, before the step runs.
+pub trait RemoteCache: Sync {
+    /// If the remote cache has `key`, makes its result local (the layer fetched, verified and
+    /// unpacked over `lowers`, topmost first, and a cache entry written) and returns it. A
+    /// failure to fetch is a miss (the step runs); the cache keeps the reason for its caller.
+    fn import(&self, store: &Store, key: &Digest, lowers: &[PathBuf]) -> Option<CacheEntry>;
 }
 
 /// What the build tells its reporter.

@@ -58,7 +58,7 @@ pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
     match &step.definition {
         StepDef::From { .. } => from(ctx, step),
         def @ (StepDef::Run(_) | StepDef::Copy(_) | StepDef::Workdir { .. }) => {
-            let layer = cached_or(ctx, step, |ctx| match def {
+            let layer = cached_or(ctx, step, &state, |ctx| match def {
                 StepDef::Run(r) => run(ctx, step, r, &state),
                 StepDef::Copy(c) => copy(ctx, step, c, &state),
                 StepDef::Workdir { path } => workdir(ctx, step, path, &state),
@@ -85,12 +85,25 @@ pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
 fn cached_or(
     ctx: &Ctx,
     step: &Step,
+    state: &State,
     work: impl FnOnce(&Ctx) -> Result<Option<(Digest, u64)>, BuildError>,
 ) -> Result<Option<(Digest, u64)>, BuildError> {
     let mut stale_clamp = None;
-    if !ctx.opts.no_cache
-        && let Some(entry) = ctx.store.cache_get(&step.key)
-    {
+    let local = if ctx.opts.no_cache {
+        None
+    } else {
+        ctx.store.cache_get(&step.key)
+    };
+    // On a local miss, a remote cache may have it (its layer goes over this step's lowers).
+    let entry = match (local, ctx.opts.remote_cache) {
+        (Some(e), _) => Some(e),
+        (None, Some(remote)) if !ctx.opts.no_cache => {
+            let below = lowers(ctx, step, state)?;
+            remote.import(ctx.store, &step.key, &below)
+        }
+        _ => None,
+    };
+    if let Some(entry) = entry {
         if entry.layer.is_none() || entry.clamp_mtime == ctx.opts.epoch {
             ctx.cached.fetch_add(1, Ordering::SeqCst);
             ctx.reporter.event(Event::Cached { step });
@@ -154,7 +167,7 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
         Base::Scratch => return Ok(state),
         Base::Dir(p) => {
             let path = under(p);
-            let layer = cached_or(ctx, step, |ctx| {
+            let layer = cached_or(ctx, step, &state, |ctx| {
                 let meta = ctx.store.add_layer_from_dir(&path, ctx.opts.epoch)?;
                 Ok(Some((meta.diff_id, meta.size)))
             })?;
@@ -164,7 +177,7 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
         }
         Base::Tar(p) => {
             let path = under(p);
-            let layer = cached_or(ctx, step, |ctx| {
+            let layer = cached_or(ctx, step, &state, |ctx| {
                 let f = File::open(&path).map_err(|e| {
                     ctx.step_error(step, format!("cannot open {}: {e}", path.display()))
                 })?;

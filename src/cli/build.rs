@@ -56,6 +56,14 @@ pub struct BuildArgs {
     #[arg(long)]
     update: bool,
 
+    /// Take the results of steps from a build cache in a registry (pushed with --cache-to)
+    #[arg(long = "cache-from", value_name = "REF")]
+    cache_from: Vec<String>,
+
+    /// After the build, push its step cache to a registry as REF
+    #[arg(long = "cache-to", value_name = "REF")]
+    cache_to: Option<String>,
+
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -116,7 +124,22 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
         Ok(e) => e,
         Err(e) => return super::fail_with(&settings.printer, &e),
     };
+    let client = crate::registry::Client::new(args.tls.options());
+    let caches = match open_caches(&client, &args.cache_from, settings) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let cache_to = match args
+        .cache_to
+        .as_deref()
+        .map(crate::reference::ImageRef::parse)
+    {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => return fail(&settings.printer, &format!("--cache-to: {e}")),
+    };
     let opts = BuildOptions {
+        remote_cache: (!caches.0.is_empty()).then_some(&caches as &dyn builder::RemoteCache),
         context: &context,
         manifest_dir: &manifest_dir,
         jobs: args
@@ -135,6 +158,20 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
     match builder::build(&store, &m, &plan, &opts, reporter.as_ref()) {
         Ok(report) => {
             drop(reporter);
+            report_caches(&caches, settings);
+            if let Some(dest) = &cache_to {
+                let keys: Vec<_> = plan.steps.iter().map(|s| s.key).collect();
+                let view = View::new(&settings.printer, true);
+                match crate::registry::cache::export(&client, &store, &keys, dest, &view) {
+                    Ok((digest, n)) => settings.printer.note(format!(
+                        "build cache of {n} steps pushed to {dest} ({digest})"
+                    )),
+                    Err(e) => {
+                        settings.printer.diagnostic(&e);
+                        return exit::INVALID;
+                    }
+                }
+            }
             for b in &report.images {
                 if settings.printer.is_json() {
                     settings.printer.data(format!(
@@ -173,6 +210,49 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
                 builder::BuildError::StepFailed(_) | builder::BuildError::Step(_) => exit::INVALID,
                 _ => exit::FAILED,
             }
+        }
+    }
+}
+
+/// The `--cache-from` caches; one that cannot be read is reported and skipped (the build runs
+/// its steps), as Docker does.
+fn open_caches(
+    client: &crate::registry::Client,
+    refs: &[String],
+    settings: &Settings,
+) -> Result<crate::registry::cache::Caches, i32> {
+    let mut out = Vec::new();
+    for r in refs {
+        let reference = crate::reference::ImageRef::parse(r)
+            .map_err(|e| fail(&settings.printer, &format!("--cache-from {r}: {e}")))?;
+        match crate::registry::cache::RegistryCache::open(client, &reference) {
+            Ok(c) => {
+                settings
+                    .printer
+                    .verbose(format!("--cache-from {r}: {} steps", c.len()));
+                out.push(c);
+            }
+            Err(e) => settings
+                .printer
+                .note(format!("warning: --cache-from {r} is not used: {e}")),
+        }
+    }
+    Ok(crate::registry::cache::Caches(out))
+}
+
+/// Says how many steps came from `--cache-from` and why any could not.
+fn report_caches(caches: &crate::registry::cache::Caches, settings: &Settings) {
+    for c in &caches.0 {
+        let hits = c.hits.load(std::sync::atomic::Ordering::Relaxed);
+        if hits > 0 {
+            settings.printer.note(format!(
+                "{hits} steps taken from the registry's build cache"
+            ));
+        }
+        for f in c.failures.lock().expect("not poisoned").iter() {
+            settings.printer.note(format!(
+                "warning: a build cache step could not be fetched: {f}"
+            ));
         }
     }
 }

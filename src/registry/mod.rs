@@ -12,6 +12,7 @@
 //! against its digest before the store publishes it; the registry never learns about
 //! containers, the store never about HTTP.
 
+pub mod cache;
 mod client;
 mod credentials;
 mod pull;

@@ -99,17 +99,18 @@ pub struct Pulled {
     pub downloaded: usize,
 }
 
-struct Repo<'a> {
-    ep: &'a Endpoint,
-    path: String,
-    scope: String,
-    reference: String,
+/// A repository being read: its endpoint, path, pull scope, and the reference for errors.
+pub(super) struct Repo<'a> {
+    pub ep: &'a Endpoint,
+    pub path: String,
+    pub scope: String,
+    pub reference: String,
 }
 
 impl Repo<'_> {
     /// `GET /v2/<repo>/manifests/<tag|digest>` → (bytes, media type), checked against the
     /// digest asked for, or the one the registry says it sent.
-    fn manifest(&self, target: &str) -> Result<(Vec<u8>, String), RegistryError> {
+    pub fn manifest(&self, target: &str) -> Result<(Vec<u8>, String), RegistryError> {
         let url = self
             .ep
             .url(&format!("/v2/{}/manifests/{target}", self.path));
@@ -175,7 +176,7 @@ impl Repo<'_> {
     }
 
     /// A blob streamed into the store, verified against its size and digest as it arrives.
-    fn blob_into_store(
+    pub fn blob_into_store(
         &self,
         store: &Store,
         desc: &Descriptor,

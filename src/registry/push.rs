@@ -5,7 +5,7 @@
 //! (`POST` a session, `PUT` the bytes: the monolithic upload every registry takes); the
 //! manifest last.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -146,7 +146,6 @@ fn push_in(
 ) -> Result<Digest, RegistryError> {
     let (domain, path) = dest.domain_and_path();
     let exported = store.export_image(image, opts.compression, work)?;
-    let ep = client.endpoint(&domain)?;
     // A name this image was pulled under, in another repository of the same registry.
     let mount_from = store
         .tags_of(&image.manifest_digest)?
@@ -156,6 +155,33 @@ fn push_in(
         .map(|r| r.domain_and_path())
         .find(|(d, p)| *d == domain && *p != path)
         .map(|(_, p)| p);
+    let mut blobs = exported.layers.clone();
+    blobs.push(exported.config.clone());
+    publish(
+        client,
+        dest,
+        &blobs,
+        &exported.manifest_bytes,
+        &exported.media_type,
+        mount_from,
+        obs,
+    )
+}
+
+/// Pushes `blobs` (each with the file holding it), `client.jobs()` at once, then the manifest;
+/// returns the manifest's digest. `mount_from`: a repository of the same registry to mount the
+/// blobs from.
+pub(super) fn publish(
+    client: &Client,
+    dest: &ImageRef,
+    blobs: &[(Descriptor, PathBuf)],
+    manifest_bytes: &[u8],
+    media_type: &str,
+    mount_from: Option<String>,
+    obs: &dyn Observer,
+) -> Result<Digest, RegistryError> {
+    let (domain, path) = dest.domain_and_path();
+    let ep = client.endpoint(&domain)?;
     let scope = match &mount_from {
         Some(from) => format!("repository:{path}:pull,push repository:{from}:pull"),
         None => format!("repository:{path}:pull,push"),
@@ -166,8 +192,7 @@ fn push_in(
         scope,
         mount_from,
     };
-    let mut blobs: Vec<&(Descriptor, std::path::PathBuf)> = exported.layers.iter().collect();
-    blobs.push(&exported.config);
+    let mut blobs: Vec<&(Descriptor, PathBuf)> = blobs.iter().collect();
     blobs.sort_by_key(|(d, _)| d.digest);
     blobs.dedup_by_key(|(d, _)| d.digest);
     let next = AtomicUsize::new(0);
@@ -210,13 +235,13 @@ fn push_in(
         "PUT",
         &url,
         &target.scope,
-        &[("Content-Type", exported.media_type.as_str())],
-        Payload::Bytes(&exported.manifest_bytes),
+        &[("Content-Type", media_type)],
+        Payload::Bytes(manifest_bytes),
     )?;
     if !matches!(resp.status().as_u16(), 200 | 201 | 204) {
         return Err(target.status_err(format!("PUT manifest {reference}"), resp));
     }
-    let digest = Digest::of(&exported.manifest_bytes);
+    let digest = Digest::of(manifest_bytes);
     if let Some(said) = header(&resp, "docker-content-digest")
         && said != digest.to_string()
     {

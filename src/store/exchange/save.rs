@@ -175,6 +175,26 @@ impl Store {
         })
     }
 
+    /// The blob of a layer boxr made (`diff_id` unpacked in the store), its tar regenerated
+    /// byte for byte and compressed with `compression` into a file under `work` (a build
+    /// cache export).
+    pub fn export_layer_blob(
+        &self,
+        diff_id: &Digest,
+        compression: Compression,
+        work: &Path,
+    ) -> Result<(Descriptor, PathBuf), StoreError> {
+        let meta = self.layer_meta(diff_id)?;
+        let uncompressed = Descriptor::new(oci::MEDIA_LAYER, *diff_id, meta.size);
+        let (desc, src) = self.export_layer(&uncompressed, diff_id, compression, false, work)?;
+        let path = match src {
+            BlobSource::Store(d) => self.blob_path(&d),
+            BlobSource::Temp(p) => p,
+            BlobSource::Bytes(_) => unreachable!("layers are files"),
+        };
+        Ok((desc, path))
+    }
+
     /// One layer for the output: the stored blob when it is in the wanted shape, else a temp
     /// file (regenerated from the unpacked layer, or decompressed for docker-archive).
     fn export_layer(
