@@ -988,3 +988,278 @@ image "app" {
         "{err}"
     );
 }
+
+#[test]
+fn mirrors_for_docker_hub_and_credential_helpers() {
+    let t = "mirrors_for_docker_hub_and_credential_helpers";
+    if !registry_ready(t) || !have_tool(t, "htpasswd") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let htpasswd = w.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "carol", "hunter2"])
+        .output()
+        .unwrap();
+    fs::write(&htpasswd, out.stdout).unwrap();
+    let reg = Registry::start(
+        w.path(),
+        "",
+        &format!(
+            "auth:\n  htpasswd:\n    realm: boxr-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    // Docker's config names a credential helper for this registry; the helper is a script.
+    let bin = w.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-boxrtest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || exit 1\necho '{{\"Username\":\"carol\",\"Secret\":\"hunter2\"}}'\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let docker_dir = w.path().join("docker");
+    fs::create_dir_all(&docker_dir).unwrap();
+    fs::write(
+        docker_dir.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"boxrtest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env: Vec<(&str, &str)> = vec![
+        ("PATH", &path),
+        ("DOCKER_CONFIG", docker_dir.to_str().unwrap()),
+        ("BOXR_AUTH_FILE", "/nonexistent/boxr-auth.json"),
+        ("REGISTRY_AUTH_FILE", ""),
+        ("HOME", w.path().to_str().unwrap()),
+        ("BOXR_REGISTRY_MIRRORS", &reg.addr),
+    ];
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    // A Hub image on the mirror: library/NAME, as a mirror of docker.io lays it out.
+    let (c, _, err) = boxr_env(
+        &s,
+        w.path(),
+        &env,
+        &["push", "bb:1", &format!("{}/library/mirrored:1", reg.addr)],
+    );
+    assert_eq!(c, 0, "the helper's credentials are used: {err}");
+    // `mirrored:1` is docker.io/library/mirrored:1: pulled from the mirror (this namespace has
+    // no route to Docker Hub, so only the mirror can answer).
+    let fresh = w.path().join("fresh");
+    let (c, out, err) = boxr_env(&fresh, w.path(), &env, &["pull", "mirrored:1"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out.trim(), "docker.io/library/mirrored:1");
+    let (c, out, err) = boxr(
+        &fresh,
+        &["run", "--rm", "mirrored:1", "echo", "from-mirror"],
+    );
+    assert_eq!((c, out.trim()), (0, "from-mirror"), "{err}");
+}
+
+/// Reads an HTTP request head (up to the blank line) from `s`. A TLS handshake gets a 400
+/// at once, as Go's HTTP servers answer one (boxr then tries plain HTTP on loopback).
+fn read_head(s: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if head.is_empty() && byte[0] == 0x16 {
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).ok()
+}
+
+/// Serves each connection on `listener` with `handle` on a thread until `stop`.
+fn serve(
+    listener: std::net::TcpListener,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: impl Fn(std::net::TcpStream) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    handle(s)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })
+}
+
+#[test]
+fn retries_honour_retry_after_and_redirects_carry_no_credentials() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let t = "retries_honour_retry_after_and_redirects_carry_no_credentials";
+    if !registry_ready(t) || !have_tool(t, "htpasswd") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let htpasswd = w.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "dave", "pw"])
+        .output()
+        .unwrap();
+    fs::write(&htpasswd, out.stdout).unwrap();
+    let reg = Registry::start(
+        w.path(),
+        "",
+        &format!(
+            "auth:\n  htpasswd:\n    realm: boxr-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let auth_file = w.path().join("auth.json");
+    fs::write(
+        &auth_file,
+        r#"{"auths":{"PLACEHOLDER":{"auth":"ZGF2ZTpwdw=="}}}"#, // dave:pw
+    )
+    .unwrap();
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    let direct_env = |f: &Path| vec![("BOXR_AUTH_FILE", f.to_str().unwrap().to_owned())];
+    // Push straight to the registry.
+    let reg_auth = w.path().join("reg-auth.json");
+    fs::write(
+        &reg_auth,
+        fs::read_to_string(&auth_file)
+            .unwrap()
+            .replace("PLACEHOLDER", &reg.addr),
+    )
+    .unwrap();
+    let env: Vec<(&str, String)> = direct_env(&reg_auth);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dest = format!("{}/r/bb:1", reg.addr);
+    ok(boxr_env(&s, w.path(), &env_ref, &["push", "bb:1", &dest]));
+
+    // "Storage": serves blobs from the registry's files; records any Authorization it gets.
+    let stop = Arc::new(AtomicBool::new(false));
+    let storage = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let storage_addr = storage.local_addr().unwrap().to_string();
+    let leaked = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let data = reg.data.clone();
+    let (leaked2, served2) = (leaked.clone(), served.clone());
+    let storage_thread = serve(storage, stop.clone(), move |mut c| {
+        let Some(head) = read_head(&mut c) else {
+            return;
+        };
+        if head.to_ascii_lowercase().contains("\nauthorization:") {
+            leaked2.store(true, Ordering::Relaxed);
+        }
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let hex = path.rsplit(':').next().unwrap_or("");
+        let file = data
+            .join("docker/registry/v2/blobs/sha256")
+            .join(hex.get(..2).unwrap_or("xx"))
+            .join(hex)
+            .join("data");
+        let body = fs::read(file).unwrap_or_default();
+        served2.fetch_add(1, Ordering::Relaxed);
+        let _ = write!(
+            c,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = c.write_all(&body);
+    });
+    // The front boxr talks to: the first manifest request gets 503 with Retry-After: 1; blob
+    // requests are redirected to the storage host; everything else goes to the registry.
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_addr = front.local_addr().unwrap().to_string();
+    let manifest_times: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let (times2, reg_addr) = (manifest_times.clone(), reg.addr.clone());
+    let front_thread = serve(front, stop.clone(), move |mut c| {
+        let Some(head) = read_head(&mut c) else {
+            return;
+        };
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+        if path.contains("/manifests/") {
+            let mut times = times2.lock().unwrap();
+            times.push(Instant::now());
+            if times.len() == 1 {
+                let _ = c.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            }
+        }
+        if path.contains("/blobs/sha256:") && head.starts_with("GET ") {
+            let digest = path.rsplit('/').next().unwrap();
+            let _ = write!(
+                c,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{storage_addr}/storage/{digest}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return;
+        }
+        let mut upstream = std::net::TcpStream::connect(&reg_addr).unwrap();
+        let head = head.replace("Connection: keep-alive", "Connection: close");
+        let head = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+        upstream.write_all(head.as_bytes()).unwrap();
+        let mut resp = Vec::new();
+        let _ = upstream.read_to_end(&mut resp);
+        let _ = c.write_all(&resp);
+    });
+    let front_auth = w.path().join("front-auth.json");
+    fs::write(
+        &front_auth,
+        fs::read_to_string(&auth_file)
+            .unwrap()
+            .replace("PLACEHOLDER", &front_addr),
+    )
+    .unwrap();
+    let env: Vec<(&str, String)> = direct_env(&front_auth);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let fresh = w.path().join("fresh");
+    let (c, _, err) = boxr_env(
+        &fresh,
+        w.path(),
+        &env_ref,
+        &["pull", &format!("{front_addr}/r/bb:1")],
+    );
+    stop.store(true, Ordering::Relaxed);
+    front_thread.join().unwrap();
+    storage_thread.join().unwrap();
+    assert_eq!(c, 0, "{err}");
+    let times = manifest_times.lock().unwrap().clone();
+    assert!(times.len() >= 2, "the manifest request was retried");
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured ({:?})",
+        times[1] - times[0]
+    );
+    assert!(
+        served.load(Ordering::Relaxed) >= 2,
+        "config and layer came from the storage host"
+    );
+    assert!(
+        !leaked.load(Ordering::Relaxed),
+        "no Authorization went to the storage host"
+    );
+    let (c, out, err) = boxr(
+        &fresh,
+        &[
+            "run",
+            "--rm",
+            &format!("{front_addr}/r/bb:1"),
+            "echo",
+            "redirected",
+        ],
+    );
+    assert_eq!((c, out.trim()), (0, "redirected"), "{err}");
+}

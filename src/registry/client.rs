@@ -422,14 +422,20 @@ impl Client {
         } else {
             hosts.push(domain.to_owned());
         }
-        let creds = self
-            .opts
-            .credentials
-            .clone()
-            .or_else(|| credentials::lookup(domain));
         let mut last = None;
         for host in hosts {
-            match self.ping(&host, creds.clone()) {
+            // A mirror has credentials of its own; Docker Hub's are filed under docker.io.
+            let filed_as = if host == DOCKER_HUB_API {
+                domain
+            } else {
+                &host
+            };
+            let creds = self
+                .opts
+                .credentials
+                .clone()
+                .or_else(|| credentials::lookup(filed_as));
+            match self.ping(&host, creds) {
                 Ok(ep) => {
                     let ep = Arc::new(ep);
                     self.endpoints
