@@ -143,6 +143,17 @@ fn push_pull_round_trip_and_run_pulls_absent_images() {
         "{err}"
     );
 
+    // In chunks (PATCH with Content-Range, then PUT ?digest=): the same manifest.
+    let chunked = format!("{}/chunked/bb:1", reg.addr);
+    let (c, out, err) = boxr_env(
+        &s1,
+        Path::new("."),
+        &[("BOXR_REGISTRY_CHUNK_SIZE", "65536")],
+        &["push", "bb:1", &chunked],
+    );
+    assert_eq!((c, out.trim()), (0, pushed.as_str()), "{err}");
+    assert_eq!(skopeo_raw(&chunked), raw);
+
     // Pull into a fresh store: the same image Id; it runs.
     let s2 = w.path().join("s2");
     let (c, out, err) = boxr(&s2, &["pull", &dest]);

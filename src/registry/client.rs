@@ -38,7 +38,13 @@ pub struct Options {
     pub jobs: usize,
     /// Credentials to use instead of the stored ones (`boxr login`).
     pub credentials: Option<Credentials>,
+    /// Upload blobs in chunks of this many bytes (`BOXR_REGISTRY_CHUNK_SIZE`); by default a
+    /// blob goes in one `PUT`, and in chunks only when the registry refuses that (413).
+    pub chunk_size: Option<u64>,
 }
+
+/// The chunk size when a registry refuses a whole blob in one request.
+pub const FALLBACK_CHUNK: u64 = 16 << 20;
 
 /// Blobs at once by default: what containers/image (skopeo, podman) uses; measured on the
 /// local registry in benches/registry.sh.
@@ -79,6 +85,10 @@ impl Options {
                 .filter(|n| *n > 0)
                 .unwrap_or(DEFAULT_JOBS),
             credentials: None,
+            chunk_size: std::env::var("BOXR_REGISTRY_CHUNK_SIZE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0),
         }
     }
 
@@ -185,6 +195,8 @@ pub(crate) enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
     File(&'a Path, u64),
+    /// `len` bytes of a file from `offset` (a chunk of an upload).
+    FileRange(&'a Path, u64, u64),
 }
 
 const ATTEMPTS: u32 = 5;
@@ -339,6 +351,10 @@ impl Client {
 
     pub fn jobs(&self) -> usize {
         self.opts.jobs
+    }
+
+    pub(crate) fn chunk_size(&self) -> Option<u64> {
+        self.opts.chunk_size
     }
 
     /// The agent for `host`: its certificates from `certs.d`, verification unless insecure.
@@ -644,6 +660,22 @@ impl Endpoint {
                     })?;
                     b.header("Content-Length", len.to_string())
                         .body(f)
+                        .map(|r| self.agent.run(r))
+                }
+                Payload::FileRange(path, offset, len) => {
+                    use std::io::{Seek, SeekFrom};
+                    let mut f = fs::File::open(path).map_err(|e| RegistryError::Config {
+                        message: format!("cannot open {}: {e}", path.display()),
+                        help: None,
+                    })?;
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(|e| RegistryError::Config {
+                            message: format!("cannot read {}: {e}", path.display()),
+                            help: None,
+                        })?;
+                    let body = ureq::SendBody::from_owned_reader(f.take(len));
+                    b.header("Content-Length", len.to_string())
+                        .body(body)
                         .map(|r| self.agent.run(r))
                 }
             }

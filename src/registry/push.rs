@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::client::{Endpoint, Payload, error_detail, header, resolve_location};
+use super::client::{Endpoint, FALLBACK_CHUNK, Payload, error_detail, header, resolve_location};
 use super::{Client, Event, Observer, Outcome, RegistryError};
 use crate::digest::Digest;
 use crate::layer::compress::Compression;
@@ -37,6 +37,8 @@ struct Target<'a> {
     scope: String,
     /// Another repository of this registry the image was pulled from (a mount source).
     mount_from: Option<String>,
+    /// Upload in chunks of this size (configured), else in one `PUT`.
+    chunk_size: Option<u64>,
 }
 
 impl Target<'_> {
@@ -81,19 +83,22 @@ impl Target<'_> {
             202 => {}
             _ => return Err(self.status_err(format!("POST an upload of {}", desc.digest), resp)),
         }
-        let location = header(&resp, "location").ok_or_else(|| RegistryError::Status {
-            host: self.ep.host.clone(),
-            action: format!("POST an upload of {}", desc.digest),
-            status: 202,
-            detail: Some("no Location for the upload".into()),
-        })?;
-        let mut put = resolve_location(&url, location);
-        put.push(if put.contains('?') { '&' } else { '?' });
-        put.push_str(&format!("digest={}", desc.digest));
+        let location = self.location(&resp, &url, desc)?;
+        let min_chunk = header(&resp, "oci-chunk-min-length").and_then(|v| v.parse::<u64>().ok());
         obs.event(Event::Started {
             digest: &desc.digest,
             size: desc.size,
         });
+        if let Some(chunk) = self.chunk_size {
+            return self.chunked(
+                desc,
+                file,
+                &location,
+                chunk.max(min_chunk.unwrap_or(0)),
+                obs,
+            );
+        }
+        let put = with_digest(&location, &desc.digest);
         let resp = self.ep.send(
             "PUT",
             &put,
@@ -103,21 +108,110 @@ impl Target<'_> {
         )?;
         match resp.status().as_u16() {
             201 | 204 => Ok(Outcome::Uploaded),
-            400 => {
-                let detail = error_detail(resp, &self.ep.host);
-                Err(RegistryError::Mismatch {
-                    host: self.ep.host.clone(),
-                    what: "blob",
-                    digest: desc.digest.to_string(),
-                    reason: format!(
-                        "the registry refused the upload ({})",
-                        detail.unwrap_or_default()
-                    ),
-                })
+            // Too large for one request (a proxy's body limit): a new session, in chunks.
+            413 => {
+                let resp = self
+                    .ep
+                    .send("POST", &url, &self.scope, &[], Payload::Bytes(&[]))?;
+                if resp.status().as_u16() != 202 {
+                    return Err(self.status_err(format!("POST an upload of {}", desc.digest), resp));
+                }
+                let location = self.location(&resp, &url, desc)?;
+                let chunk = FALLBACK_CHUNK.max(min_chunk.unwrap_or(0));
+                self.chunked(desc, file, &location, chunk, obs)
             }
-            _ => Err(self.status_err(format!("PUT blob {}", desc.digest), resp)),
+            _ => Err(self.refused(desc, resp)),
         }
     }
+
+    /// The upload session's URL from a `Location`.
+    fn location(
+        &self,
+        resp: &ureq::http::Response<ureq::Body>,
+        url: &str,
+        desc: &Descriptor,
+    ) -> Result<String, RegistryError> {
+        let location = header(resp, "location").ok_or_else(|| RegistryError::Status {
+            host: self.ep.host.clone(),
+            action: format!("POST an upload of {}", desc.digest),
+            status: resp.status().as_u16(),
+            detail: Some("no Location for the upload".into()),
+        })?;
+        Ok(resolve_location(url, location))
+    }
+
+    /// A chunked upload: `PATCH` each `chunk` bytes with its `Content-Range` (following the
+    /// `Location` each answer gives), then `PUT ?digest=` with no body.
+    fn chunked(
+        &self,
+        desc: &Descriptor,
+        file: &Path,
+        location: &str,
+        chunk: u64,
+        obs: &dyn Observer,
+    ) -> Result<Outcome, RegistryError> {
+        let mut location = location.to_owned();
+        let mut offset = 0;
+        while offset < desc.size {
+            let len = chunk.min(desc.size - offset);
+            let range = format!("{offset}-{}", offset + len - 1);
+            let resp = self.ep.send(
+                "PATCH",
+                &location,
+                &self.scope,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Range", range.as_str()),
+                ],
+                Payload::FileRange(file, offset, len),
+            )?;
+            if resp.status().as_u16() != 202 {
+                return Err(
+                    self.status_err(format!("PATCH bytes {range} of {}", desc.digest), resp)
+                );
+            }
+            location = self.location(&resp, &location, desc)?;
+            offset += len;
+            obs.event(Event::Progress {
+                digest: &desc.digest,
+                bytes: offset,
+            });
+        }
+        let resp = self.ep.send(
+            "PUT",
+            &with_digest(&location, &desc.digest),
+            &self.scope,
+            &[],
+            Payload::Bytes(&[]),
+        )?;
+        match resp.status().as_u16() {
+            201 | 204 => Ok(Outcome::Uploaded),
+            _ => Err(self.refused(desc, resp)),
+        }
+    }
+
+    /// A refused upload: a digest the registry computed otherwise (400), or another status.
+    fn refused(&self, desc: &Descriptor, resp: ureq::http::Response<ureq::Body>) -> RegistryError {
+        if resp.status().as_u16() == 400 {
+            let detail = error_detail(resp, &self.ep.host);
+            return RegistryError::Mismatch {
+                host: self.ep.host.clone(),
+                what: "blob",
+                digest: desc.digest.to_string(),
+                reason: format!(
+                    "the registry refused the upload ({})",
+                    detail.unwrap_or_default()
+                ),
+            };
+        }
+        self.status_err(format!("PUT blob {}", desc.digest), resp)
+    }
+}
+
+/// An upload URL with `digest=` added to its query.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
 }
 
 /// Pushes `image` to `dest`; returns the digest of the manifest as the registry has it.
@@ -191,6 +285,7 @@ pub(super) fn publish(
         path,
         scope,
         mount_from,
+        chunk_size: client.chunk_size(),
     };
     let mut blobs: Vec<&(Descriptor, PathBuf)> = blobs.iter().collect();
     blobs.sort_by_key(|(d, _)| d.digest);
