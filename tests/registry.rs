@@ -1274,3 +1274,55 @@ fn retries_honour_retry_after_and_redirects_carry_no_credentials() {
     );
     assert_eq!((c, out.trim()), (0, "redirected"), "{err}");
 }
+
+/// Takes a stack down (and its containers and networks away) when dropped.
+struct StackGuard<'a> {
+    store: &'a Path,
+    dir: &'a Path,
+}
+
+impl Drop for StackGuard<'_> {
+    fn drop(&mut self) {
+        let _ = support::boxr_in(self.store, self.dir, &["down", "-t", "1"]);
+        let (_, ids, _) = boxr(self.store, &["ps", "-aq"]);
+        for id in ids.split_whitespace() {
+            let _ = boxr(self.store, &["rm", "-f", id]);
+        }
+        let _ = boxr(self.store, &["network", "prune"]);
+    }
+}
+
+#[test]
+fn up_pulls_the_registry_images_of_services() {
+    let t = "up_pulls_the_registry_images_of_services";
+    if !registry_ready(t) {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let reg = Registry::start(w.path(), "", "");
+    let s1 = w.path().join("s1");
+    import_busybox(w.path(), &s1, "bb:1");
+    let image = format!("{}/svc/bb:1", reg.addr);
+    let digest = ok(boxr(&s1, &["push", "bb:1", &image])).trim().to_owned();
+    let dir = w.path().join("regstack");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("boxr.kdl"),
+        format!("service \"app\" {{\n    image \"{image}\"\n    command \"sleep\" \"1000\"\n}}\n"),
+    )
+    .unwrap();
+    let store = w.path().join("store");
+    let _guard = StackGuard {
+        store: &store,
+        dir: &dir,
+    };
+    let (c, _, err) = support::boxr_in(&store, &dir, &["up", "-d"]);
+    assert_eq!(c, 0, "{err}");
+    // The service runs the pulled image; the lock pins it.
+    let (c, out, err) = boxr(&store, &["exec", "regstack-app-1", "cat", "/etc/passwd"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.starts_with("root:x:0:0"), "{out}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("boxr.lock")).unwrap()).unwrap();
+    assert_eq!(lock["images"][&image]["digest"], digest.as_str(), "{lock}");
+}
