@@ -2,17 +2,20 @@
 # The demo: builds boxr; imports a busybox root filesystem as an image; checks, plans and builds
 # examples/demo/boxr.kdl (a two-stage build), rebuilds it from the cache, runs the result; shows
 # what a broken manifest reports; saves an image and loads it into a second store (the same
-# Id: images are reproducible); and brings a small stack up and down (examples/stack). Uses
-# temporary stores; run as root.
+# Id: images are reproducible); pushes it to a local registry (Debian's docker-registry on
+# loopback) and runs it from there in a third store; and brings a small stack up and down
+# (examples/stack). Uses temporary stores; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
   # boxr links libseccomp; the demo images are made from busybox-static; containers are on the
   # bridge network by default, whose rules boxr writes with nft (and the demo's network
   # namespace is set up with ip).
+  # The registry part uses Debian's docker-registry (distribution), started on loopback.
   if ! [ -e /usr/include/seccomp.h ] || ! [ -x /bin/busybox ] || ! command -v nft >/dev/null \
-    || ! command -v ip >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static nftables iproute2 >/dev/null
+    || ! command -v ip >/dev/null || ! command -v docker-registry >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static nftables iproute2 \
+      docker-registry >/dev/null
   fi
   cargo build --release --locked --quiet
   # The rest runs in a network namespace of its own: the containers' bridge, veths and rules
@@ -27,7 +30,8 @@ demo=examples/demo
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+registry_pid=
+trap '[ -z "$registry_pid" ] || kill "$registry_pid"; rm -rf "$work"' EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/root" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
@@ -88,6 +92,20 @@ step boxr save app -o app.tar "&&" boxr load -i app.tar "# into another store: t
 $boxr save app -o "$work/app.tar"
 BOXR_ROOT="$work/other-store" $boxr load -i "$work/app.tar"
 BOXR_ROOT="$work/other-store" $boxr images
+
+# A registry: Debian's docker-registry on 127.0.0.1 (inside the demo's network namespace),
+# with its storage in the demo's temporary directory.
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\n' \
+  "$work/registry" > "$work/registry.yml"
+docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
+registry_pid=$!
+for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.05; done
+step boxr push app 127.0.0.1:5000/demo/app:1   "# prints the pushed manifest's digest"
+$boxr push --progress plain app 127.0.0.1:5000/demo/app:1
+step boxr run --rm 127.0.0.1:5000/demo/app:1   "# a third, empty store: pulled first, then run"
+BOXR_ROOT="$work/third-store" $boxr run --rm --progress plain 127.0.0.1:5000/demo/app:1
+step boxr images   "# in the third store: the same Id as the image built above"
+BOXR_ROOT="$work/third-store" $boxr images
 
 # A stack: examples/stack/boxr.kdl (a database stand-in with a health check, a web service that
 # waits for it, a worker that calls the web service by name).

@@ -303,9 +303,18 @@ fn exit_codes_come_back() {
     );
     let (c, _, err) = e.run(&["bb:1", "/etc/passwd"]);
     assert_eq!(c, 126, "{err}");
-    let (c, _, err) = e.run(&["no-such-image:1", "true"]);
+    let (c, _, err) = e.run(&["--pull", "never", "no-such-image:1", "true"]);
     assert_eq!(c, 125);
     assert!(err.contains("no such image"), "{err}");
+    // Without --pull never, an absent image is pulled first: from Docker Hub, which this test's
+    // network namespace cannot reach (nothing leaves it).
+    let (c, _, err) = e.run(&["no-such-image:1", "true"]);
+    assert_eq!(c, 125);
+    assert!(
+        err.contains("Unable to find image 'no-such-image:1' locally")
+            && err.contains("registry-1.docker.io"),
+        "{err}"
+    );
     // With --init=false the same codes come from the command as PID 1.
     assert_eq!(e.run(&["--init=false", "bb:1", "sh", "-c", "exit 7"]).0, 7);
     assert_eq!(e.run(&["--init=false", "bb:1", "nosuchcommand"]).0, 127);
