@@ -161,8 +161,12 @@ fn push_pull_round_trip_and_run_pulls_absent_images() {
     assert_eq!(out.trim(), dest);
     assert!(err.contains("Pull complete"), "{err}");
     assert_eq!(image_id(&s2, &dest), id, "a round trip keeps the image Id");
+    // Kept as received: unpacked only when first used.
+    let unpacked = |s: &Path| fs::read_dir(s.join("layers")).map_or(0, |d| d.count());
+    assert_eq!(unpacked(&s2), 0, "a pull unpacks nothing");
     let (c, out, err) = boxr(&s2, &["run", "--rm", &dest, "echo", "pulled-and-ran"]);
     assert_eq!((c, out.trim()), (0, "pulled-and-ran"), "{err}");
+    assert_eq!(unpacked(&s2), 1, "run unpacked the image's layer");
     // A pull of what the store has downloads nothing.
     let (c, _, err) = boxr(&s2, &["pull", &dest]);
     assert_eq!(c, 0, "{err}");

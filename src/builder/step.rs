@@ -217,6 +217,8 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
                 Some(d) => ctx.store.image(&d)?,
                 None => ctx.store.resolve(&r.to_string())?,
             };
+            // A pulled image's layers are unpacked when first used.
+            ctx.store.unpack_image(&image)?;
             ctx.cached.fetch_add(1, Ordering::SeqCst);
             ctx.reporter.event(Event::Cached { step });
             return Ok(State::of_image(&image));
@@ -648,10 +650,14 @@ fn copy(
             let other = match step.needs.iter().find(|n| Some(**n) != step.parent) {
                 // Another image of this file: its last step's result.
                 Some(&n) => ctx.results[n].get().expect("the source is done").clone(),
-                None => State::of_image(&match step.planned_image() {
-                    Some(d) => ctx.store.image(&d)?,
-                    None => ctx.store.resolve(from)?,
-                }),
+                None => {
+                    let image = match step.planned_image() {
+                        Some(d) => ctx.store.image(&d)?,
+                        None => ctx.store.resolve(from)?,
+                    };
+                    ctx.store.unpack_image(&image)?;
+                    State::of_image(&image)
+                }
             };
             let ls = lowers(ctx, step, &other)?;
             if ls.is_empty() {

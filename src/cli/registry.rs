@@ -197,7 +197,6 @@ impl Observer for View<'_> {
                     None => self.printer.note(line),
                 }
             }
-            Event::Unpacking { .. } => {}
         }
     }
 }

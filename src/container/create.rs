@@ -94,6 +94,8 @@ pub(super) fn prepare_from(
             Some("give the command after the image: boxr run IMAGE COMMAND [ARG...]"),
         ));
     }
+    // A pulled image's layers are unpacked when first used.
+    store.unpack_image(&img)?;
     let mut lowers = Vec::new();
     for d in img.config.rootfs.diff_ids.iter().rev() {
         if !store.has_layer(d) {

@@ -115,8 +115,6 @@ pub enum Event<'a> {
         digest: &'a Digest,
         outcome: Outcome,
     },
-    /// A layer is being unpacked into the store.
-    Unpacking { digest: &'a Digest },
 }
 
 /// How a blob transfer ended.

@@ -1,14 +1,12 @@
 //! `boxr pull`: a reference → its manifest (negotiated, the platform picked from an index) →
-//! its config and layer blobs, several at once, each verified against its digest while it
-//! streams into the store → layers unpacked in order as their blobs arrive → the image
-//! published (manifest last) and tagged with its full name.
+//! its config and layer blobs, several at once, each verified against its size and digest
+//! while it streams into the store → the image published (manifest last, as received) and
+//! tagged with its full name. Layers stay as received until first used (`Store::unpack_image`).
 //!
 //! A pull of an image the store already has costs one manifest request and no blob.
 
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use super::client::{Endpoint, Payload, error_detail, header, read_small};
 use super::{Client, Event, Observer, Outcome, RegistryError};
@@ -449,17 +447,19 @@ pub fn pull(
     finish(store, reference, img, resolved, downloaded)
 }
 
-/// The image of `manifest` if the store has it whole.
+/// The image of `manifest` if the store has it whole (each layer unpacked or as its blob).
 fn complete_image(store: &Store, manifest: &Digest) -> Result<Image, StoreError> {
     let img = store.image(manifest)?;
-    match img
-        .config
-        .rootfs
-        .diff_ids
+    let missing = img
+        .manifest
+        .layers
         .iter()
-        .find(|d| !store.has_layer(d))
-    {
-        Some(d) => Err(StoreError::Missing { digest: *d }),
+        .zip(&img.config.rootfs.diff_ids)
+        .find(|(desc, diff_id)| !store.has_layer(diff_id) && !store.has_blob(&desc.digest));
+    match missing {
+        Some((desc, _)) => Err(StoreError::Missing {
+            digest: desc.digest,
+        }),
         None => Ok(img),
     }
 }
@@ -531,8 +531,9 @@ fn config(store: &Store, repo: &Repo<'_>, desc: &Descriptor) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-/// Downloads the missing layer blobs, `client.jobs()` at once, and unpacks the layers in
-/// order as their blobs arrive (each needs the ones below it). Returns blobs downloaded.
+/// Downloads the layer blobs the store has in no form, `client.jobs()` at once. They are kept
+/// as received; `run`, `create` or a build unpacks them when it first uses the image.
+/// Returns how many were downloaded.
 fn layers(
     client: &Client,
     store: &Store,
@@ -541,76 +542,39 @@ fn layers(
     diff_ids: &[Digest],
     obs: &dyn Observer,
 ) -> Result<usize, RegistryError> {
-    let n = descs.len();
-    let mut ready: Vec<bool> = descs.iter().map(|d| store.has_blob(&d.digest)).collect();
-    for (d, r) in descs.iter().zip(&ready) {
-        if *r {
+    let mut queue: Vec<&Descriptor> = Vec::new();
+    for (d, diff_id) in descs.iter().zip(diff_ids) {
+        if store.has_blob(&d.digest) || store.has_layer(diff_id) {
             obs.event(Event::Done {
                 digest: &d.digest,
                 outcome: Outcome::Present,
             });
+        } else if !queue.iter().any(|q| q.digest == d.digest) {
+            queue.push(d);
         }
     }
-    let mut queue: Vec<usize> = (0..n).filter(|i| !ready[*i]).collect();
-    // The same blob twice in one image is fetched once.
-    queue.dedup_by_key(|i| descs[*i].digest);
-    let downloads = queue.len();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<(), RegistryError>)>();
-    std::thread::scope(|s| -> Result<usize, RegistryError> {
-        for _ in 0..client.jobs().min(downloads) {
-            let tx = tx.clone();
-            let (queue, next, stop) = (&queue, &next, &stop);
-            s.spawn(move || {
+    let first_error: std::sync::Mutex<Option<RegistryError>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..client.jobs().min(queue.len()) {
+            s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = queue.get(k) else { break };
-                    let r = repo.blob_into_store(store, &descs[i], obs);
-                    let failed = r.is_err();
-                    let _ = tx.send((i, r));
-                    if failed {
+                    let Some(desc) = queue.get(k) else { break };
+                    if let Err(e) = repo.blob_into_store(store, desc, obs) {
+                        stop.store(true, Ordering::Relaxed);
+                        first_error.lock().expect("not poisoned").get_or_insert(e);
                         break;
                     }
                 }
             });
         }
-        drop(tx);
-        let result = (|| {
-            let mut lowers: Vec<PathBuf> = Vec::new();
-            let mut unpacked = 0;
-            loop {
-                while unpacked < n && (ready[unpacked] || store.has_blob(&descs[unpacked].digest)) {
-                    let desc = &descs[unpacked];
-                    if !store.has_layer(&diff_ids[unpacked]) {
-                        obs.event(Event::Unpacking {
-                            digest: &desc.digest,
-                        });
-                    }
-                    store.unpack_blob(&desc.digest, &diff_ids[unpacked], &lowers)?;
-                    lowers.insert(0, store.layer_root(&diff_ids[unpacked]));
-                    unpacked += 1;
-                }
-                if unpacked == n {
-                    return Ok(downloads);
-                }
-                match rx.recv() {
-                    Ok((i, Ok(()))) => ready[i] = true,
-                    Ok((_, Err(e))) => return Err(e),
-                    Err(_) => {
-                        return Err(RegistryError::Unreachable {
-                            host: repo.ep.host.clone(),
-                            reason: "the transfers ended before every layer arrived".into(),
-                        });
-                    }
-                }
-            }
-        })();
-        if result.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
-        result
-    })
+    });
+    match first_error.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(queue.len()),
+    }
 }
 
 #[cfg(test)]

@@ -246,7 +246,24 @@ impl Store {
         result
     }
 
-    /// Publishes an image whose layers are all unpacked in the store: its config, then its
+    /// Unpacks the layers of `img` that the store has only as blobs, bottom first (a pulled
+    /// image's layers are kept as received and unpacked when first used: by `run`, `create`,
+    /// or a build that starts from it).
+    pub fn unpack_image(&self, img: &Image) -> Result<(), StoreError> {
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for (desc, diff_id) in img.manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+            if !self.has_layer(diff_id) {
+                if !self.has_blob(&desc.digest) {
+                    return Err(StoreError::Missing { digest: *diff_id });
+                }
+                self.unpack_blob(&desc.digest, diff_id, &lowers)?;
+            }
+            lowers.insert(0, self.layer_root(diff_id));
+        }
+        Ok(())
+    }
+
+    /// Publishes an image whose layers are all in the store, unpacked or as blobs: its config, then its
     /// manifest (kept byte for byte, so its digest is the one it was received with). The
     /// manifest is published last, so a crash before leaves no image, only blobs for `gc`.
     pub fn add_image(
@@ -272,8 +289,12 @@ impl Store {
                 config.rootfs.diff_ids.len()
             )));
         }
-        if let Some(missing) = config.rootfs.diff_ids.iter().find(|d| !self.has_layer(d)) {
-            return Err(StoreError::Missing { digest: *missing });
+        for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            if !self.has_layer(diff_id) && !self.has_blob(&desc.digest) {
+                return Err(StoreError::Missing {
+                    digest: desc.digest,
+                });
+            }
         }
         self.put_blob(config_bytes)?;
         self.put_blob(manifest_bytes)?;
