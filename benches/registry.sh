@@ -11,8 +11,8 @@
 # is removed before each run: with it, skopeo mounts the blobs it pushed before instead of
 # sending them (boxr mounts only from repositories it pulled the image from). The source was pulled under
 # another registry name (127.0.0.2), so boxr mounts no blob across repositories. Pull: `boxr
-# pull` into an empty store (which also unpacks every layer, ready to run) vs `skopeo copy` to an
-# OCI layout directory (which does not unpack).
+# pull` into an empty store vs `skopeo copy` to an OCI layout directory (both download and
+# verify every blob; boxr unpacks layers later, when the image is first used).
 # usage: benches/registry.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +75,7 @@ unshare -n bash -c '
     -n "skopeo copy (oci dir to registry)" "sh $W/push.sh skopeo" >/dev/null
   hyperfine --warmup 1 --runs '"$runs"' --export-json "$W/pull.json" \
     --prepare "rm -rf $W/pullstore $W/ocipull" \
-    -n "boxr pull (and unpack)" "BOXR_ROOT=$W/pullstore $BOXR -q pull 127.0.0.1:5000/src/big:1" \
+    -n "boxr pull" "BOXR_ROOT=$W/pullstore $BOXR -q pull 127.0.0.1:5000/src/big:1" \
     -n "skopeo copy (registry to oci dir)" "skopeo copy -q --src-tls-verify=false docker://127.0.0.1:5000/src/big:1 oci:$W/ocipull" >/dev/null
   BOXR_ROOT=$W/pullstore "$BOXR" -q pull 127.0.0.1:5000/src/big:1 >/dev/null
   hyperfine --warmup 3 --runs 30 -N --export-json "$W/repull.json" \

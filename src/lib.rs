@@ -5,6 +5,8 @@ pub mod builder;
 pub mod cli;
 pub mod container;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ignore;
 pub mod layer;
 pub mod manifest;
