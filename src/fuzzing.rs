@@ -52,7 +52,10 @@ pub fn oci_json(data: &[u8]) {
         if let Ok(v) = serde_json::from_slice::<T>(data) {
             let bytes = crate::oci::to_json(&v);
             let back: T = serde_json::from_slice(&bytes).expect("boxr's JSON parses");
-            assert_eq!(back, v, "a round trip through boxr's JSON changed the value");
+            assert_eq!(
+                back, v,
+                "a round trip through boxr's JSON changed the value"
+            );
         }
     }
     round_trip::<crate::oci::Manifest>(data);

@@ -22,7 +22,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -108,7 +112,11 @@ fn run(target: &str, seeds: &[Vec<u8>], per_seed: usize, mut body: impl FnMut(&[
 
 fn files_under(dir: &Path, ext: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().flatten() {
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
         if e.path().extension().is_some_and(|x| x == ext) {
             out.push(fs::read(e.path()).unwrap());
         }
@@ -170,8 +178,13 @@ fn tar_seeds() -> Vec<Vec<u8>> {
         h
     };
     let mut b = tar::Builder::new(Vec::new());
-    b.append(&header("etc/", tar::EntryType::Directory, 0), &[][..]).unwrap();
-    b.append(&header("etc/passwd", tar::EntryType::Regular, 5), &b"root\n"[..]).unwrap();
+    b.append(&header("etc/", tar::EntryType::Directory, 0), &[][..])
+        .unwrap();
+    b.append(
+        &header("etc/passwd", tar::EntryType::Regular, 5),
+        &b"root\n"[..],
+    )
+    .unwrap();
     let mut l = header("etc/link", tar::EntryType::Symlink, 0);
     l.set_link_name("passwd").unwrap();
     l.set_cksum();
@@ -180,8 +193,13 @@ fn tar_seeds() -> Vec<Vec<u8>> {
     hl.set_link_name("etc/passwd").unwrap();
     hl.set_cksum();
     b.append(&hl, &[][..]).unwrap();
-    b.append(&header("etc/.wh.gone", tar::EntryType::Regular, 0), &[][..]).unwrap();
-    b.append(&header("var/.wh..wh..opq", tar::EntryType::Regular, 0), &[][..]).unwrap();
+    b.append(&header("etc/.wh.gone", tar::EntryType::Regular, 0), &[][..])
+        .unwrap();
+    b.append(
+        &header("var/.wh..wh..opq", tar::EntryType::Regular, 0),
+        &[][..],
+    )
+    .unwrap();
     out.push(b.into_inner().unwrap());
     // A symlink out of the root, then a file written through it.
     let mut b = tar::Builder::new(Vec::new());
@@ -189,7 +207,11 @@ fn tar_seeds() -> Vec<Vec<u8>> {
     l.set_link_name("/").unwrap();
     l.set_cksum();
     b.append(&l, &[][..]).unwrap();
-    b.append(&header("escape/canary", tar::EntryType::Regular, 3), &b"bad"[..]).unwrap();
+    b.append(
+        &header("escape/canary", tar::EntryType::Regular, 3),
+        &b"bad"[..],
+    )
+    .unwrap();
     out.push(b.into_inner().unwrap());
     // `..` in a path, set on the raw header (the tar crate refuses to write it).
     let mut h = tar::Header::new_gnu();

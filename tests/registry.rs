@@ -1330,3 +1330,86 @@ fn up_pulls_the_registry_images_of_services() {
         serde_json::from_slice(&fs::read(dir.join("boxr.lock")).unwrap()).unwrap();
     assert_eq!(lock["images"][&image]["digest"], digest.as_str(), "{lock}");
 }
+
+#[test]
+fn client_certificates_from_certs_d() {
+    let t = "client_certificates_from_certs_d";
+    if !registry_ready(t) || !have_tool(t, "openssl") {
+        return;
+    }
+    let w = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_cert(w.path());
+    // A client certificate signed by the same CA.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(w.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=boxr client",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    fs::write(w.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+        "-out",
+        "client.cert",
+    ]);
+    let reg = Registry::start(
+        w.path(),
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+        "",
+    );
+    let certs_d = w.path().join("certs.d");
+    let host_dir = certs_d.join(&reg.addr);
+    fs::create_dir_all(&host_dir).unwrap();
+    fs::copy(&ca, host_dir.join("ca.crt")).unwrap();
+    let s = w.path().join("s");
+    import_busybox(w.path(), &s, "bb:1");
+    let dest = format!("{}/mtls/bb:1", reg.addr);
+    let cert_dir = certs_d.to_str().unwrap();
+    // The CA alone: the registry wants a client certificate, and the handshake fails.
+    let (c, _, err) = boxr(&s, &["push", "--cert-dir", cert_dir, "bb:1", &dest]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("client certificate"), "{err}");
+    // With client.cert and client.key beside the CA: accepted.
+    fs::copy(w.path().join("client.cert"), host_dir.join("client.cert")).unwrap();
+    fs::copy(w.path().join("client.key"), host_dir.join("client.key")).unwrap();
+    let (c, out, err) = boxr(&s, &["push", "--cert-dir", cert_dir, "bb:1", &dest]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    let fresh = w.path().join("fresh");
+    ok(boxr(&fresh, &["pull", "--cert-dir", cert_dir, &dest]));
+}

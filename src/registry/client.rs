@@ -327,6 +327,10 @@ fn unreachable(host: &str, e: impl std::fmt::Display) -> RegistryError {
 /// A transport error: a certificate problem, or the registry out of reach.
 fn transport(host: &str, e: &ureq::Error) -> RegistryError {
     match tls_error(e) {
+        Some(rustls::Error::AlertReceived(alert)) => RegistryError::Handshake {
+            host: host.to_owned(),
+            alert: format!("{alert:?}"),
+        },
         Some(tls) if is_certificate_error(e) => RegistryError::Certificate {
             host: host.to_owned(),
             reason: tls.to_string(),

@@ -159,6 +159,14 @@ pub enum RegistryError {
         )
     )]
     Certificate { host: String, reason: String },
+    #[error("the registry {host} ended the TLS handshake ({alert})")]
+    #[diagnostic(
+        code(boxr::registry::handshake),
+        help(
+            "a registry that wants a client certificate takes it from certs.d: /etc/boxr/certs.d/{host}/client.cert and client.key (or a --cert-dir)"
+        )
+    )]
+    Handshake { host: String, alert: String },
     #[error("the registry {host} refused the credentials for {what}")]
     #[diagnostic(
         code(boxr::registry::unauthorized),
