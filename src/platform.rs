@@ -1,5 +1,5 @@
-//! The platform boxr runs on, in OCI's words (what image configs and, later, a registry's
-//! index name).
+//! The platform boxr runs on, in OCI's words (what image configs and a registry's index name),
+//! and what it says of a process (its start time: with the pid, a name that is never reused).
 //!
 //! A leaf module: it imports no other module of boxr.
 
@@ -17,4 +17,18 @@ pub fn architecture() -> &'static str {
 /// The OCI operating system name of this build of boxr.
 pub fn os() -> &'static str {
     "linux"
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
+/// with the pid it names one process for good. `None` when no such process is alive: a zombie
+/// (an init whose parent, the monitor, was killed and has not been reaped yet) has ended.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }

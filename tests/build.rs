@@ -427,14 +427,32 @@ image "app" {
     let store = ctx.store().to_string_lossy().into_owned();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&store), "a mount is left under the store");
-    // The same build again succeeds, and gc clears what the killed one left in tmp/.
+    // The killed build left its step's directories in tmp/, named for it.
+    let left: Vec<String> = fs::read_dir(ctx.store().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let pid = child.id().to_string();
+    assert!(
+        left.iter().any(|n| n.contains(&format!("-{pid}."))),
+        "the killed build left nothing named for it in tmp/: {left:?}"
+    );
+    // The next command removes them (its owner is gone); the build succeeds; gc finds no more.
     assert_eq!(ctx.build_ok(&[]), (1, 1));
+    assert!(
+        fs::read_dir(ctx.store().join("tmp")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(&format!("-{pid}."))),
+        "the next build cleaned up after the killed one"
+    );
     assert_eq!(ctx.run("app", "cat /slept"), "slept\n");
     let (code, out, e) = boxr(&ctx.store(), &["gc"]);
     assert_eq!(code, 0, "{e}");
     assert!(
-        !out.contains(" 0 temporary"),
-        "the killed build left no trace?\n{out}"
+        out.contains(" 0 temporary"),
+        "gc found leftovers the next command should have removed:\n{out}"
     );
     assert!(
         fs::read_dir(ctx.store().join("tmp"))

@@ -225,19 +225,7 @@ enum Outcome {
     Detached,
 }
 
-/// The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot):
-/// with the pid it names one process for good. `None` when no such process is alive: a zombie
-/// (an init whose parent, the monitor, was killed and has not been reaped yet) has ended.
-pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
+pub use crate::platform::process_start_time;
 
 /// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
 /// place once it is read.

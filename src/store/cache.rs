@@ -45,7 +45,7 @@ impl Store {
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let tmp = self.root.join("tmp");
         let mut t = tempfile::Builder::new()
-            .prefix("cache-")
+            .prefix(&super::owned_prefix("cache-"))
             .tempfile_in(&tmp)
             .map_err(io_err("create a file in", &tmp))?;
         t.write_all(&serde_json::to_vec(entry).expect("serializes"))
@@ -120,7 +120,7 @@ impl Store {
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let tmp = self.root.join("tmp");
         let mut t = tempfile::Builder::new()
-            .prefix("build-")
+            .prefix(&super::owned_prefix("build-"))
             .tempfile_in(&tmp)
             .map_err(io_err("create a file in", &tmp))?;
         t.write_all(&serde_json::to_vec(record).expect("serializes"))
@@ -149,7 +149,7 @@ impl Store {
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let tmp = self.root.join("tmp");
         let mut t = tempfile::Builder::new()
-            .prefix("stat-cache-")
+            .prefix(&super::owned_prefix("stat-cache-"))
             .tempfile_in(&tmp)
             .map_err(io_err("create a file in", &tmp))?;
         t.write_all(bytes).map_err(io_err("write", t.path()))?;
@@ -178,7 +178,7 @@ impl Store {
         let write = || -> std::io::Result<()> {
             fs::create_dir_all(&dir)?;
             let mut t = tempfile::Builder::new()
-                .prefix("artifact-")
+                .prefix(&super::owned_prefix("artifact-"))
                 .tempfile_in(self.root.join("tmp"))?;
             t.write_all(&bytes)?;
             t.persist(&path).map_err(|e| e.error)?;

@@ -85,6 +85,29 @@ fn flock(path: &Path, arg: FlockArg) -> Result<Flock<File>, StoreError> {
     Flock::lock(file, arg).map_err(|(_, e)| io_err("lock", path)(e.into()))
 }
 
+/// `PREFIX` + `PID.STARTTIME-`: the name of a temporary file or directory under `tmp/` that
+/// this process owns (tempfile adds random characters after it).
+pub(crate) fn owned_prefix(prefix: &str) -> String {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let owner = OWNER.get_or_init(|| {
+        let pid = std::process::id() as i32;
+        let start = crate::platform::process_start_time(pid).unwrap_or(0);
+        format!("{pid}.{start}-")
+    });
+    format!("{prefix}{owner}")
+}
+
+/// The owner (pid, start time) an [`owned_prefix`] name carries.
+fn owner_of(name: &str) -> Option<(i32, u64)> {
+    name.split('-').find_map(|part| {
+        let (pid, start) = part.split_once('.')?;
+        if pid.is_empty() || start.is_empty() {
+            return None;
+        }
+        Some((pid.parse().ok()?, start.parse().ok()?))
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -103,11 +126,41 @@ impl Store {
             Access::Exclusive => FlockArg::LockExclusive,
         };
         let lock = flock(&root.join("lock"), arg)?;
-        Ok(Store {
+        let store = Store {
             root: root.to_owned(),
             _lock: lock,
             sync: false,
-        })
+        };
+        store.clean_orphans();
+        Ok(store)
+    }
+
+    /// Removes what processes that are gone (a killed build, import or pull) left in `tmp/`:
+    /// each entry names its owner (pid and start time), so one listing of `tmp/` tells, and
+    /// nothing a live command is writing is touched. Entries of older boxr versions carry no
+    /// owner and stay for `gc`. Returns how many were removed.
+    pub fn clean_orphans(&self) -> usize {
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((pid, start)) = owner_of(&name) else {
+                continue;
+            };
+            if crate::platform::process_start_time(pid) == Some(start) {
+                continue;
+            }
+            let path = e.path();
+            let gone = if path.is_dir() {
+                remove_tree(&path).is_ok()
+            } else {
+                fs::remove_file(&path).is_ok()
+            };
+            removed += usize::from(gone);
+        }
+        removed
     }
 
     pub fn root(&self) -> &Path {
@@ -135,11 +188,11 @@ impl Store {
         self._lock.as_raw_fd()
     }
 
-    /// A fresh private directory under `tmp/`.
+    /// A fresh private directory under `tmp/`, named for this process (see [`owned_prefix`]).
     pub fn tmp_dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
         let tmp = self.root.join("tmp");
         tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&owned_prefix(prefix))
             .tempdir_in(&tmp)
             .map(|d| d.keep())
             .map_err(io_err("create a directory in", tmp))
@@ -171,7 +224,7 @@ impl Store {
     pub fn blob_writer(&self) -> Result<BlobWriter<'_>, StoreError> {
         let tmp = self.root.join("tmp");
         let (file, path) = tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&owned_prefix("blob-"))
             .tempfile_in(&tmp)
             .map_err(io_err("create a file in", &tmp))?
             .keep()
@@ -292,7 +345,7 @@ impl Store {
         let out = f(&mut refs);
         let tmp = self.root.join("tmp");
         let mut t = tempfile::Builder::new()
-            .prefix("refs-")
+            .prefix(&owned_prefix("refs-"))
             .tempfile_in(&tmp)
             .map_err(io_err("create a file in", &tmp))?;
         let mut json = serde_json::to_vec_pretty(&refs).expect("serializes");
@@ -404,5 +457,34 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), StoreError> {
             }
             fs::remove_dir_all(path).map_err(io_err("remove", path))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_carry_their_owner() {
+        let name = format!("{}abc123", owned_prefix("layer-"));
+        let (pid, start) = owner_of(&name).unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert_eq!(crate::platform::process_start_time(pid), Some(start));
+        assert_eq!(owner_of("layer-abc123"), None);
+        assert_eq!(owner_of("blob-.5-x"), None);
+    }
+
+    #[test]
+    fn open_removes_what_dead_processes_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Access::Shared).unwrap();
+        let mine = store.tmp_dir("step-").unwrap();
+        // A pid that cannot be alive with this start time, and an untagged entry.
+        let dead = dir.path().join("tmp/step-999999999.1-xyz");
+        fs::create_dir_all(dead.join("root/sub")).unwrap();
+        let old = dir.path().join("tmp/layer-old");
+        fs::create_dir(&old).unwrap();
+        assert_eq!(store.clean_orphans(), 1);
+        assert!(mine.exists() && old.exists() && !dead.exists());
     }
 }
