@@ -189,10 +189,23 @@ fn kill_rm_force_and_a_killed_monitor() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(100));
+    // ps, inspect and logs say that its monitor is gone; logs -f does not wait for output that
+    // nothing records any more.
+    let ps = env.ok(&["ps"]);
     assert!(
-        env.ok(&["ps"]).contains(&b[..12]),
-        "still running without its monitor"
+        ps.lines()
+            .any(|l| l.contains(&b[..12]) && l.contains("(monitor lost)")),
+        "still running without its monitor, and ps says so: {ps}"
     );
+    let v = env.inspect(&b);
+    assert_eq!(v["State"]["Running"], true);
+    assert_eq!(v["State"]["MonitorLost"], true);
+    let (c, _, err) = boxr(&env.store, &["logs", "-f", &b]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("was not recorded"), "{err}");
+    // stop works on it at once (the init is signalled directly).
+    env.ok(&["stop", "-t", "1", &b]);
+    assert!(!env.ok(&["ps", "-q"]).contains(&b[..12]));
     // rm -f kills it; ps then shows nothing; the cgroup goes with the helper.
     env.ok(&["rm", "-f", &b]);
     env.ok(&["rm", &a]);

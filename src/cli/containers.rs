@@ -19,7 +19,10 @@ pub(super) fn status_text(info: &Info, st: &Status) -> String {
     match st {
         Status::Created => "Created".into(),
         Status::Running {
-            started_at, health, ..
+            started_at,
+            health,
+            monitor_lost,
+            ..
         } => {
             let up = format!(
                 "Up {}",
@@ -28,6 +31,9 @@ pub(super) fn status_text(info: &Info, st: &Status) -> String {
                     .map(since)
                     .unwrap_or_else(|| "?".into())
             );
+            if *monitor_lost {
+                return format!("{up} (monitor lost)");
+            }
             if state::paused(info) {
                 return format!("{up} (Paused)");
             }
@@ -213,9 +219,21 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
             until: time("--until", &args.until)?,
         })
     });
-    let read = opts.and_then(|opts| {
+    let mut last_time = None;
+    let mut lost = false;
+    let read = opts.and_then(|mut opts| {
         let info = state::find(&store, &args.container)?;
+        // A container whose monitor is gone writes no more log: nothing to follow.
+        lost = matches!(
+            state::status(&info),
+            Status::Running {
+                monitor_lost: true,
+                ..
+            }
+        );
+        opts.follow &= !lost;
         logs::read(&info, &opts, |line| {
+            last_time = Some(line.time.to_owned());
             let text = if args.timestamps {
                 format!("{} {}", line.time, line.text)
             } else {
@@ -230,6 +248,13 @@ pub fn logs(args: &LogsArgs, settings: &Settings) -> i32 {
             }
         })
     });
+    if lost {
+        settings.printer.note(format!(
+            "warning: the monitor of {} is gone (killed?): its output after {} was not recorded",
+            args.container,
+            last_time.as_deref().unwrap_or("its start")
+        ));
+    }
     match read {
         Ok(()) => exit::OK,
         Err(e) => fail_with(&settings.printer, &e),

@@ -48,6 +48,9 @@ pub enum Status {
         started_at: Option<String>,
         /// The health checks' status (`starting`, `healthy`, `unhealthy`), if it has them.
         health: Option<String>,
+        /// A detached container whose monitor is gone (killed): it runs, but nothing records
+        /// its output, health or end any more.
+        monitor_lost: bool,
     },
     Exited {
         code: Option<i32>,
@@ -235,6 +238,9 @@ pub fn status(info: &Info) -> Status {
         }
         (Some(pid), _) => Status::Running {
             pid,
+            monitor_lost: state
+                .as_ref()
+                .is_some_and(|s| s.monitor_pid.is_some() && !s.monitor_alive()),
             started_at: state.as_ref().and_then(|s| s.started_at.clone()),
             health: state.as_ref().and_then(|s| {
                 s.health
@@ -345,11 +351,19 @@ pub fn release_name(store: &Store, info: &Info) {
     }
 }
 
-/// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid`.
+/// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid` and
+/// `State.MonitorLost` (a running container whose monitor is gone).
 pub fn inspect(info: &Info) -> Value {
     let config = read_json(&info.dir.join("config.json")).unwrap_or(Value::Null);
     let state = StateFile::read(&info.dir, STATE).unwrap_or_default();
     let st = status(info);
+    let monitor_lost = matches!(
+        st,
+        Status::Running {
+            monitor_lost: true,
+            ..
+        }
+    );
     let (status, running, pid, code, oom) = match &st {
         Status::Created => ("created", false, 0, 0, false),
         Status::Running { pid, .. } => ("running", true, *pid, 0, false),
@@ -379,6 +393,7 @@ pub fn inspect(info: &Info) -> Value {
             "StartedAt": state.started_at,
             "FinishedAt": state.finished_at,
             "MonitorPid": state.monitor_pid,
+            "MonitorLost": monitor_lost,
         },
     });
     // Only for a container with a health check, as Docker has it.
