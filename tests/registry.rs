@@ -511,37 +511,28 @@ fn basic_auth_over_tls_with_login() {
     );
     assert_eq!(c, 1);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // `boxr login` with the password on stdin.
+    let login_with = |password: &[u8]| {
+        Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+            .envs(env.iter().copied())
+            .env("BOXR_ROOT", &s)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut ch| {
+                use std::io::Write;
+                ch.stdin.take().unwrap().write_all(password)?;
+                ch.wait_with_output()
+            })
+            .unwrap()
+    };
     // A wrong password: login fails, nothing is written.
-    let wrong = Command::new(env!("CARGO_BIN_EXE_boxr"))
-        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
-        .envs(env.iter().copied())
-        .env("BOXR_ROOT", &s)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut ch| {
-            use std::io::Write;
-            ch.stdin.take().unwrap().write_all(b"wrong\n")?;
-            ch.wait_with_output()
-        })
-        .unwrap();
+    let wrong = login_with(b"wrong\n");
     assert_eq!(wrong.status.code(), Some(1));
     assert!(!auth_file.exists());
-    let login = Command::new(env!("CARGO_BIN_EXE_boxr"))
-        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
-        .envs(env.iter().copied())
-        .env("BOXR_ROOT", &s)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut ch| {
-            use std::io::Write;
-            ch.stdin.take().unwrap().write_all(b"s3cret\n")?;
-            ch.wait_with_output()
-        })
-        .unwrap();
+    let login = login_with(b"s3cret\n");
     assert!(
         login.status.success(),
         "{}",

@@ -11,18 +11,7 @@ use thiserror::Error;
 use super::{BuildError, BuildOptions, Reporter};
 use crate::manifest::Manifest;
 use crate::plan::{self, PlanErrors, PlanOptions};
-use crate::reference::ImageRef;
 use crate::store::Store;
-
-/// Resolves `from` references of a plan against the images in a store.
-pub struct StoreImages<'a>(pub &'a Store);
-
-impl plan::ImageResolver for StoreImages<'_> {
-    fn resolve(&self, reference: &ImageRef) -> Option<String> {
-        let img = self.0.resolve(&reference.to_string()).ok()?;
-        Some(img.manifest_digest.to_string())
-    }
-}
 
 /// Why the images could not be built.
 #[derive(Debug, Error, Diagnostic)]

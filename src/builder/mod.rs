@@ -30,7 +30,7 @@ use std::time::Instant;
 use miette::{Diagnostic, NamedSource};
 use thiserror::Error;
 
-pub use images::{ImagesError, StoreImages, build_images};
+pub use images::{ImagesError, build_images};
 pub use state::State;
 
 use crate::digest::Digest;

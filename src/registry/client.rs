@@ -10,15 +10,14 @@ use std::fs;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::http::{Request, Response};
-use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
-use super::RegistryError;
 use super::credentials::{self, Credentials};
+use super::{RegistryError, tls};
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API};
 
 /// How boxr talks to registries.
@@ -277,46 +276,6 @@ pub(crate) fn resolve_location(base_url: &str, location: &str) -> String {
     }
 }
 
-fn system_roots() -> Option<Arc<Vec<Certificate<'static>>>> {
-    static ROOTS: OnceLock<Option<Arc<Vec<Certificate<'static>>>>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let path = std::env::var_os("SSL_CERT_FILE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-            let pem = fs::read(path).ok()?;
-            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|i| match i {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            (!certs.is_empty()).then(|| Arc::new(certs))
-        })
-        .clone()
-}
-
-/// The TLS error inside a ureq error (ureq passes rustls's errors on inside I/O errors).
-fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
-    match e {
-        ureq::Error::Rustls(r) => Some(r),
-        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-        _ => None,
-    }
-}
-
-/// A certificate that does not verify: an error, never a reason to try plain HTTP.
-fn is_certificate_error(e: &ureq::Error) -> bool {
-    matches!(
-        tls_error(e),
-        Some(
-            rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::AlertReceived(_)
-        )
-    )
-}
-
 fn unreachable(host: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Unreachable {
         host: host.to_owned(),
@@ -326,12 +285,12 @@ fn unreachable(host: &str, e: impl std::fmt::Display) -> RegistryError {
 
 /// A transport error: a certificate problem, or the registry out of reach.
 fn transport(host: &str, e: &ureq::Error) -> RegistryError {
-    match tls_error(e) {
+    match tls::tls_error(e) {
         Some(rustls::Error::AlertReceived(alert)) => RegistryError::Handshake {
             host: host.to_owned(),
             alert: format!("{alert:?}"),
         },
-        Some(tls) if is_certificate_error(e) => RegistryError::Certificate {
+        Some(tls) if tls::is_certificate_error(e) => RegistryError::Certificate {
             host: host.to_owned(),
             reason: tls.to_string(),
         },
@@ -363,61 +322,7 @@ impl Client {
 
     /// The agent for `host`: its certificates from `certs.d`, verification unless insecure.
     fn agent(&self, host: &str) -> Result<Agent, RegistryError> {
-        let mut roots: Vec<Certificate<'static>> = Vec::new();
-        let mut client_cert = None;
-        let bad = |p: &Path, e: &dyn std::fmt::Display| RegistryError::Config {
-            message: format!("cannot use the certificate {}: {e}", p.display()),
-            help: Some("certs.d holds PEM files: CA.crt, CLIENT.cert with CLIENT.key".into()),
-        };
-        for dir in &self.opts.cert_dirs {
-            let Ok(entries) = fs::read_dir(dir.join(host)) else {
-                continue;
-            };
-            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            files.sort();
-            for f in files {
-                let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
-                match ext {
-                    "crt" => {
-                        let pem = fs::read(&f).map_err(|e| bad(&f, &e))?;
-                        for item in ureq::tls::parse_pem(&pem) {
-                            if let PemItem::Certificate(c) = item.map_err(|e| bad(&f, &e))? {
-                                roots.push(c);
-                            }
-                        }
-                    }
-                    "cert" if client_cert.is_none() => {
-                        let key_path = f.with_extension("key");
-                        let pem = fs::read(&f).map_err(|e| bad(&f, &e))?;
-                        let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                            .filter_map(|i| match i {
-                                Ok(PemItem::Certificate(c)) => Some(c),
-                                _ => None,
-                            })
-                            .collect();
-                        let key_pem = fs::read(&key_path).map_err(|e| bad(&key_path, &e))?;
-                        let key = ureq::tls::PrivateKey::from_pem(&key_pem)
-                            .map_err(|e| bad(&key_path, &e))?;
-                        client_cert = Some(ClientCert::new_with_certs(&chain, key));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let root_certs = match system_roots() {
-            Some(system) if roots.is_empty() => RootCerts::Specific(system),
-            Some(system) => {
-                roots.extend(system.iter().cloned());
-                RootCerts::Specific(Arc::new(roots))
-            }
-            None if roots.is_empty() => RootCerts::WebPki,
-            None => RootCerts::Specific(Arc::new(roots)),
-        };
-        let tls = TlsConfig::builder()
-            .root_certs(root_certs)
-            .client_cert(client_cert)
-            .disable_verification(self.opts.insecure(host))
-            .build();
+        let tls = tls::config(&self.opts.cert_dirs, host, self.opts.insecure(host))?;
         Ok(Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -476,7 +381,7 @@ impl Client {
         let https = format!("https://{host}");
         let (base, resp) = match agent.get(format!("{https}/v2/")).call() {
             Ok(r) => (https, r),
-            Err(e) if self.opts.plain_http_allowed(host) && !is_certificate_error(&e) => {
+            Err(e) if self.opts.plain_http_allowed(host) && !tls::is_certificate_error(&e) => {
                 let http = format!("http://{host}");
                 match agent.get(format!("{http}/v2/")).call() {
                     Ok(r) => (http, r),
@@ -686,7 +591,7 @@ impl Endpoint {
             .map_err(|e| unreachable(&self.host, e))?;
             let resp = match result {
                 Ok(r) => r,
-                Err(e) if attempt + 1 < ATTEMPTS && !is_certificate_error(&e) => {
+                Err(e) if attempt + 1 < ATTEMPTS && !tls::is_certificate_error(&e) => {
                     std::thread::sleep(backoff(attempt));
                     attempt += 1;
                     continue;

@@ -17,6 +17,7 @@ mod client;
 mod credentials;
 mod pull;
 mod push;
+mod tls;
 
 use miette::Diagnostic;
 use thiserror::Error;
