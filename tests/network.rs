@@ -1233,3 +1233,182 @@ fn rules_a_firewall_reload_removed_come_back() {
         drop(far);
     });
 }
+
+/// The addresses of `interface` and the default route, as a process in the container sees them.
+const SHOW_NET: &str = "for i in eth0 eth1 eth2; do ip -o -4 addr show dev $i 2>/dev/null | \
+    awk '{print $2, $4}'; done; ip route | grep ^default; grep nameserver /etc/resolv.conf";
+
+#[test]
+fn a_container_on_several_networks_reaches_each_and_connect_and_disconnect_change_that() {
+    let name =
+        "a_container_on_several_networks_reaches_each_and_connect_and_disconnect_change_that";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        std::fs::write(rootfs.join("tmp/index.html"), "hello from db\n").unwrap();
+        let bx = |args: &[&str]| boxr(&store, args);
+        let (c, _, err) = bx(&["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        for (n, subnet) in [("front", "10.71.0.0/24"), ("back", "10.72.0.0/24")] {
+            let (c, _, err) = bx(&["network", "create", "--subnet", subnet, n]);
+            assert_eq!(c, 0, "{err}");
+        }
+        let (c, _, err) = bx(&[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--network",
+            "back",
+            "bb:1",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/tmp",
+        ]);
+        assert_eq!(c, 0, "{err}");
+        let db_ip = ip_of(&store, "back", "");
+        let (c, _, err) = bx(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "front",
+            "bb:1",
+            "sleep",
+            "600",
+        ]);
+        assert_eq!(c, 0, "{err}");
+        let exec = |script: &str| bx(&["exec", "web", "sh", "-c", script]);
+        // On another network: db is out of reach.
+        let (c, out, _) = exec(&format!("timeout 3 wget -q -O- http://{db_ip}/index.html"));
+        assert_ne!(c, 0, "{out}");
+
+        // Connected to back: eth1 appears at once, db answers by its address and by its name
+        // (front's resolver answers for the names of every network web is on), the default
+        // route stays front's.
+        let (c, _, err) = bx(&["network", "connect", "--alias", "www", "back", "web"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, out, err) = exec(&format!(
+            "{SHOW_NET}; timeout 5 wget -q -O- http://{db_ip}/index.html; \
+             timeout 5 wget -q -O- http://db/index.html; timeout 5 wget -q -O- http://db.back/index.html"
+        ));
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(out.contains("eth0 10.71.0."), "{out}");
+        assert!(out.contains("eth1 10.72.0."), "{out}");
+        assert!(out.contains("default via 10.71.0.1 dev eth0"), "{out}");
+        assert!(out.contains("nameserver 10.71.0.1"), "{out}");
+        assert_eq!(out.matches("hello from db").count(), 3, "{out}");
+        // db finds web under its alias on back; inspect lists both networks.
+        let (c, out, err) = bx(&["exec", "db", "nslookup", "www"]);
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(out.contains("Address: 10.72.0."), "{out}");
+        let (_, out, _) = bx(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "web"]);
+        let nets: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            nets["front"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.71.0."),
+            "{out}"
+        );
+        assert!(
+            nets["back"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.72.0."),
+            "{out}"
+        );
+        // Twice on one network, or off one it is not on: refused.
+        let (c, _, err) = bx(&["network", "connect", "back", "web"]);
+        assert_ne!(c, 0);
+        assert!(err.contains("already on network back"), "{err}");
+
+        // A stop and a start give it both networks back, with the same addresses.
+        let (_, before, _) = exec(SHOW_NET);
+        let (c, _, err) = bx(&["stop", "-t", "1", "web"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, _, err) = bx(&["start", "web"]);
+        assert_eq!(c, 0, "{err}");
+        let (_, after, _) = exec(SHOW_NET);
+        assert_eq!(before, after);
+
+        // Off its first network: the next one takes its place (default route, resolver).
+        let (c, _, err) = bx(&["network", "disconnect", "front", "web"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, out, err) = exec(&format!(
+            "{SHOW_NET}; timeout 5 wget -q -O- http://db/index.html"
+        ));
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(!out.contains("10.71.0."), "{out}");
+        assert!(out.contains("eth1 10.72.0."), "{out}");
+        assert!(out.contains("default via 10.72.0.1 dev eth1"), "{out}");
+        assert!(out.contains("nameserver 10.72.0.1"), "{out}");
+        assert!(out.contains("hello from db"), "{out}");
+        let (c, _, err) = bx(&["network", "disconnect", "back", "web"]);
+        assert_ne!(c, 0);
+        assert!(err.contains("the only network of container"), "{err}");
+        let (c, _, err) = bx(&["network", "disconnect", "front", "web"]);
+        assert_ne!(c, 0);
+        assert!(err.contains("is not on network front"), "{err}");
+
+        // Several --network at once: eth0 on the first (default route), eth1 on the next.
+        let (c, out, err) = bx(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "--network",
+            "back",
+            "bb:1",
+            "sh",
+            "-c",
+            &format!("{SHOW_NET}; timeout 5 wget -q -O- http://db/index.html"),
+        ]);
+        assert_eq!(c, 0, "{out} {err}");
+        assert!(out.contains("eth0 10.71.0."), "{out}");
+        assert!(out.contains("eth1 10.72.0."), "{out}");
+        assert!(out.contains("default via 10.71.0.1 dev eth0"), "{out}");
+        assert!(out.contains("hello from db"), "{out}");
+        let (c, _, err) = bx(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--network",
+            "back",
+            "bb:1",
+            "true",
+        ]);
+        assert_ne!(c, 0);
+        assert!(
+            err.contains("only bridge networks can be given more than once"),
+            "{err}"
+        );
+
+        // Removed, the containers leave no lease, veth or resolver: both networks can go.
+        let (c, _, err) = bx(&["rm", "-f", "web", "db"]);
+        assert_eq!(c, 0, "{err}");
+        let (c, _, err) = bx(&["network", "rm", "front", "back"]);
+        assert_eq!(c, 0, "{err}");
+        let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        assert!(!links.contains(": vb"), "{links}");
+        assert_eq!(resolvers(&store), Vec::<String>::new());
+        let left: Vec<String> = std::fs::read_dir(store.join("journal"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("netns-") || n.starts_with("dns-"))
+            .collect();
+        assert!(left.is_empty(), "journal entries left: {left:?}");
+    });
+}

@@ -689,3 +689,82 @@ fn down_removes_the_projects_volumes_and_images_when_asked() {
     let (_, images, _) = boxr(store, &["images", "-q"]);
     assert_eq!(images.trim(), "");
 }
+
+#[test]
+fn a_service_on_two_networks_reaches_both_and_the_others_only_their_own() {
+    let name = "a_service_on_two_networks_reaches_both_and_the_others_only_their_own";
+    if !privileged(name) || !have_tool(name, "ip") {
+        return;
+    }
+    let s = Stack::new(
+        "nets",
+        r#"network "front"
+network "back" internal=#true
+service "db" {
+    image "base"
+    network "back"
+    command "sh" "-c" "echo db > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+}
+service "web" {
+    image "base"
+    network "front"
+    command "sh" "-c" "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+}
+service "api" {
+    image "base"
+    network "front" "back"
+    command "sleep" "600"
+}
+"#,
+    );
+    let (store, dir) = (&s.store, &s.dir);
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d"]);
+    assert_eq!(c, 0, "{err}");
+    // api is on both: eth0 on front (its default route), eth1 on back; it reaches both services
+    // by name.
+    let (c, out, err) = boxr(
+        store,
+        &[
+            "exec",
+            "nets-api-1",
+            "sh",
+            "-c",
+            "ip -o -4 addr | awk '{print $2}' | sort | tr '\\n' ' '; echo; \
+             for h in db web; do timeout 5 wget -qO- http://$h/index.html; done",
+        ],
+    );
+    assert_eq!(c, 0, "{out} {err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "eth1", "lo", "db", "web"],
+        "{out}"
+    );
+    let api = inspect(store, "nets-api-1");
+    let nets = api["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert_eq!(
+        nets.keys().collect::<Vec<_>>(),
+        ["nets_back", "nets_front"],
+        "{api}"
+    );
+    // web is only on front: db's address is out of its reach.
+    let db_ip = inspect(store, "nets-db-1")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (c, out, _) = boxr(
+        store,
+        &[
+            "exec",
+            "nets-web-1",
+            "sh",
+            "-c",
+            &format!("timeout 3 wget -qO- http://{db_ip}/index.html"),
+        ],
+    );
+    assert_ne!(c, 0, "{out}");
+    // down takes both networks with the containers.
+    let (c, _, err) = boxr_in(store, dir, &["down", "-t", "1"]);
+    assert_eq!(c, 0, "{err}");
+    let (_, out, _) = boxr(store, &["network", "ls", "-q"]);
+    assert_eq!(out.trim(), "bridge", "{out}");
+}

@@ -278,7 +278,7 @@ fn each_container(
             Ok(()) => settings.printer.out(c),
             Err(e) => {
                 settings.printer.diagnostic(&e);
-                code = e.exit_code();
+                code = failure_code(&e);
             }
         }
     }
@@ -357,7 +357,7 @@ pub fn start(args: &StartArgs, settings: &Settings) -> i32 {
         Ok(code) => code,
         Err(e) => {
             settings.printer.diagnostic(&e);
-            e.exit_code()
+            failure_code(&e)
         }
     }
 }
@@ -472,7 +472,7 @@ pub fn wait(args: &WaitArgs, settings: &Settings) -> i32 {
             }
             Err(e) => {
                 settings.printer.diagnostic(&e);
-                code = exit::FAILED;
+                code = exit::of(&e);
             }
         }
     }
@@ -890,4 +890,13 @@ pub(super) fn ports_text(i: &state::Info, s: &Status) -> String {
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A container command's failure: the command's own 126/127 where it could not start, 1 for a
+/// container that does not exist, else 125.
+fn failure_code(e: &crate::container::ContainerError) -> i32 {
+    match e.exit_code() {
+        exit::FAILED => exit::of(e),
+        c => c,
+    }
 }

@@ -30,6 +30,19 @@ pub mod exit {
     pub const INVALID: i32 = 1;
     /// boxr itself failed (bad flags, I/O errors, ...).
     pub const FAILED: i32 = 125;
+    /// What a failure exits with: 1 when an image, container or network named on the command
+    /// line does not exist (as `docker rm`, `rmi`, `inspect`, `stop`, `logs` exit), else 125.
+    pub fn of(diag: &dyn miette::Diagnostic) -> i32 {
+        const NOT_FOUND: [&str; 3] = [
+            "boxr::store::no_such_image",
+            "boxr::container::not_found",
+            "boxr::net::not_found",
+        ];
+        match diag.code().map(|c| c.to_string()) {
+            Some(c) if NOT_FOUND.contains(&c.as_str()) => INVALID,
+            _ => FAILED,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -363,7 +376,7 @@ fn fail(printer: &Printer, message: &str) -> i32 {
 /// Prints a failure that has its own diagnostic.
 fn fail_with(printer: &Printer, diag: &dyn miette::Diagnostic) -> i32 {
     printer.diagnostic(diag);
-    exit::FAILED
+    exit::of(diag)
 }
 
 /// Loads the manifest, printing diagnostics on failure. `Err` carries the exit code.

@@ -1,4 +1,4 @@
-//! `boxr network create|ls|inspect|rm|prune|reload`.
+//! `boxr network create|ls|inspect|rm|prune|connect|disconnect|reload`.
 
 use super::format::table;
 use super::{Settings, exit, fail_with};
@@ -40,9 +40,34 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a container to one more network (a running one gets the interface at once)
+    Connect {
+        /// A fixed IPv4 address on the network
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        /// Another name the container answers to on this network
+        #[arg(long = "alias", value_name = "NAME", value_parser = parse_alias)]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network (it keeps at least one)
+    Disconnect {
+        /// Accepted for Docker's sake: disconnecting never waits for the container
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Make boxr's firewall rules again (after a firewall reload removed them) and put back the
     /// published ports of running containers
     Reload,
+}
+
+/// A name a container answers to (`--alias`, `--network-alias`, `--hostname`): a hostname, as
+/// the manifest checks it.
+pub(super) fn parse_alias(s: &str) -> Result<String, String> {
+    crate::values::parse_hostname(s).map_err(|b| b.reason)
 }
 
 pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
@@ -151,6 +176,29 @@ pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {
             settings.printer.data(format!("{text}\n"));
             code
         }
+        NetworkCommand::Connect {
+            ip,
+            aliases,
+            network,
+            container,
+        } => {
+            match crate::container::network::connect(
+                &store,
+                container,
+                network,
+                ip.as_deref(),
+                aliases,
+            ) {
+                Ok(_) => exit::OK,
+                Err(e) => fail_with(&settings.printer, &e),
+            }
+        }
+        NetworkCommand::Disconnect {
+            network, container, ..
+        } => match crate::container::network::disconnect(&store, container, network) {
+            Ok(()) => exit::OK,
+            Err(e) => fail_with(&settings.printer, &e),
+        },
         NetworkCommand::Prune => match net::prune(&store) {
             Ok(names) => {
                 for n in names {

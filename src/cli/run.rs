@@ -59,13 +59,14 @@ pub struct RunArgs {
     #[arg(short, long)]
     user: Option<String>,
     /// Container host name (default: the first 12 digits of its id)
-    #[arg(long)]
+    #[arg(long, value_parser = super::network::parse_alias)]
     hostname: Option<String>,
     /// Network: a bridge network (`bridge`, the default, as Docker's, or one of `boxr network
     /// create`), none (only loopback), host, container:NAME (share a running container's), or
-    /// ns:PATH (join an existing network namespace)
+    /// ns:PATH (join an existing network namespace). Given again, more bridge networks: the
+    /// container is on each (eth0 on the first, which has the default route, then eth1, …)
     #[arg(long, default_value = "bridge", value_parser = parse_network)]
-    network: Network,
+    network: Vec<Network>,
     /// A fixed IPv4 address on the bridge network
     #[arg(long, value_name = "IP")]
     ip: Option<String>,
@@ -77,7 +78,7 @@ pub struct RunArgs {
     #[arg(short = 'P', long)]
     publish_all: bool,
     /// Another name the container answers to on its network's resolver
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = super::network::parse_alias)]
     network_alias: Vec<String>,
     /// Run boxr's init as PID 1 (reaps zombies, forwards signals); --init=false runs the command as PID 1
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -202,22 +203,22 @@ pub struct RunArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
     /// Memory limit (e.g. 256m, 1g)
-    #[arg(short = 'm', long, value_name = "SIZE")]
+    #[arg(short = 'm', long, allow_hyphen_values = true, value_name = "SIZE")]
     pub memory: Option<String>,
     /// Memory plus swap limit (-1: unlimited swap; default: as much swap as memory)
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Soft memory limit
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE")]
     pub memory_reservation: Option<String>,
     /// CPUs of time the container may use (e.g. 0.5)
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub cpus: Option<f64>,
     /// Relative CPU weight (default 1024)
-    #[arg(short = 'c', long, value_name = "N")]
+    #[arg(short = 'c', long, allow_hyphen_values = true, value_name = "N")]
     pub cpu_shares: Option<u64>,
     /// CPUs the container may run on (e.g. 0-3, 0,2)
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
     pub cpuset_cpus: Option<String>,
     /// Memory nodes the container may use
     #[arg(long, value_name = "LIST")]
@@ -226,7 +227,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// Block I/O weight (10-1000)
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub blkio_weight: Option<u16>,
     /// Read rate limit for a device: DEVICE:RATE (e.g. /dev/sda:1mb)
     #[arg(long, value_name = "DEVICE:RATE")]
@@ -299,7 +300,11 @@ pub fn run(args: &RunArgs, settings: &Settings) -> i32 {
     // holds the container's published ports.
     match container::run(&store, &opts) {
         Ok(code) => code,
-        Err(e) => fail_with(&settings.printer, &e),
+        // Docker's rule for `run`: 125 for every failure of its own, whatever is missing.
+        Err(e) => {
+            settings.printer.diagnostic(&e);
+            e.exit_code()
+        }
     }
 }
 
@@ -340,7 +345,8 @@ fn options(args: &RunArgs) -> RunOptions {
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
-        network: Some(args.network.clone()),
+        network: args.network.first().cloned(),
+        more_networks: args.network.iter().skip(1).cloned().collect(),
         ip: args.ip.clone(),
         init: args.init,
         remove: args.rm,

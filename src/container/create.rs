@@ -424,6 +424,18 @@ pub(super) fn create(
                         &dir.join("netns"),
                     )
                     .map_err(|e| invalid(e.to_string(), None))?;
+                    for more in &opts.more_networks {
+                        let Network::Named(more) = more else {
+                            return Err(invalid(
+                                "only bridge networks can be given more than once (--network)",
+                                Some(
+                                    "none, host, container: and ns: are a container's only network",
+                                ),
+                            ));
+                        };
+                        crate::net::connect(store, more, id, None, &names)
+                            .map_err(|e| invalid(e.to_string(), None))?;
+                    }
                     // What `inspect` shows as NetworkSettings.
                     state::write_atomic(dir, state::NETWORK, &ep)
                         .map_err(io_err("write", &dir.join(state::NETWORK)))?;
@@ -432,6 +444,12 @@ pub(super) fn create(
                             .map_err(|e| invalid(e.to_string(), None))?;
                     }
                     Some(ep)
+                }
+                _ if !opts.more_networks.is_empty() => {
+                    return Err(invalid(
+                        "only bridge networks can be given more than once (--network)",
+                        Some("none, host, container: and ns: are a container's only network"),
+                    ));
                 }
                 _ if opts.ip.is_some() => {
                     return Err(invalid(

@@ -26,7 +26,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 mod mounts;
-mod network;
+pub mod network;
 mod options;
 pub mod record;
 pub mod state;
@@ -58,6 +58,12 @@ pub enum ContainerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
+    #[error("no such container: {0}")]
+    #[diagnostic(
+        code(boxr::container::not_found),
+        help("`boxr ps -a` lists the containers")
+    )]
+    NotFound(String),
     #[error("{message}")]
     #[diagnostic(code(boxr::container::invalid))]
     Invalid {

@@ -81,3 +81,67 @@ pub(super) fn give_back(dir: &Path) {
         release(root, &id_of(dir), true);
     }
 }
+
+/// `boxr network connect`: puts a container on one more network, as its next interface, under
+/// its name, `aliases` and short id there.
+pub fn connect(
+    store: &crate::store::Store,
+    container: &str,
+    network: &str,
+    ip: Option<&str>,
+    aliases: &[String],
+) -> Result<crate::net::Endpoint, super::ContainerError> {
+    if network == crate::net::DEFAULT && !aliases.is_empty() {
+        return Err(super::invalid(
+            "--alias needs a user network (`boxr network create`)",
+            Some("the default network `bridge` has no names, as Docker's"),
+        ));
+    }
+    let info = super::state::find(store, container)?;
+    let short = info.id[..12].to_owned();
+    let names: Vec<String> = std::iter::once(info.name.clone().unwrap_or_else(|| short.clone()))
+        .chain(aliases.iter().cloned())
+        .chain(info.name.is_some().then_some(short))
+        .collect();
+    crate::net::connect(store, network, &info.id, ip, &names)
+        .map_err(|e| super::invalid(e.to_string(), None))
+}
+
+/// `boxr network disconnect`: takes a container off a network. When that was its first one, the
+/// next takes its place in what `inspect` shows and in the container's /etc/resolv.conf (the
+/// resolver of the new first network's gateway; it answers the names of all its networks).
+pub fn disconnect(
+    store: &crate::store::Store,
+    container: &str,
+    network: &str,
+) -> Result<(), super::ContainerError> {
+    let info = super::state::find(store, container)?;
+    let before = crate::net::endpoints(store, &info.id);
+    let next = crate::net::disconnect(store, network, &info.id)
+        .map_err(|e| super::invalid(e.to_string(), None))?;
+    if let (Some(next), Some(old)) = (next, before.first()) {
+        let dir = &info.dir;
+        super::state::write_atomic(dir, super::state::NETWORK, &next)
+            .map_err(super::io_err("write", &dir.join(super::state::NETWORK)))?;
+        // Written in place: the container sees its /etc/resolv.conf through a bind mount of
+        // this very file.
+        let resolv = dir.join("resolv.conf");
+        if let Ok(text) = std::fs::read_to_string(&resolv) {
+            let old_line = format!("nameserver {}", old.gateway);
+            let changed: String = text
+                .lines()
+                .map(|l| {
+                    if l.trim() == old_line {
+                        format!("nameserver {}\n", next.gateway)
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            if changed != text {
+                std::fs::write(&resolv, changed).map_err(super::io_err("write", &resolv))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -30,6 +30,10 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: Option<Network>,
+    /// More bridge networks (a second `--network`, a service's further networks): the
+    /// container is connected to each after its first, as `eth1`, … (under its name, aliases
+    /// and short id, as on its first).
+    pub more_networks: Vec<Network>,
     /// `--ip`: a fixed address on the (bridge) network.
     pub ip: Option<String>,
     pub init: bool,
@@ -268,18 +272,33 @@ pub fn limits(
             None,
         ));
     }
-    for (flag, v) in [
-        ("--cpuset-cpus", &o.cpuset_cpus),
-        ("--cpuset-mems", &o.cpuset_mems),
+    for (flag, v, online, what) in [
+        (
+            "--cpuset-cpus",
+            &o.cpuset_cpus,
+            "/sys/devices/system/cpu/online",
+            "CPU",
+        ),
+        (
+            "--cpuset-mems",
+            &o.cpuset_mems,
+            "/sys/devices/system/node/online",
+            "memory node",
+        ),
     ] {
-        if let Some(v) = v
-            && (v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == ',' || c == '-'))
+        let Some(v) = v else { continue };
+        let asked = crate::values::parse_cpu_list(v)
+            .map_err(|b| invalid(format!("{flag} {v}: {}", b.reason), b.help.as_deref()))?;
+        // What exists here (a machine without NUMA has node 0 only).
+        let here = fs::read_to_string(online).unwrap_or_else(|_| "0".into());
+        if let Ok(have) = crate::values::parse_cpu_list(&here)
+            && let Some(missing) = asked.iter().find(|n| !have.contains(n))
         {
             return Err(invalid(
-                format!("{flag} {v}: write a list like 0-3 or 0,2"),
+                format!(
+                    "{flag} {v}: there is no {what} {missing} here (this machine has {what}s {})",
+                    here.trim()
+                ),
                 None,
             ));
         }

@@ -199,7 +199,7 @@ pub fn find(store: &Store, query: &str) -> Result<Info, ContainerError> {
         .collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().expect("one")),
-        0 => Err(invalid(format!("no such container: {query}"), None)),
+        0 => Err(ContainerError::NotFound(query.to_owned())),
         n => Err(invalid(
             format!("`{query}` matches {n} containers: give more of the id"),
             None,
@@ -353,7 +353,7 @@ pub fn release_name(store: &Store, info: &Info) {
 
 /// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid` and
 /// `State.MonitorLost` (a running container whose monitor is gone).
-pub fn inspect(info: &Info) -> Value {
+pub fn inspect(store: &Store, info: &Info) -> Value {
     let config = read_json(&info.dir.join("config.json")).unwrap_or(Value::Null);
     let state = StateFile::read(&info.dir, STATE).unwrap_or_default();
     let st = status(info);
@@ -400,17 +400,23 @@ pub fn inspect(info: &Info) -> Value {
     if let Some(h) = state.health {
         v["State"]["Health"] = h;
     }
-    let ep = fs::read(info.dir.join(NETWORK))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<crate::net::Endpoint>(&b).ok());
-    v["NetworkSettings"] = match ep {
+    // Every network the container is on, its first network's in the top-level keys.
+    let eps = crate::net::endpoints(store, &info.id);
+    let mut networks = serde_json::Map::new();
+    for ep in &eps {
+        networks.insert(
+            ep.network.clone(),
+            serde_json::json!({
+                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
+                "MacAddress": ep.mac,
+            }),
+        );
+    }
+    v["NetworkSettings"] = match eps.first() {
         Some(ep) => serde_json::json!({
             "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
             "MacAddress": ep.mac,
-            "Networks": {ep.network.clone(): {
-                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
-                "MacAddress": ep.mac,
-            }},
+            "Networks": networks,
         }),
         None => serde_json::json!({"Networks": {}}),
     };

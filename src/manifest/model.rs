@@ -218,8 +218,9 @@ pub struct Service {
     pub stop_timeout: Option<Spanned<std::time::Duration>>,
     /// `replicas N`: how many containers run it (default 1; 0 runs none).
     pub replicas: Option<Spanned<u32>>,
-    /// `network "NAME"`: the stack network it joins (default: the stack's `default`).
-    pub network: Option<Spanned<String>>,
+    /// `network "NAME"...`: the stack networks it joins, its first one first (default: the
+    /// stack's `default`).
+    pub networks: Vec<Spanned<String>>,
     /// `env-file "PATH"`: `KEY=VALUE` lines (relative to the manifest's directory), before `env`.
     pub env_files: Vec<Spanned<String>>,
     /// `profiles "NAME"...`: started only when one of them is active (or it is named).

@@ -11,6 +11,9 @@
 //! resolver runs on the host side. The default network `bridge` has no names (as Docker's): its
 //! resolver only forwards; an internal network's does not forward.
 //!
+//! A container on several networks is answered the names of each of them (known by the source
+//! address of its query): see [`State::seen`].
+//!
 //! Names are read again from the network's file whenever it changed (its inode or mtime),
 //! checked at each query: the sockets are never rebound, and answers carry a short TTL.
 
@@ -58,6 +61,8 @@ struct Names {
     by_addr: BTreeMap<Ipv4Addr, String>,
     subnet: Option<super::Subnet>,
     forward: bool,
+    /// Address → the container that holds it (who asks).
+    members: BTreeMap<Ipv4Addr, String>,
 }
 
 impl Names {
@@ -66,6 +71,11 @@ impl Names {
             zone: net.name.to_ascii_lowercase(),
             subnet: Some(net.subnet),
             forward: !net.internal,
+            members: net
+                .leases
+                .iter()
+                .map(|(id, ip)| (*ip, id.clone()))
+                .collect(),
             ..Names::default()
         };
         if net.name == DEFAULT {
@@ -155,8 +165,30 @@ fn answer(names: &Names, qname: &Name, qtype: RecordType) -> Answer {
     }
 }
 
-/// The reply to `query` from the network's names, or `None` to forward it.
-fn local_reply(names: &Names, query: &Message) -> Option<Message> {
+/// The answer from the names a container sees: its network's (`seen[0]`), then those of the
+/// other networks it is on. A name known on one of them is answered; a name of a zone none of
+/// them knows is NXDOMAIN; the rest is the network's own answer (forward, or refuse).
+fn answer_seen(seen: &[Names], qname: &Name, qtype: RecordType) -> Answer {
+    let mut nx = false;
+    let mut own = None;
+    for names in seen {
+        match answer(names, qname, qtype) {
+            a @ (Answer::Records(_) | Answer::NoData) => return a,
+            Answer::NxDomain => nx = true,
+            other => {
+                own.get_or_insert(other);
+            }
+        }
+    }
+    match own {
+        _ if nx => Answer::NxDomain,
+        Some(a) => a,
+        None => Answer::Forward,
+    }
+}
+
+/// The reply to `query` from the names its asker sees, or `None` to forward it.
+fn local_reply(seen: &[Names], query: &Message) -> Option<Message> {
     let q = query.queries.first()?;
     let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
     reply.metadata.recursion_desired = query.metadata.recursion_desired;
@@ -166,7 +198,7 @@ fn local_reply(names: &Names, query: &Message) -> Option<Message> {
         reply.metadata.response_code = ResponseCode::NotImp;
         return Some(reply);
     }
-    match answer(names, q.name(), q.query_type()) {
+    match answer_seen(seen, q.name(), q.query_type()) {
         Answer::Records(mut r) => {
             // Several addresses (an alias replicas share): each answer starts at the next, as
             // round-robin DNS does, since clients mostly take the first.
@@ -316,24 +348,39 @@ fn read_framed(s: &mut impl Read) -> Option<Vec<u8>> {
     Some(msg)
 }
 
-/// The resolver's view of its network, read again when the network's file changes.
+type Stamp = (u64, i64, i64);
+
+fn stamp_of(p: &Path) -> Option<Stamp> {
+    fs::metadata(p)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+fn read_network(p: &Path) -> Option<Network> {
+    fs::read(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Network>(&b).ok())
+}
+
+/// The resolver's view of its network, read again when the network's file changes, and of the
+/// other networks, read when a container of this one asks (a container on several networks
+/// resolves the names of each, as with Docker's and podman's resolvers).
 struct State {
     file: PathBuf,
-    stamp: Option<(u64, i64, i64)>,
+    stamp: Option<Stamp>,
     names: Names,
     gateway: Ipv4Addr,
+    /// Other networks' files → their names, as last read.
+    others: BTreeMap<PathBuf, (Stamp, Names)>,
 }
 
 impl State {
     fn refresh(&mut self) -> bool {
-        let Ok(m) = fs::metadata(&self.file) else {
+        let Some(stamp) = stamp_of(&self.file) else {
             return false;
         };
-        let stamp = (m.ino(), m.mtime(), m.mtime_nsec());
         if self.stamp != Some(stamp)
-            && let Some(net) = fs::read(&self.file)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Network>(&b).ok())
+            && let Some(net) = read_network(&self.file)
         {
             self.names = Names::of(&net);
             self.stamp = Some(stamp);
@@ -341,14 +388,53 @@ impl State {
         }
         true
     }
+
+    /// The names the container at `from` sees: this network's, then those of every other
+    /// network it is on.
+    fn seen(&mut self, from: IpAddr) -> Vec<Names> {
+        self.refresh();
+        let mut out = vec![self.names.clone()];
+        let IpAddr::V4(from) = from else {
+            return out;
+        };
+        let Some(id) = self.names.members.get(&from).cloned() else {
+            return out;
+        };
+        let Some(dir) = self.file.parent() else {
+            return out;
+        };
+        let files: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && *p != self.file)
+            .collect();
+        self.others.retain(|p, _| files.contains(p));
+        for p in files {
+            let Some(stamp) = stamp_of(&p) else {
+                continue;
+            };
+            if self.others.get(&p).is_none_or(|(s, _)| *s != stamp)
+                && let Some(net) = read_network(&p)
+            {
+                self.others.insert(p.clone(), (stamp, Names::of(&net)));
+            }
+            if let Some((_, names)) = self.others.get(&p)
+                && names.members.values().any(|m| *m == id)
+            {
+                out.push(names.clone());
+            }
+        }
+        out
+    }
 }
 
-/// Answers one query (bytes in, bytes out); `tcp` says how to forward it.
-fn handle(state: &Mutex<State>, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
-    let (names, gateway) = {
+/// Answers one query (bytes in, bytes out) from `from`; `tcp` says how to forward it.
+fn handle(state: &Mutex<State>, query: &[u8], from: IpAddr, tcp: bool) -> Option<Vec<u8>> {
+    let (seen, gateway) = {
         let mut s = state.lock().ok()?;
-        s.refresh();
-        (s.names.clone(), s.gateway)
+        (s.seen(from), s.gateway)
     };
     let msg = match Message::from_vec(query) {
         Ok(m) if m.metadata.message_type == MessageType::Query => m,
@@ -361,7 +447,7 @@ fn handle(state: &Mutex<State>, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
                 .ok();
         }
     };
-    if let Some(reply) = local_reply(&names, &msg) {
+    if let Some(reply) = local_reply(&seen, &msg) {
         return reply.to_vec().ok();
     }
     let up = upstreams(gateway);
@@ -390,7 +476,7 @@ fn serve_udp(sock: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
         let (sock, state) = (sock.clone(), state.clone());
         // A forwarded query waits for the host's resolvers: not in the way of the next one.
         spawn(move || {
-            if let Some(reply) = handle(&state, &query, false) {
+            if let Some(reply) = handle(&state, &query, from.ip(), false) {
                 let _ = sock.send_to(&reply, from);
             }
         });
@@ -405,8 +491,11 @@ fn serve_tcp(listener: TcpListener, state: Arc<Mutex<State>>) {
         let state = state.clone();
         spawn(move || {
             let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let Ok(from) = conn.peer_addr() else {
+                return;
+            };
             while let Some(query) = read_framed(&mut conn) {
-                let Some(reply) = handle(&state, &query, true) else {
+                let Some(reply) = handle(&state, &query, from.ip(), true) else {
                     break;
                 };
                 let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
@@ -493,6 +582,7 @@ fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), String> {
         stamp: None,
         names: Names::of(&net),
         gateway: net.gateway,
+        others: BTreeMap::new(),
     }));
     let udp = Arc::new(udp);
     let (s1, s2) = (state.clone(), state.clone());
@@ -626,7 +716,46 @@ mod tests {
             by_addr,
             subnet: "172.18.0.0/16".parse().ok(),
             forward: true,
+            members: BTreeMap::new(),
         }
+    }
+
+    /// A second network, `back`, where `db` is known and `cache` too.
+    fn back() -> Names {
+        let mut by_name = BTreeMap::new();
+        by_name.insert("cache".to_owned(), vec![Ipv4Addr::new(172, 19, 0, 2)]);
+        let mut by_addr = BTreeMap::new();
+        by_addr.insert(Ipv4Addr::new(172, 19, 0, 2), "cache".to_owned());
+        Names {
+            zone: "back".into(),
+            by_name,
+            by_addr,
+            subnet: "172.19.0.0/16".parse().ok(),
+            forward: true,
+            members: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_container_on_two_networks_resolves_the_names_of_both() {
+        let q = |n: &[Names], q: &str, t| answer_seen(n, &Name::from_ascii(q).unwrap(), t);
+        let both = [names(), back()];
+        for name in ["cache", "cache.back", "web", "web.app"] {
+            assert!(
+                matches!(q(&both, name, RecordType::A), Answer::Records(_)),
+                "{name}"
+            );
+        }
+        assert_eq!(q(&both, "cache", RecordType::AAAA), Answer::NoData);
+        assert_eq!(q(&both, "nosuch.back", RecordType::A), Answer::NxDomain);
+        assert_eq!(q(&both, "nosuch", RecordType::A), Answer::Forward);
+        assert!(matches!(
+            q(&both, "2.0.19.172.in-addr.arpa.", RecordType::PTR),
+            Answer::Records(_)
+        ));
+        // Only the networks the asker is on: `back`'s names are not `app`'s.
+        assert_eq!(q(&[names()], "cache", RecordType::A), Answer::Forward);
+        assert_eq!(q(&[names()], "cache.back", RecordType::A), Answer::Forward);
     }
 
     fn ask(n: &Names, q: &str, t: RecordType) -> Answer {
@@ -687,7 +816,7 @@ mod tests {
             Name::from_ascii("nosuch.app.").unwrap(),
             RecordType::A,
         ));
-        let r = local_reply(&names(), &q).unwrap();
+        let r = local_reply(&[names()], &q).unwrap();
         assert_eq!(r.metadata.id, 4242);
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(r.queries, q.queries);

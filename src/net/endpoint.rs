@@ -40,32 +40,25 @@ pub fn release_mode() -> Option<i32> {
         .map_err(|e| e.to_string())
         .and_then(|store| {
             super::publish::release(&store, id);
-            let entry = store.journal_entry("netns", id);
-            let Ok(bytes) = fs::read(&entry) else {
+            let eps = entries(&store, id);
+            let Some((_, first)) = eps.first() else {
                 ready();
                 return Ok(());
             };
             let l = lock(&store).map_err(|e| e.to_string())?;
-            match serde_json::from_slice::<Endpoint>(&bytes) {
-                Ok(ep) if stopping => {
-                    unmount(&ep);
-                    ready();
-                    drop(l);
-                    delete_veth(&ep);
-                }
-                Ok(ep) => {
-                    unmount(&ep);
-                    ready();
-                    // The veth goes without the lock (other containers start meanwhile); its
-                    // lease stays taken until it is gone, so no one gets its address early.
-                    drop(l);
-                    delete_veth(&ep);
-                    let _l = lock(&store).map_err(|e| e.to_string())?;
-                    forget(&store, &ep);
-                }
-                Err(_) => {
-                    let _ = fs::remove_file(&entry);
-                    ready();
+            // Every endpoint shares the one namespace.
+            unmount(first);
+            ready();
+            // The veths go without the lock (other containers start meanwhile); their leases
+            // stay taken until they are gone, so no one gets an address early.
+            drop(l);
+            for (_, ep) in &eps {
+                delete_veth(ep);
+            }
+            if !stopping {
+                let _l = lock(&store).map_err(|e| e.to_string())?;
+                for (entry, ep) in &eps {
+                    forget(&store, ep, entry);
                 }
             }
             Ok(())
@@ -95,12 +88,208 @@ pub fn attach(
     netns: &Path,
 ) -> Result<Endpoint, NetError> {
     let _l = lock(store)?;
-    let mut net = if name == DEFAULT {
-        ensure_default(store)?
-    } else {
-        load(store, name)?
+    let mut net = load_or_default(store, name)?;
+    let entry = first_entry(store, id);
+    let ep = claim(
+        store,
+        &mut net,
+        Claim {
+            id,
+            ip,
+            names,
+            entry: &entry,
+            interface: 0,
+            netns,
+        },
+    )?;
+    let wired = wire(store, &net, &ep, true).and_then(|()| super::dns::ensure(store, &net));
+    if let Err(e) = wired {
+        release_locked(store, &ep, &entry);
+        return Err(e);
+    }
+    Ok(ep)
+}
+
+/// `boxr network connect`: puts container `id`, already on a bridge network, on network `name`
+/// too, as its next interface (`eth1`, …). A running (or created) container gets the interface
+/// at once; a stopped one when it starts. No default route: that stays its first network's.
+pub fn connect(
+    store: &Store,
+    name: &str,
+    id: &str,
+    ip: Option<&str>,
+    names: &[String],
+) -> Result<Endpoint, NetError> {
+    let _l = lock(store)?;
+    let eps = entries(store, id);
+    let Some((_, first)) = eps.first() else {
+        return Err(NetError::Endpoint(format!(
+            "container {} is on no bridge network (--network none, host, container: or ns:): \
+             only a container on a bridge network can be connected to another",
+            short(id)
+        )));
     };
-    let ip = match (net.leases.get(id), ip) {
+    let mut net = load_or_default(store, name)?;
+    if eps.iter().any(|(_, e)| e.network == net.name) {
+        return Err(NetError::Endpoint(format!(
+            "container {} is already on network {}",
+            short(id),
+            net.name
+        )));
+    }
+    let interface = (0..=255u8)
+        .find(|n| !eps.iter().any(|(_, e)| e.interface == format!("eth{n}")))
+        .ok_or_else(|| NetError::Endpoint("a container has at most 256 networks".into()))?;
+    let entry = other_entry(store, id, &net.name);
+    let ep = claim(
+        store,
+        &mut net,
+        Claim {
+            id,
+            ip,
+            names,
+            entry: &entry,
+            interface,
+            netns: &first.netns,
+        },
+    )?;
+    if wired(first) {
+        let wired = wire(store, &net, &ep, false).and_then(|()| super::dns::ensure(store, &net));
+        if let Err(e) = wired {
+            release_locked(store, &ep, &entry);
+            return Err(e);
+        }
+    }
+    Ok(ep)
+}
+
+/// `boxr network disconnect`: takes container `id` off network `name` (its interface there goes
+/// at once if it runs). A container keeps at least one network. When its first network goes,
+/// the next one becomes first (the default route moves to its gateway); returns it then.
+pub fn disconnect(store: &Store, name: &str, id: &str) -> Result<Option<Endpoint>, NetError> {
+    let _l = lock(store)?;
+    let eps = entries(store, id);
+    let Some(pos) = eps.iter().position(|(_, e)| e.network == name) else {
+        return Err(NetError::Endpoint(format!(
+            "container {} is not on network {name}",
+            short(id)
+        )));
+    };
+    if eps.len() == 1 {
+        return Err(NetError::Endpoint(format!(
+            "network {name} is the only network of container {}: connect it to another first \
+             (or remove it)",
+            short(id)
+        )));
+    }
+    if pos == 0 && !super::publish::requests(&store.container_dir(id)).is_empty() {
+        return Err(NetError::Endpoint(format!(
+            "container {} publishes ports on network {name}, its first: they cannot move to \
+             another network (recreate the container on the network it should keep)",
+            short(id)
+        )));
+    }
+    let (entry, ep) = &eps[pos];
+    let live = wired(&eps[0].1);
+    delete_veth(ep);
+    forget(store, ep, entry);
+    if pos != 0 {
+        return Ok(None);
+    }
+    // The next network becomes the first: its entry takes the first's place.
+    let (next_entry, next) = &eps[1];
+    let first = first_entry(store, id);
+    fs::rename(next_entry, &first).map_err(io(format!("write {}", first.display())))?;
+    let internal = load(store, &next.network).is_ok_and(|n| n.internal);
+    if live && !internal {
+        let ns = File::open(&next.netns).map_err(io(format!("open {}", next.netns.display())))?;
+        let gateway = next.gateway;
+        in_netns(&ns, move || Netlink::open()?.add_default_route(gateway))
+            .map_err(io("move the container's default route"))?;
+    }
+    Ok(Some(next.clone()))
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+fn load_or_default(store: &Store, name: &str) -> Result<Network, NetError> {
+    if name == DEFAULT {
+        ensure_default(store)
+    } else {
+        load(store, name)
+    }
+}
+
+/// The journal entry of a container's first network's endpoint.
+fn first_entry(store: &Store, id: &str) -> PathBuf {
+    store.journal_entry("netns", id)
+}
+
+/// The journal entry of a container's endpoint on a network it was connected to later.
+fn other_entry(store: &Store, id: &str, network: &str) -> PathBuf {
+    store.journal_entry("netns", &format!("{id}.{network}"))
+}
+
+/// Every endpoint of container `id` with its journal entry: its first network's first, then
+/// the others by interface.
+fn entries(store: &Store, id: &str) -> Vec<(PathBuf, Endpoint)> {
+    let read = |p: &Path| {
+        fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Endpoint>(&b).ok())
+    };
+    let first = first_entry(store, id);
+    let mut out: Vec<(PathBuf, Endpoint)> = read(&first).map(|e| (first, e)).into_iter().collect();
+    let prefix = format!("netns-{id}.");
+    let mut others: Vec<(PathBuf, Endpoint)> = fs::read_dir(store.journal_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            // `netns-<id>.json` is the first network's.
+            name.starts_with(&prefix) && name[prefix.len()..] != *"json"
+        })
+        .filter_map(|e| {
+            let p = e.path();
+            read(&p).filter(|ep| ep.container == id).map(|ep| (p, ep))
+        })
+        .collect();
+    let number = |ep: &Endpoint| {
+        ep.interface
+            .strip_prefix("eth")
+            .and_then(|n| n.parse::<u16>().ok())
+            .unwrap_or(u16::MAX)
+    };
+    others.sort_by_key(|(_, ep)| number(ep));
+    out.extend(others);
+    out
+}
+
+/// Every network endpoint of container `id`, its first network's first.
+pub fn endpoints(store: &Store, id: &str) -> Vec<Endpoint> {
+    entries(store, id).into_iter().map(|(_, e)| e).collect()
+}
+
+/// What [`claim`] takes.
+struct Claim<'a> {
+    id: &'a str,
+    ip: Option<&'a str>,
+    names: &'a [String],
+    entry: &'a Path,
+    /// `ethN`'s N.
+    interface: u8,
+    netns: &'a Path,
+}
+
+/// Takes an address (and the container's names) on `net` and journals the endpoint, before
+/// anything of it exists. Under the networks lock.
+fn claim(store: &Store, net: &mut Network, c: Claim<'_>) -> Result<Endpoint, NetError> {
+    let id = c.id;
+    let ip = match (net.leases.get(id), c.ip) {
         (Some(ip), _) => *ip,
         (None, Some(want)) => {
             let want: Ipv4Addr = want
@@ -120,7 +309,7 @@ pub fn attach(
                 return Err(NetError::Subnet(format!(
                     "--ip {want} is taken on {} by container {}",
                     net.name,
-                    &other[..12]
+                    short(other)
                 )));
             }
             want
@@ -136,6 +325,10 @@ pub fn attach(
                 })?
         }
     };
+    let veth = match c.interface {
+        0 => format!("vb{}", &id[..11]),
+        n => format!("vb{}{n:02x}", &id[..11]),
+    };
     let ep = Endpoint {
         container: id.to_owned(),
         network: net.name.clone(),
@@ -143,14 +336,15 @@ pub fn attach(
         prefix: net.subnet.prefix(),
         gateway: net.gateway,
         mac: mac_text(mac_of(&net.id, ip)),
-        veth: format!("vb{}", &id[..11]),
-        netns: netns.to_owned(),
+        veth,
+        netns: c.netns.to_owned(),
         host_netns: own_netns(),
+        interface: format!("eth{}", c.interface),
     };
     // Journaled before anything exists; the lease is kept with the network.
-    let entry = store.journal_entry("netns", id);
-    fs::write(&entry, serde_json::to_vec(&ep).expect("serializes"))
-        .map_err(io(format!("write {}", entry.display())))?;
+    fs::write(c.entry, serde_json::to_vec(&ep).expect("serializes"))
+        .map_err(io(format!("write {}", c.entry.display())))?;
+    let names = c.names;
     if net.name != DEFAULT {
         // A container's own name (the first of its names: its name, else its short id) is its
         // alone on the network; aliases may be shared, as Docker's are (the resolver then
@@ -177,7 +371,7 @@ pub fn attach(
             }
         }
         if let Some(n) = clash {
-            let _ = fs::remove_file(&entry);
+            let _ = fs::remove_file(c.entry);
             return Err(NetError::Subnet(format!(
                 "the name {n} is taken on network {} by another container",
                 net.name
@@ -186,27 +380,30 @@ pub fn attach(
         net.names.insert(id.to_owned(), names.to_vec());
     }
     net.leases.insert(id.to_owned(), ip);
-    save(store, &net)?;
-    let wired = wire(store, &net, &ep).and_then(|()| super::dns::ensure(store, &net));
-    if let Err(e) = wired {
-        release_locked(store, &ep);
-        return Err(e);
-    }
+    save(store, net)?;
     Ok(ep)
 }
 
-/// Makes the namespace and the veth pair of `ep`, and configures both ends.
-pub(super) fn wire(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NetError> {
+/// Makes the veth pair of `ep` (and, for a container's `first` network, its namespace), and
+/// configures both ends: the default route goes through the first network's gateway.
+pub(super) fn wire(
+    store: &Store,
+    net: &Network,
+    ep: &Endpoint,
+    first: bool,
+) -> Result<(), NetError> {
     let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
     let bridge = ensure_bridge(store, net, &mut nl)?;
     let mtu = nl.mtu(bridge).ok().flatten().filter(|m| *m >= 1280);
-    make_netns(&ep.netns)?;
+    if first {
+        make_netns(&ep.netns)?;
+    }
     let ns = File::open(&ep.netns).map_err(io(format!("open {}", ep.netns.display())))?;
     let mac = mac_of(&net.id, ep.ip);
     nl.add_link(
         NewLink::Veth {
             name: &ep.veth,
-            peer: "eth0",
+            peer: &ep.interface,
             peer_netns: ns.as_raw_fd(),
             peer_mac: mac,
         },
@@ -221,23 +418,25 @@ pub(super) fn wire(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), Ne
         .map_err(io(format!("connect {} to {}", ep.veth, net.bridge)))?;
     nl.set_hairpin(host_end)
         .map_err(io(format!("set {}'s hairpin mode", ep.veth)))?;
-    let (ip, prefix, gateway, internal) = (ep.ip, ep.prefix, ep.gateway, net.internal);
+    let (ip, prefix, gateway) = (ep.ip, ep.prefix, ep.gateway);
+    let route = first && !net.internal;
+    let interface = ep.interface.clone();
     in_netns(&ns, move || {
         let mut nl = Netlink::open()?;
         if let Some(lo) = nl.link_index("lo")? {
             nl.set_up(lo, None)?;
         }
-        let eth0 = nl
-            .link_index("eth0")?
+        let eth = nl
+            .link_index(&interface)?
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-        nl.add_address(eth0, ip, prefix)?;
-        nl.set_up(eth0, None)?;
-        if !internal {
+        nl.add_address(eth, ip, prefix)?;
+        nl.set_up(eth, None)?;
+        if route {
             nl.add_default_route(gateway)?;
         }
         Ok(())
     })
-    .map_err(io("configure the container's eth0"))
+    .map_err(io(format!("configure the container's {}", ep.interface)))
 }
 
 /// A new network namespace kept by a bind mount at `path`.
@@ -278,29 +477,21 @@ pub(super) fn in_netns<T: Send + 'static>(
     .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
 }
 
-/// Takes container `id` off its network: deletes the host end of its veth (namespace teardown
-/// is asynchronous), drops its namespace's mount and its lease. Nothing if it had none.
+/// Takes container `id` off its networks: deletes the host ends of its veths (namespace
+/// teardown is asynchronous), drops its namespace's mount and its leases. Nothing if it had none.
 pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
     super::publish::release(store, id);
-    let entry = store.journal_entry("netns", id);
-    let Ok(bytes) = fs::read(&entry) else {
+    let eps = entries(store, id);
+    if eps.is_empty() {
+        // A torn first entry (its writer died before creating anything).
+        let _ = fs::remove_file(first_entry(store, id));
         return Ok(());
-    };
+    }
     let _l = lock(store)?;
-    match serde_json::from_slice::<Endpoint>(&bytes) {
-        Ok(ep) => release_locked(store, &ep),
-        Err(_) => {
-            let _ = fs::remove_file(&entry);
-        }
+    for (entry, ep) in &eps {
+        release_locked(store, ep, entry);
     }
     Ok(())
-}
-
-/// The endpoint container `id` has on a network, if any.
-fn endpoint_of(store: &Store, id: &str) -> Option<Endpoint> {
-    fs::read(store.journal_entry("netns", id))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Whether the namespace file of `ep` holds a namespace (a bind mount: another device than
@@ -311,36 +502,43 @@ fn wired(ep: &Endpoint) -> bool {
     matches!((fs::metadata(&ep.netns), parent), (Ok(f), Some(d)) if f.dev() != d.dev())
 }
 
-/// A container that stopped but stays gives back its network namespace and veth, as Docker's
-/// do (an exited container holds no kernel resource); its lease, names and journal entry stay,
-/// so [`rewire`] gives it the same address when it starts again.
+/// A container that stopped but stays gives back its network namespace and veths, as Docker's
+/// do (an exited container holds no kernel resource); its leases, names and journal entries
+/// stay, so [`rewire`] gives it the same addresses when it starts again.
 pub fn stop(store: &Store, id: &str) {
     super::publish::release(store, id);
-    if let Some(ep) = endpoint_of(store, id) {
-        unmount(&ep);
-        delete_veth(&ep);
+    let eps = endpoints(store, id);
+    if let Some(first) = eps.first() {
+        unmount(first);
+    }
+    for ep in &eps {
+        delete_veth(ep);
     }
 }
 
-/// A container that starts again gets a new network namespace and veth with its address
+/// A container that starts again gets a new network namespace and veths with its addresses
 /// (nothing if it is on no network, or still has them).
 pub fn rewire(store: &Store, id: &str) -> Result<(), NetError> {
-    let Some(ep) = endpoint_of(store, id) else {
+    let eps = endpoints(store, id);
+    let Some(first) = eps.first() else {
         return Ok(());
     };
-    if wired(&ep) {
+    if wired(first) {
         return Ok(());
     }
     let _l = lock(store)?;
-    let net = if ep.network == DEFAULT {
-        ensure_default(store)?
-    } else {
-        load(store, &ep.network)?
-    };
-    // What a boxr killed half-way through a stop left.
-    unmount(&ep);
-    delete_veth(&ep);
-    wire(store, &net, &ep).and_then(|()| super::dns::ensure(store, &net))
+    // What a boxr killed half-way through a stop left; veths the stop's `__net-release` may
+    // still be deleting (it does so after the container's end returned) are waited for.
+    unmount(first);
+    for ep in &eps {
+        delete_veth(ep);
+        wait_gone(ep);
+    }
+    for (i, ep) in eps.iter().enumerate() {
+        let net = load_or_default(store, &ep.network)?;
+        wire(store, &net, ep, i == 0).and_then(|()| super::dns::ensure(store, &net))?;
+    }
+    Ok(())
 }
 
 /// Drops the bind mount that keeps the container's network namespace.
@@ -349,10 +547,10 @@ fn unmount(ep: &Endpoint) {
     let _ = fs::remove_file(&ep.netns);
 }
 
-fn release_locked(store: &Store, ep: &Endpoint) {
+fn release_locked(store: &Store, ep: &Endpoint, entry: &Path) {
     unmount(ep);
     delete_veth(ep);
-    forget(store, ep);
+    forget(store, ep, entry);
 }
 
 /// Deletes the host end of the container's veth (and so the pair), if boxr made it in this
@@ -365,9 +563,28 @@ fn delete_veth(ep: &Endpoint) {
     }
 }
 
-/// Frees the container's lease and names (the network's resolver stops with its last
-/// container) and its journal entry. Under the networks lock.
-fn forget(store: &Store, ep: &Endpoint) {
+/// Waits (up to two seconds) until the host end of `ep`'s veth is gone.
+fn wait_gone(ep: &Endpoint) {
+    let Ok(mut nl) = Netlink::open() else {
+        return;
+    };
+    for _ in 0..100 {
+        if !matches!(nl.link_index(&ep.veth), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Frees the container's lease and names on the endpoint's network (the network's resolver
+/// stops with its last container) and the endpoint's journal `entry`. Under the networks lock.
+fn forget(store: &Store, ep: &Endpoint, entry: &Path) {
+    free_lease(store, ep);
+    let _ = fs::remove_file(entry);
+}
+
+/// Frees the container's lease and names on the endpoint's network.
+fn free_lease(store: &Store, ep: &Endpoint) {
     if let Ok(mut net) = load(store, &ep.network)
         && net.leases.remove(&ep.container).is_some()
     {
@@ -377,7 +594,6 @@ fn forget(store: &Store, ep: &Endpoint) {
             super::dns::stop(store, &net.name);
         }
     }
-    let _ = fs::remove_file(store.journal_entry("netns", &ep.container));
 }
 
 /// Releases the leases of `net` whose container is gone (a `--rm` container whose veth is
@@ -394,25 +610,25 @@ pub(super) fn reap_stale(store: &Store, net: Network) -> Network {
         return net;
     }
     for id in &stale {
-        let entry = fs::read(store.journal_entry("netns", id))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Endpoint>(&b).ok());
-        match entry {
-            Some(ep) => release_locked(store, &ep),
-            None => {
-                if let Ok(mut n) = load(store, &net.name) {
-                    n.leases.remove(id);
-                    n.names.remove(id);
-                    let _ = save(store, &n);
-                }
-            }
+        let eps = entries(store, id);
+        for (entry, ep) in &eps {
+            release_locked(store, ep, entry);
+        }
+        // A lease without an endpoint (its entry was torn).
+        if !eps.iter().any(|(_, ep)| ep.network == net.name)
+            && let Ok(mut n) = load(store, &net.name)
+        {
+            n.leases.remove(id);
+            n.names.remove(id);
+            let _ = save(store, &n);
         }
     }
     load(store, &net.name).unwrap_or(net)
 }
 
 /// `gc`: the namespace, veth and lease of a container whose directory is gone (a boxr killed
-/// while it removed it, or while it wired it). `Ok(true)` when the entry may go.
+/// while it removed it, or while it wired it). `Ok(true)` when the entry may go (the store
+/// removes it).
 pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
     let Ok(ep) = serde_json::from_slice::<Endpoint>(entry) else {
         return Ok(true);
@@ -420,6 +636,8 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> 
     if store.container_dir(&ep.container).exists() {
         return Ok(false);
     }
-    release_locked(store, &ep);
+    unmount(&ep);
+    delete_veth(&ep);
+    free_lease(store, &ep);
     Ok(true)
 }

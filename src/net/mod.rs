@@ -17,8 +17,10 @@
 //!
 //! Names between containers: `dns`, one resolver process per network on its gateway address.
 //!
-//! Not yet here (see the networking issue): `bridge` as the default of `run`,
-//! connect/disconnect.
+//! A container may be on several networks (`network connect`, several `--network`s): one
+//! namespace, one veth pair per network (`eth0`, `eth1`, …), the default route through its
+//! first network's gateway. The first network's endpoint is journaled as `journal/netns-<id>`,
+//! each other one as `journal/netns-<id>.<network>`.
 
 pub mod dns;
 mod endpoint;
@@ -38,7 +40,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 pub use endpoint::{
-    RELEASE_ARG, STOP_ARG, attach, clean_journal_entry, release, release_mode, rewire, stop,
+    RELEASE_ARG, STOP_ARG, attach, clean_journal_entry, connect, disconnect, endpoints, release,
+    release_mode, rewire, stop,
 };
 pub use subnet::Subnet;
 
@@ -73,6 +76,9 @@ pub enum NetError {
     #[error("{0}")]
     #[diagnostic(code(boxr::net::subnet))]
     Subnet(String),
+    #[error("{0}")]
+    #[diagnostic(code(boxr::net::endpoint))]
+    Endpoint(String),
     #[error("network `{network}` is in use by {}", containers.join(", "))]
     #[diagnostic(
         code(boxr::net::in_use),
@@ -175,6 +181,14 @@ pub struct Endpoint {
     /// The inode of the network namespace boxr ran in when it made the veth (a later command
     /// in another namespace must not delete a namesake there).
     pub host_netns: u64,
+    /// The interface in the container: `eth0` on its first network, then `eth1`, … for the
+    /// networks it is connected to later (`network connect`, a second `--network`).
+    #[serde(default = "first_interface")]
+    pub interface: String,
+}
+
+fn first_interface() -> String {
+    "eth0".to_owned()
 }
 
 /// The networks directory, made on first use.

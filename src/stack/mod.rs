@@ -209,14 +209,24 @@ impl<'m> Project<'m> {
         format!("{}-{service}-{number}", self.name)
     }
 
-    /// The network a service joins: the project's `default` or one it declares (`PROJECT_NAME`),
-    /// or an external one by its own name.
-    pub fn network_of(&self, s: &Service) -> String {
-        let name = s.network.as_ref().map_or("default", |n| n.value.as_str());
-        match self.manifest.networks.iter().find(|n| n.name.value == name) {
-            Some(n) if n.external => name.to_owned(),
-            _ => format!("{}_{name}", self.name),
-        }
+    /// The networks a service joins, its first first: the project's `default` or those it
+    /// declares (`PROJECT_NAME`), or external ones by their own names. Each with its
+    /// declaration's name.
+    pub fn networks_of<'s>(&self, s: &'s Service) -> Vec<(String, &'s str)> {
+        let declared: Vec<&str> = match s.networks.is_empty() {
+            true => vec!["default"],
+            false => s.networks.iter().map(|n| n.value.as_str()).collect(),
+        };
+        declared
+            .into_iter()
+            .map(|name| {
+                let full = match self.manifest.networks.iter().find(|n| n.name.value == name) {
+                    Some(n) if n.external => name.to_owned(),
+                    _ => format!("{}_{name}", self.name),
+                };
+                (full, name)
+            })
+            .collect()
     }
 
     /// The project's containers (one-offs of `stack run` too), by service and number.

@@ -25,7 +25,16 @@ pub fn run_options(
         image: image.to_owned(),
         init: true,
         detach: true,
-        network: Some(Network::Named(project.network_of(svc))),
+        network: project
+            .networks_of(svc)
+            .first()
+            .map(|(n, _)| Network::Named(n.clone())),
+        more_networks: project
+            .networks_of(svc)
+            .into_iter()
+            .skip(1)
+            .map(|(n, _)| Network::Named(n))
+            .collect(),
         network_aliases: vec![name.clone()],
         ..Default::default()
     };
@@ -308,8 +317,8 @@ fn render(out: &mut String, project: &Project<'_>, svc: &Service) {
     if !svc.profiles.is_empty() {
         line(out, format!("profiles {}", list(&svc.profiles)));
     }
-    if let Some(n) = &svc.network {
-        line(out, format!("network {}", q(&n.value)));
+    if !svc.networks.is_empty() {
+        line(out, format!("network {}", list(&svc.networks)));
     }
     for p in &svc.publish {
         line(out, format!("publish {}", q(&publish_text(p))));

@@ -198,12 +198,13 @@ fn images(
 /// Makes the project's networks the selected services join (external ones must exist).
 fn networks(store: &Store, project: &Project<'_>, selected: &[&Service]) -> Result<(), StackError> {
     let mut done: Vec<String> = Vec::new();
-    for s in selected {
-        let name = project.network_of(s);
+    for (s, (name, decl_name)) in selected
+        .iter()
+        .flat_map(|s| project.networks_of(s).into_iter().map(move |n| (s, n)))
+    {
         if done.contains(&name) {
             continue;
         }
-        let decl_name = s.network.as_ref().map_or("default", |n| n.value.as_str());
         let decl = project
             .manifest
             .networks

@@ -48,7 +48,7 @@ impl Lowerer<'_> {
             stop_signal: None,
             stop_timeout: None,
             replicas: None,
-            network: None,
+            networks: Vec::new(),
             env_files: Vec::new(),
             profiles: Vec::new(),
             no_healthcheck: false,
@@ -481,10 +481,21 @@ impl Lowerer<'_> {
                 }
             }
             "network" => {
-                if self.shape(child, &one("network NAME"))
-                    && let Some(s) = Self::positional(child).next().and_then(|e| self.string(e))
-                {
-                    if s.value != "default" && !self.networks.contains_key(&s.value) {
+                if !self.shape(child, &many(1, "network NAME...")) {
+                    return;
+                }
+                let names: Vec<Spanned<String>> = Self::positional(child)
+                    .filter_map(|e| self.string(e))
+                    .collect();
+                for s in names {
+                    if let Some(first) = svc.networks.iter().find(|n| n.value == s.value) {
+                        self.errors.push(ManifestError::DuplicateNode {
+                            name: s.value.clone(),
+                            parent: format!("the networks of service `{}`", svc.name.value),
+                            span: s.span,
+                            first: first.span,
+                        });
+                    } else if s.value != "default" && !self.networks.contains_key(&s.value) {
                         let help = Some(
                             match suggest(&s.value, self.networks.keys().map(String::as_str)) {
                                 Some(n) => format!("did you mean `{n}`?"),
@@ -501,7 +512,7 @@ impl Lowerer<'_> {
                             help,
                         });
                     } else {
-                        svc.network = Some(s);
+                        svc.networks.push(s);
                     }
                 }
             }
