@@ -22,6 +22,9 @@ out=benches/results/$(date -u +%Y-%m-%d).md
   echo "## Start latency (benches/run.sh)"
   benches/run.sh "$runs" 2>&1 | sed -n '/^| command/,$p'
   echo
+  echo "## Start latency, measured fairly (benches/start.sh)"
+  benches/start.sh "$runs" 2>&1 | sed -n '/^| boxr/,$p'
+  echo
   echo "## The cost of confinement (benches/confine.sh)"
   benches/confine.sh "$runs" 2>&1 | sed -n '/^| start/,$p'
   echo

@@ -544,6 +544,48 @@ pub fn parse_hostname(text: &str) -> Result<String, Bad> {
     Ok(text.to_owned())
 }
 
+/// A CPU or memory-node list as cgroups take it (`0-3,5`): the numbers it names, in order.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, Bad> {
+    let usage = "write a list like 0-3 or 0,2";
+    let mut out = Vec::new();
+    for part in text.trim().split(',') {
+        let num = |t: &str| {
+            t.parse::<u32>()
+                .map_err(|_| bad(format!("`{text}` is not a list of numbers")).help(usage))
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if a > b || b - a > 65_536 {
+            return Err(bad(format!("`{part}` is not a range (low-high)")).help(usage));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// `text` (an error message that may quote a file's bytes) made fit for a terminal: control
+/// characters escaped, undecodable bytes as `?`, at most 120 characters.
+pub fn printable(text: &str) -> String {
+    const MAX: usize = 120;
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\u{FFFD}' => out.push('?'),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An environment variable name: not empty, no `=` and no NUL.
 pub fn check_env_name(text: &str) -> Result<(), Bad> {
     if text.is_empty() {
@@ -715,5 +757,20 @@ mod tests {
         assert!(parse_hostname("-web").is_err());
         assert!(parse_hostname("we_b").is_err());
         assert!(parse_hostname(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,5").unwrap(), [0, 1, 2, 3, 5]);
+        assert_eq!(parse_cpu_list("1").unwrap(), [1]);
+        for bad in ["", "-1", "3-1", "a", "0,,1", "1-"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn printable_text() {
+        assert_eq!(printable("ok: a\u{1b}[31m\u{FFFD}b"), "ok: a\\u{1b}[31m?b");
+        assert_eq!(printable(&"x".repeat(200)).chars().count(), 121);
     }
 }

@@ -378,3 +378,71 @@ fn hostile_manifests_get_a_clear_error() {
 fn text_of(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
+
+#[test]
+fn a_missing_image_container_or_network_exits_1_and_run_exits_125() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["rm", "nosuch"][..],
+        &["stop", "nosuch"],
+        &["logs", "nosuch"],
+        &["exec", "nosuch", "true"],
+        &["inspect", "nosuch"],
+        &["rmi", "nosuch"],
+        &["tag", "nosuch", "other:1"],
+        &["history", "nosuch"],
+        &["network", "rm", "nosuch"],
+    ] {
+        let out = boxr(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("nosuch"), "{args:?}");
+    }
+    // `run` exits 125 for every failure of its own, as `docker run` does.
+    let out = boxr(
+        dir.path(),
+        &[
+            "run",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "nosuch:1",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_garbage_archive_is_refused_without_its_bytes_on_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tar header whose numeric fields are binary garbage: the tar reader quotes them.
+    let mut header = vec![0u8; 512];
+    header[..5].copy_from_slice(b"abcde");
+    for (i, b) in header[100..156].iter_mut().enumerate() {
+        *b = 0x80 | (i as u8).wrapping_mul(37);
+    }
+    header.extend_from_slice(&[0x1b, b'[', b'2', b'J', 0xff, 0xfe]);
+    header.resize(4096, 0xff);
+    let garbage = dir.path().join("garbage.tar");
+    fs::write(&garbage, &header).unwrap();
+    for args in [
+        &["import", garbage.to_str().unwrap(), "x:1"][..],
+        &["load", "-i", garbage.to_str().unwrap()],
+    ] {
+        let out = boxr(dir.path(), args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let err = String::from_utf8(out.stderr.clone())
+            .unwrap_or_else(|_| panic!("{args:?}: not text: {:?}", out.stderr));
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{FFFD}'),
+            "{args:?}: raw bytes in {err:?}"
+        );
+        assert!(err.contains("archive"), "{args:?}: {err}");
+    }
+}

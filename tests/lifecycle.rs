@@ -322,7 +322,7 @@ fn exec_joins_the_container_with_its_confinement() {
     assert!(child.wait().unwrap().success());
     env.ok(&["rm", "-f", &id]);
     let (code, _, err) = boxr(&env.store, &["exec", &id, "true"]);
-    assert_eq!(code, 125);
+    assert_eq!(code, 1, "a missing container exits 1, as with docker");
     assert!(err.contains("no such container"), "{err}");
     env.assert_clean();
 }
@@ -1899,7 +1899,7 @@ fn export_writes_the_container_s_filesystem_as_one_tar() {
     // Running again after, and never a tar on a terminal or a half one on failure.
     e.ok(&["exec", &c, "true"]);
     let (code, _, _) = boxr(&e.store, &["export", "-o", tar.to_str().unwrap(), "nosuch"]);
-    assert_eq!(code, 125);
+    assert_eq!(code, 1, "a missing container exits 1");
     e.ok(&["rm", "-f", &c]);
     e.assert_clean();
 }

@@ -382,8 +382,33 @@ fn bad_limits_are_refused_before_anything_starts() {
             "less than --memory",
         ),
         (vec!["--cpus", "0"], "--cpus 0"),
+        // A leading `-` is a value, and gets boxr's own message (not clap's "use '-- -1'").
+        (vec!["--cpus", "-1"], "--cpus -1: give a number above 0"),
+        (
+            vec!["--memory", "-5"],
+            "--memory -5: `-5` does not start with a number",
+        ),
+        (
+            vec!["--memory-reservation", "-1"],
+            "--memory-reservation -1",
+        ),
         (vec!["--cpu-shares", "1"], "2 to 262144"),
         (vec!["--cpuset-cpus", "zero"], "--cpuset-cpus zero"),
+        (vec!["--cpuset-cpus", "-1"], "--cpuset-cpus -1"),
+        (vec!["--cpuset-cpus", "3-1"], "is not a range"),
+        // Which CPUs exist, instead of the kernel's "Numerical result out of range".
+        (
+            vec!["--cpuset-cpus", "4095"],
+            "there is no CPU 4095 here (this machine has CPUs 0-",
+        ),
+        (
+            vec!["--cpuset-mems", "4095"],
+            "there is no memory node 4095 here",
+        ),
+        (
+            vec!["--hostname", "a b/c"],
+            "`a b/c` is not a valid hostname",
+        ),
         (vec!["--blkio-weight", "5"], "10 to 1000"),
         (
             vec!["--device-read-bps", "/dev/null:1mb"],

@@ -20,9 +20,10 @@ pub enum LayerError {
     #[error("`{}` changed size while it was being read", path.display())]
     #[diagnostic(code(boxr::layer::changed))]
     Changed { path: PathBuf },
-    #[error("the layer archive is unreadable")]
+    /// The archive's own bytes may be in the message (a garbage header): shown printable.
+    #[error("the layer archive is unreadable: {}", crate::values::printable(&.0.to_string()))]
     #[diagnostic(code(boxr::layer::archive))]
-    Archive(#[source] io::Error),
+    Archive(io::Error),
     #[error("refused layer entry `{entry}`: {reason}")]
     #[diagnostic(
         code(boxr::layer::refused),

@@ -41,7 +41,11 @@ impl Source {
         let mut archive = tar::Archive::new(file);
         let mut members = BTreeMap::new();
         let bad = |e: io::Error| StoreError::Archive {
-            message: format!("{} is not a readable tar archive: {e}", path.display()),
+            message: format!(
+                "{} is not a readable tar archive: {}",
+                path.display(),
+                crate::values::printable(&e.to_string())
+            ),
             help: Some(
                 "boxr loads OCI image layouts (directory or tar) and docker-archive tarballs"
                     .into(),

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Start latency measured fairly: boxr and crun started the same way by one hyperfine run.
+#
+# crun 1.8 refuses this machine's hybrid cgroup layout unless /sys/fs/cgroup/unified is
+# unmounted in a private mount namespace. So this script runs itself, hyperfine included, in
+# such a namespace, and hyperfine starts both tools directly (-N, no shell, no `unshare` for one
+# of them). Both therefore see the same cgroup layout: v1 controllers only (boxr then also skips
+# the hugetlb cgroup it would make in the cgroup2 mount).
+#
+# What each side does: `boxr run --rm --network none IMG /bin/true` makes an overlay of the
+# image, the container's /etc files, a cgroup, a seccomp filter (Docker's default profile),
+# capabilities, masked paths and boxr's init as PID 1, and removes it all at the end; crun's
+# bundle (`crun spec`, /bin/true) has no overlay, no image, no seccomp filter and no init.
+#
+# Compared: run (foreground, --rm) vs `crun run`; exec into a running container vs `crun exec`;
+# a detached start to running vs `crun create` + `crun start` (both through the same one-line
+# sh script, since crun needs two commands; the container is removed before each run, outside
+# the measurement).
+# usage: benches/start.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+if [ -z "${BOXR_START_BENCH_INNER:-}" ]; then
+  . benches/lib.sh
+  setup hyperfine crun python3
+  BOXR_START_BENCH_INNER=1 exec unshare -m --propagation private bash "$0" "$@"
+fi
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+boxr=$PWD/target/release/boxr
+. benches/lib.sh
+work=$(mktemp -d /var/tmp/boxr-start-bench.XXXXXX)
+export BOXR_ROOT=$work/store
+cleanup() {
+  "$boxr" rm -f bench-exec bench-d >/dev/null 2>&1 || true
+  crun delete -f bench-exec >/dev/null 2>&1 || true
+  crun delete -f bench-d >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+rootfs=$work/rootfs
+busybox_rootfs "$rootfs" sh true sleep
+mkdir -p "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
+"$boxr" import "$rootfs" boxr-bench:1 >/dev/null
+# Two bundles on the same rootfs: /bin/true, and a long sleep for exec and create + start.
+mkdir -p "$work/true" "$work/sleep"
+(cd "$work/true" && crun spec)
+python3 - "$work/true/config.json" "$work/sleep/config.json" "$rootfs" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = sys.argv[3]
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+c["process"]["args"] = ["/bin/sleep", "3600"]
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+cat > "$work/boxr-d.sh" <<SH
+$boxr run -d --name bench-d --network none boxr-bench:1 sleep 3600 >/dev/null
+SH
+cat > "$work/crun-d.sh" <<SH
+crun create --bundle $work/sleep bench-d && crun start bench-d
+SH
+cat > "$work/boxr-d-rm.sh" <<SH
+$boxr rm -f bench-d >/dev/null 2>&1 || true
+SH
+cat > "$work/crun-d-rm.sh" <<SH
+crun delete -f bench-d >/dev/null 2>&1 || true
+SH
+"$boxr" run -d --name bench-exec --network none boxr-bench:1 sleep 3600 >/dev/null
+crun run --detach --bundle "$work/sleep" bench-exec </dev/null >/dev/null 2>&1
+echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d); $(crun --version | head -1); $(hyperfine --version)"
+hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/run.json" \
+  -n "boxr run --rm" "$boxr run --rm --network none boxr-bench:1 /bin/true" \
+  -n "crun run" "crun run --bundle $work/true bench-run" \
+  -n "boxr exec" "$boxr exec bench-exec /bin/true" \
+  -n "crun exec" "crun exec bench-exec /bin/true"
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/detached.json" \
+  --prepare "sh $work/boxr-d-rm.sh" -n "boxr run -d" "sh $work/boxr-d.sh" \
+  --prepare "sh $work/crun-d-rm.sh" -n "crun create + start" "sh $work/crun-d.sh"
+python3 - "$work/run.json" "$work/detached.json" <<'PY'
+import json, sys
+r = [x for f in sys.argv[1:] for x in json.load(open(f))["results"]]
+by = {x["command"]: x for x in r}
+ms = lambda v: f"{v * 1e3:.1f} ms"
+pairs = [("boxr run --rm", "crun run"), ("boxr exec", "crun exec"), ("boxr run -d", "crun create + start")]
+print("\n| boxr | median | mean | crun | median | mean | boxr/crun (median) |")
+print("|---|---|---|---|---|---|---|")
+for b, c in pairs:
+    b, c = by[b], by[c]
+    print(f"| {b['command']} | {ms(b['median'])} | {ms(b['mean'])} | {c['command']} | {ms(c['median'])} | {ms(c['mean'])} | {b['median'] / c['median']:.2f}x |")
+PY
