@@ -571,7 +571,10 @@ pub(super) fn create(
             work: dir.join("work"),
             target: dir.join("rootfs"),
             read_only: opts.read_only,
-            volatile: false,
+            // A `--rm` container's upper dir is thrown away at its end: no sync of it, ever
+            // (its unmount would otherwise write back and flush the disk's cache; podman mounts
+            // transient containers so too).
+            volatile: opts.remove,
             classic_mount: RootfsSpec::classic_requested(),
         },
         hostname,
