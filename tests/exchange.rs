@@ -73,7 +73,8 @@ fn save_is_deterministic_in_every_format() {
         }
         assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "{fmt}/{comp}");
     }
-    // A second store that imported the same rootfs saves the same bytes.
+    // A second store that imported the same rootfs saves the same bytes (by default with
+    // uncompressed layers, as docker and podman save).
     let s2 = w.path().join("store2");
     let w2 = tempfile::tempdir().unwrap();
     import_busybox(w2.path(), &s2);
@@ -81,7 +82,7 @@ fn save_is_deterministic_in_every_format() {
     ok(boxr(&s2, &["save", "bb:1", "-o", c.to_str().unwrap()]));
     assert_eq!(
         fs::read(&c).unwrap(),
-        fs::read(w.path().join("a-oci-gzip.tar")).unwrap()
+        fs::read(w.path().join("a-oci-none.tar")).unwrap()
     );
 }
 

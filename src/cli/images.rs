@@ -262,9 +262,10 @@ pub struct SaveArgs {
     /// Archive format
     #[arg(long, value_enum, default_value_t = crate::store::exchange::SaveFormat::Oci)]
     format: crate::store::exchange::SaveFormat,
-    /// Compression of layers boxr made (layers loaded from elsewhere keep theirs; docker
-    /// archives are uncompressed)
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    /// Compression of layers boxr made (default none, as `docker save` and `podman save` write
+    /// them; layers loaded or pulled from elsewhere keep theirs; docker archives are
+    /// uncompressed)
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
 }
 
