@@ -305,6 +305,26 @@ image "app" {
     );
     assert!(err.contains("run \"echo about to fail"), "{err}");
     assert_eq!(digest_of(&ctx.store(), "app"), previous, "the tag moved");
+    assert!(
+        !err.contains("has no network"),
+        "no network hint without a sign: {err}"
+    );
+    // A step that could not resolve a name is told why: steps have no network by default.
+    fs::write(
+        ctx.path().join("boxr.kdl"),
+        good.replace(
+            "run \"echo second > /second\"",
+            "run \"wget -q -O- http://deb.debian.example/ || exit 4\"",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ctx.build(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("failed with exit code 4"), "{err}");
+    assert!(
+        err.contains("a `run` step has no network unless it says so"),
+        "{err}"
+    );
     // Fixed: the steps before the failure come from the cache.
     fs::write(
         ctx.path().join("boxr.kdl"),

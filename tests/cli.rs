@@ -181,6 +181,12 @@ fn plan_shows_steps_keys_and_dependencies() {
         lines.last().unwrap(),
         &"3 images, 6 steps (3 with a layer), key schema v1"
     );
+    // `check` counts the steps as `plan` does (`app`'s `from "base"` is no step of its own).
+    let out = boxr(dir.path(), &["check"]);
+    assert_eq!(
+        text(&out.stdout),
+        "ok: boxr.kdl (3 images, 6 steps, 0 services)\n"
+    );
 }
 
 #[test]

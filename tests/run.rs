@@ -17,20 +17,16 @@ struct Env {
     mounts_before: Vec<String>,
 }
 
-/// The host's mount points (not their options, which can change for unrelated reasons).
-fn host_mounts() -> Vec<String> {
+/// The mount points under `dir` (this test's store and rootfs): a test judges only mounts that
+/// are its own, never the whole host's table, where other processes mount and unmount at any
+/// time (other tests' containers and namespaces, the machine's own services).
+fn own_mounts(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
     let mut m: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
         .map(|l| l.split(' ').nth(4).unwrap_or("").to_owned())
-        // The network-namespace test's own fixture (`ip netns add` bind-mounts it), which
-        // other tests running at the same time may see come and go; the first `ip netns add`
-        // on a machine also makes /run/netns a mount point of its own, for good.
-        .filter(|m| !m.starts_with("/run/netns/boxr-test-") && m != "/run/netns")
-        // The network namespace of a container on a bridge network, kept by a bind mount in
-        // its store: other tests' containers come and go meanwhile (this test's own are checked
-        // by the store's emptiness at the end).
-        .filter(|m| !(m.contains("/store/containers/") && m.ends_with("/netns")))
+        .filter(|m| m == dir || m.starts_with(&format!("{dir}/")))
         .collect();
     m.sort();
     m
@@ -45,10 +41,11 @@ impl Env {
         std::os::unix::fs::symlink("/etc", rootfs.join("mnt")).unwrap();
         let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
         assert_eq!(c, 0, "{err}");
+        let mounts_before = own_mounts(dir.path());
         Env {
             _dir: dir,
             store,
-            mounts_before: host_mounts(),
+            mounts_before,
         }
     }
 
@@ -67,9 +64,9 @@ impl Drop for Env {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             assert_eq!(
-                host_mounts(),
+                own_mounts(self._dir.path()),
                 self.mounts_before,
-                "the host's mount table changed"
+                "a mount of this test's store or rootfs was left"
             );
             let left = fs::read_dir(self.store.join("containers"))
                 .map(|d| d.count())

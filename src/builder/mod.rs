@@ -95,6 +95,9 @@ pub enum Event<'a> {
     Tagged {
         image: &'a str,
         name: &'a str,
+        /// The image's id (its config's digest), as `boxr images` shows it.
+        id: &'a Digest,
+        /// Its manifest's digest (what `NAME@DIGEST` names).
         digest: &'a Digest,
     },
 }
@@ -323,6 +326,7 @@ pub fn build(
             reporter.event(Event::Tagged {
                 image: &planned.name,
                 name: &key,
+                id: &image.id,
                 digest: &image.manifest_digest,
             });
             tags.push(key);

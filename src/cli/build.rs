@@ -184,8 +184,10 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
                         })
                     ));
                 } else {
+                    // The image's one identity, as `boxr images` shows it; the manifest's digest
+                    // (for `NAME@DIGEST`) is said as such.
                     settings.printer.out(format!(
-                        "{}  {}  {}",
+                        "{}  {}  (manifest {})",
                         b.tags.join(", "),
                         b.image.id.short(),
                         b.image.manifest_digest

@@ -17,7 +17,16 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> i32 {
     if let Err(code) = check_lock(&m, settings) {
         return code;
     }
-    let steps: usize = m.images.iter().map(|i| i.instructions.len() + 1).sum();
+    // Counted as `plan` counts them: an image `from` another of this file continues that
+    // image's steps, with no `from` step of its own.
+    let steps: usize = m
+        .images
+        .iter()
+        .map(|i| {
+            let from = usize::from(!matches!(i.from.value, crate::manifest::Base::Image(_)));
+            i.instructions.len() + from
+        })
+        .sum();
     if settings.printer.is_json() {
         let summary = serde_json::json!({
             "ok": true,

@@ -57,9 +57,7 @@ impl Reporter for PlainReporter {
             Event::Failed { step, seconds } => {
                 err_line(&format!("#{} ERROR after {seconds:.1}s", step.id + 1))
             }
-            Event::Tagged { name, digest, .. } => {
-                err_line(&format!("naming {name} → {}", digest.short()))
-            }
+            Event::Tagged { name, id, .. } => err_line(&format!("naming {name} → {}", id.short())),
         }
     }
 }
@@ -93,9 +91,10 @@ impl Reporter for JsonReporter {
             Event::Tagged {
                 image,
                 name,
+                id,
                 digest,
             } => {
-                json!({"event": "tagged", "image": image, "name": name, "digest": digest.to_string()})
+                json!({"event": "tagged", "image": image, "name": name, "id": id.to_string(), "digest": digest.to_string()})
             }
         };
         err_line(&v.to_string());

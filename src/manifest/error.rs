@@ -48,7 +48,7 @@ pub enum ManifestError {
     #[diagnostic(code(boxr::manifest::duplicate_property))]
     DuplicateProperty {
         name: String,
-        #[label("set again here")]
+        #[label(primary, "set again here")]
         span: Span,
         #[label("first set here")]
         first: Span,
@@ -99,7 +99,7 @@ pub enum ManifestError {
     DuplicateNode {
         name: String,
         parent: String,
-        #[label("given again here")]
+        #[label(primary, "given again here")]
         span: Span,
         #[label("first given here")]
         first: Span,
@@ -141,7 +141,7 @@ pub enum ManifestError {
     DuplicateName {
         kind: String,
         name: String,
-        #[label("defined again here")]
+        #[label(primary, "defined again here")]
         span: Span,
         #[label("first defined here")]
         first: Span,
@@ -193,7 +193,7 @@ pub enum ManifestError {
     #[diagnostic(code(boxr::manifest::port_taken))]
     PortTaken {
         port: String,
-        #[label("{again}")]
+        #[label(primary, "{again}")]
         span: Span,
         again: String,
         #[label("{first_label}")]
