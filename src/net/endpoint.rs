@@ -48,12 +48,24 @@ pub fn release_mode() -> Option<i32> {
             let l = lock(&store).map_err(|e| e.to_string())?;
             // Every endpoint shares the one namespace.
             unmount(first);
+            // The veths by index, read under the lock: a start of the same container that
+            // makes them again meanwhile gets new ones, which a late deletion cannot take.
+            let indexes: Vec<u32> = Netlink::open()
+                .map(|mut nl| {
+                    eps.iter()
+                        .filter(|(_, ep)| ep.host_netns == own_netns())
+                        .filter_map(|(_, ep)| nl.link_index(&ep.veth).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default();
             ready();
             // The veths go without the lock (other containers start meanwhile); their leases
             // stay taken until they are gone, so no one gets an address early.
             drop(l);
-            for (_, ep) in &eps {
-                delete_veth(ep);
+            if let Ok(mut nl) = Netlink::open() {
+                for i in indexes {
+                    let _ = nl.del_link_index(i);
+                }
             }
             if !stopping {
                 let _l = lock(&store).map_err(|e| e.to_string())?;

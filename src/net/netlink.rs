@@ -300,6 +300,12 @@ impl Netlink {
         let Some(index) = self.link_index(name)? else {
             return Ok(false);
         };
+        self.del_link_index(index)
+    }
+
+    /// Deletes link `index` (`false`: it is gone already). A link made later under the same
+    /// name has another index, so a late deletion cannot take it.
+    pub fn del_link_index(&mut self, index: u32) -> io::Result<bool> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         match self.request(RouteNetlinkMessage::DelLink(msg), NLM_F_ACK) {
