@@ -150,6 +150,47 @@ pub struct StepFailed {
     pub tail: Option<String>,
 }
 
+/// What a program prints when it cannot resolve a name or reach a network (apt, curl, wget,
+/// pip, npm, getaddrinfo's own words, busybox).
+const NO_NETWORK_SIGNS: &[&str] = &[
+    "temporary failure resolving",
+    "temporary failure in name resolution",
+    "could not resolve host",
+    "name or service not known",
+    "network is unreachable",
+    "bad address",
+    "getaddrinfo",
+    "eai_again",
+    "name resolution",
+];
+
+impl StepFailed {
+    /// The help of a failed step: the last lines of its output, and, for a step that ran with
+    /// `network "none"` (`offline`, the default) whose output says it could not resolve a name
+    /// or reach a network, why.
+    fn help(tail: &[String], offline: bool) -> Option<String> {
+        let mut help = (!tail.is_empty()).then(|| {
+            format!(
+                "the last lines of its output:\n{}",
+                tail.iter()
+                    .map(|l| format!("  │ {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        let lower = tail.join("\n").to_ascii_lowercase();
+        if offline && NO_NETWORK_SIGNS.iter().any(|s| lower.contains(s)) {
+            let why = "a `run` step has no network unless it says so: add `network \"bridge\"` \
+                       (egress through NAT) or `network \"host\"` in its block";
+            help = Some(match help {
+                Some(h) => format!("{h}\n{why}"),
+                None => why.to_owned(),
+            });
+        }
+        help
+    }
+}
+
 /// A step could not be carried out (a copy source missing, a helper that could not start...).
 #[derive(Debug, Error, Diagnostic)]
 #[error("{image}: `{description}`: {message}")]

@@ -389,48 +389,14 @@ fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     out
 }
 
-/// What a program prints when it cannot resolve a name or reach a network (apt, curl, wget,
-/// pip, npm, getaddrinfo's own words, busybox).
-const NO_NETWORK_SIGNS: &[&str] = &[
-    "temporary failure resolving",
-    "temporary failure in name resolution",
-    "could not resolve host",
-    "name or service not known",
-    "network is unreachable",
-    "bad address",
-    "getaddrinfo",
-    "eai_again",
-    "name resolution",
-];
-
-/// `offline`: the step ran with `network "none"` (the default); if its output says it could not
-/// resolve a name or reach a network, the help says why.
 fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>, offline: bool) -> BuildError {
-    let mut help = (!tail.is_empty()).then(|| {
-        format!(
-            "the last lines of its output:\n{}",
-            tail.iter()
-                .map(|l| format!("  │ {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let lower = tail.join("\n").to_ascii_lowercase();
-    if offline && NO_NETWORK_SIGNS.iter().any(|s| lower.contains(s)) {
-        let why = "a `run` step has no network unless it says so: add `network \"bridge\"` \
-                   (egress through NAT) or `network \"host\"` in its block";
-        help = Some(match help {
-            Some(h) => format!("{h}\n{why}"),
-            None => why.to_owned(),
-        });
-    }
     BuildError::StepFailed(Box::new(super::StepFailed {
         image: step.image.clone(),
         description: step.description.clone(),
         code,
         src: ctx.source(),
         span: step.span,
-        tail: help,
+        tail: super::StepFailed::help(&tail, offline),
     }))
 }
 

@@ -406,15 +406,11 @@ pub(super) fn create(
             );
             let endpoint = match mode {
                 Some(Network::Named(name)) => {
-                    // What the network's resolver answers for: first its own name (its
-                    // name, else its short id: the one no other container may take), then its
-                    // aliases (which others may share), then its short id.
-                    let short = id[..12].to_owned();
-                    let names: Vec<String> =
-                        std::iter::once(opts.name.clone().unwrap_or_else(|| short.clone()))
-                            .chain(opts.network_aliases.iter().cloned())
-                            .chain(opts.name.is_some().then_some(short))
-                            .collect();
+                    let names = super::network::names_on_network(
+                        opts.name.as_deref(),
+                        id,
+                        &opts.network_aliases,
+                    );
                     let ep = crate::net::attach(
                         store,
                         name,

@@ -98,11 +98,7 @@ pub fn connect(
         ));
     }
     let info = super::state::find(store, container)?;
-    let short = info.id[..12].to_owned();
-    let names: Vec<String> = std::iter::once(info.name.clone().unwrap_or_else(|| short.clone()))
-        .chain(aliases.iter().cloned())
-        .chain(info.name.is_some().then_some(short))
-        .collect();
+    let names = names_on_network(info.name.as_deref(), &info.id, aliases);
     crate::net::connect(store, network, &info.id, ip, &names)
         .map_err(|e| super::invalid(e.to_string(), None))
 }
@@ -144,4 +140,15 @@ pub fn disconnect(
         }
     }
     Ok(())
+}
+
+/// What a container answers to on a network's resolver: first its own name (its name, else its
+/// short id: the one no other container may take), then its aliases (which others may share),
+/// then its short id.
+pub(super) fn names_on_network(name: Option<&str>, id: &str, aliases: &[String]) -> Vec<String> {
+    let short = id[..12].to_owned();
+    std::iter::once(name.map_or_else(|| short.clone(), str::to_owned))
+        .chain(aliases.iter().cloned())
+        .chain(name.is_some().then_some(short))
+        .collect()
 }

@@ -114,11 +114,7 @@ pub fn attach(
             netns,
         },
     )?;
-    let wired = wire(store, &net, &ep, true).and_then(|()| super::dns::ensure(store, &net));
-    if let Err(e) = wired {
-        release_locked(store, &ep, &entry);
-        return Err(e);
-    }
+    wire_or_release(store, &net, &ep, &entry, true)?;
     Ok(ep)
 }
 
@@ -166,13 +162,30 @@ pub fn connect(
         },
     )?;
     if wired(first) {
-        let wired = wire(store, &net, &ep, false).and_then(|()| super::dns::ensure(store, &net));
-        if let Err(e) = wired {
-            release_locked(store, &ep, &entry);
-            return Err(e);
-        }
+        wire_or_release(store, &net, &ep, &entry, false)?;
     }
     Ok(ep)
+}
+
+/// Wires `ep` (see [`wire`]) and makes sure its network's resolver runs; on failure gives back
+/// what was claimed: its veth and lease, and the namespace only if it was the `first` network's
+/// (a later network's endpoint shares the container's namespace).
+fn wire_or_release(
+    store: &Store,
+    net: &Network,
+    ep: &Endpoint,
+    entry: &Path,
+    first: bool,
+) -> Result<(), NetError> {
+    let wired = wire(store, net, ep, first).and_then(|()| super::dns::ensure(store, net));
+    if wired.is_err() {
+        if first {
+            unmount(ep);
+        }
+        delete_veth(ep);
+        forget(store, ep, entry);
+    }
+    wired
 }
 
 /// `boxr network disconnect`: takes container `id` off network `name` (its interface there goes
