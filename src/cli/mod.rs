@@ -2,11 +2,13 @@
 //! one library function and print its result.
 
 pub(crate) mod build;
+mod changes;
 mod check;
 mod containers;
 mod format;
 mod images;
 mod network;
+mod observe;
 mod plan;
 pub mod printer;
 mod progress;
@@ -113,13 +115,13 @@ enum Commands {
     /// Attach the terminal to a running container's output (and input, with -i); Ctrl-P Ctrl-Q detaches
     Attach(containers::AttachArgs),
     /// Show what happened to containers (follows new events unless --until)
-    Events(containers::EventsArgs),
+    Events(observe::EventsArgs),
     /// Show the processes of a container
-    Top(containers::TopArgs),
+    Top(observe::TopArgs),
     /// List a container's published ports, or the host address of one
-    Port(containers::PortArgs),
+    Port(observe::PortArgs),
     /// Show CPU, memory and process use of running containers
-    Stats(containers::StatsArgs),
+    Stats(observe::StatsArgs),
     /// Freeze every process of containers
     Pause(containers::PauseArgs),
     /// Thaw paused containers
@@ -137,13 +139,13 @@ enum Commands {
     /// Give a container another name
     Rename(containers::RenameArgs),
     /// Write a container's filesystem as one tar
-    Export(containers::ExportArgs),
+    Export(changes::ExportArgs),
     /// Create an image from a container's changes
-    Commit(containers::CommitArgs),
+    Commit(changes::CommitArgs),
     /// Copy files between a container and the host: CONTAINER:PATH to a host path, or back
-    Cp(containers::CpArgs),
+    Cp(changes::CpArgs),
     /// List the files a container added (A), changed (C) or deleted (D)
-    Diff(containers::DiffArgs),
+    Diff(changes::DiffArgs),
     /// Create an image from a root filesystem directory or tarball
     Import(images::ImportArgs),
     /// List images
@@ -326,20 +328,20 @@ pub fn main() -> i32 {
         Commands::Attach(args) => containers::attach(args, &settings),
         Commands::Kill(args) => containers::kill(args, &settings),
         Commands::Pause(args) => containers::pause(args, &settings, true),
-        Commands::Top(args) => containers::top(args, &settings),
-        Commands::Port(args) => containers::port(args, &settings),
-        Commands::Events(args) => containers::events(args, &settings),
-        Commands::Stats(args) => containers::stats(args, &settings),
+        Commands::Top(args) => observe::top(args, &settings),
+        Commands::Port(args) => observe::port(args, &settings),
+        Commands::Events(args) => observe::events(args, &settings),
+        Commands::Stats(args) => observe::stats(args, &settings),
         Commands::Unpause(args) => containers::pause(args, &settings, false),
         Commands::Rm(args) => containers::rm(args, &settings),
         Commands::Wait(args) => containers::wait(args, &settings),
         Commands::Create(args) => run::create(args, &settings),
         Commands::Update(args) => containers::update(args, &settings),
         Commands::Rename(args) => containers::rename(args, &settings),
-        Commands::Export(args) => containers::export(args, &settings),
-        Commands::Commit(args) => containers::commit(args, &settings),
-        Commands::Cp(args) => containers::cp(args, &settings),
-        Commands::Diff(args) => containers::diff(args, &settings),
+        Commands::Export(args) => changes::export(args, &settings),
+        Commands::Commit(args) => changes::commit(args, &settings),
+        Commands::Cp(args) => changes::cp(args, &settings),
+        Commands::Diff(args) => changes::diff(args, &settings),
         Commands::Import(args) => images::import(args, &settings),
         Commands::Images(args) => images::images(args, &settings),
         Commands::Inspect(args) => images::inspect(args, &settings),

@@ -18,7 +18,9 @@ use nix::sched::{CloneFlags, setns};
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
+use super::fds::{cloexec_all_fds, read_spec_fd, sealed_copy, spec_memfd, stdin_from_dev_null};
 use super::spec::ProcessSpec;
+use super::userns::enter_userns_as_root;
 use super::{SandboxError, SecuritySpec, helper, process, sys};
 
 /// What to start where.
@@ -44,11 +46,11 @@ pub fn exec(spec: &ExecSpec) -> SandboxError {
         Ok(b) => b,
         Err(e) => return e,
     };
-    let copy = match helper::sealed_copy(&bin) {
+    let copy = match sealed_copy(&bin) {
         Ok(c) => c,
         Err(e) => return SandboxError::Prepare(e),
     };
-    let fd = match helper::spec_memfd(spec, false) {
+    let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError::Prepare(e),
     };
@@ -73,8 +75,8 @@ pub fn exec(spec: &ExecSpec) -> SandboxError {
 pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
     use std::os::unix::process::CommandExt;
     let bin = super::binary()?;
-    let copy = helper::sealed_copy(&bin).map_err(SandboxError::Prepare)?;
-    let fd = helper::spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
+    let copy = sealed_copy(&bin).map_err(SandboxError::Prepare)?;
+    let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
     // execve opens the program before it closes the close-on-exec descriptors.
     std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()))
         .arg0("boxr-exec")
@@ -95,17 +97,17 @@ fn fail(code: i32, message: &str) -> i32 {
 
 /// `boxr __exec --spec-fd N`.
 pub fn main(spec_fd: i32) -> i32 {
-    let spec: ExecSpec = match helper::read_spec_fd(spec_fd) {
+    let spec: ExecSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
     };
     // `exec -d` passes the spec on stdin: the command reads /dev/null instead.
     if spec_fd == 0
-        && let Err(e) = helper::stdin_from_dev_null()
+        && let Err(e) = stdin_from_dev_null()
     {
         return fail(125, &e);
     }
-    helper::cloexec_all_fds();
+    cloexec_all_fds();
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");
     }
@@ -183,7 +185,7 @@ pub fn main(spec_fd: i32) -> i32 {
         return fail(125, &m);
     }
     if let Some(u) = userns
-        && let Err(e) = helper::enter_userns_as_root(&u.into())
+        && let Err(e) = enter_userns_as_root(&u.into())
     {
         return fail(
             125,

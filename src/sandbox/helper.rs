@@ -11,21 +11,25 @@
 //!    reached the init, which reports its own failures on stderr and in its exit status.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
+use super::fds::{
+    cloexec_all_fds, read_spec_fd, sealed_self_copy, spec_memfd, stdin_from_dev_null,
+};
+use super::join::{join_network, join_shared};
 use super::process::StartError;
 use super::spec::{NetworkMode, NsShare, SandboxSpec};
 use super::sys;
+use super::userns::{UsernsSetup, first_process_userns};
 use super::{Ended, Recorder};
 
 /// Signals a user sends to `boxr run` that must reach the container.
@@ -45,119 +49,6 @@ pub(super) fn relayed() -> SigSet {
         s.add(sig);
     }
     s
-}
-
-/// Marks every descriptor from 3 up close-on-exec, so nothing of the host leaks into the
-/// container (CVE-2024-21626 came from a leaked directory descriptor).
-pub(super) fn cloexec_all_fds() {
-    for fd in fds_from_3() {
-        // The listing's own descriptor is closed by now: EBADF for it is expected.
-        let _ = sys::set_cloexec(fd);
-    }
-}
-
-/// Closes every descriptor from 3 up except `keep` (see `sandbox::close_inherited_fds`).
-pub(super) fn close_fds_except(keep: &[i32]) {
-    for fd in fds_from_3().into_iter().filter(|fd| !keep.contains(fd)) {
-        // The listing's own descriptor is closed by now: its EBADF is expected.
-        drop(sys::own_fd(fd));
-    }
-}
-
-/// This process's open descriptors from 3 up.
-fn fds_from_3() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect()
-}
-
-/// Reads a JSON value from an inherited memfd and closes it.
-pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
-    let owned = if fd == 0 {
-        // A spec on stdin ([`super::spawn`]): a duplicate is ours to read; the caller then
-        // points descriptor 0 at /dev/null.
-        use std::os::fd::AsFd;
-        std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("cannot read the spec from stdin: {e}"))?
-    } else {
-        super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?
-    };
-    let mut f = File::from(owned);
-    f.rewind()
-        .map_err(|e| format!("cannot read the spec: {e}"))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the spec: {e}"))?;
-    serde_json::from_slice(&buf).map_err(|e| format!("invalid spec: {e}"))
-}
-
-/// Writes a JSON value into a new memfd that survives exec (for the next process to read).
-/// `cloexec`: for a child started with the descriptor as its stdin (dup2 clears the flag).
-pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Result<OwnedFd, String> {
-    let flags = if cloexec {
-        MFdFlags::MFD_CLOEXEC
-    } else {
-        MFdFlags::empty()
-    };
-    let fd = memfd_create("boxr-spec", flags).map_err(|e| format!("memfd: {e}"))?;
-    let mut f = File::from(fd);
-    f.write_all(&serde_json::to_vec(value).expect("serializes"))
-        .map_err(|e| format!("cannot write the spec: {e}"))?;
-    Ok(f.into())
-}
-
-/// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
-/// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
-/// copy itself cannot be written.
-pub(super) fn sealed_self_copy() -> Result<OwnedFd, String> {
-    sealed_copy(std::path::Path::new("/proc/self/exe"))
-}
-
-/// A sealed in-memory copy of the program at `path`.
-pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
-    let fd = memfd_create(
-        "boxr-init",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(|e| format!("memfd: {e}"))?;
-    let mut dst = File::from(fd);
-    let mut src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // A plain read/write copy: std's zero-copy paths (copy_file_range, sendfile through a pipe)
-    // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE then fails with EBUSY.
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot copy boxr: {e}")),
-        };
-        dst.write_all(&buf[..n])
-            .map_err(|e| format!("cannot copy boxr: {e}"))?;
-    }
-    let seals = SealFlag::F_SEAL_SEAL
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_WRITE;
-    let mut tries = 0;
-    loop {
-        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)) {
-            Ok(_) => break,
-            // Pages still referenced by I/O in flight: brief, so wait and try again.
-            Err(nix::errno::Errno::EBUSY) if tries < 50 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            Err(e) => return Err(format!("cannot seal the init: {e}")),
-        }
-    }
-    Ok(dst.into())
 }
 
 /// The helper's main: returns the exit code of `boxr run`.
@@ -226,13 +117,6 @@ enum Outcome {
 }
 
 pub use crate::platform::process_start_time;
-
-/// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
-/// place once it is read.
-pub(super) fn stdin_from_dev_null() -> Result<(), String> {
-    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| format!("dup2: {}", e.desc()))
-}
 
 fn fail(code: i32, message: &str) -> i32 {
     eprintln!("boxr: {message}");
@@ -570,168 +454,6 @@ pub(super) fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
     }
 }
 
-/// What a sandbox with a user namespace needs from the helper, made before the first process:
-/// the namespace (held by a descriptor) and an idmapped copy of each layer.
-struct UsernsSetup {
-    userns: OwnedFd,
-    lowers: Vec<OwnedFd>,
-}
-
-impl UsernsSetup {
-    fn new(spec: &SandboxSpec, u: &super::spec::UserNs) -> Result<UsernsSetup, String> {
-        let userns = make_userns(u)?;
-        let lowers = spec
-            .rootfs
-            .lowers
-            .iter()
-            .map(|l| {
-                sys::idmapped_clone(l, &userns)
-                    .map_err(|e| format!("cannot make an idmapped mount of {}: {e}", l.display()))
-            })
-            .collect::<Result<_, _>>()?;
-        // The init is the first process's child: it comes to us when the first process exits.
-        nix::sys::prctl::set_child_subreaper(true)
-            .map_err(|e| format!("cannot become a subreaper: {}", e.desc()))?;
-        Ok(UsernsSetup { userns, lowers })
-    }
-}
-
-/// A new user namespace with the maps `u`, held by a descriptor: a short-lived child creates
-/// it, the helper (root of the host's namespace) writes its maps and opens it.
-fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
-    let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
-    let child = match sys::fork() {
-        Ok(ForkResult::Child) => {
-            drop((ready_r, done_w));
-            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
-            let _ = File::from(ready_w).write_all(&[ok as u8]);
-            // Until the helper has opened the namespace.
-            let _ = File::from(done_r).read(&mut [0u8; 1]);
-            std::process::exit(0);
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return Err(format!("fork: {}", e.desc())),
-    };
-    drop((ready_w, done_r));
-    let result = (|| {
-        let mut ok = [0u8; 1];
-        File::from(ready_r)
-            .read_exact(&mut ok)
-            .map_err(|e| format!("the user namespace's process: {e}"))?;
-        if ok[0] != 1 {
-            return Err("cannot create a user namespace".to_owned());
-        }
-        let lines = |maps: &[super::spec::IdMap]| {
-            maps.iter()
-                .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
-                .collect::<String>()
-        };
-        for (file, maps) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
-            let p = format!("/proc/{child}/{file}");
-            // One write: the kernel takes a map whole, once.
-            std::fs::write(&p, lines(maps)).map_err(|e| format!("cannot write {p}: {e}"))?;
-        }
-        File::open(format!("/proc/{child}/ns/user"))
-            .map(OwnedFd::from)
-            .map_err(|e| format!("cannot open the user namespace: {e}"))
-    })();
-    drop(done_w);
-    let _ = waitpid(child, None);
-    result
-}
-
-/// Joins the user namespace `userns` as its root (ids 0, no supplementary groups), which
-/// every process of a container with one is, until the init sets the container's user.
-pub(super) fn enter_userns_as_root(userns: &OwnedFd) -> nix::Result<()> {
-    let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-    nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER)?;
-    nix::unistd::setresgid(gid, gid, gid)?;
-    nix::unistd::setgroups(&[])?;
-    nix::unistd::setresuid(uid, uid, uid)
-}
-
-/// The first process of a sandbox with a user namespace. Still root of the host, it mounts the
-/// overlay over the idmapped layers in a mount namespace of its own; then it enters the user
-/// namespace as its root, creates the other namespaces there (so they belong to it: the init
-/// may mount /proc and /sys), forks the init into the new PID namespace, tells the helper its
-/// pid and exits. Returns only on failure.
-fn first_process_userns(
-    spec: &SandboxSpec,
-    init: &OwnedFd,
-    ns: &UsernsSetup,
-    pid_w: OwnedFd,
-) -> StartError {
-    let err = |message: String| StartError { code: 125, message };
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
-        return err(format!("cannot create a mount namespace: {}", e.desc()));
-    }
-    if let Err(e) = nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    ) {
-        return err(format!("make / private: {}", e.desc()));
-    }
-    let lowers: Vec<std::path::PathBuf> = ns
-        .lowers
-        .iter()
-        .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()).into())
-        .collect();
-    let mounted =
-        super::rootfs::mount_overlay(spec, &lowers).and_then(|()| super::rootfs::host_mounts(spec));
-    if let Err(e) = mounted {
-        return err(e.to_string());
-    }
-    // The init starts in the rootfs: the path to it may not be searchable by the container's
-    // root.
-    if let Err(e) = nix::unistd::chdir(&spec.rootfs.target) {
-        return err(format!("cannot enter the rootfs: {}", e.desc()));
-    }
-    // A network namespace of the host's (its own, or one given by path) is joined while we
-    // are still the host's root: from inside the user namespace we could not.
-    if let Err(e) = join_network(spec) {
-        return err(e);
-    }
-    if let Err(e) = enter_userns_as_root(&ns.userns) {
-        return err(format!("cannot enter the user namespace: {}", e.desc()));
-    }
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID;
-    if spec.network == NetworkMode::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    if let Err(e) = unshare(flags) {
-        return err(format!("cannot create namespaces: {}", e.desc()));
-    }
-    if spec.network == NetworkMode::None
-        && let Err(e) = sys::loopback_up()
-    {
-        return err(format!("cannot bring up the loopback interface: {e}"));
-    }
-    let mut spec = spec.clone();
-    spec.rootfs_mounted = true;
-    match sys::fork() {
-        Ok(ForkResult::Child) => {
-            drop(pid_w);
-            // Not killed with the first process, which exits now; the init asks for it again
-            // once it is the helper's (see `init`).
-            let _ = nix::sys::prctl::set_pdeathsig(None);
-            exec_init(&spec, init)
-        }
-        Ok(ForkResult::Parent { child }) => {
-            let _ = File::from(pid_w).write_all(child.as_raw().to_string().as_bytes());
-            std::process::exit(0);
-        }
-        Err(e) => err(format!("fork: {}", e.desc())),
-    }
-}
-
 /// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then exec of the
 /// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
 /// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
@@ -785,67 +507,6 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     exec_init(spec, init)
 }
 
-/// Joins the network namespace the spec names (`Join`, `Sandbox`), if any.
-fn join_network(spec: &SandboxSpec) -> Result<(), String> {
-    let (ns, what) = match &spec.network {
-        NetworkMode::None | NetworkMode::Host => return Ok(()),
-        NetworkMode::Join(path) => (
-            File::open(path).map_err(|e| e.to_string()),
-            path.display().to_string(),
-        ),
-        NetworkMode::Sandbox(pid_file) => (
-            sandbox_ns(pid_file, "net").map(|(f, _)| f),
-            "of the container whose network is shared".to_owned(),
-        ),
-    };
-    ns.and_then(|f| {
-        nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.desc().to_owned())
-    })
-    .map_err(|e| format!("cannot join the network namespace {what}: {e}"))
-}
-
-/// Namespace `kind` (`net`, `pid`, ...) of the sandbox whose helper wrote `pid_file`, if it
-/// still runs, and that sandbox's init pid.
-fn sandbox_ns(pid_file: &std::path::Path, kind: &str) -> Result<(File, i32), String> {
-    let not_running = || "it is not running".to_owned();
-    let text = std::fs::read_to_string(pid_file).map_err(|_| not_running())?;
-    let mut it = text.split_whitespace().map(str::parse::<u64>);
-    let (Some(Ok(pid)), Some(Ok(start))) = (it.next(), it.next()) else {
-        return Err(not_running());
-    };
-    let pid = i32::try_from(pid).map_err(|_| not_running())?;
-    let ns = File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|_| not_running())?;
-    // Checked once the namespace is held: the pid was not reused in between.
-    if process_start_time(pid) != Some(start) {
-        return Err(not_running());
-    }
-    Ok((ns, pid))
-}
-
-/// Joins the shared namespace `share` of kind `kind` if it is another sandbox's; whether the
-/// sandbox needs one of its own (`Private`). Returns the other sandbox's init pid, if any.
-fn join_shared(
-    share: &NsShare,
-    kind: &str,
-    flag: CloneFlags,
-) -> Result<(bool, Option<i32>), String> {
-    match share {
-        NsShare::Private => Ok((true, None)),
-        NsShare::Host => Ok((false, None)),
-        NsShare::Sandbox(pid_file) => {
-            let (f, pid) = sandbox_ns(pid_file, kind)
-                .map_err(|e| format!("cannot join the {kind} namespace of the container: {e}"))?;
-            nix::sched::setns(&f, flag).map_err(|e| {
-                format!(
-                    "cannot join the {kind} namespace of the container: {}",
-                    e.desc()
-                )
-            })?;
-            Ok((false, Some(pid)))
-        }
-    }
-}
-
 /// Runs the sandbox's hooks, one after the other, for the init `child`.
 fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
     let dir = spec.pid_file.as_ref().and_then(|p| p.parent());
@@ -892,7 +553,7 @@ fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
 }
 
 /// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.
-fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
+pub(super) fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,

@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::{ForkResult, Pid, pipe2};
 use std::os::fd::AsRawFd;
 
-use super::helper::{cloexec_all_fds, read_spec_fd};
+use super::fds::{cloexec_all_fds, read_spec_fd};
 use super::process;
 use super::rootfs;
 use super::spec::SandboxSpec;

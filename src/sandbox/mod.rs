@@ -21,9 +21,11 @@
 
 pub mod cgroup;
 pub mod exec;
+mod fds;
 pub mod fs_helper;
 mod helper;
 mod init;
+mod join;
 pub mod process;
 mod rootfs;
 pub mod seccomp;
@@ -31,9 +33,12 @@ pub mod security;
 pub mod spec;
 mod sys;
 mod tty;
+mod userns;
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
+
+use fds::{read_spec_fd, spec_memfd, stdin_from_dev_null};
 
 pub use security::SecuritySpec;
 pub use spec::*;
@@ -196,7 +201,7 @@ pub const FINISH_ARG: &str = "__finish";
 /// Replaces this process with the sandbox helper running `spec`; `boxr run` in the foreground
 /// becomes the helper, so signals from the terminal reach it directly. Returns only on failure.
 pub fn exec(spec: &SandboxSpec) -> SandboxError {
-    let fd = match helper::spec_memfd(spec, false) {
+    let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError::Prepare(e),
     };
@@ -267,7 +272,7 @@ pub fn block_relayed() -> nix::Result<nix::sys::signal::SigSet> {
 pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use std::os::unix::process::CommandExt;
-    let fd = helper::spec_memfd(spec, false).map_err(SandboxError::Prepare)?;
+    let fd = spec_memfd(spec, false).map_err(SandboxError::Prepare)?;
     if let Some(keep) = spec.keep_fd {
         sys::clear_cloexec(keep).map_err(|source| SandboxError::KeepLock { fd: keep, source })?;
     }
@@ -336,7 +341,7 @@ fn spawn_helper<T: serde::Serialize>(
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
     use std::os::unix::process::CommandExt;
-    let fd = helper::spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
+    let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
     std::process::Command::new(&bin)
         .arg0("boxr")
         .args([arg, "--spec-fd", "0"])
@@ -350,16 +355,16 @@ fn spawn_helper<T: serde::Serialize>(
 /// Reads a JSON value from an inherited descriptor (0: stdin, then pointed at /dev/null): how
 /// boxr's hidden subcommands receive their spec.
 pub fn read_json_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
-    let v = helper::read_spec_fd(fd)?;
+    let v = read_spec_fd(fd)?;
     if fd == 0 {
-        helper::stdin_from_dev_null()?;
+        stdin_from_dev_null()?;
     }
     Ok(v)
 }
 
 /// A JSON value in a new memfd, for a child's stdin (see [`read_json_fd`]).
 pub fn json_memfd<T: serde::Serialize>(value: &T) -> Result<std::os::fd::OwnedFd, SandboxError> {
-    helper::spec_memfd(value, true).map_err(SandboxError::Prepare)
+    spec_memfd(value, true).map_err(SandboxError::Prepare)
 }
 
 pub use helper::process_start_time;
@@ -388,7 +393,7 @@ pub fn trim_heap() {
 /// which must not hold what its starter happened to have open (a terminal, a pipe whose
 /// reader waits for its end).
 pub fn close_inherited_fds(keep: &[i32]) {
-    helper::close_fds_except(keep);
+    fds::close_fds_except(keep);
 }
 
 /// Takes ownership of descriptor `fd`, inherited from the parent (None if it is not open).
@@ -401,7 +406,7 @@ pub fn own_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
 pub fn json_memfd_inherited<T: serde::Serialize>(
     value: &T,
 ) -> Result<std::os::fd::OwnedFd, SandboxError> {
-    helper::spec_memfd(value, false).map_err(SandboxError::Prepare)
+    spec_memfd(value, false).map_err(SandboxError::Prepare)
 }
 
 /// Terminal plumbing for the monitor and `boxr attach`: the pty master a detached sandbox's

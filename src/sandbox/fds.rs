@@ -1,0 +1,132 @@
+//! Descriptors of the hidden modes: what a freshly exec'd helper inherits (its spec in a
+//! memfd, stdin), closing what it must not pass on, and the sealed memfd copies of binaries
+//! that the helpers exec (so a container can never write to the binary that runs it).
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::OwnedFd;
+
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+use super::sys;
+
+/// Marks every descriptor from 3 up close-on-exec, so nothing of the host leaks into the
+/// container (CVE-2024-21626 came from a leaked directory descriptor).
+pub(super) fn cloexec_all_fds() {
+    for fd in fds_from_3() {
+        // The listing's own descriptor is closed by now: EBADF for it is expected.
+        let _ = sys::set_cloexec(fd);
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep` (see `sandbox::close_inherited_fds`).
+pub(super) fn close_fds_except(keep: &[i32]) {
+    for fd in fds_from_3().into_iter().filter(|fd| !keep.contains(fd)) {
+        // The listing's own descriptor is closed by now: its EBADF is expected.
+        drop(sys::own_fd(fd));
+    }
+}
+
+/// This process's open descriptors from 3 up.
+fn fds_from_3() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect()
+}
+
+/// Reads a JSON value from an inherited memfd and closes it.
+pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
+    let owned = if fd == 0 {
+        // A spec on stdin ([`super::spawn`]): a duplicate is ours to read; the caller then
+        // points descriptor 0 at /dev/null.
+        use std::os::fd::AsFd;
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("cannot read the spec from stdin: {e}"))?
+    } else {
+        super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?
+    };
+    let mut f = File::from(owned);
+    f.rewind()
+        .map_err(|e| format!("cannot read the spec: {e}"))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the spec: {e}"))?;
+    serde_json::from_slice(&buf).map_err(|e| format!("invalid spec: {e}"))
+}
+
+/// Writes a JSON value into a new memfd that survives exec (for the next process to read).
+/// `cloexec`: for a child started with the descriptor as its stdin (dup2 clears the flag).
+pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Result<OwnedFd, String> {
+    let flags = if cloexec {
+        MFdFlags::MFD_CLOEXEC
+    } else {
+        MFdFlags::empty()
+    };
+    let fd = memfd_create("boxr-spec", flags).map_err(|e| format!("memfd: {e}"))?;
+    let mut f = File::from(fd);
+    f.write_all(&serde_json::to_vec(value).expect("serializes"))
+        .map_err(|e| format!("cannot write the spec: {e}"))?;
+    Ok(f.into())
+}
+
+/// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
+/// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
+/// copy itself cannot be written.
+pub(super) fn sealed_self_copy() -> Result<OwnedFd, String> {
+    sealed_copy(std::path::Path::new("/proc/self/exe"))
+}
+
+/// A sealed in-memory copy of the program at `path`.
+pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
+    let fd = memfd_create(
+        "boxr-init",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| format!("memfd: {e}"))?;
+    let mut dst = File::from(fd);
+    let mut src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // A plain read/write copy: std's zero-copy paths (copy_file_range, sendfile through a pipe)
+    // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE then fails with EBUSY.
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot copy boxr: {e}")),
+        };
+        dst.write_all(&buf[..n])
+            .map_err(|e| format!("cannot copy boxr: {e}"))?;
+    }
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    let mut tries = 0;
+    loop {
+        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)) {
+            Ok(_) => break,
+            // Pages still referenced by I/O in flight: brief, so wait and try again.
+            Err(nix::errno::Errno::EBUSY) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("cannot seal the init: {e}")),
+        }
+    }
+    Ok(dst.into())
+}
+
+/// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
+/// place once it is read.
+pub(super) fn stdin_from_dev_null() -> Result<(), String> {
+    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| format!("dup2: {}", e.desc()))
+}
