@@ -457,8 +457,44 @@ image "app" {
         left.iter().any(|n| n.contains(&format!("-{pid}."))),
         "the killed build left nothing named for it in tmp/: {left:?}"
     );
+    // ... and its step's cgroup, journaled under the same name.
+    let journaled = |pid: &str| -> Vec<String> {
+        fs::read_dir(ctx.store().join("journal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cgroup-build-") && n.contains(&format!("-{pid}.")))
+            .collect()
+    };
+    let entries = journaled(&pid);
+    assert_eq!(entries.len(), 1, "the step's cgroup is journaled");
+    let cgroup_name = entries[0]
+        .strip_prefix("cgroup-")
+        .and_then(|n| n.strip_suffix(".json"))
+        .unwrap()
+        .to_owned();
+    let cgroup_dirs = || -> Vec<std::path::PathBuf> {
+        fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .map(|e| e.unwrap().path().join("boxr").join(&cgroup_name))
+            .filter(|d| d.exists())
+            .collect()
+    };
+    assert!(
+        !cgroup_dirs().is_empty(),
+        "the killed step's cgroup is there"
+    );
     // The next command removes them (its owner is gone); the build succeeds; gc finds no more.
     assert_eq!(ctx.build_ok(&[]), (1, 1));
+    assert_eq!(
+        journaled(&pid),
+        Vec::<String>::new(),
+        "the next build cleaned the journal"
+    );
+    assert_eq!(
+        cgroup_dirs(),
+        Vec::<std::path::PathBuf>::new(),
+        "and the cgroup"
+    );
     assert!(
         fs::read_dir(ctx.store().join("tmp")).unwrap().all(|e| !e
             .unwrap()
@@ -471,7 +507,7 @@ image "app" {
     let (code, out, e) = boxr(&ctx.store(), &["gc"]);
     assert_eq!(code, 0, "{e}");
     assert!(
-        out.contains(" 0 temporary"),
+        out.contains(" 0 temporary") && out.contains(" 0 cgroups"),
         "gc found leftovers the next command should have removed:\n{out}"
     );
     assert!(

@@ -203,9 +203,37 @@ fn kill_rm_force_and_a_killed_monitor() {
     let (c, _, err) = boxr(&env.store, &["logs", "-f", &b]);
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("was not recorded"), "{err}");
-    // stop works on it at once (the init is signalled directly).
+    // `wait` waits for it all the same; stop works on it at once (the init is signalled
+    // directly), and the exit code is the command's, which its init wrote as it ended: sleep
+    // dies of the TERM, 143 (not 255, an end nobody saw).
+    let waiter = std::process::Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .args(["wait", &b])
+        .env("BOXR_ROOT", &env.store)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     env.ok(&["stop", "-t", "1", &b]);
     assert!(!env.ok(&["ps", "-q"]).contains(&b[..12]));
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success());
+    assert_eq!(String::from_utf8_lossy(&waited.stdout), "143\n");
+    let v = env.inspect(&b);
+    assert_eq!(v["State"]["ExitCode"], 143, "{v}");
+    assert!(env.ok(&["ps", "-a"]).contains("Exited (143)"));
+    // The next command removed its cgroup, which no monitor finished, and the journal entry.
+    let left: Vec<_> = fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("boxr").join(&b))
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "the cgroup is left: {left:?}");
+    assert!(
+        !env.store
+            .join("journal")
+            .join(format!("cgroup-{b}.json"))
+            .exists()
+    );
     // rm -f kills it; ps then shows nothing; the cgroup goes with the helper.
     env.ok(&["rm", "-f", &b]);
     env.ok(&["rm", &a]);
@@ -840,9 +868,11 @@ fn a_container_whose_processes_all_vanished_is_recovered() {
     )
     .unwrap();
     assert_eq!(state["Status"], "exited");
+    // ... and removes the cgroup that no monitor finished (ARCHITECTURE decision 12).
     assert!(
-        !cgroup_dirs(&id).is_empty(),
-        "the cgroup outlived its processes"
+        cgroup_dirs(&id).is_empty(),
+        "the cgroup outlived its processes and the next command: {:?}",
+        cgroup_dirs(&id)
     );
     // It can be started again, and removing it removes its cgroup.
     env.ok(&["start", &id]);

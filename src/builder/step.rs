@@ -596,6 +596,7 @@ fn run(
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
+        exit_fd: None,
         userns: None,
         rootfs_mounted: false,
         hooks: Vec::new(),

@@ -613,6 +613,7 @@ pub(super) fn create(
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
+        exit_fd: None,
         userns: userns.clone(),
         rootfs_mounted: false,
         hooks: opts

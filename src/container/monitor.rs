@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::control::Request;
-use super::state::{EXIT, STATE, StateFile};
+use super::state::{EXIT, INIT_EXIT, STATE, StateFile};
 use crate::sandbox::{self, term};
 use crate::values::RestartPolicy;
 
@@ -561,6 +561,15 @@ impl Monitor {
             };
             (Stdio::from(out_w), Stdio::from(err_w), stdin)
         };
+        // Where the init writes the command's end, for a later boxr if this monitor is killed.
+        let exit_file = fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(INIT_EXIT)
+            .map_err(|e| format!("cannot create {INIT_EXIT}: {e}"))?;
+        term::inheritable(&exit_file).map_err(|e| format!("cannot pass a file on: {e}"))?;
+        sandbox["exit_fd"] = json!(exit_file.as_raw_fd());
         let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.to_string())?;
         let child = self
             .runtime(sandbox::HELPER_ARG, &fd)
@@ -569,7 +578,7 @@ impl Monitor {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start the helper: {e}"))?;
-        drop((fd, theirs));
+        drop((fd, theirs, exit_file));
         // Reaped by the SIGCHLD handler, not through `child`.
         self.phase = Phase::Starting(Pid::from_raw(child.id() as i32));
         Ok(())

@@ -72,6 +72,9 @@ pub const NETWORK: &str = "network.json";
 /// What a detached container's sandbox records of its end for the monitor (the monitor then
 /// writes the final [`STATE`]).
 pub const EXIT: &str = "exit.json";
+/// The exit code a detached container's init writes as it ends (text): what is left to know
+/// of the end when the monitor that waited for the init was killed.
+pub const INIT_EXIT: &str = "init-exit";
 
 /// A container's `state.json` (and, with only `ExitCode` and `OOMKilled`, `exit.json`): the one
 /// type every writer (the monitor, the end of a foreground sandbox, `recover`) and every reader
@@ -257,13 +260,18 @@ pub fn status(info: &Info) -> Status {
 
 /// A container that was started and whose processes are all gone, monitor included (killed,
 /// or a reboot): its end is recorded for good, with the exit status its helper or monitor saw
-/// if any (else 255, as Docker's for an end nobody saw), so every later command agrees.
+/// if any, else the code its init wrote as it ended (else 255, as Docker's for an end nobody saw), so every later command agrees.
 fn recover(info: &Info, state: Option<&StateFile>) -> Status {
     let exit = StateFile::read(&info.dir, EXIT);
     let mut code = exit
         .as_ref()
         .and_then(|e| e.exit_code)
-        .or_else(|| state.and_then(|s| s.exit_code));
+        .or_else(|| state.and_then(|s| s.exit_code))
+        .or_else(|| {
+            fs::read_to_string(info.dir.join(INIT_EXIT))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        });
     let oom = exit.as_ref().is_some_and(|e| e.oom_killed);
     // Not while a monitor may still record the end itself.
     if let Some(s) = state
@@ -280,10 +288,32 @@ fn recover(info: &Info, state: Option<&StateFile>) -> Status {
         let _ = s.write(&info.dir, STATE);
         let _ = fs::remove_file(info.dir.join(super::monitor::SOCKET));
     }
+    // Only where no monitor will finish the end itself (it checks the cgroup for an OOM kill
+    // first). A foreground container's helper records its end without a state file before
+    // it: one that was killed cannot be told from one finishing, and `gc` removes its cgroup.
+    if state.is_some_and(|s| s.monitor_pid.is_some() && !s.monitor_alive()) {
+        clean_cgroup(info);
+    }
     Status::Exited {
         code,
         oom,
         finished_at: None,
+    }
+}
+
+/// Removes the cgroup of a container whose processes are all gone and whose end nobody
+/// finished (its monitor was killed), with its journal entry: the next
+/// command cleans up (ARCHITECTURE decision 12). A cgroup something is still in stays, for a
+/// later command or `gc`. One `stat` when there is nothing to do.
+fn clean_cgroup(info: &Info) {
+    let Some(root) = crate::store::root_of_container_dir(&info.dir) else {
+        return;
+    };
+    let entry = crate::store::journal_entry_in(root, "cgroup", &info.id);
+    if let Ok(bytes) = fs::read(&entry)
+        && let Ok(true) = crate::sandbox::cgroup::clean_journal_entry(&bytes)
+    {
+        let _ = fs::remove_file(&entry);
     }
 }
 

@@ -327,6 +327,9 @@ fn run_in(
             if let Some(fd) = given_console {
                 let _ = sys::clear_cloexec(fd);
             }
+            if let Some(fd) = spec.exit_fd.filter(|_| spec.detach) {
+                let _ = sys::clear_cloexec(fd);
+            }
             if spec.detach {
                 // The init holds the report pipe until the command runs.
                 let _ = sys::clear_cloexec(err_w.as_raw_fd());

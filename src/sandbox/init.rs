@@ -56,10 +56,18 @@ pub fn main(spec_fd: i32) -> i32 {
             return 125;
         }
     };
+    // Close-on-exec now, so the command never holds these.
+    let exit_file = spec.exit_fd.and_then(sys::own_fd).map(File::from);
     cloexec_all_fds();
-    // Close-on-exec now, so the command never holds it.
     let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
-    start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message))
+    let code =
+        start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
+    // The end, for whoever asks after the monitor that waits for this process is gone. (With
+    // `--init=false` the command is PID 1 and only its parent learns its end.)
+    if let Some(mut f) = exit_file {
+        let _ = writeln!(f, "{code}");
+    }
+    code
 }
 
 /// Sets up the container and runs the command; returns the init's exit code, or why the

@@ -54,6 +54,11 @@ pub struct SandboxSpec {
     /// EOF only when the start is over.
     #[serde(default)]
     pub report_fd: Option<i32>,
+    /// (Given by a detached sandbox's monitor.) A file the init writes the command's exit code
+    /// to (as text) when it ends: the end is then known even when nobody waits for the init
+    /// any more (its monitor was killed). Held by the init only, never by the command.
+    #[serde(default)]
+    pub exit_fd: Option<i32>,
     /// `--userns`: a new user namespace with these id maps; the image's layers are shown
     /// through idmapped mounts, so their files keep their owners inside.
     #[serde(default)]

@@ -41,7 +41,7 @@ pub use error::StoreError;
 use error::io_err;
 pub use gc::GcReport;
 pub use image::{HistoryRow, Image, ImageSummary, Untagged, ref_key, remote_key};
-pub use paths::root_of_container_dir;
+pub use paths::{journal_entry_in, root_of_container_dir};
 pub use volume::valid_volume_name;
 
 use crate::digest::{Digest, HashingWriter};

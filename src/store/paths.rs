@@ -52,7 +52,7 @@ impl Store {
 
     /// `journal/<kind>-<name>.json`: the entry for one resource.
     pub fn journal_entry(&self, kind: &str, name: &str) -> PathBuf {
-        self.journal_dir().join(format!("{kind}-{name}.json"))
+        journal_entry_in(&self.root, kind, name)
     }
 
     /// Calls `clean` with the content of every `journal/<kind>-*.json` entry; an entry whose
@@ -64,6 +64,35 @@ impl Store {
         kind: &str,
         clean: impl Fn(&[u8]) -> Result<bool, String>,
     ) -> Result<usize, super::StoreError> {
+        self.clean_journal_where(kind, |_| true, clean)
+    }
+
+    /// [`Store::clean_journal`] for the entries of `kind` named for an owner (see
+    /// [`super::owned_prefix`]: a build step's cgroup) that is gone: what the next command
+    /// cleans after a killed one, in one listing of `journal/`, never touching what a live
+    /// command is using.
+    pub fn clean_orphan_journal(
+        &self,
+        kind: &str,
+        clean: impl Fn(&[u8]) -> Result<bool, String>,
+    ) -> Result<usize, super::StoreError> {
+        self.clean_journal_where(
+            kind,
+            |name| {
+                super::owner_of(name).is_some_and(|(pid, start)| {
+                    crate::platform::process_start_time(pid) != Some(start)
+                })
+            },
+            clean,
+        )
+    }
+
+    fn clean_journal_where(
+        &self,
+        kind: &str,
+        wanted: impl Fn(&str) -> bool,
+        clean: impl Fn(&[u8]) -> Result<bool, String>,
+    ) -> Result<usize, super::StoreError> {
         let dir = self.journal_dir();
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Ok(0);
@@ -72,7 +101,7 @@ impl Store {
         let mut cleaned = 0;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+            if !(name.starts_with(&prefix) && name.ends_with(".json") && wanted(&name)) {
                 continue;
             }
             let path = e.path();
@@ -98,6 +127,12 @@ impl Store {
     }
 }
 
+/// [`Store::journal_entry`] of the store at `root`: for a process that has only a container's
+/// directory (see [`root_of_container_dir`]).
+pub fn journal_entry_in(root: &Path, kind: &str, name: &str) -> PathBuf {
+    root.join("journal").join(format!("{kind}-{name}.json"))
+}
+
 /// The store root of a container directory (`<root>/containers/<id>`): for a process that has
 /// only the directory (the monitor).
 pub fn root_of_container_dir(dir: &Path) -> Option<&Path> {
@@ -108,6 +143,23 @@ pub fn root_of_container_dir(dir: &Path) -> Option<&Path> {
 mod tests {
     use super::*;
     use crate::store::Access;
+
+    #[test]
+    fn the_orphan_journal_is_only_what_dead_owners_left() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path(), Access::Exclusive).unwrap();
+        let me = super::super::owned_prefix("build-step-");
+        // Above the kernel's highest pid_max (2^22): that owner is gone.
+        let gone = "build-step-4194305.1-abc";
+        for name in [&format!("{me}xyz"), gone, "0123abcd"] {
+            std::fs::write(store.journal_entry("cgroup", name), b"x").unwrap();
+        }
+        let n = store.clean_orphan_journal("cgroup", |_| Ok(true)).unwrap();
+        assert_eq!(n, 1);
+        assert!(!store.journal_entry("cgroup", gone).exists());
+        assert!(store.journal_entry("cgroup", &format!("{me}xyz")).exists());
+        assert!(store.journal_entry("cgroup", "0123abcd").exists());
+    }
 
     #[test]
     fn the_journal_keeps_entries_still_in_use() {
