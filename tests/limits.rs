@@ -346,7 +346,7 @@ fn gc_removes_the_cgroup_of_a_killed_boxr() {
     loop {
         let (code, out, err) = boxr(&env.store, &["gc"]);
         assert_eq!(code, 0, "{err}");
-        if out.contains(" 1 cgroup;") {
+        if out.contains(" 1 cgroup,") {
             break;
         }
         // The container's processes may take a moment to go after their helper.

@@ -438,8 +438,12 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
         // A network whose file vanished (as if `network rm` was killed half-way): gc removes
         // the bridge it journaled.
         std::fs::remove_file(store.join("networks/bridge.json")).unwrap();
-        let (c, _, err) = boxr(&store, &["gc"]);
+        let (c, out, err) = boxr(&store, &["gc"]);
         assert_eq!(c, 0, "{err}");
+        assert!(
+            out.contains(", 1 network resource;"),
+            "gc says what it removed: {out}"
+        );
         assert_eq!(boxr_links(), Vec::<String>::new());
         assert_eq!(
             std::fs::read_dir(store.join("journal")).unwrap().count(),

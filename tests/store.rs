@@ -131,7 +131,7 @@ fn images_rmi_and_gc() {
     assert_eq!(c, 0);
     assert!(
         out.starts_with(
-            "removed 0 blobs, 0 layers, 0 cache entries, 1 temporary item, 0 cgroups; freed "
+            "removed 0 blobs, 0 layers, 0 cache entries, 1 temporary item, 0 cgroups, 0 network resources; freed "
         ),
         "{out}"
     );

@@ -208,17 +208,24 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
         .clean_journal("ports", |b| {
             crate::net::publish::clean_journal_entry(&store, b)
         })
-        .and_then(|_| store.clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b)))
-        .and_then(|_| store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b)))
-        .and_then(|_| {
-            store.clean_journal("dns", |b| crate::net::dns::clean_journal_entry(&store, b))
+        .and_then(|n| {
+            Ok(n + store.clean_journal("netns", |b| crate::net::clean_journal_entry(&store, b))?)
+        })
+        .and_then(|n| {
+            Ok(n + store.clean_journal("bridge", |b| crate::net::clean_bridge_entry(&store, b))?)
+        })
+        .and_then(|n| {
+            Ok(n + store
+                .clean_journal("dns", |b| crate::net::dns::clean_journal_entry(&store, b))?)
         });
-    if let Err(e) = network {
-        return fail_with(&settings.printer, &e);
-    }
+    let network = match network {
+        Ok(n) => n,
+        Err(e) => return fail_with(&settings.printer, &e),
+    };
     match store.gc(Access::Exclusive, args.build_cache) {
         Ok(mut r) => {
             r.cgroups = cgroups;
+            r.network = network;
             if settings.printer.is_json() {
                 settings.printer.data(format!(
                     "{}\n",
@@ -226,7 +233,7 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
                 ));
             } else {
                 settings.printer.out(format!(
-                    "removed {} blob{}, {} layer{}, {} cache entr{}, {} temporary item{}, {} cgroup{}; freed {}",
+                    "removed {} blob{}, {} layer{}, {} cache entr{}, {} temporary item{}, {} cgroup{}, {} network resource{}; freed {}",
                     r.blobs,
                     plural(r.blobs),
                     r.layers,
@@ -237,6 +244,8 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
                     plural(r.tmp),
                     r.cgroups,
                     plural(r.cgroups),
+                    r.network,
+                    plural(r.network),
                     human_size(r.bytes)
                 ));
                 for name in &r.broken_refs {

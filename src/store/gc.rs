@@ -19,6 +19,9 @@ pub struct GcReport {
     pub cache_entries: usize,
     /// cgroups of killed containers removed (filled in by the caller, which knows them).
     pub cgroups: usize,
+    /// Network resources of removed containers and networks removed (network namespaces,
+    /// veths, published ports, bridges, resolvers; filled in by the caller).
+    pub network: usize,
     pub bytes: u64,
     /// Refs whose image could not be read (left in place, reported).
     pub broken_refs: Vec<String>,
