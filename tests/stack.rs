@@ -155,17 +155,20 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     let t = |v: &serde_json::Value, k: &str| v["State"][k].as_str().unwrap().to_owned();
     assert_eq!(migrate["State"]["ExitCode"], 0);
     assert!(t(&migrate, "StartedAt") > t(&db, "StartedAt"));
-    let db_ready = db["State"]["Health"]["Log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["ExitCode"] == 0)
-        .map(|e| e["End"].as_str().unwrap().to_owned())
-        .unwrap();
-    assert!(
-        t(&migrate, "StartedAt") >= db_ready,
-        "migrate started before db was healthy"
-    );
+    // The first passing check, if the log (the last 5 checks) still shows a failing one before
+    // it; later passing checks may end after migrate started. The merged logs below show the
+    // order too ("db ready" before "migrating").
+    let log = db["State"]["Health"]["Log"].as_array().unwrap();
+    if let Some(first_pass) = log.iter().position(|e| e["ExitCode"] == 0)
+        && first_pass > 0
+    {
+        let db_ready = log[first_pass]["End"].as_str().unwrap();
+        assert!(
+            t(&migrate, "StartedAt").as_str() >= db_ready,
+            "migrate started before db was healthy: {} < {db_ready}",
+            t(&migrate, "StartedAt")
+        );
+    }
     assert!(
         t(&web, "StartedAt") >= t(&migrate, "FinishedAt"),
         "web started before migrate completed"
@@ -245,6 +248,37 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     // exec in a service's container.
     let (c, out, err) = boxr_in(store, dir, &["stack", "exec", "db", "cat", "/tmp/ready"]);
     assert_eq!(c, 0, "{err}{out}");
+
+    // --scale: a third replica joins the other two under the service's name; the next `up`
+    // without it goes back to the manifest's two, removing the third and keeping the rest.
+    let (c, _, err) = boxr_in(
+        store,
+        dir,
+        &["up", "-d", "--no-deps", "--scale", "web=3", "web"],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("Container my_shop-web-3  Created"), "{err}");
+    assert!(err.contains("Container my_shop-web-1  Running"), "{err}");
+    let (c, out, err) = boxr_in(
+        store,
+        dir,
+        &[
+            "stack",
+            "run",
+            "--rm",
+            "--no-deps",
+            "web",
+            "sh",
+            "-c",
+            "nslookup web | grep -c '^Address: 172'",
+        ],
+    );
+    assert_eq!((c, out.trim()), (0, "3"), "{err}");
+    let (c, _, err) = boxr_in(store, dir, &["up", "-d", "--no-deps", "web"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("Container my_shop-web-3  Removed"), "{err}");
+    assert!(err.contains("Container my_shop-web-2  Running"), "{err}");
+    assert!(boxr(store, &["inspect", "my_shop-web-3"]).0 != 0);
 
     // down: dependents first, then nothing of the stack is left.
     let (c, _, err) = boxr_in(store, dir, &["down"]);
@@ -651,6 +685,31 @@ service "d" {
     // `up` of a bad manifest fails the same way, before anything is made.
     let (c, _, _) = boxr_in(&store, &dir, &["up", "-d"]);
     assert_eq!(c, 1);
+    let (_, ps, _) = boxr(&store, &["ps", "-aq"]);
+    assert_eq!(ps.trim(), "");
+    // `--scale` is held to the same rule, and names only services that exist.
+    write_manifest(
+        &dir,
+        r#"
+service "a" {
+    image "base"
+    publish "8080:80"
+}
+"#,
+    );
+    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "--scale", "a=2"]);
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.contains("--scale a=2: each of the 2 replicas would publish host port 8080/tcp")
+            && err.contains("leave the host port out"),
+        "{err}"
+    );
+    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "--scale", "b=2"]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("--scale b=2: no such service"), "{err}");
+    let (c, _, err) = boxr_in(&store, &dir, &["up", "-d", "--scale", "a"]);
+    assert_eq!(c, 125, "{err}");
+    assert!(err.contains("`a` is not SERVICE=N"), "{err}");
     let (_, ps, _) = boxr(&store, &["ps", "-aq"]);
     assert_eq!(ps.trim(), "");
 }

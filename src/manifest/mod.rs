@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use error::{ManifestError, ManifestErrors};
+pub use lower::service::MAX_REPLICAS;
 pub use model::*;
 
 /// Parses and checks a manifest. `name` is how the file is shown in diagnostics; `overrides`

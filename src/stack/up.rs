@@ -13,7 +13,7 @@ use crate::builder::bases::Bases;
 use crate::container::state::{self, Info, Status};
 use crate::container::{self, lifecycle};
 use crate::digest::Digest;
-use crate::manifest::{Condition, ImageSource, Service};
+use crate::manifest::{Condition, ImageSource, MAX_REPLICAS, Service};
 use crate::store::{Store, StoreError};
 
 /// `boxr up` options.
@@ -33,6 +33,8 @@ pub struct UpOptions {
     pub wait_timeout: Option<Duration>,
     /// The manifest's registry images, resolved (and pulled) by the caller.
     pub bases: Bases,
+    /// `--scale SERVICE=N`: replicas instead of the manifest's `replicas`, for this `up`.
+    pub scale: BTreeMap<String, u32>,
 }
 
 /// What `up` did to one container.
@@ -81,6 +83,7 @@ pub fn up(
     on_change: &(dyn Fn(&str, Change) + Sync),
 ) -> Result<UpReport, StackError> {
     let selected = project.select(&opts.services, opts.no_deps)?;
+    check_scale(project, &opts.scale)?;
     let images = images(
         store,
         project,
@@ -442,6 +445,52 @@ fn last_logs(info: &Info) -> Option<String> {
     (!lines.is_empty()).then(|| format!("its last output:\n{}", lines.join("\n")))
 }
 
+/// How many containers run `svc`: `--scale`'s count, else the manifest's `replicas`, else 1.
+fn replicas_of(svc: &Service, scale: &BTreeMap<String, u32>) -> u32 {
+    scale
+        .get(&svc.name.value)
+        .copied()
+        .unwrap_or_else(|| svc.replicas.as_ref().map_or(1, |r| r.value))
+}
+
+/// `--scale`: each service exists, each count is within the manifest's bounds, and a service
+/// scaled past one publishes no fixed host port (its replicas could not all hold it).
+fn check_scale(project: &Project<'_>, scale: &BTreeMap<String, u32>) -> Result<(), StackError> {
+    for (name, &n) in scale {
+        let Some(svc) = project.service(name) else {
+            return Err(StackError::invalid(
+                format!(
+                    "--scale {name}={n}: no such service in {}",
+                    project.manifest.name
+                ),
+                None,
+            ));
+        };
+        if n > MAX_REPLICAS {
+            return Err(StackError::invalid(
+                format!("--scale {name}={n}: at most {MAX_REPLICAS} replicas"),
+                None,
+            ));
+        }
+        if n > 1
+            && let Some(p) = svc.publish.iter().find(|p| p.host_port.is_some())
+        {
+            return Err(StackError::invalid(
+                format!(
+                    "--scale {name}={n}: each of the {n} replicas would publish host port {}/{}",
+                    p.host_port.unwrap_or_default(),
+                    p.proto
+                ),
+                Some(format!(
+                    "leave the host port out (`publish \"{}\"`): each replica then gets a free one",
+                    p.container_port
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Makes the service's containers match its config: each replica made, started again or
 /// recreated as needed; replicas past the count removed.
 fn reconcile(
@@ -454,7 +503,7 @@ fn reconcile(
     noted: &(dyn Fn(&str, Change) + Sync),
 ) -> Result<(), StackError> {
     let name = svc.name.value.as_str();
-    let replicas = svc.replicas.as_ref().map_or(1, |r| r.value);
+    let replicas = replicas_of(svc, &opts.scale);
     let mine: Vec<&Info> = existing
         .iter()
         .filter(|i| service_of(i) == name && !is_oneoff(i))

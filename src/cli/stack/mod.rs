@@ -88,8 +88,25 @@ pub struct UpArgs {
     /// Exit with this service's exit code (implies --abort-on-container-exit)
     #[arg(long, value_name = "SERVICE", conflicts_with_all = ["detach", "wait"])]
     exit_code_from: Option<String>,
+    /// Run N containers of SERVICE instead of its `replicas` (repeatable)
+    #[arg(long, value_name = "SERVICE=N", value_parser = parse_scale)]
+    scale: Vec<(String, u32)>,
     /// The services to start (default: every one whose profiles are active)
     services: Vec<String>,
+}
+
+/// `--scale SERVICE=N`.
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SERVICE=N"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number of replicas"))?;
+    if name.is_empty() {
+        return Err(format!("`{s}` names no service"));
+    }
+    Ok((name.to_owned(), n))
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,6 +214,7 @@ pub fn up(args: &UpArgs, settings: &Settings) -> i32 {
             remove_orphans: args.remove_orphans,
             wait: args.wait,
             wait_timeout: args.wait_timeout.map(Duration::from_secs),
+            scale: args.scale.iter().cloned().collect(),
         };
         let reporter = super::progress::reporter(settings.printer.mode(), settings.printer.quiet());
         let printer = &settings.printer;

@@ -7,7 +7,7 @@
 
 mod image;
 mod interpolate;
-mod service;
+pub(super) mod service;
 
 use std::collections::{BTreeMap, HashMap};
 
