@@ -214,6 +214,37 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
         "the hostname of a container is its short id"
     );
 
+    // `stack port` finds the same address by service (and replica).
+    let (c, out, err) = boxr_in(store, dir, &["stack", "port", "web", "80"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, port);
+    let (c, out, err) = boxr_in(
+        store,
+        dir,
+        &["stack", "port", "--index", "2", "web", "80/tcp"],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, boxr(store, &["port", "my_shop-web-2", "80/tcp"]).1);
+    assert_ne!(out, port, "each replica has a port of its own");
+    let (c, _, err) = boxr_in(store, dir, &["stack", "port", "web", "81"]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("no public port '81/tcp' published for my_shop-web-1"),
+        "{err}"
+    );
+    // `stack top`: each running container's processes under its name (migrate has exited).
+    let (c, out, err) = boxr_in(store, dir, &["stack", "top"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        out.starts_with("my_shop-db-1\nUID") && out.contains("sleep 1000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nmy_shop-web-2\n") && out.contains("httpd -f -p 80"),
+        "{out}"
+    );
+    assert!(!out.contains("migrate"), "{out}");
+
     // `stack ps` lists the running ones with health and ports; -a adds the completed one.
     let running = rows(store, dir, false);
     let names: Vec<&str> = running
@@ -244,6 +275,67 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
         lines[pos("migrated")].starts_with("my_shop-migrate-1 | "),
         "{out}"
     );
+
+    // The project's events, by service; `events --filter label=` finds the same.
+    let (c, out, err) = boxr_in(
+        store,
+        dir,
+        &["stack", "events", "--since", "0", "--until", "now", "db"],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" container create ") && l.ends_with("(name=my_shop-db-1)")),
+        "{out}"
+    );
+    assert!(out.contains(" container start "), "{out}");
+    assert!(!out.contains("web") && !out.contains("migrate"), "{out}");
+    let (_, out, _) = boxr_in(
+        store,
+        dir,
+        &[
+            "stack", "events", "--since", "0", "--until", "now", "db", "migrate",
+        ],
+    );
+    assert!(
+        out.contains("(name=my_shop-migrate-1)") && out.contains("(name=my_shop-db-1)"),
+        "{out}"
+    );
+    assert!(!out.contains("web"), "{out}");
+    let (c, out, err) = boxr(
+        store,
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "now",
+            "--filter",
+            "label=boxr.service=web",
+            "--filter",
+            "event=create",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    // Both replicas, and the one-off `stack run` made of the service.
+    assert_eq!(out.lines().count(), 3, "{out}");
+    for n in [
+        "(name=my_shop-web-1)",
+        "(name=my_shop-web-2)",
+        "(name=my_shop-web-run-",
+    ] {
+        assert!(out.contains(n), "{n}: {out}");
+    }
+    let (c, out, _) = boxr_in(
+        store,
+        dir,
+        &[
+            "stack", "events", "--since", "0", "--until", "now", "--json", "web",
+        ],
+    );
+    assert_eq!(c, 0);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["attributes"]["boxr.project"], "my_shop", "{first}");
 
     // exec in a service's container.
     let (c, out, err) = boxr_in(store, dir, &["stack", "exec", "db", "cat", "/tmp/ready"]);
@@ -554,6 +646,40 @@ service "talker" {
     for r in rows(store, dir, true) {
         assert_eq!(r["State"], "exited", "{r}");
     }
+
+    // `--attach quick`: only quick's output is shown; talker runs, and stops, all the same.
+    let child = Command::new(env!("CARGO_BIN_EXE_boxr"))
+        .current_dir(dir)
+        .args(["--progress", "plain", "up", "--attach", "quick"])
+        .env("BOXR_ROOT", store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while rows(store, dir, false).len() != 2 {
+        assert!(Instant::now() < deadline, "the stack did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quick  | quick up"), "{stdout}");
+    assert!(!stdout.contains("talker |"), "{stdout}");
+    for r in rows(store, dir, true) {
+        assert_eq!(r["State"], "exited", "{r}");
+    }
+    let (c, _, err) = boxr_in(store, dir, &["up", "--attach", "nope"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("--attach nope: no such service"), "{err}");
 }
 
 #[test]

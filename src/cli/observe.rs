@@ -26,6 +26,12 @@ pub fn top(args: &TopArgs, settings: &Settings) -> i32 {
         Ok(p) => p,
         Err(e) => return fail_with(&settings.printer, &e),
     };
+    settings.printer.data(top_table(&procs));
+    exit::OK
+}
+
+/// `top`'s table: UID, PID, PPID, CMD.
+pub(super) fn top_table(procs: &[top::Process]) -> String {
     let mut out = format!("{:<8} {:<8} {:<8} {}\n", "UID", "PID", "PPID", "CMD");
     for p in procs {
         out.push_str(&format!(
@@ -33,8 +39,24 @@ pub fn top(args: &TopArgs, settings: &Settings) -> i32 {
             p.uid, p.pid, p.ppid, p.cmd
         ));
     }
-    settings.printer.data(out);
-    exit::OK
+    out
+}
+
+/// The host addresses (`0.0.0.0:8080`) a running container publishes its port `want`
+/// (`PORT` or `PORT/PROTO`, tcp by default) on; `want` normalized as the first.
+pub(super) fn host_addresses(info: &Info, want: &str) -> (String, Vec<String>) {
+    let want = if want.contains('/') {
+        want.to_owned()
+    } else {
+        format!("{want}/tcp")
+    };
+    let held = state::ports(info, &state::status(info));
+    let hosts = held
+        .iter()
+        .filter(|p| p.private() == want)
+        .map(|p| p.host().to_string())
+        .collect();
+    (want, hosts)
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,21 +87,15 @@ pub fn port(args: &PortArgs, settings: &Settings) -> i32 {
         settings.printer.data(lines);
         return exit::OK;
     };
-    let want = if want.contains('/') {
-        want.clone()
-    } else {
-        format!("{want}/tcp")
-    };
-    let lines: String = held
-        .iter()
-        .filter(|p| p.private() == want)
-        .map(|p| format!("{}\n", p.host()))
-        .collect();
+    let (want, hosts) = host_addresses(&info, want);
+    let lines: String = hosts.iter().map(|h| format!("{h}\n")).collect();
     if lines.is_empty() {
-        return fail(
+        // As `docker port`: 1, like a name that is not there.
+        fail(
             &settings.printer,
             &format!("no public port '{want}' published for {}", args.container),
         );
+        return exit::INVALID;
     }
     settings.printer.data(lines);
     exit::OK
@@ -194,7 +210,7 @@ pub struct EventsArgs {
     /// Stop at this time instead of following new events (RFC 3339, seconds, or `now`)
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
-    /// Only matching events: container=NAME|ID, event=ACTION (repeatable; same key: any of)
+    /// Only matching events: container=NAME|ID, event=ACTION (repeatable; same key: any of), label=KEY[=VALUE] (every one must match)
     #[arg(long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
     /// table or json
@@ -214,21 +230,25 @@ pub fn events(args: &EventsArgs, settings: &Settings) -> i32 {
             Err(e) => return fail_with(&settings.printer, &e),
         };
     events::follow(store.root(), &filter, |e| {
-        if args.format == "json" {
-            settings.printer.data(format!("{e}\n"));
-        } else {
-            let secs = e["time"].as_i64().unwrap_or(0);
-            let name = e["attributes"]["name"]
-                .as_str()
-                .map(|n| format!(" (name={n})"))
-                .unwrap_or_default();
-            settings.printer.data(format!(
-                "{} container {} {}{name}\n",
-                crate::time::rfc3339(secs),
-                e["action"].as_str().unwrap_or("?"),
-                e["id"].as_str().unwrap_or("?"),
-            ));
-        }
+        settings.printer.data(event_line(e, args.format == "json"));
     });
     exit::OK
+}
+
+/// One event as `events` prints it: `TIME container ACTION ID (name=NAME)`, or its JSON.
+pub(super) fn event_line(e: &serde_json::Value, json: bool) -> String {
+    if json {
+        return format!("{e}\n");
+    }
+    let secs = e["time"].as_i64().unwrap_or(0);
+    let name = e["attributes"]["name"]
+        .as_str()
+        .map(|n| format!(" (name={n})"))
+        .unwrap_or_default();
+    format!(
+        "{} container {} {}{name}\n",
+        crate::time::rfc3339(secs),
+        e["action"].as_str().unwrap_or("?"),
+        e["id"].as_str().unwrap_or("?"),
+    )
 }

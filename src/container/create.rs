@@ -664,11 +664,12 @@ pub(super) fn create(
     let path = dir.join("spec.json");
     fs::write(&path, serde_json::to_vec(&spec).expect("serializes"))
         .map_err(io_err("write", &path))?;
-    events::record(
-        store.root(),
-        "create",
-        id,
-        serde_json::json!({"image": opts.image, "name": opts.name}),
-    );
+    // With the container's labels beside, as Docker's events carry them (`--filter label=`).
+    let mut attrs = config["Labels"].clone();
+    if let Some(a) = attrs.as_object_mut() {
+        a.insert("image".into(), serde_json::json!(opts.image));
+        a.insert("name".into(), serde_json::json!(opts.name));
+    }
+    events::record(store.root(), "create", id, attrs);
     Ok(spec)
 }

@@ -40,6 +40,11 @@ pub struct Filter {
     pub containers: Vec<String>,
     /// Actions (`start`, `die`, `health_status: healthy`, ...).
     pub actions: Vec<String>,
+    /// Labels the container must all have (`KEY`, or `KEY` and its value), as `ps -f label=`.
+    pub labels: Vec<(String, Option<String>)>,
+    /// Labels of which the container must have one (when any are given): `stack events`'
+    /// services.
+    pub any_label: Vec<(String, Option<String>)>,
 }
 
 /// A filter or time option of `boxr events` that does not parse.
@@ -48,7 +53,7 @@ pub enum FilterError {
     #[error("--{option} {value}: write RFC 3339, seconds since the epoch, or now")]
     #[diagnostic(code(boxr::events::time))]
     Time { option: &'static str, value: String },
-    #[error("--filter {0}: use container=NAME|ID or event=ACTION")]
+    #[error("--filter {0}: use container=NAME|ID, event=ACTION or label=KEY[=VALUE]")]
     #[diagnostic(code(boxr::events::filter))]
     Filter(String),
 }
@@ -75,6 +80,10 @@ impl Filter {
             match spec.split_once('=') {
                 Some(("container", v)) => f.containers.push(v.to_owned()),
                 Some(("event", v)) => f.actions.push(v.to_owned()),
+                Some(("label", v)) if !v.is_empty() => f.labels.push(match v.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (v.to_owned(), None),
+                }),
                 _ => return Err(FilterError::Filter(spec.clone())),
             }
         }
@@ -95,11 +104,18 @@ fn parse_time(t: &str) -> Option<u64> {
 /// lets through, in order; then follows the log for new ones until `filter.until` has passed
 /// (forever without it).
 pub fn follow(store_root: &Path, filter: &Filter, mut on_event: impl FnMut(&Value)) {
-    // Names are known from `create` events (read first, in order); other events carry the id.
+    // Names and labels are known from `create` events (read first, in order); other events
+    // carry the id.
     let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut created: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     let mut matches = |e: &Value| -> bool {
         if let (Some(n), Some(id)) = (e["attributes"]["name"].as_str(), e["id"].as_str()) {
             names.insert(id.to_owned(), n.to_owned());
+        }
+        if e["action"] == "create"
+            && let Some(id) = e["id"].as_str()
+        {
+            created.insert(id.to_owned(), e["attributes"].clone());
         }
         let t = e["time"].as_u64().unwrap_or(0);
         if filter.since.is_some_and(|s| t < s) || filter.until.is_some_and(|u| t > u) {
@@ -107,6 +123,21 @@ pub fn follow(store_root: &Path, filter: &Filter, mut on_event: impl FnMut(&Valu
         }
         if !filter.actions.is_empty() && !filter.actions.iter().any(|a| e["action"] == *a) {
             return false;
+        }
+        if !filter.labels.is_empty() || !filter.any_label.is_empty() {
+            let attrs = e["id"].as_str().and_then(|id| created.get(id));
+            let has = |(k, v): &(String, Option<String>)| {
+                attrs.is_some_and(|a| match (&a[k.as_str()], v) {
+                    (Value::String(_), None) => true,
+                    (Value::String(got), Some(want)) => got == want,
+                    _ => false,
+                })
+            };
+            if !filter.labels.iter().all(has)
+                || !(filter.any_label.is_empty() || filter.any_label.iter().any(has))
+            {
+                return false;
+            }
         }
         if !filter.containers.is_empty() {
             let id = e["id"].as_str().unwrap_or_default();

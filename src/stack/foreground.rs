@@ -21,10 +21,13 @@ pub struct Foreground<'a> {
     pub abort_on_exit: bool,
     /// Hears what is going on (`Gracefully stopping...`, `web-1 exited with code 0`).
     pub notice: &'a (dyn Fn(&str) + Sync),
+    /// Whether a container's output is shown (`--attach`, `--no-attach`); the others are
+    /// stopped, watched and waited for all the same.
+    pub shown: &'a (dyn Fn(&Info) -> bool + Sync),
 }
 
 /// Follows `containers` until they have all ended (stopped by a signal, or on their own);
-/// `out` gets each line. Returns whether the stack was stopped by a signal or an exit.
+/// `out` gets each line of those `fg.shown` picks. Returns whether the stack was stopped by a signal or an exit.
 pub fn attach(
     project: &Project<'_>,
     containers: &[Info],
@@ -86,7 +89,19 @@ pub fn attach(
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        follow_logs(containers, &opts, &AtomicBool::new(false), out);
+        let shown: Vec<Info> = containers
+            .iter()
+            .filter(|i| (fg.shown)(i))
+            .cloned()
+            .collect();
+        follow_logs(&shown, &opts, &AtomicBool::new(false), out);
+        // Those not shown may still run.
+        while !containers
+            .iter()
+            .all(|i| matches!(state::status(i), Status::Exited { .. } | Status::Created))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         done.store(true, Ordering::SeqCst);
         handle.close();
     });

@@ -101,6 +101,41 @@ pub enum StackCommand {
         timeout: Option<u64>,
         services: Vec<String>,
     },
+    /// Show the processes of the project's running containers
+    Top {
+        #[command(flatten)]
+        project: ProjectArgs,
+        services: Vec<String>,
+    },
+    /// Print the host address a service's container publishes a port on
+    Port {
+        #[command(flatten)]
+        project: ProjectArgs,
+        /// Which replica (default 1)
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        index: u32,
+        /// tcp, udp or sctp (default tcp; or PORT/PROTO)
+        #[arg(long, value_name = "PROTO")]
+        protocol: Option<String>,
+        service: String,
+        #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+        port: String,
+    },
+    /// Print the events of the project's containers as they happen
+    Events {
+        #[command(flatten)]
+        project: ProjectArgs,
+        /// One JSON object per event
+        #[arg(long)]
+        json: bool,
+        /// Only events at or after this time (RFC 3339, or seconds since the epoch; default: now)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Stop at this time instead of following (RFC 3339, seconds, or `now`)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        services: Vec<String>,
+    },
     /// Print the services as resolved: every `${...}` replaced, paths absolute
     Config {
         #[command(flatten)]
@@ -121,6 +156,9 @@ impl StackCommand {
             | StackCommand::Start { project, .. }
             | StackCommand::Stop { project, .. }
             | StackCommand::Restart { project, .. }
+            | StackCommand::Top { project, .. }
+            | StackCommand::Port { project, .. }
+            | StackCommand::Events { project, .. }
             | StackCommand::Config { project, .. } => project,
         }
     }
@@ -379,6 +417,99 @@ pub fn command(cmd: &StackCommand, settings: &Settings) -> i32 {
                         Err(e) => return fail_stack(settings, &e),
                     }
                 }
+                exit::OK
+            }
+            StackCommand::Top { services, .. } => {
+                let containers = match of_services(services) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let mut out = String::new();
+                for info in containers
+                    .iter()
+                    .filter(|i| matches!(state::status(i), state::Status::Running { .. }))
+                {
+                    let procs = match crate::container::top::processes(info) {
+                        Ok(p) => p,
+                        Err(e) => return fail_with(printer, &e),
+                    };
+                    if !out.is_empty() {
+                        out.push('\n');
+                    }
+                    out.push_str(info.name.as_deref().unwrap_or(&info.id[..12]));
+                    out.push('\n');
+                    out.push_str(&crate::cli::observe::top_table(&procs));
+                }
+                printer.data(out);
+                exit::OK
+            }
+            StackCommand::Port {
+                index,
+                protocol,
+                service,
+                port,
+                ..
+            } => {
+                let info = match of_services(std::slice::from_ref(service)) {
+                    Ok(c) => c.into_iter().find(|i| {
+                        stack::number_of(i) == *index && !i.labels.contains_key(stack::LABEL_ONEOFF)
+                    }),
+                    Err(code) => return code,
+                };
+                let Some(info) = info else {
+                    return fail(
+                        printer,
+                        &format!("service `{service}` has no container {index}: is the stack up?"),
+                    );
+                };
+                let want = match (protocol, port.contains('/')) {
+                    (Some(p), false) => format!("{port}/{p}"),
+                    (Some(_), true) => {
+                        return fail(printer, "give the protocol once: PORT/PROTO or --protocol");
+                    }
+                    (None, _) => port.clone(),
+                };
+                let (want, hosts) = crate::cli::observe::host_addresses(&info, &want);
+                if hosts.is_empty() {
+                    let name = info.name.as_deref().unwrap_or(service);
+                    // As `docker port`: 1, like a name that is not there.
+                    fail(
+                        printer,
+                        &format!("no public port '{want}' published for {name}"),
+                    );
+                    return exit::INVALID;
+                }
+                printer.data(hosts.iter().map(|h| format!("{h}\n")).collect::<String>());
+                exit::OK
+            }
+            StackCommand::Events {
+                json,
+                since,
+                until,
+                services,
+                ..
+            } => {
+                if let Err(code) = of_services(services) {
+                    return code;
+                }
+                let project_label = format!("label={}={}", stack::LABEL_PROJECT, project.name);
+                // As `docker compose events`: from now on, unless asked.
+                let since = since.clone().unwrap_or_else(|| "now".to_owned());
+                let mut filter = match crate::container::events::Filter::parse(
+                    Some(&since),
+                    until.as_deref(),
+                    &[project_label],
+                ) {
+                    Ok(f) => f,
+                    Err(e) => return fail_with(printer, &e),
+                };
+                filter.any_label = services
+                    .iter()
+                    .map(|s| (stack::LABEL_SERVICE.to_owned(), Some(s.clone())))
+                    .collect();
+                crate::container::events::follow(store.root(), &filter, |e| {
+                    printer.data(crate::cli::observe::event_line(e, *json));
+                });
                 exit::OK
             }
             StackCommand::Config { services, .. } => {

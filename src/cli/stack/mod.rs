@@ -88,6 +88,12 @@ pub struct UpArgs {
     /// Exit with this service's exit code (implies --abort-on-container-exit)
     #[arg(long, value_name = "SERVICE", conflicts_with_all = ["detach", "wait"])]
     exit_code_from: Option<String>,
+    /// Show only these services' output (repeatable; the others run all the same)
+    #[arg(long, value_name = "SERVICE", conflicts_with_all = ["detach", "wait"])]
+    attach: Vec<String>,
+    /// Do not show these services' output (repeatable)
+    #[arg(long, value_name = "SERVICE", conflicts_with_all = ["detach", "wait"])]
+    no_attach: Vec<String>,
     /// Run N containers of SERVICE instead of its `replicas` (repeatable)
     #[arg(long, value_name = "SERVICE=N", value_parser = parse_scale)]
     scale: Vec<(String, u32)>,
@@ -185,13 +191,17 @@ fn fail_stack(settings: &Settings, e: &StackError) -> i32 {
 
 pub fn up(args: &UpArgs, settings: &Settings) -> i32 {
     with_project(settings, &args.project, |store, project| {
-        if let Some(s) = &args.exit_code_from
-            && project.service(s).is_none()
-        {
-            return fail(
-                &settings.printer,
-                &format!("--exit-code-from {s}: no such service"),
-            );
+        let named = [(
+            "--exit-code-from",
+            args.exit_code_from.iter().collect::<Vec<_>>(),
+        )]
+        .into_iter()
+        .chain([("--attach", args.attach.iter().collect())])
+        .chain([("--no-attach", args.no_attach.iter().collect())]);
+        for (flag, services) in named {
+            if let Some(s) = services.into_iter().find(|s| project.service(s).is_none()) {
+                return fail(&settings.printer, &format!("{flag} {s}: no such service"));
+            }
         }
         let bases = match super::build::resolve_bases(
             store,
@@ -259,6 +269,11 @@ pub fn up(args: &UpArgs, settings: &Settings) -> i32 {
             since: Some(since),
             abort_on_exit: args.abort_on_container_exit || args.exit_code_from.is_some(),
             notice: &notice,
+            shown: &|i: &state::Info| {
+                let service = stack::service_of(i);
+                (args.attach.is_empty() || args.attach.iter().any(|s| s == service))
+                    && !args.no_attach.iter().any(|s| s == service)
+            },
         };
         let r = stack::attach(project, &containers, &fg, |l| {
             let index = containers
