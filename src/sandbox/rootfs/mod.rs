@@ -6,6 +6,12 @@
 //! mount is made on the resulting descriptor's `/proc/self/fd/N` path, so a symlink in the image
 //! (`/etc/hosts -> /host/...`, `/mnt -> /etc`) cannot redirect a mount outside the rootfs.
 //! Missing targets are created, also for a read-only rootfs (which is made read-only last).
+//!
+//! The calls that change mounts, the root, or make device nodes go through [`Kernel`]: the
+//! kernel's ([`Linux`]), or in the unit tests a fake that records them, so the order of the
+//! setup (private propagation first, the overlay before what is mounted on it, /proc before
+//! the masks over it, the read-only remount after every mount, `pivot_root` last) is checked
+//! without root.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -14,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::{Mode, SFlag, makedev, mkdirat, mknodat};
-use nix::unistd::{chdir, fchownat, pivot_root, symlinkat};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag, makedev, mkdirat};
+use nix::unistd::symlinkat;
 
 use super::spec::{MountSpec, SandboxSpec};
 
@@ -56,6 +62,115 @@ impl SetupError {
 }
 
 type Result<T> = std::result::Result<T, SetupError>;
+
+/// A device node to make: its type, mode, numbers and owner.
+pub(super) struct Node {
+    pub kind: SFlag,
+    pub mode: Mode,
+    pub dev: u64,
+    /// `None`: the caller's.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// The system calls of the setup that change mounts, the root or the hostname, or make device
+/// nodes. Paths to mount on are `/proc/self/fd/N` of a descriptor resolved inside the rootfs.
+pub(super) trait Kernel {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()>;
+    /// The overlay through the new mount API, each layer on its own (see `sys`).
+    fn mount_overlay(
+        &self,
+        lowers: &[&Path],
+        options: &[(&str, &str)],
+        target: &Path,
+    ) -> std::io::Result<()>;
+    /// Makes the mount at `mount` and every mount below it read-only (`mount_setattr`).
+    fn read_only_recursive(&self, mount: &OwnedFd) -> std::io::Result<()>;
+    /// Shows at `target` the /dev/shm of the sandbox whose init is `pid`.
+    fn attach_shm_of(&self, pid: i32, target: &OwnedFd) -> Result<()>;
+    fn chdir(&self, dir: &Path) -> nix::Result<()>;
+    /// `pivot_root(".", ".")`, then the old root (now on top) detached.
+    fn pivot_root_here(&self) -> nix::Result<()>;
+    fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// mknod at `dir/name`, then its exact mode (mknod is subject to the umask) and owner.
+    fn make_node(&self, dir: &OwnedFd, name: &str, node: &Node) -> nix::Result<()>;
+}
+
+/// The kernel's calls.
+pub(super) struct Linux;
+
+impl Kernel for Linux {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn mount_overlay(
+        &self,
+        lowers: &[&Path],
+        options: &[(&str, &str)],
+        target: &Path,
+    ) -> std::io::Result<()> {
+        super::sys::mount_overlay_fsconfig(lowers, options, target)
+    }
+
+    fn read_only_recursive(&self, mount: &OwnedFd) -> std::io::Result<()> {
+        super::sys::set_read_only_recursive(mount)
+    }
+
+    fn attach_shm_of(&self, pid: i32, target: &OwnedFd) -> Result<()> {
+        attach_shm_of(pid, target)
+    }
+
+    fn chdir(&self, dir: &Path) -> nix::Result<()> {
+        nix::unistd::chdir(dir)
+    }
+
+    fn pivot_root_here(&self) -> nix::Result<()> {
+        nix::unistd::pivot_root(".", ".")?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH)
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn make_node(&self, dir: &OwnedFd, name: &str, node: &Node) -> nix::Result<()> {
+        nix::sys::stat::mknodat(dir, name, node.kind, node.mode, node.dev)?;
+        nix::sys::stat::fchmodat(
+            dir,
+            name,
+            node.mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )?;
+        let (uid, gid) = match node.owner {
+            Some((u, g)) => (
+                Some(nix::unistd::Uid::from_raw(u)),
+                Some(nix::unistd::Gid::from_raw(g)),
+            ),
+            None => (None, None),
+        };
+        nix::unistd::fchownat(
+            dir,
+            name,
+            uid,
+            gid,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+}
 
 fn open_in_root(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
@@ -115,38 +230,45 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
 }
 
 fn mount_fs(
+    k: &dyn Kernel,
     fstype: &str,
     target: &OwnedFd,
     flags: MsFlags,
     data: Option<&str>,
     what: &str,
 ) -> Result<()> {
-    mount(Some(fstype), &fd_path(target), Some(fstype), flags, data)
-        .map_err(SetupError::at(format!("mount {what}")))
+    k.mount(
+        Some(Path::new(fstype)),
+        &fd_path(target),
+        Some(fstype),
+        flags,
+        data,
+    )
+    .map_err(SetupError::at(format!("mount {what}")))
 }
 
-fn bind(source: &Path, target: &OwnedFd, what: &str) -> Result<()> {
-    mount(
+fn bind(k: &dyn Kernel, source: &Path, target: &OwnedFd, what: &str) -> Result<()> {
+    k.mount(
         Some(source),
         &fd_path(target),
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .map_err(SetupError::at(format!("bind-mount {what}")))
 }
 
 /// Makes the mount now at `path` (inside the rootfs) read-only. The path is resolved again:
 /// a descriptor opened before the bind still refers to the directory underneath it.
-fn remount_read_only(root: &OwnedFd, path: &str) -> Result<()> {
+fn remount_read_only(k: &dyn Kernel, root: &OwnedFd, path: &str) -> Result<()> {
     let fd =
         open_in_root(root, path, OFlag::O_PATH).map_err(SetupError::at(format!("open {path}")))?;
-    mount(
-        None::<&str>,
+    k.mount(
+        None,
         &fd_path(&fd),
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-        None::<&str>,
+        None,
     )
     .map_err(SetupError::at(format!("make {path} read-only")))
 }
@@ -154,13 +276,18 @@ fn remount_read_only(root: &OwnedFd, path: &str) -> Result<()> {
 /// Sets up the rootfs and pivots into it. Runs in the sandbox's first process, in its new
 /// mount and PID namespaces, before anything of the image runs.
 pub fn setup(spec: &SandboxSpec) -> Result<()> {
+    setup_with(&Linux, spec)
+}
+
+/// [`setup`] through `k`.
+pub(super) fn setup_with(k: &dyn Kernel, spec: &SandboxSpec) -> Result<()> {
     // Nothing mounted from here on may propagate back to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
+    k.mount(
+        None,
+        Path::new("/"),
+        None,
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        None,
     )
     .map_err(SetupError::at("make / private"))?;
     let target: &Path = if spec.rootfs_mounted {
@@ -169,12 +296,12 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
         // by the container's root). Those mounts came from a more privileged mount namespace,
         // so they are locked here and cannot be pivoted into: a bind of them made here can,
         // entered from the parent directory (`.` does not cross onto a mount over itself).
-        mount(
-            Some("."),
-            ".",
-            None::<&str>,
+        k.mount(
+            Some(Path::new(".")),
+            Path::new("."),
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
+            None,
         )
         .map_err(SetupError::at("bind the rootfs onto itself"))?;
         let name = spec
@@ -182,41 +309,44 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
             .target
             .file_name()
             .ok_or_else(|| SetupError::NoTargetName(spec.rootfs.target.clone()))?;
-        chdir("..").map_err(SetupError::at("leave the rootfs"))?;
-        chdir(name).map_err(SetupError::at("enter the rootfs again"))?;
+        k.chdir(Path::new(".."))
+            .map_err(SetupError::at("leave the rootfs"))?;
+        k.chdir(Path::new(name))
+            .map_err(SetupError::at("enter the rootfs again"))?;
         Path::new(".")
     } else {
-        mount_overlay(spec, &spec.rootfs.lowers)?;
-        host_mounts(spec)?;
+        mount_overlay_with(k, spec, &spec.rootfs.lowers)?;
+        host_mounts_with(k, spec)?;
         &spec.rootfs.target
     };
     let root: OwnedFd = File::open(target)
         .map_err(SetupError::io("open the rootfs"))?
         .into();
-    special_filesystems(&root, spec)?;
+    special_filesystems(k, &root, spec)?;
     write_sysctls(&root, &spec.sysctls)?;
     if !spec.security.privileged {
-        mask_paths(&root)?;
+        mask_paths(k, &root)?;
     }
     if spec.rootfs.read_only {
-        mount(
-            None::<&str>,
+        k.mount(
+            None,
             target,
-            None::<&str>,
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
+            None,
         )
         .map_err(SetupError::at("make the rootfs read-only"))?;
     }
     drop(root);
     // pivot_root(".", "."): the old root ends up on top of the new one; detach it.
-    chdir(target).map_err(SetupError::at("enter the rootfs"))?;
-    pivot_root(".", ".").map_err(SetupError::at("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(SetupError::at("detach the old root"))?;
-    chdir("/").map_err(SetupError::at("chdir /"))?;
+    k.chdir(target)
+        .map_err(SetupError::at("enter the rootfs"))?;
+    k.pivot_root_here().map_err(SetupError::at("pivot_root"))?;
+    k.chdir(Path::new("/")).map_err(SetupError::at("chdir /"))?;
     // A shared UTS namespace keeps its hostname.
     if spec.uts_ns == super::spec::NsShare::Private {
-        nix::unistd::sethostname(&spec.hostname).map_err(SetupError::at("set the hostname"))?;
+        k.sethostname(&spec.hostname)
+            .map_err(SetupError::at("set the hostname"))?;
     }
     Ok(())
 }
@@ -224,12 +354,16 @@ pub fn setup(spec: &SandboxSpec) -> Result<()> {
 /// The mounts of host paths into the mounted rootfs: the /etc files, `-v` and `--tmpfs`.
 /// With a user namespace the first process makes them, as the host's root.
 pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
+    host_mounts_with(&Linux, spec)
+}
+
+fn host_mounts_with(k: &dyn Kernel, spec: &SandboxSpec) -> Result<()> {
     let root: OwnedFd = File::open(&spec.rootfs.target)
         .map_err(SetupError::io("open the rootfs"))?
         .into();
     for f in &spec.etc_files {
         let t = file_in_root(&root, &f.target)?;
-        bind(&f.source, &t, &f.target)?;
+        bind(k, &f.source, &t, &f.target)?;
     }
     for m in &spec.mounts {
         match m {
@@ -243,9 +377,9 @@ pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
                 } else {
                     file_in_root(&root, target)?
                 };
-                bind(source, &t, target)?;
+                bind(k, source, &t, target)?;
                 if *read_only {
-                    remount_read_only(&root, target)?;
+                    remount_read_only(k, &root, target)?;
                 }
             }
             MountSpec::Tmpfs { target, options } => {
@@ -260,6 +394,7 @@ pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
                     options.push_str(&format!(",uid={uid},gid={gid}"));
                 }
                 mount_fs(
+                    k,
                     "tmpfs",
                     &t,
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -275,6 +410,10 @@ pub fn host_mounts(spec: &SandboxSpec) -> Result<()> {
 /// Mounts the overlay of `spec.rootfs` at its target, with `lowers` as its layers (the image's,
 /// or idmapped copies of them).
 pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
+    mount_overlay_with(&Linux, spec, lowers)
+}
+
+fn mount_overlay_with(k: &dyn Kernel, spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
     let r = &spec.rootfs;
     // The new mount API takes every layer on its own: no limit on the number of layers.
     let all_lowers = lowers;
@@ -285,7 +424,7 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
     let new_api = if r.classic_mount {
         Err(std::io::Error::from_raw_os_error(nix::libc::ENOSYS))
     } else {
-        super::sys::mount_overlay_fsconfig(&lowers, &options, &r.target)
+        k.mount_overlay(&lowers, &options, &r.target)
     };
     match new_api {
         Ok(()) => return Ok(()),
@@ -331,10 +470,11 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
         return Err(SetupError::TooManyLayers(all_lowers.len()));
     }
     if let Some(d) = dir {
-        chdir(d).map_err(SetupError::at("enter the layer store"))?;
+        k.chdir(d)
+            .map_err(SetupError::at("enter the layer store"))?;
     }
-    mount(
-        Some("overlay"),
+    k.mount(
+        Some(Path::new("overlay")),
         &r.target,
         Some("overlay"),
         MsFlags::empty(),
@@ -345,14 +485,15 @@ pub fn mount_overlay(spec: &SandboxSpec, lowers: &[PathBuf]) -> Result<()> {
 
 /// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys. In a
 /// user namespace, where mknod is not allowed, the device nodes are bind mounts of the host's.
-fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
+fn special_filesystems(k: &dyn Kernel, root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
     let userns = spec.userns.is_some();
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = mkdir_in_root(root, "/proc")?;
-    mount_fs("proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
+    mount_fs(k, "proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
 
     let dev = mkdir_in_root(root, "/dev")?;
     mount_fs(
+        k,
         "tmpfs",
         &dev,
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
@@ -371,36 +512,20 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
     ] {
         if userns {
             let node = file_in_root(root, &format!("/dev/{name}"))?;
-            bind(Path::new(&format!("/dev/{name}")), &node, name)?;
+            bind(k, Path::new(&format!("/dev/{name}")), &node, name)?;
             continue;
         }
-        mknodat(
-            &dev,
-            name,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(major, minor),
-        )
-        .map_err(SetupError::at(format!("create /dev/{name}")))?;
-        // mknod is subject to the umask: set the mode exactly.
-        nix::sys::stat::fchmodat(
-            &dev,
-            name,
-            Mode::from_bits_truncate(0o666),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(SetupError::at(format!("chmod /dev/{name}")))?;
-        fchownat(
-            &dev,
-            name,
-            None,
-            None,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(SetupError::at(format!("chown /dev/{name}")))?;
+        let node = Node {
+            kind: SFlag::S_IFCHR,
+            mode: Mode::from_bits_truncate(0o666),
+            dev: makedev(major, minor),
+            owner: None,
+        };
+        k.make_node(&dev, name, &node)
+            .map_err(SetupError::at(format!("create /dev/{name}")))?;
     }
     for d in &spec.devices {
-        device_node(root, d, userns)?;
+        device_node(k, root, d, userns)?;
     }
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
@@ -415,6 +540,7 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
     }
     let pts = mkdir_in_root(root, "/dev/pts")?;
     mount_fs(
+        k,
         "devpts",
         &pts,
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
@@ -424,9 +550,10 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
     let shm = mkdir_in_root(root, "/dev/shm")?;
     match &spec.shm_from {
         // A shared IPC namespace's /dev/shm.
-        Some(super::spec::SharedShm::Host) => bind(Path::new("/dev/shm"), &shm, "/dev/shm")?,
-        Some(super::spec::SharedShm::Sandbox { pid }) => attach_shm_of(*pid, &shm)?,
+        Some(super::spec::SharedShm::Host) => bind(k, Path::new("/dev/shm"), &shm, "/dev/shm")?,
+        Some(super::spec::SharedShm::Sandbox { pid }) => k.attach_shm_of(*pid, &shm)?,
         None => mount_fs(
+            k,
             "tmpfs",
             &shm,
             nosuid_noexec_nodev,
@@ -438,9 +565,10 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         )?,
     }
     let mq = mkdir_in_root(root, "/dev/mqueue")?;
-    mount_fs("mqueue", &mq, nosuid_noexec_nodev, None, "/dev/mqueue")?;
+    mount_fs(k, "mqueue", &mq, nosuid_noexec_nodev, None, "/dev/mqueue")?;
     let sys = mkdir_in_root(root, "/sys")?;
     match mount_fs(
+        k,
         "sysfs",
         &sys,
         nosuid_noexec_nodev | MsFlags::MS_RDONLY,
@@ -452,10 +580,10 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
         // In a user namespace sharing the host's (or another) network namespace, the host's
         // /sys is shown instead, read-only throughout, as rootless podman does.
         Err(_) if userns => {
-            bind(Path::new("/sys"), &sys, "/sys")?;
+            bind(k, Path::new("/sys"), &sys, "/sys")?;
             let sys =
                 open_in_root(root, "/sys", OFlag::O_PATH).map_err(SetupError::at("open /sys"))?;
-            super::sys::set_read_only_recursive(&sys)
+            k.read_only_recursive(&sys)
                 .map_err(SetupError::io("make /sys read-only"))?;
         }
         Err(e) => return Err(e),
@@ -465,11 +593,16 @@ fn special_filesystems(root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
 
 /// A `--device` node at its path inside the rootfs: made with mknod (the host node's type,
 /// numbers, mode and owner), or in a user namespace the host's node bind-mounted.
-fn device_node(root: &OwnedFd, d: &super::spec::DeviceSpec, userns: bool) -> Result<()> {
+fn device_node(
+    k: &dyn Kernel,
+    root: &OwnedFd,
+    d: &super::spec::DeviceSpec,
+    userns: bool,
+) -> Result<()> {
     let what = format!("the device {}", d.path);
     if userns {
         let node = file_in_root(root, &d.path)?;
-        return bind(&d.host, &node, &what);
+        return bind(k, &d.host, &node, &what);
     }
     let (parent, name) = d.path.rsplit_once('/').unwrap_or(("", &d.path));
     let dir = mkdir_in_root(root, parent)?;
@@ -480,24 +613,14 @@ fn device_node(root: &OwnedFd, d: &super::spec::DeviceSpec, userns: bool) -> Res
     };
     // Whatever the image has there is replaced, as Docker does.
     let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    let mode = Mode::from_bits_truncate(d.mode & 0o7777);
-    mknodat(&dir, name, kind, mode, makedev(d.major, d.minor))
-        .map_err(SetupError::at(format!("create {what}")))?;
-    nix::sys::stat::fchmodat(
-        &dir,
-        name,
-        mode,
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(SetupError::at(format!("chmod {what}")))?;
-    fchownat(
-        &dir,
-        name,
-        Some(nix::unistd::Uid::from_raw(d.uid)),
-        Some(nix::unistd::Gid::from_raw(d.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(SetupError::at(format!("chown {what}")))
+    let node = Node {
+        kind,
+        mode: Mode::from_bits_truncate(d.mode & 0o7777),
+        dev: makedev(d.major, d.minor),
+        owner: Some((d.uid, d.gid)),
+    };
+    k.make_node(&dir, name, &node)
+        .map_err(SetupError::at(format!("create {what}")))
 }
 
 /// Shows at `target` the /dev/shm of the sandbox whose init is `pid`. That mount lives in the
@@ -533,7 +656,7 @@ fn write_sysctls(root: &OwnedFd, sysctls: &[(String, String)]) -> Result<()> {
 
 /// Docker's masked paths (files: /dev/null bound over them; directories: an empty read-only
 /// tmpfs) and read-only paths, inside the rootfs. Paths the kernel does not have are skipped.
-fn mask_paths(root: &OwnedFd) -> Result<()> {
+fn mask_paths(k: &dyn Kernel, root: &OwnedFd) -> Result<()> {
     let mut masked: Vec<String> = super::security::MASKED_PATHS
         .iter()
         .map(|p| p.to_string())
@@ -558,9 +681,9 @@ fn mask_paths(root: &OwnedFd) -> Result<()> {
             })
             .unwrap_or(false);
         if is_dir {
-            mount_fs("tmpfs", &fd, MsFlags::MS_RDONLY, Some("size=0"), path)?;
+            mount_fs(k, "tmpfs", &fd, MsFlags::MS_RDONLY, Some("size=0"), path)?;
         } else {
-            bind(Path::new("/dev/null"), &fd, path)?;
+            bind(k, Path::new("/dev/null"), &fd, path)?;
         }
     }
     for path in super::security::READONLY_PATHS {
@@ -569,8 +692,11 @@ fn mask_paths(root: &OwnedFd) -> Result<()> {
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(SetupError::at(format!("open {path}"))(e)),
         };
-        bind(&fd_path(&fd), &fd, path)?;
-        remount_read_only(root, path)?;
+        bind(k, &fd_path(&fd), &fd, path)?;
+        remount_read_only(k, root, path)?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
