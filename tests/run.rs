@@ -1002,6 +1002,14 @@ fn anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v() {
     let v = volumes(&e);
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(v[0].len(), 64, "a random 64-hex name: {v:?}");
+    // A second container of that name is refused, and the volume made for it goes too.
+    let (c, _, err) = boxr(
+        &e.store,
+        &["run", "--name", "keep", "-v", "/data", "bb:1", "true"],
+    );
+    assert_eq!(c, 125);
+    assert!(err.contains("keep"), "{err}");
+    assert_eq!(volumes(&e), v, "the refused container's volume is left");
     let f = e.store.join("volumes").join(&v[0]).join("f");
     assert_eq!(fs::read_to_string(&f).unwrap(), "kept\n");
     let (c, _, err) = boxr(&e.store, &["rm", "-v", "keep"]);

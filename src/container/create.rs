@@ -107,25 +107,31 @@ pub(super) fn prepare_from(
         lowers.push(store.layer_root(d));
     }
     let anonymous = anonymous_volumes(store, &img, &mut extra_mounts, anonymous)?;
-    let remove_anonymous = || {
+    // What could not be removed, for the error that made the removal needed.
+    let remove_anonymous = |left: &mut Vec<String>| {
         for n in &anonymous {
-            let _ = store.remove_volume(n);
+            if let Err(e) = store.remove_volume(n) {
+                left.push(format!("volume {n}: {e}"));
+            }
         }
     };
     if let Err(e) = populate_new_volumes(store, &extra_mounts, &lowers) {
-        remove_anonymous();
-        return Err(e);
+        let mut left = Vec::new();
+        remove_anonymous(&mut left);
+        return Err(e.with_cleanup(left));
     }
-    let id = match new_id() {
+    let claimed = new_id().and_then(|id| match &opts.name {
+        Some(n) => state::claim_name(store, n, &id).map(|()| id),
+        None => Ok(id),
+    });
+    let id = match claimed {
         Ok(id) => id,
         Err(e) => {
-            remove_anonymous();
-            return Err(e);
+            let mut left = Vec::new();
+            remove_anonymous(&mut left);
+            return Err(e.with_cleanup(left));
         }
     };
-    if let Some(n) = &opts.name {
-        state::claim_name(store, n, &id)?;
-    }
     let dir = store.container_dir(&id);
     let result = create(
         store,
@@ -152,15 +158,23 @@ pub(super) fn prepare_from(
             .map_err(io_err("write the --cidfile", f)),
         None => Ok(spec),
     });
-    if result.is_err() {
-        remove_anonymous();
-        let _ = crate::net::release(store, &id);
-        let _ = crate::store::remove_dir_tree(&dir);
-        if let Some(n) = &opts.name {
-            let _ = fs::remove_file(store.name_file(n));
+    result.map_err(|e| {
+        let mut left = Vec::new();
+        remove_anonymous(&mut left);
+        if let Err(c) = crate::net::release(store, &id) {
+            left.push(format!("its network: {c}"));
         }
-    }
-    result
+        if let Err(c) = crate::store::remove_dir_tree(&dir) {
+            left.push(format!("{}: {c}", dir.display()));
+        }
+        if let Some(n) = &opts.name
+            && let Err(c) = fs::remove_file(store.name_file(n))
+            && c.kind() != std::io::ErrorKind::NotFound
+        {
+            left.push(format!("the name {n}: {c}"));
+        }
+        e.with_cleanup(left)
+    })
 }
 
 /// `--pid`, `--ipc` or `--uts` (`flag`) as a namespace to share: one of `modes` (`host`, and

@@ -89,6 +89,17 @@ pub enum ContainerError {
     #[error("{message}")]
     #[diagnostic(code(boxr::container::start))]
     Start { code: i32, message: String },
+    /// An operation failed, and so did cleaning up after it (ARCHITECTURE decision 10): both
+    /// are reported, the first as the error, the others as what was left.
+    #[error("{error}")]
+    #[diagnostic(
+        code(boxr::container::cleanup),
+        help("cleaning up after it failed too: {}; `boxr gc` removes what is left", cleanup.join("; "))
+    )]
+    Cleanup {
+        error: Box<ContainerError>,
+        cleanup: Vec<String>,
+    },
 }
 
 impl ContainerError {
@@ -96,7 +107,20 @@ impl ContainerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ContainerError::Start { code, .. } => *code,
+            ContainerError::Cleanup { error, .. } => error.exit_code(),
             _ => 125,
+        }
+    }
+
+    /// `self`, and what of the cleanup after it failed (`Err`s of `cleanup`), if any.
+    pub(crate) fn with_cleanup(self, cleanup: Vec<String>) -> ContainerError {
+        if cleanup.is_empty() {
+            self
+        } else {
+            ContainerError::Cleanup {
+                error: Box::new(self),
+                cleanup,
+            }
         }
     }
 }
@@ -241,5 +265,29 @@ mod tests {
         let mut e = v(&["A=1", "B=2"]);
         merge_env(&mut e, v(&["B=3", "C=4"]));
         assert_eq!(e, v(&["A=1", "B=3", "C=4"]));
+    }
+
+    #[test]
+    fn a_failed_cleanup_is_reported_with_the_error_it_followed() {
+        use miette::Diagnostic;
+        let e = invalid("the name `web` is taken", None);
+        assert!(matches!(
+            e.with_cleanup(Vec::new()),
+            ContainerError::Invalid { .. }
+        ));
+        let e = invalid("the name `web` is taken", None)
+            .with_cleanup(vec!["volume v1: Permission denied".into()]);
+        assert_eq!(e.to_string(), "the name `web` is taken");
+        let help = e.help().unwrap().to_string();
+        assert!(
+            help.contains("volume v1: Permission denied") && help.contains("boxr gc"),
+            "{help}"
+        );
+        assert_eq!(e.exit_code(), 125);
+        let start = ContainerError::Start {
+            code: 127,
+            message: "not found".into(),
+        };
+        assert_eq!(start.with_cleanup(vec!["x".into()]).exit_code(), 127);
     }
 }

@@ -283,6 +283,17 @@ pub enum CgroupError {
     #[error("{} did not become {value} in 5 s", path.display())]
     #[diagnostic(code(boxr::cgroup::freeze))]
     Stuck { path: PathBuf, value: String },
+    /// Limits could not be written, and the cgroup made for them could not be removed either
+    /// (ARCHITECTURE decision 10: both are reported).
+    #[error("{error}")]
+    #[diagnostic(
+        code(boxr::cgroup::cleanup),
+        help("removing the new cgroup failed too: {cleanup}; `boxr gc` removes it")
+    )]
+    Cleanup {
+        error: Box<CgroupError>,
+        cleanup: Box<CgroupError>,
+    },
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -316,8 +327,13 @@ impl Cgroup {
             cg.v2 = Some(v2::create(layout, root, rel)?);
         }
         if let Err(e) = cg.apply(layout, limits) {
-            let _ = cg.remove();
-            return Err(e);
+            return Err(match cg.remove() {
+                Ok(()) => e,
+                Err(c) => CgroupError::Cleanup {
+                    error: Box::new(e),
+                    cleanup: Box::new(c),
+                },
+            });
         }
         Ok(cg)
     }
