@@ -90,20 +90,22 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )
     .map_err(|e| format!("memfd: {e}"))?;
-    let mut dst = File::from(fd);
-    let mut src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // A plain read/write copy: std's zero-copy paths (copy_file_range, sendfile through a pipe)
-    // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE then fails with EBUSY.
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match src.read(&mut buf) {
+    let dst = File::from(fd);
+    let src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let len = src
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len() as usize;
+    // Copied by the kernel (sendfile: page cache to the memfd's pages), without a buffer in
+    // this process: reading into one cost about as much again as the copy itself.
+    let mut done = 0;
+    while done < len {
+        match nix::sys::sendfile::sendfile(&dst, &src, None, len - done) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("cannot copy boxr: {e}")),
-        };
-        dst.write_all(&buf[..n])
-            .map_err(|e| format!("cannot copy boxr: {e}"))?;
+        }
     }
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
