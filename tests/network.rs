@@ -430,6 +430,22 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        // The next command that sees it ended gives its network place back (no monitor will).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (c, ps, _) = boxr(&store, &["ps", "-a"]);
+            assert_eq!(c, 0);
+            if ps.contains("Exited (") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{ps}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            boxr_links(),
+            ["boxr0"],
+            "the veth went when the end was recorded"
+        );
         let (c, _, err) = boxr(&store, &["rm", "-f", &id]);
         assert_eq!(c, 0, "{err}");
         assert_eq!(boxr_links(), ["boxr0"], "the veth went with the container");
