@@ -962,6 +962,129 @@ fn containers_get_dockers_capabilities_and_masked_paths() {
 }
 
 #[test]
+fn inspect_shows_what_the_container_was_made_with() {
+    if !privileged("inspect_shows_what_the_container_was_made_with") {
+        return;
+    }
+    let e = Env::new();
+    let host = e._dir.path().join("hostdir");
+    fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/data:ro", host.display());
+    let (c, id, err) = boxr(
+        &e.store,
+        &[
+            "create",
+            "--name",
+            "insp",
+            "-e",
+            "FOO=bar",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "--hostname",
+            "box",
+            "--read-only",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "32",
+            "--restart",
+            "on-failure:3",
+            "-v",
+            &bind,
+            "-v",
+            "vol1:/v",
+            "--tmpfs",
+            "/scratch",
+            "--cap-add",
+            "NET_ADMIN",
+            "--network",
+            "none",
+            "bb:1",
+            "true",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(&e.store, &["inspect", "insp"]);
+    assert_eq!(c, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = &v[0];
+    assert_eq!(v["Id"], id.trim());
+    let cfg = &v["Config"];
+    assert!(
+        cfg["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "FOO=bar"),
+        "{cfg}"
+    );
+    assert_eq!(
+        (cfg["User"].as_str(), cfg["WorkingDir"].as_str()),
+        (Some("nobody"), Some("/tmp"))
+    );
+    assert_eq!(cfg["Hostname"], "box");
+    let h = &v["HostConfig"];
+    assert_eq!(h["Memory"], 64 << 20);
+    assert_eq!(h["NanoCpus"], 500_000_000);
+    assert_eq!(h["PidsLimit"], 32);
+    assert_eq!(h["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(h["RestartPolicy"]["MaximumRetryCount"], 3);
+    assert_eq!(h["NetworkMode"], "none");
+    assert_eq!(h["ReadonlyRootfs"], true);
+    assert_eq!(h["Privileged"], false);
+    assert_eq!(h["CapAdd"], serde_json::json!(["CAP_NET_ADMIN"]), "{h}");
+    assert_eq!(h["Binds"], serde_json::json!([bind, "vol1:/v"]), "{h}");
+    assert!(h["Tmpfs"]["/scratch"].is_string(), "{h}");
+    let mounts = v["Mounts"].as_array().unwrap();
+    let of = |dst: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == dst)
+            .unwrap_or_else(|| panic!("{dst}: {mounts:?}"))
+    };
+    assert_eq!(
+        (of("/data")["Type"].as_str(), of("/data")["RW"].as_bool()),
+        (Some("bind"), Some(false))
+    );
+    assert_eq!(
+        (of("/v")["Type"].as_str(), of("/v")["Name"].as_str()),
+        (Some("volume"), Some("vol1"))
+    );
+    assert_eq!(of("/scratch")["Type"], "tmpfs");
+    // `update` shows at once.
+    let (c, _, err) = boxr(
+        &e.store,
+        &[
+            "update",
+            "--pids-limit",
+            "64",
+            "--restart",
+            "always",
+            "insp",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (_, out, _) = boxr(
+        &e.store,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+            "insp",
+        ],
+    );
+    assert_eq!(out.trim(), "64 always");
+    let (c, _, err) = boxr(&e.store, &["rm", "-v", "insp"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, _, err) = boxr(&e.store, &["volume", "rm", "vol1"]);
+    assert_eq!(c, 0, "{err}");
+}
+
+#[test]
 fn anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v() {
     if !privileged("anonymous_volumes_come_from_v_path_and_the_image_and_go_with_rm_v") {
         return;

@@ -132,7 +132,7 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
         // A container first, then an image, as `docker inspect` looks (a container named as
         // its image is the container).
         if let Ok(info) = crate::container::state::find(&store, q) {
-            out.push(crate::container::state::inspect(&store, &info));
+            out.push(crate::container::inspect::inspect(&store, &info));
             continue;
         }
         match store.resolve(q).and_then(|img| store.inspect(&img)) {

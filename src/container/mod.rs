@@ -22,6 +22,7 @@ mod exec;
 pub mod filter;
 mod foreground;
 pub mod health;
+pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;

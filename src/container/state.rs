@@ -61,7 +61,7 @@ pub enum Status {
     Restarting { code: Option<i32> },
 }
 
-fn read_json(p: &Path) -> Option<Value> {
+pub(super) fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_slice(&fs::read(p).ok()?).ok()
 }
 
@@ -386,111 +386,6 @@ pub fn release_name(store: &Store, info: &Info) {
             let _ = fs::remove_file(p);
         }
     }
-}
-
-/// `boxr inspect CONTAINER`: Docker's keys where they exist, plus `State.MonitorPid` and
-/// `State.MonitorLost` (a running container whose monitor is gone).
-pub fn inspect(store: &Store, info: &Info) -> Value {
-    let config = read_json(&info.dir.join("config.json")).unwrap_or(Value::Null);
-    let state = StateFile::read(&info.dir, STATE).unwrap_or_default();
-    let st = status(info);
-    let monitor_lost = matches!(
-        st,
-        Status::Running {
-            monitor_lost: true,
-            ..
-        }
-    );
-    let (status, running, pid, code, oom) = match &st {
-        Status::Created => ("created", false, 0, 0, false),
-        Status::Running { pid, .. } => ("running", true, *pid, 0, false),
-        Status::Exited { code, oom, .. } => ("exited", false, 0, code.unwrap_or(-1), *oom),
-        Status::Restarting { code } => ("restarting", false, 0, code.unwrap_or(-1), false),
-    };
-    let mut v = serde_json::json!({
-        "Id": info.id,
-        "Name": info.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
-        "Created": info.created,
-        "Image": config["ImageId"],
-        "Config": {
-            "Image": info.image,
-            "Cmd": info.args,
-            "Labels": info.labels,
-        },
-        "RestartCount": state.restart_count,
-        "Path": info.args.first(),
-        "Args": info.args.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": if running && paused(info) { "paused" } else { status },
-            "Running": running,
-            "Paused": running && paused(info),
-            "Pid": pid,
-            "ExitCode": code,
-            "OOMKilled": oom,
-            "StartedAt": state.started_at,
-            "FinishedAt": state.finished_at,
-            "MonitorPid": state.monitor_pid,
-            "MonitorLost": monitor_lost,
-        },
-    });
-    // Only for a container with a health check, as Docker has it.
-    if let Some(h) = state.health {
-        v["State"]["Health"] = h;
-    }
-    // Every network the container is on, its first network's in the top-level keys.
-    let eps = crate::net::endpoints(store, &info.id);
-    let mut networks = serde_json::Map::new();
-    for ep in &eps {
-        networks.insert(
-            ep.network.clone(),
-            serde_json::json!({
-                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
-                "MacAddress": ep.mac,
-            }),
-        );
-    }
-    v["NetworkSettings"] = match eps.first() {
-        Some(ep) => serde_json::json!({
-            "IPAddress": ep.ip, "IPPrefixLen": ep.prefix, "Gateway": ep.gateway,
-            "MacAddress": ep.mac,
-            "Networks": networks,
-        }),
-        None => serde_json::json!({"Networks": {}}),
-    };
-    // Docker's maps: "80/tcp" → [{HostIp, HostPort}], as asked and as held now.
-    let requested = crate::net::publish::requests(&info.dir);
-    let mut bindings = serde_json::Map::new();
-    let mut held = serde_json::Map::new();
-    for r in &requested {
-        let key = format!("{}/{}", r.container_port, r.proto);
-        let port = match r.host_ports {
-            (0, 0) => String::new(),
-            (a, b) if a == b => a.to_string(),
-            (a, b) => format!("{a}-{b}"),
-        };
-        let ip = r.host_ip.map(|i| i.to_string()).unwrap_or_default();
-        if let Value::Array(a) = bindings
-            .entry(key.clone())
-            .or_insert(Value::Array(Vec::new()))
-        {
-            a.push(serde_json::json!({"HostIp": ip, "HostPort": port}));
-        }
-        held.insert(key, Value::Null);
-    }
-    for p in ports(info, &st) {
-        let entry = held.entry(p.private()).or_insert(Value::Null);
-        if !entry.is_array() {
-            *entry = Value::Array(Vec::new());
-        }
-        if let Value::Array(a) = entry {
-            a.push(serde_json::json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
-        }
-    }
-    if v["NetworkSettings"]["IPAddress"].is_string() {
-        v["NetworkSettings"]["Ports"] = Value::Object(held);
-    }
-    v["HostConfig"] = serde_json::json!({"PortBindings": bindings});
-    v
 }
 
 /// The ports the container holds published now: none unless it runs (or waits to restart,
