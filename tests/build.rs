@@ -693,8 +693,10 @@ fn explain_says_why_each_step_ran() {
         .filter(|l| l.contains(" ran because "))
         .collect();
     assert_eq!(because.len(), 4, "{err}");
+    // The file that changed is named.
     assert!(
-        because[0].ends_with("ran because the content of its sources changed"),
+        because[0]
+            .ends_with("ran because the content of its sources changed: `src/main.c` changed"),
         "{because:?}"
     );
     assert!(
@@ -708,6 +710,15 @@ fn explain_says_why_each_step_ran() {
     assert!(
         because[3].ends_with("ran because the step before it (#7) changed"),
         "{because:?}"
+    );
+    // Added and removed files too.
+    ctx.write("src/util.c", "int u;\n");
+    fs::remove_file(ctx.path().join("src/main.c")).unwrap();
+    let (code, _, err) = ctx.build(&["--explain", "--arg", "FLAVOR=x"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("ran because the content of its sources changed: `src/util.c` added, `src/main.c` removed"),
+        "{err}"
     );
 }
 

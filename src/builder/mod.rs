@@ -390,6 +390,9 @@ pub fn build(
     })
 }
 
+/// The most entries of a `copy` the build record lists for `--explain`.
+const MAX_LISTED_FILES: usize = 1000;
+
 /// What `--explain` compares a later build with: each step of the image with its key fields.
 fn record(plan: &Plan, planned: &crate::plan::PlannedImage) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = planned
@@ -397,11 +400,19 @@ fn record(plan: &Plan, planned: &crate::plan::PlannedImage) -> serde_json::Value
         .iter()
         .map(|&id| {
             let s = &plan.steps[id];
+            let mut parts = serde_json::json!(s.key_parts);
+            // A listing too long to keep in every build's record: `--explain` then only says
+            // that the sources changed.
+            if s.key_parts.files.len() > MAX_LISTED_FILES
+                && let Some(p) = parts.as_object_mut()
+            {
+                p.remove("files");
+            }
             serde_json::json!({
                 "description": s.description,
                 "key": s.key.to_string(),
                 "definition": s.definition,
-                "parts": s.key_parts,
+                "parts": parts,
             })
         })
         .collect();
@@ -422,6 +433,40 @@ fn previous_records(store: &Store, plan: &Plan) -> HashMap<usize, serde_json::Va
         }
     }
     out
+}
+
+/// What differs between a copy's listing in the last build and now (`src/app.py` changed,
+/// `new.txt` added, `old.txt` removed; the first three, then how many more), if the last build
+/// listed it.
+fn changed_files(prev: &serde_json::Value, now: &[(String, String)]) -> Option<String> {
+    let prev: std::collections::BTreeMap<&str, &str> = prev
+        .as_array()?
+        .iter()
+        .filter_map(|e| Some((e.get(0)?.as_str()?, e.get(1)?.as_str()?)))
+        .collect();
+    let now: std::collections::BTreeMap<&str, &str> =
+        now.iter().map(|(p, f)| (p.as_str(), f.as_str())).collect();
+    let mut what = Vec::new();
+    for (path, fp) in &now {
+        match prev.get(path) {
+            Some(old) if old == fp => {}
+            Some(_) => what.push(format!("`{path}` changed")),
+            None => what.push(format!("`{path}` added")),
+        }
+    }
+    for path in prev.keys().filter(|p| !now.contains_key(*p)) {
+        what.push(format!("`{path}` removed"));
+    }
+    if what.is_empty() {
+        return None;
+    }
+    let more = what.len().saturating_sub(3);
+    what.truncate(3);
+    let mut text = what.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    Some(text)
 }
 
 /// Why `step` missed the cache, compared with its image's last build.
@@ -457,7 +502,10 @@ fn explain(ctx: &Ctx, step: &Step, stale_clamp: Option<u64>) -> String {
             crate::plan::StepDef::Copy(crate::plan::CopyDef {
                 from: Some(img), ..
             }) => format!("the image it copies from (`{img}`) changed"),
-            _ => "the content of its sources changed".into(),
+            _ => match changed_files(&prev["parts"]["files"], &parts.files) {
+                Some(what) => format!("the content of its sources changed: {what}"),
+                None => "the content of its sources changed".into(),
+            },
         };
     }
     if prev["parts"]["parent"] != serde_json::json!(parts.parent) {

@@ -55,6 +55,19 @@ pub fn copy_sources(
     ignore: &Ignore,
     hashes: Option<&FileHashCache>,
 ) -> Result<Digest256, InputError> {
+    copy_sources_listed(context, sources, chmod, ignore, hashes, None)
+}
+
+/// [`copy_sources`], also listing each entry it hashed with a short fingerprint of what the
+/// digest took from it (`src/app.py` → 16 hex digits), for `--explain` to name what changed.
+pub fn copy_sources_listed(
+    context: &Path,
+    sources: &[&str],
+    chmod: Option<u32>,
+    ignore: &Ignore,
+    hashes: Option<&FileHashCache>,
+    mut list: Option<&mut Vec<(String, String)>>,
+) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(context).map_err(io_err(context))?;
     let mut h = KeyHasher::new();
     for source in sources {
@@ -80,7 +93,16 @@ pub fn copy_sources(
             });
         }
         for m in matches {
-            hash_tree(&root, &m, chmod, false, ignore, hashes, &mut h)?;
+            hash_tree(
+                &root,
+                &m,
+                chmod,
+                false,
+                ignore,
+                hashes,
+                &mut h,
+                list.as_deref_mut(),
+            )?;
         }
     }
     Ok(h.finish())
@@ -91,7 +113,16 @@ pub fn copy_sources(
 pub fn dir_base(dir: &Path, hashes: Option<&FileHashCache>) -> Result<Digest256, InputError> {
     let root = fs::canonicalize(dir).map_err(io_err(dir))?;
     let mut h = KeyHasher::new();
-    hash_tree(&root, &root, None, true, &Ignore::default(), hashes, &mut h)?;
+    hash_tree(
+        &root,
+        &root,
+        None,
+        true,
+        &Ignore::default(),
+        hashes,
+        &mut h,
+        None,
+    )?;
     Ok(h.finish())
 }
 
@@ -217,7 +248,9 @@ fn glob(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, InputError> {
     Ok(out)
 }
 
-/// Hashes `start` and, if it is a directory, everything below it, in bytewise path order.
+/// Hashes `start` and, if it is a directory, everything below it, in bytewise path order;
+/// lists each entry with its fingerprint in `list`, if given.
+#[allow(clippy::too_many_arguments)]
 fn hash_tree(
     root: &Path,
     start: &Path,
@@ -226,6 +259,7 @@ fn hash_tree(
     ignore: &Ignore,
     hashes: Option<&FileHashCache>,
     h: &mut KeyHasher,
+    mut list: Option<&mut Vec<(String, String)>>,
 ) -> Result<(), InputError> {
     let walk = walkdir::WalkDir::new(start)
         .follow_links(false)
@@ -276,21 +310,28 @@ fn hash_tree(
             head.push_str(&format!(" {}", meta.rdev()));
         }
         h.field(head.as_bytes());
-        match kind {
+        let content: Vec<u8> = match kind {
             'f' => {
                 let digest = match hashes {
                     Some(c) => c.digest(path, &meta, || file_digest(path))?,
                     None => file_digest(path)?,
                 };
-                h.field(&digest.0);
+                digest.0.to_vec()
             }
             'l' => {
                 let target = fs::read_link(path).map_err(io_err(path))?;
-                h.field(target.as_os_str().as_bytes());
+                target.as_os_str().as_bytes().to_vec()
             }
-            _ => {
-                h.field(b"");
-            }
+            _ => Vec::new(),
+        };
+        h.field(&content);
+        if let Some(list) = list.as_deref_mut() {
+            let mut f = Sha256::new();
+            f.update(head.as_bytes());
+            f.update(b"\0");
+            f.update(&content);
+            let fp = f.finalize();
+            list.push((rel.to_string_lossy().into_owned(), hex::encode(&fp[..8])));
         }
     }
     Ok(())

@@ -152,6 +152,10 @@ pub struct KeyParts {
     pub config: Value,
     /// The digests of what the step reads.
     pub inputs: Vec<String>,
+    /// A `copy` from the context: each entry it reads with a fingerprint (not in the key; the
+    /// build record keeps it so `--explain` can name the files that changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<(String, String)>,
 }
 
 /// The image config a manifest sets on top of its base (an in-file base's config is inherited

@@ -58,6 +58,7 @@ impl Planner<'_> {
                 parent: parent_key,
                 config: effective,
                 inputs: parts.inputs,
+                files: parts.files,
             },
             span: parts.span,
         });
@@ -250,6 +251,7 @@ impl Planner<'_> {
                         description,
                         definition,
                         inputs: Vec::new(),
+                        files: Vec::new(),
                         layer: true,
                         base_digest: None,
                         span: ins.span,
@@ -340,6 +342,7 @@ impl Planner<'_> {
             // The digest, not the path, identifies the base: moving the context keeps keys.
             definition: StepDef::From { kind },
             inputs: Vec::new(),
+            files: Vec::new(),
             layer: !matches!(base, Base::Scratch),
             base_digest: Some(digest),
             span,
@@ -362,13 +365,15 @@ impl Planner<'_> {
         }
         let chmod = copy.chmod.as_ref().map(|m| m.value);
         let mut needs = Vec::new();
+        let mut files = Vec::new();
         let (from, input) = match &copy.from {
-            None => match inputs::copy_sources(
+            None => match inputs::copy_sources_listed(
                 self.opts.context,
                 &sources,
                 chmod,
                 &self.ignore,
                 self.opts.hashes,
+                Some(&mut files),
             ) {
                 Ok(d) => (None, d.to_string()),
                 Err(e) => {
@@ -425,6 +430,7 @@ impl Planner<'_> {
                     chown,
                 }),
                 inputs: vec![input],
+                files,
                 layer: true,
                 base_digest: None,
                 span,
@@ -439,6 +445,8 @@ struct StepParts {
     description: String,
     definition: StepDef,
     inputs: Vec<String>,
+    /// See [`KeyParts::files`].
+    files: Vec<(String, String)>,
     layer: bool,
     base_digest: Option<String>,
     span: Span,
@@ -450,6 +458,7 @@ impl StepParts {
             description,
             definition,
             inputs: Vec::new(),
+            files: Vec::new(),
             layer: false,
             base_digest: None,
             span,
