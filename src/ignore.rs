@@ -28,18 +28,34 @@ pub struct Ignore {
     pub lines: Vec<String>,
 }
 
+/// Why a `.boxrignore` cannot be used: the file, and the pattern or I/O error.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum IgnoreError {
+    #[error("cannot read {}: {source}", path.display())]
+    #[diagnostic(code(boxr::ignore::read))]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{FILE}: invalid pattern `{pattern}`: {reason}")]
+    #[diagnostic(code(boxr::ignore::pattern))]
+    Pattern { pattern: String, reason: String },
+}
+
 impl Ignore {
     /// Reads `<context>/.boxrignore`; no file means nothing is ignored.
-    pub fn load(context: &Path) -> Result<Ignore, String> {
-        match std::fs::read_to_string(context.join(FILE)) {
+    pub fn load(context: &Path) -> Result<Ignore, IgnoreError> {
+        let path = context.join(FILE);
+        match std::fs::read_to_string(&path) {
             Ok(text) => Ignore::parse(text.lines().map(str::to_owned).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
-            Err(e) => Err(format!("cannot read {FILE}: {e}")),
+            Err(source) => Err(IgnoreError::Read { path, source }),
         }
     }
 
     /// Parses ignore lines (see the module docs).
-    pub fn parse(lines: Vec<String>) -> Result<Ignore, String> {
+    pub fn parse(lines: Vec<String>) -> Result<Ignore, IgnoreError> {
         let mut patterns = Vec::new();
         let mut kept = Vec::new();
         for raw in &lines {
@@ -60,7 +76,10 @@ impl Ignore {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| format!("{FILE}: invalid pattern `{line}`: {}", e.kind()))?
+                .map_err(|e| IgnoreError::Pattern {
+                    pattern: line.to_owned(),
+                    reason: e.kind().to_string(),
+                })?
                 .compile_matcher();
             patterns.push(Pattern {
                 matcher,

@@ -3,6 +3,28 @@
 
 use std::fmt;
 
+/// Why a text is not an image reference; each names the part that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum ReferenceError {
+    #[error("the reference is empty")]
+    #[diagnostic(code(boxr::reference::empty))]
+    Empty,
+    #[error("`{0}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)")]
+    #[diagnostic(code(boxr::reference::tag))]
+    Tag(String),
+    #[error("`{0}` is not a sha256 digest (sha256: and 64 lowercase hex digits)")]
+    #[diagnostic(code(boxr::reference::digest))]
+    Digest(String),
+    #[error("`{0}` is not a valid registry host")]
+    #[diagnostic(code(boxr::reference::host))]
+    Host(String),
+    #[error(
+        "`{0}` is not a valid repository name (lowercase letters and digits, separated by `.`, `_`, `__` or `-`)"
+    )]
+    #[diagnostic(code(boxr::reference::repository))]
+    Repository(String),
+}
+
 /// A parsed image reference. A reference without tag or digest means `:latest`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
@@ -23,9 +45,9 @@ impl ImageRef {
         }
     }
 
-    pub fn parse(text: &str) -> Result<ImageRef, String> {
+    pub fn parse(text: &str) -> Result<ImageRef, ReferenceError> {
         if text.is_empty() {
-            return Err("the reference is empty".into());
+            return Err(ReferenceError::Empty);
         }
         let (rest, digest) = match text.split_once('@') {
             Some((r, d)) => (r, Some(parse_digest(d)?)),
@@ -44,9 +66,7 @@ impl ImageRef {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
             if !ok {
-                return Err(format!(
-                    "`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)"
-                ));
+                return Err(ReferenceError::Tag(tag.to_owned()));
             }
         }
         let mut components: Vec<&str> = repository.split('/').collect();
@@ -138,20 +158,18 @@ impl fmt::Display for ImageRef {
     }
 }
 
-fn parse_digest(d: &str) -> Result<String, String> {
+fn parse_digest(d: &str) -> Result<String, ReferenceError> {
     match d.split_once(':') {
         Some(("sha256", hex))
             if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
         {
             Ok(d.to_owned())
         }
-        _ => Err(format!(
-            "`{d}` is not a sha256 digest (sha256: and 64 lowercase hex digits)"
-        )),
+        _ => Err(ReferenceError::Digest(d.to_owned())),
     }
 }
 
-fn check_domain(domain: &str) -> Result<(), String> {
+fn check_domain(domain: &str) -> Result<(), ReferenceError> {
     let (host, port) = match domain.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (domain, None),
@@ -167,17 +185,13 @@ fn check_domain(domain: &str) -> Result<(), String> {
     if host_ok && port_ok {
         Ok(())
     } else {
-        Err(format!("`{domain}` is not a valid registry host"))
+        Err(ReferenceError::Host(domain.to_owned()))
     }
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-pub fn check_path_component(c: &str) -> Result<(), String> {
-    let err = || {
-        format!(
-            "`{c}` is not a valid repository name (lowercase letters and digits, separated by `.`, `_`, `__` or `-`)"
-        )
-    };
+pub fn check_path_component(c: &str) -> Result<(), ReferenceError> {
+    let err = || ReferenceError::Repository(c.to_owned());
     let bytes = c.as_bytes();
     if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
         return Err(err());

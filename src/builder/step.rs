@@ -632,7 +632,8 @@ fn copy(
     let dirs = StepDirs::new(ctx, step, state)?;
     let source = match &def.from {
         None => {
-            let ignore = crate::ignore::Ignore::load(ctx.opts.context).map_err(err)?;
+            let ignore =
+                crate::ignore::Ignore::load(ctx.opts.context).map_err(|e| err(e.to_string()))?;
             let path = fs::canonicalize(ctx.opts.context)
                 .map_err(|e| err(format!("the build context: {e}")))?;
             FsSource::Dir {

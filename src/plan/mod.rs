@@ -67,9 +67,9 @@ pub enum PlanError {
         #[label("not in the store")]
         span: Span,
     },
-    #[error("{message}")]
-    #[diagnostic(code(boxr::plan::ignore))]
-    Ignore { message: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Ignore(#[from] crate::ignore::IgnoreError),
     #[error("no image named `{name}` in this manifest")]
     #[diagnostic(code(boxr::plan::unknown_target))]
     UnknownTarget {
@@ -216,8 +216,8 @@ impl ImageConfig {
 pub fn plan(manifest: &Manifest, opts: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
     let wanted = wanted_images(manifest, opts.targets)?;
     let order = topological(manifest, &wanted);
-    let ignore = crate::ignore::Ignore::load(opts.context)
-        .map_err(|message| vec![PlanError::Ignore { message }])?;
+    let ignore =
+        crate::ignore::Ignore::load(opts.context).map_err(|e| vec![PlanError::Ignore(e)])?;
     let mut planner = planner::Planner {
         opts,
         ignore,

@@ -47,7 +47,7 @@ pub struct HistoryRow {
 pub fn ref_key(name: &str) -> Result<String, StoreError> {
     let r = ImageRef::parse(name).map_err(|reason| StoreError::BadName {
         name: name.to_owned(),
-        reason,
+        reason: reason.to_string(),
     })?;
     if r.digest.is_some() {
         return Err(StoreError::BadName {

@@ -147,7 +147,7 @@ impl Lowerer<'_> {
                         s.span,
                         "image reference",
                         Bad {
-                            reason,
+                            reason: reason.to_string(),
                             help: Some("write NAME:TAG, e.g. \"alpine:3.20\"".into()),
                         },
                     );

@@ -564,7 +564,7 @@ fn check_image_name(name: &str) -> Result<(), Bad> {
     match ImageRef::parse(name) {
         Ok(_) => Ok(()),
         Err(reason) => Err(Bad {
-            reason,
+            reason: reason.to_string(),
             help: (name != name.to_ascii_lowercase())
                 .then(|| format!("write `{}`", name.to_ascii_lowercase())),
         }),
