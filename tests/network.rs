@@ -647,6 +647,28 @@ fn published_ports_answer_other_hosts_loopback_and_containers_and_nothing_else_d
         assert!(out.contains("0.0.0.0:5353->5353/udp"), "{out}");
         let (c, out, _) = boxr(&store, &["port", "web", "80"]);
         assert_eq!((c, out.lines().next()), (0, Some("0.0.0.0:8080")));
+        // A range is listed as one, as Docker lists it.
+        let (c, _, err) = boxr(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "rng",
+                "--network",
+                "bridge",
+                "-p",
+                "9100-9102:9100-9102",
+                "bb:1",
+                "sleep",
+                "1000",
+            ],
+        );
+        assert_eq!(c, 0, "{err}");
+        let (_, out, _) = boxr(&store, &["ps", "-f", "name=rng", "--format", "{{.Ports}}"]);
+        assert!(out.starts_with("0.0.0.0:9100-9102->9100-9102/tcp"), "{out}");
+        let (c, _, err) = boxr(&store, &["rm", "-f", "rng"]);
+        assert_eq!(c, 0, "{err}");
 
         // A taken port fails before anything is created, naming its holder: a container...
         let (_, before, _) = boxr(&store, &["ps", "-aq"]);

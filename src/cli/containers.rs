@@ -534,11 +534,7 @@ pub fn rename(args: &RenameArgs, settings: &Settings) -> i32 {
 
 /// `ps`'s PORTS: what the container holds published, as Docker shows it.
 pub(super) fn ports_text(i: &state::Info, s: &Status) -> String {
-    state::ports(i, s)
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::net::ports::grouped(&state::ports(i, s)).join(", ")
 }
 
 /// A container command's failure: the command's own 126/127 where it could not start, 1 for a

@@ -75,6 +75,53 @@ impl Published {
     }
 }
 
+/// Published ports as Docker lists them in `ps`: runs of consecutive ports on one address and
+/// protocol, whose host and container ports both go up by one, as one range
+/// (`0.0.0.0:8000-8002->8000-8002/tcp`); the rest one by one.
+pub fn grouped(ports: &[Published]) -> Vec<String> {
+    let mut sorted: Vec<&Published> = ports.iter().collect();
+    sorted.sort_by_key(|p| {
+        (
+            p.host_ip,
+            p.proto.to_string(),
+            p.container_port,
+            p.host_port,
+        )
+    });
+    let mut runs: Vec<(&Published, &Published)> = Vec::new();
+    for p in sorted {
+        if let Some((_, last)) = runs.last_mut()
+            && last.host_ip == p.host_ip
+            && last.proto == p.proto
+            && last.container_port.checked_add(1) == Some(p.container_port)
+            && last.host_port.checked_add(1) == Some(p.host_port)
+        {
+            *last = p;
+            continue;
+        }
+        runs.push((p, p));
+    }
+    runs.into_iter()
+        .map(|(first, last)| {
+            if first == last {
+                return first.to_string();
+            }
+            let ip = match first.host_ip {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(a) => format!("[{a}]"),
+            };
+            format!(
+                "{ip}:{}-{}->{}-{}/{}",
+                first.host_port,
+                last.host_port,
+                first.container_port,
+                last.container_port,
+                first.proto
+            )
+        })
+        .collect()
+}
+
 fn port(text: &str, what: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
@@ -218,6 +265,36 @@ mod tests {
         let mut v = parse(text).unwrap();
         assert_eq!(v.len(), 1, "{text}");
         v.remove(0)
+    }
+
+    #[test]
+    fn ps_groups_runs_of_ports_as_docker_does() {
+        let p = |ip: &str, host: u16, container: u16, proto: Proto| Published {
+            host_ip: ip.parse().unwrap(),
+            host_port: host,
+            container_port: container,
+            proto,
+        };
+        let ports = [
+            p("0.0.0.0", 8002, 8002, Proto::Tcp),
+            p("0.0.0.0", 8000, 8000, Proto::Tcp),
+            p("0.0.0.0", 8001, 8001, Proto::Tcp),
+            p("::", 8000, 8000, Proto::Tcp),
+            p("::", 8001, 8001, Proto::Tcp),
+            p("0.0.0.0", 8001, 8001, Proto::Udp),
+            p("0.0.0.0", 9000, 80, Proto::Tcp),
+            p("0.0.0.0", 9005, 81, Proto::Tcp),
+        ];
+        assert_eq!(
+            grouped(&ports),
+            [
+                "0.0.0.0:9000->80/tcp",
+                "0.0.0.0:9005->81/tcp",
+                "0.0.0.0:8000-8002->8000-8002/tcp",
+                "0.0.0.0:8001->8001/udp",
+                "[::]:8000-8001->8000-8001/tcp",
+            ]
+        );
     }
 
     #[test]
