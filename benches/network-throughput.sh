@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TCP throughput through boxr's networks, each path side by side with the one it is compared
-# to, in one run (iperf3, 3 seconds per path, one stream; the median of 3 runs per path):
+# to, in one run (iperf3, 3 seconds per path, one stream; 5 runs of each path of a pair,
+# alternating with the other's, and the medians):
 #
 #   bridge:   container -> container on one bridge network  vs  a bare veth pair between two
 #             network namespaces
@@ -50,16 +51,25 @@ $boxr run -d --name cli --network tput boxr-bench:1 sleep 3600 >/dev/null
 srv_ns=$BOXR_ROOT/containers/$($boxr inspect -f '{{.Id}}' srv)/netns
 cli_ns=$BOXR_ROOT/containers/$($boxr inspect -f '{{.Id}}' cli)/netns
 srv_ip=$($boxr inspect -f '{{.NetworkSettings.IPAddress}}' srv)
-# measure SERVER CLIENT HOST PORT: the median Gbit/s of 3 runs of a one-shot iperf3 server
-# (run by the SERVER command prefix) and a 3-second client to HOST:PORT (run by CLIENT).
-measure() {
-  local server=$1 client=$2 host=$3 port=$4 i
-  for i in 1 2 3; do
-    $server iperf3 -s -D -1 -p "$port" >/dev/null
-    sleep 0.2
-    $client iperf3 -c "$host" -p "$port" -t 3 -J |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
-  done | sort -n | sed -n 2p
+# once SERVER CLIENT HOST PORT: the Gbit/s of one run of a one-shot iperf3 server (run by the
+# SERVER command prefix) and a 3-second client to HOST:PORT (run by CLIENT).
+once() {
+  local server=$1 client=$2 host=$3 port=$4
+  $server iperf3 -s -D -1 -p "$port" >/dev/null
+  sleep 0.2
+  $client iperf3 -c "$host" -p "$port" -t 3 -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+}
+# pair NAME A_SERVER A_CLIENT A_HOST A_PORT B_SERVER B_CLIENT B_HOST B_PORT: 5 runs of each path,
+# alternating (A, B, A, B, ...) so that a slow spell of the machine hits both; the medians.
+pair() {
+  local name=$1 i a=() b=()
+  shift
+  for i in 1 2 3 4 5; do
+    a+=("$(once "$1" "$2" "$3" "$4")")
+    b+=("$(once "$5" "$6" "$7" "$8")")
+  done
+  row "$name" "$(printf '%s\n' "${a[@]}" | sort -n | sed -n 3p)" "$(printf '%s\n' "${b[@]}" | sort -n | sed -n 3p)"
 }
 row() {
   python3 -c "import sys; a,b=float(sys.argv[2]),float(sys.argv[3]); print(f'| {sys.argv[1]} | {a:.2f} Gbit/s | {b:.2f} Gbit/s | {a/b:.2f}x |')" "$@"
@@ -67,13 +77,10 @@ row() {
 srv="nsenter --net=$srv_ns" cli="nsenter --net=$cli_ns" farx="ip netns exec $far"
 echo "| path | boxr | compared to | ratio |"
 echo "|---|---|---|---|"
-row "container -> container on a bridge, vs a bare veth pair" \
-  "$(measure "$srv" "$cli" "$srv_ip" 5201)" \
-  "$(measure "ip netns exec $b" "ip netns exec $a" 10.99.0.2 5201)"
-row "other host -> published port (DNAT), vs other host -> this host" \
-  "$(measure "$srv" "$farx" 198.51.100.1 5201)" \
-  "$(measure env "$farx" 198.51.100.1 5301)"
-row "this host -> 127.0.0.1:published port (proxy), vs this host -> the container" \
-  "$(measure "$srv" env 127.0.0.1 5201)" \
-  "$(measure "$srv" env "$srv_ip" 5201)"
+pair "container -> container on a bridge, vs a bare veth pair" \
+  "$srv" "$cli" "$srv_ip" 5201 "ip netns exec $b" "ip netns exec $a" 10.99.0.2 5201
+pair "other host -> published port (DNAT), vs other host -> this host" \
+  "$srv" "$farx" 198.51.100.1 5201 env "$farx" 198.51.100.1 5301
+pair "this host -> 127.0.0.1:published port (proxy), vs this host -> the container" \
+  "$srv" env 127.0.0.1 5201 "$srv" env "$srv_ip" 5201
 EOF
