@@ -184,6 +184,20 @@ pub fn command(cmd: &StackCommand, settings: &Settings) -> i32 {
                 })
                 .collect())
         };
+        // Container `index` of `service` (not a one-off).
+        let replica = |service: &String, index: u32| -> Result<state::Info, i32> {
+            of_services(std::slice::from_ref(service))?
+                .into_iter()
+                .find(|i| {
+                    stack::number_of(i) == index && !i.labels.contains_key(stack::LABEL_ONEOFF)
+                })
+                .ok_or_else(|| {
+                    fail(
+                        printer,
+                        &format!("service `{service}` has no container {index}: is the stack up?"),
+                    )
+                })
+        };
         match cmd {
             StackCommand::Ps { all, quiet, .. } => {
                 let rows = stack::ps(&project.containers(store), *all);
@@ -308,17 +322,9 @@ pub fn command(cmd: &StackCommand, settings: &Settings) -> i32 {
                 command,
                 ..
             } => {
-                let info = match of_services(std::slice::from_ref(service)) {
-                    Ok(c) => c.into_iter().find(|i| {
-                        stack::number_of(i) == *index && !i.labels.contains_key(stack::LABEL_ONEOFF)
-                    }),
+                let info = match replica(service, *index) {
+                    Ok(i) => i,
                     Err(code) => return code,
-                };
-                let Some(info) = info else {
-                    return fail(
-                        printer,
-                        &format!("service `{service}` has no container {index}: is the stack up?"),
-                    );
                 };
                 let opts = container::ExecOptions {
                     container: info.id.clone(),
@@ -450,17 +456,9 @@ pub fn command(cmd: &StackCommand, settings: &Settings) -> i32 {
                 port,
                 ..
             } => {
-                let info = match of_services(std::slice::from_ref(service)) {
-                    Ok(c) => c.into_iter().find(|i| {
-                        stack::number_of(i) == *index && !i.labels.contains_key(stack::LABEL_ONEOFF)
-                    }),
+                let info = match replica(service, *index) {
+                    Ok(i) => i,
                     Err(code) => return code,
-                };
-                let Some(info) = info else {
-                    return fail(
-                        printer,
-                        &format!("service `{service}` has no container {index}: is the stack up?"),
-                    );
                 };
                 let want = match (protocol, port.contains('/')) {
                     (Some(p), false) => format!("{port}/{p}"),
