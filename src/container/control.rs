@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+/// The monitor's control socket, in the container's directory.
+pub const SOCKET: &str = "monitor.sock";
+
 /// A client's request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {

@@ -30,6 +30,7 @@ mod mounts;
 pub mod network;
 mod options;
 pub mod record;
+mod release;
 pub mod state;
 pub mod stats;
 pub mod top;

@@ -87,8 +87,7 @@ fn one() -> u32 {
 
 /// The monitor's file name, beside the boxr binary.
 pub const BINARY: &str = "boxr-monitor";
-/// The control socket, in the container's directory.
-pub const SOCKET: &str = "monitor.sock";
+pub use super::control::SOCKET;
 
 use super::control::frame;
 

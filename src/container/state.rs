@@ -286,13 +286,13 @@ fn recover(info: &Info, state: Option<&StateFile>) -> Status {
             ..s.clone()
         };
         let _ = s.write(&info.dir, STATE);
-        let _ = fs::remove_file(info.dir.join(super::monitor::SOCKET));
+        let _ = fs::remove_file(info.dir.join(super::control::SOCKET));
         // Its monitor would have given back its network place (veths, leases, published
         // ports) at the end; nobody else will until `rm`.
         if s.monitor_pid.is_some()
             && let Some(root) = crate::store::root_of_container_dir(&info.dir)
         {
-            super::network::release(root, &info.id, true);
+            super::release::release(root, &info.id, true);
         }
     }
     // Only where no monitor will finish the end itself (it checks the cgroup for an OOM kill

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::fds::{cloexec_all_fds, read_spec_fd, sealed_copy, spec_memfd, stdin_from_dev_null};
 use super::spec::ProcessSpec;
 use super::userns::enter_userns_as_root;
-use super::{SandboxError, SecuritySpec, helper, process, sys};
+use super::{SandboxError, SecuritySpec, process, sys};
 
 /// What to start where.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ pub fn main(spec_fd: i32) -> i32 {
         Ok(p) => p,
         Err(m) => return fail(125, &m),
     };
-    let relayed = helper::relayed();
+    let relayed = super::relay::relayed();
     if let Err(e) = relayed.thread_block() {
         return fail(125, &format!("cannot block signals: {}", e.desc()));
     }
@@ -235,7 +235,7 @@ pub fn main(spec_fd: i32) -> i32 {
                 drop(slave);
                 super::tty::proxy(master, child, &relayed, spec.process.stdin)
             }
-            None => helper::wait_relaying(child, &relayed),
+            None => super::relay::wait_relaying(child, &relayed),
         },
         Err(e) => fail(125, &format!("fork: {}", e.desc())),
     }

@@ -16,40 +16,21 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
-use super::fds::{
-    cloexec_all_fds, read_spec_fd, sealed_self_copy, spec_memfd, stdin_from_dev_null,
-};
+use super::fds::{cloexec_all_fds, read_spec_fd, sealed_self_copy, stdin_from_dev_null};
+use super::init::exec_init;
 use super::join::{join_network, join_shared};
 use super::process::StartError;
+use super::relay::{relayed, wait_relaying};
 use super::spec::{NetworkMode, NsShare, SandboxSpec};
 use super::sys;
 use super::userns::{UsernsSetup, first_process_userns};
 use super::{Ended, Recorder};
-
-/// Signals a user sends to `boxr run` that must reach the container.
-pub(super) fn relayed() -> SigSet {
-    let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCONT,
-        Signal::SIGCHLD,
-    ] {
-        s.add(sig);
-    }
-    s
-}
 
 /// The helper's main: returns the exit code of `boxr run`.
 pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
@@ -439,24 +420,6 @@ fn run_in(
     ))
 }
 
-/// Waits for the sandbox's first process, relaying signals to it; returns its exit code
-/// (128 + signal when killed).
-pub(super) fn wait_relaying(child: Pid, relayed: &SigSet) -> i32 {
-    loop {
-        let sig = match relayed.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        if sig != Signal::SIGCHLD {
-            let _ = kill(child, sig);
-            continue;
-        }
-        if let Some((_, code)) = sys::reap(Some(child.as_raw())) {
-            return code;
-        }
-    }
-}
-
 /// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then exec of the
 /// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
 /// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
@@ -553,26 +516,6 @@ fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.
-pub(super) fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
-    let err = |message: String| StartError { code: 125, message };
-    let fd = match spec_memfd(spec, false) {
-        Ok(fd) => fd,
-        Err(m) => return err(m),
-    };
-    let arg = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let args = [
-        arg("boxr-init"),
-        arg(super::INIT_ARG),
-        arg("--spec-fd"),
-        arg(&fd.as_raw_fd().to_string()),
-    ];
-    let env: [std::ffi::CString; 0] = [];
-    let e = nix::unistd::execveat(init, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
-    err(format!("cannot start the init: {}", e.desc()))
 }
 
 #[cfg(test)]

@@ -14,10 +14,11 @@ use std::io::{Read, Write};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::{ForkResult, Pid, pipe2};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::fds::{cloexec_all_fds, read_spec_fd};
+use super::fds::{cloexec_all_fds, read_spec_fd, spec_memfd};
 use super::process;
+use super::process::StartError;
 use super::rootfs;
 use super::spec::SandboxSpec;
 use super::sys;
@@ -221,4 +222,24 @@ fn supervise(child: Pid, all: &SigSet) -> i32 {
             }
         }
     }
+}
+
+/// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.
+pub(super) fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
+    let err = |message: String| StartError { code: 125, message };
+    let fd = match spec_memfd(spec, false) {
+        Ok(fd) => fd,
+        Err(m) => return err(m),
+    };
+    let arg = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let args = [
+        arg("boxr-init"),
+        arg(super::INIT_ARG),
+        arg("--spec-fd"),
+        arg(&fd.as_raw_fd().to_string()),
+    ];
+    let env: [std::ffi::CString; 0] = [];
+    let e = nix::unistd::execveat(init, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
+    err(format!("cannot start the init: {}", e.desc()))
 }

@@ -27,6 +27,7 @@ mod helper;
 mod init;
 mod join;
 pub mod process;
+mod relay;
 mod rootfs;
 pub mod seccomp;
 pub mod security;

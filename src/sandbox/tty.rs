@@ -136,7 +136,7 @@ pub fn proxy(master: OwnedFd, child: Pid, relayed: &SigSet, stdin_open: bool) ->
     let sigfd = match SignalFd::with_flags(relayed, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
     {
         Ok(s) => s,
-        Err(_) => return super::helper::wait_relaying(child, relayed),
+        Err(_) => return super::relay::wait_relaying(child, relayed),
     };
     let mut master_file = File::from(master);
     let mut stdin_open = stdin_open;
@@ -225,6 +225,6 @@ pub fn proxy(master: OwnedFd, child: Pid, relayed: &SigSet, stdin_open: bool) ->
     }
     match status {
         Some(code) => code,
-        None => super::helper::wait_relaying(child, relayed),
+        None => super::relay::wait_relaying(child, relayed),
     }
 }

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, pipe2};
 
-use super::helper::exec_init;
+use super::init::exec_init;
 use super::join::join_network;
 use super::process::StartError;
 use super::spec::{NetworkMode, SandboxSpec};
