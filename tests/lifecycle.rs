@@ -966,6 +966,11 @@ fn a_container_shares_the_network_of_a_running_one() {
     let netns = |id: &str| e.ok(&["exec", id, "readlink", "/proc/self/ns/net"]);
     let sidecar = e.run_d(&["--network", "container:web", "bb:1", "sleep", "1000"]);
     assert_eq!(netns(&sidecar), netns(&web));
+    let web_id = e.inspect("web")["Id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        e.inspect(&sidecar)["HostConfig"]["NetworkMode"],
+        format!("container:{web_id}")
+    );
     e.ok(&["stop", "-t", "0", &sidecar]);
     let before = e.inspect("web")["State"]["Pid"].clone();
     e.ok(&["restart", "-t", "0", "web"]);

@@ -216,15 +216,23 @@ fn host_config(
         RestartPolicy::Always => ("always", 0),
         RestartPolicy::UnlessStopped => ("unless-stopped", 0),
     };
-    let network = match &spec.network {
-        NetworkMode::Host => "host".to_owned(),
-        NetworkMode::Sandbox(_) | NetworkMode::Join(_) => {
-            match crate::net::endpoints(store, &info.id).first() {
-                Some(ep) => ep.network.clone(),
-                None => "container".to_owned(),
-            }
-        }
-        NetworkMode::None => "none".to_owned(),
+    let network = match (
+        &spec.network,
+        crate::net::endpoints(store, &info.id).first(),
+    ) {
+        (_, Some(ep)) => ep.network.clone(),
+        (NetworkMode::Host, None) => "host".to_owned(),
+        // Another container's: its id is the name of the directory its pid file is in.
+        (NetworkMode::Sandbox(pid_file), None) => format!(
+            "container:{}",
+            pid_file
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        (NetworkMode::Join(path), None) => format!("ns:{}", path.display()),
+        (NetworkMode::None, None) => "none".to_owned(),
     };
     let h = &mut v["HostConfig"];
     h["Binds"] = serde_json::json!(binds);

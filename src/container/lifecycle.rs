@@ -371,6 +371,12 @@ pub fn remove(
     } else {
         wait_exit(info, Some(Duration::from_secs(2)));
     }
+    // Its monitor exits a moment after it recorded the end: `rm` returns once nothing of the
+    // container runs (a monitor whose container is removed under it would be a leak).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while state::read_state(info).is_some_and(|s| s.monitor_alive()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // A live monitor has removed the cgroup when it recorded the end; without one (killed,
     // or gone with a reboot), nobody has.
     if !state::read_state(info).is_some_and(|s| s.monitor_alive())
