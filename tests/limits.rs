@@ -519,6 +519,55 @@ fn on_a_hybrid_host_only_a_v2_only_limit_makes_a_v2_cgroup() {
 }
 
 #[test]
+fn update_adds_a_controller_no_limit_used_before() {
+    let Some(env) = Env::new("update_adds_a_controller_no_limit_used_before") else {
+        return;
+    };
+    let _turn = heavy();
+    let b = |args: &[&str]| boxr(&env.store, args);
+    let (c, id, err) = b(&["run", "-d", "bb:1", "sleep", "1000"]);
+    assert_eq!(c, 0, "{err}");
+    let id = id.trim().to_owned();
+    let cgroup_line = |ctl: &str| -> String {
+        let (_, out, _) = b(&["exec", &id, "cat", "/proc/1/cgroup"]);
+        out.lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == ctl))
+            })
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let layout = boxr::sandbox::cgroup::Layout::detect().unwrap();
+    if !layout.v1.contains_key("cpu") {
+        return; // a v2 host: one hierarchy, always made
+    }
+    // No limit asks for cpu: the container's cgroup is not made in that hierarchy...
+    assert!(!cgroup_line("cpu").contains(&id), "{}", cgroup_line("cpu"));
+    assert!(
+        cgroup_line("memory").contains(&id),
+        "{}",
+        cgroup_line("memory")
+    );
+    // ... until `update` does: made then, with the running processes moved into it.
+    let (c, _, err) = b(&["update", "--cpus", "0.5", &id]);
+    assert_eq!(c, 0, "{err}");
+    assert!(cgroup_line("cpu").contains(&id), "{}", cgroup_line("cpu"));
+    let quota = layout.v1["cpu"]
+        .join("boxr")
+        .join(&id)
+        .join("cpu.cfs_quota_us");
+    assert_eq!(fs::read_to_string(quota).unwrap().trim(), "50000");
+    // Not paused by it.
+    let (_, out, _) = b(&["inspect", "-f", "{{.State.Status}}", &id]);
+    assert_eq!(out.trim(), "running");
+    let (c, _, err) = b(&["rm", "-f", &id]);
+    assert_eq!(c, 0, "{err}");
+    assert!(!layout.v1["cpu"].join("boxr").join(&id).exists());
+}
+
+#[test]
 fn update_changes_the_limits_of_a_running_container_and_they_stay() {
     let Some(env) = Env::new("update_changes_the_limits_of_a_running_container_and_they_stay")
     else {

@@ -513,7 +513,7 @@ pub fn update(
     if matches!(state::status(info), Status::Running { .. }) {
         let layout = crate::sandbox::cgroup::Layout::detect()
             .map_err(|e| invalid(format!("cannot read the cgroup layout: {e}"), None))?;
-        let live =
+        let mut live =
             state::cgroup(info).ok_or_else(|| invalid("the container has no cgroup", None))?;
         // The devices allowlist is not rewritten (`None` leaves it), nor the huge pages.
         let write = crate::sandbox::cgroup::Limits {
@@ -521,6 +521,9 @@ pub fn update(
             hugetlb: Default::default(),
             ..merged.clone()
         };
+        // A controller no limit used until now has no directory yet.
+        live.extend(&layout, &cg.path, &write)
+            .map_err(|m| invalid(format!("cannot update {}: {m}", &info.id[..12]), None))?;
         live.apply(&layout, &write)
             .map_err(|m| invalid(format!("cannot update {}: {m}", &info.id[..12]), None))?;
     }

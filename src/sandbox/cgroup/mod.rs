@@ -119,6 +119,20 @@ impl Limits {
         c
     }
 
+    /// The roots of the v1 hierarchies a cgroup with these limits is made in: those of
+    /// [`ALWAYS_V1`] and of the controllers the limits use. A hierarchy nothing asks for is not
+    /// touched (each costs a directory made, joined and removed per container);
+    /// [`Cgroup::extend`] adds one when `update` asks for it later.
+    fn v1_roots<'a>(&self, layout: &'a Layout) -> BTreeSet<&'a Path> {
+        let used = self.controllers();
+        layout
+            .v1
+            .iter()
+            .filter(|(c, _)| ALWAYS_V1.contains(&c.as_str()) || used.contains(&c.as_str()))
+            .map(|(_, r)| r.as_path())
+            .collect()
+    }
+
     /// Whether, on a host with v1 hierarchies, some limit needs a controller only v2 has.
     pub fn needs_v2_only(&self, layout: &Layout) -> bool {
         self.controllers()
@@ -128,6 +142,11 @@ impl Limits {
 }
 
 const PERIOD_US: u64 = 100_000;
+
+/// The v1 controllers every container's cgroup has, limits or not: memory (what it uses, OOM
+/// kills), pids, devices (the allowlist) and freezer (pause, and a kill nothing escapes by
+/// forking).
+const ALWAYS_V1: &[&str] = &["memory", "pids", "devices", "freezer"];
 
 /// Where the cgroup hierarchies are.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -313,7 +332,11 @@ impl Cgroup {
     /// written. Directories already there are reused (a retry after a crash).
     pub fn create(layout: &Layout, rel: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         let mut cg = Cgroup::default();
+        let roots = limits.v1_roots(layout);
         for (ctl, root) in &layout.v1 {
+            if !roots.contains(root.as_path()) {
+                continue;
+            }
             // Hierarchies mounted with several controllers share one directory.
             let dir = root.join(rel);
             v1::create_dirs(root, rel, ctl == "cpuset")?;
@@ -336,6 +359,45 @@ impl Cgroup {
             });
         }
         Ok(cg)
+    }
+
+    /// Makes the v1 directories `limits` need that this cgroup lacks (a limit `update` adds to
+    /// a running container) and moves the cgroup's processes into them, frozen meanwhile so
+    /// that none forks past the move. A cgroup the user paused stays paused.
+    pub fn extend(
+        &mut self,
+        layout: &Layout,
+        rel: &str,
+        limits: &Limits,
+    ) -> Result<(), CgroupError> {
+        let roots = limits.v1_roots(layout);
+        let missing: Vec<(String, PathBuf)> = layout
+            .v1
+            .iter()
+            .filter(|(c, r)| roots.contains(r.as_path()) && !self.v1.contains_key(*c))
+            .map(|(c, r)| (c.clone(), r.clone()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // Without a freezer (no v1 freezer and no v2 cgroup), the move is made as it is.
+        let freeze = !self.is_frozen() && self.set_frozen(true).is_ok();
+        let moved = (|| {
+            let pids = self.pids();
+            for (ctl, root) in &missing {
+                v1::create_dirs(root, rel, ctl == "cpuset")?;
+                let dir = root.join(rel);
+                for pid in &pids {
+                    write(&dir.join("cgroup.procs"), &pid.to_string())?;
+                }
+                self.v1.insert(ctl.clone(), dir);
+            }
+            Ok(())
+        })();
+        if freeze {
+            self.set_frozen(false)?;
+        }
+        moved
     }
 
     /// The directory holding controller `ctl`'s files and the version whose files it has: its

@@ -127,12 +127,22 @@ fn v1_limits_and_devices() {
     assert_eq!(r("memory/boxr/c1/memory.memsw.limit_in_bytes"), "67108864");
     assert_eq!(r("cpu/boxr/c1/cpu.cfs_quota_us"), "150000");
     assert_eq!(r("pids/boxr/c1/pids.max"), "max");
-    // A new v1 cpuset inherits its parent's sets, or no task could join it.
-    assert_eq!(r("cpuset/boxr/c1/cpuset.cpus"), "0-1");
-    assert_eq!(r("cpuset/boxr/c1/cpuset.mems"), "0");
     // The fake file keeps only the last write: the last allow rule.
     assert_eq!(r("devices/boxr/c1/devices.allow"), "c 136:* rwm");
+    // No limit uses cpuset: its hierarchy is not touched.
+    assert_eq!(cg.v1.len(), 4);
+    assert!(!d.path().join("cpuset/boxr").exists());
+    // Until a limit does (`update`): the directory is made then, and a new v1 cpuset inherits
+    // its parent's sets, or no task could join it.
+    let mut cg = cg;
+    let more = Limits {
+        cpuset_mems: Some("0".into()),
+        ..limits.clone()
+    };
+    cg.extend(&layout, "boxr/c1", &more).unwrap();
     assert_eq!(cg.v1.len(), 5);
+    assert_eq!(r("cpuset/boxr/c1/cpuset.cpus"), "0-1");
+    assert_eq!(r("cpuset/boxr/c1/cpuset.mems"), "0");
 }
 
 #[test]
