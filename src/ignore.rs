@@ -4,10 +4,18 @@
 //! `/` is dropped (patterns are relative to the context root); `*` and `?` do not cross `/`,
 //! `**` matches any number of directories. As in Docker, the last pattern that matches a path
 //! decides, and a pattern also matches everything below a directory it matches.
+//!
+//! Also the path grammar the planner and the copy share: [`clean`] and [`is_glob`].
 
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
+
+/// Whether a COPY source is a pattern (Go's filepath.Match syntax, as Docker uses): the planner
+/// hashes and the copy copies its matches.
+pub fn is_glob(source: &str) -> bool {
+    source.contains(['*', '?', '['])
+}
 
 /// The name of the ignore file at the root of the build context.
 pub const FILE: &str = ".boxrignore";
@@ -128,8 +136,10 @@ impl Ignore {
     }
 }
 
-/// Docker's filepath.Clean of a pattern, without the leading `/`.
-fn clean(pattern: &str) -> String {
+/// Docker's filepath.Clean of a path or pattern, without the leading `/`: `.` and repeated
+/// slashes go, `..` takes back a component and never climbs above the start. The planner and
+/// the copy clean COPY sources and destinations with it too.
+pub fn clean(pattern: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in pattern.split('/') {
         match c {

@@ -40,10 +40,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InputError + '_ {
     }
 }
 
-/// Whether a COPY source is a pattern (Go's filepath.Match syntax, as Docker uses).
-pub fn is_glob(source: &str) -> bool {
-    source.contains(['*', '?', '['])
-}
+pub use crate::ignore::is_glob;
 
 /// The digest of a `copy`'s sources in the build context, with `chmod` (if any) replacing the
 /// modes as the copy will.
@@ -325,7 +322,11 @@ fn hash_tree(
             _ => Vec::new(),
         };
         h.field(&content);
-        if let Some(list) = list.as_deref_mut() {
+        // One past the most a build record keeps: enough to tell a listing was cut, without
+        // fingerprinting every file of a large context on every plan.
+        if let Some(list) = list.as_deref_mut()
+            && list.len() <= super::MAX_LISTED_FILES
+        {
             let mut f = Sha256::new();
             f.update(head.as_bytes());
             f.update(b"\0");
@@ -361,6 +362,38 @@ fn copy_into(r: &mut impl Read, h: &mut Sha256) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn a_copy_lists_its_entries_up_to_one_past_the_cap() {
+        let d = ctx();
+        let mut list = Vec::new();
+        copy_sources_listed(
+            d.path(),
+            &["src"],
+            None,
+            &Ignore::default(),
+            None,
+            Some(&mut list),
+        )
+        .unwrap();
+        let paths: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["src", "src/a.c", "src/sub", "src/sub/b.c"]);
+        let many = tempfile::tempdir().unwrap();
+        for i in 0..super::super::MAX_LISTED_FILES + 10 {
+            fs::write(many.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let mut list = Vec::new();
+        copy_sources_listed(
+            many.path(),
+            &["."],
+            None,
+            &Ignore::default(),
+            None,
+            Some(&mut list),
+        )
+        .unwrap();
+        assert_eq!(list.len(), super::super::MAX_LISTED_FILES + 1);
+    }
 
     fn ctx() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

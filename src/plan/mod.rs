@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 pub use key::{Digest256, SCHEMA, StepKey};
+
+/// The most entries of a `copy` the build record lists for `--explain` ([`KeyParts::files`]
+/// holds one more when there are more, and the record then keeps none).
+pub const MAX_LISTED_FILES: usize = 1000;
 pub use step::{BaseKind, CacheDef, CopyDef, RunCommand, RunDef, SecretDef, StepDef};
 
 use crate::manifest::{Base, Command, Copy, Image, ImageSource, Instruction, Manifest, Span};

@@ -483,15 +483,5 @@ fn argv(a: &[String]) -> String {
 
 /// Collapses `.`, `..` and repeated slashes of an absolute path.
 fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", crate::ignore::clean(path))
 }

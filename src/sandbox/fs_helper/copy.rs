@@ -3,6 +3,7 @@
 //! times the step asks for.
 
 use super::*;
+use crate::ignore::{clean as normalize, is_glob};
 
 pub(super) struct Copier<'a> {
     pub(super) src_path: &'a Path,
@@ -381,25 +382,6 @@ impl Copier<'_> {
         nix::sys::stat::futimens(fd.as_fd(), &t, &t).map_err(at("copy: set times"))?;
         Ok(())
     }
-}
-
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// A source path relative to its root, cleaned (`..` cannot climb above the root).
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
 }
 
 /// `a/b/c` → (`a/b`, `c`); `c` → (``, `c`).
