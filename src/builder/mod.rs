@@ -10,11 +10,13 @@
 //! Progress goes through the [`Reporter`] trait; this module never prints.
 //!
 //! Files: `mod.rs` the scheduler, cache lookups, `--explain` and image assembly; `step.rs` one
-//! step's execution (`from`, `run` in the sandbox, `copy` and `workdir` in the fs helper, the
-//! step's directories and commit); `state.rs` the image config as steps change it;
+//! step's execution (`from`, `run` in the sandbox, the step's directories and commit);
+//! `fs_step.rs` `copy` and `workdir` in the fs helper; `state.rs` the image config as steps
+//! change it;
 //! `secrets.rs` the values of `--secret`.
 
 pub mod bases;
+mod fs_step;
 mod images;
 mod network;
 pub mod secrets;
@@ -390,9 +392,6 @@ pub fn build(
     })
 }
 
-/// The most entries of a `copy` the build record lists for `--explain`.
-const MAX_LISTED_FILES: usize = 1000;
-
 /// What `--explain` compares a later build with: each step of the image with its key fields.
 fn record(plan: &Plan, planned: &crate::plan::PlannedImage) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = planned
@@ -403,7 +402,7 @@ fn record(plan: &Plan, planned: &crate::plan::PlannedImage) -> serde_json::Value
             let mut parts = serde_json::json!(s.key_parts);
             // A listing too long to keep in every build's record: `--explain` then only says
             // that the sources changed.
-            if s.key_parts.files.len() > MAX_LISTED_FILES
+            if s.key_parts.files.len() > crate::plan::MAX_LISTED_FILES
                 && let Some(p) = parts.as_object_mut()
             {
                 p.remove("files");

@@ -1,6 +1,6 @@
 //! Running one step: a cache lookup, and on a miss the work itself — a base imported or
-//! loaded, a `run` in a sandbox, a `copy` or `workdir` in the fs helper — then the upper dir
-//! committed as a layer and the result cached.
+//! loaded, a `run` in a sandbox, or a `copy` or `workdir` in the fs helper (`fs_step.rs`) — then
+//! the upper dir committed as a layer and the result cached.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -17,8 +17,7 @@ use crate::digest::Digest;
 use crate::layer::{self, WriteOptions};
 use crate::manifest::Base;
 use crate::plan::step::{RunNetwork, Sharing};
-use crate::plan::{CopyDef, RunCommand, RunDef, Step, StepDef};
-use crate::sandbox::fs_helper::{FsOp, FsSource, FsSpec};
+use crate::plan::{RunCommand, RunDef, Step, StepDef};
 use crate::sandbox::{
     self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, SecuritySpec,
 };
@@ -60,8 +59,8 @@ pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
         def @ (StepDef::Run(_) | StepDef::Copy(_) | StepDef::Workdir { .. }) => {
             let layer = cached_or(ctx, step, &state, |ctx| match def {
                 StepDef::Run(r) => run(ctx, step, r, &state),
-                StepDef::Copy(c) => copy(ctx, step, c, &state),
-                StepDef::Workdir { path } => workdir(ctx, step, path, &state),
+                StepDef::Copy(c) => super::fs_step::copy(ctx, step, c, &state),
+                StepDef::Workdir { path } => super::fs_step::workdir(ctx, step, path, &state),
                 _ => unreachable!("matched above"),
             })?;
             if let StepDef::Workdir { .. } = def {
@@ -230,7 +229,7 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
 }
 
 /// The layer roots of a state, topmost first (overlay lowerdir order).
-fn lowers(ctx: &Ctx, step: &Step, state: &State) -> Result<Vec<PathBuf>, BuildError> {
+pub(super) fn lowers(ctx: &Ctx, step: &Step, state: &State) -> Result<Vec<PathBuf>, BuildError> {
     let mut out = Vec::new();
     for (_, d) in state.layers.iter().rev() {
         if !ctx.store.has_layer(d) {
@@ -246,14 +245,14 @@ fn lowers(ctx: &Ctx, step: &Step, state: &State) -> Result<Vec<PathBuf>, BuildEr
 
 /// The directories of one step: scratch (work dir, mount point, ...) and the staged layer
 /// whose `root` is the overlay's upper dir.
-struct StepDirs {
-    scratch: Scratch,
+pub(super) struct StepDirs {
+    pub(super) scratch: Scratch,
     staged: Scratch,
     lowers: Vec<PathBuf>,
 }
 
 impl StepDirs {
-    fn new(ctx: &Ctx, step: &Step, state: &State) -> Result<StepDirs, BuildError> {
+    pub(super) fn new(ctx: &Ctx, step: &Step, state: &State) -> Result<StepDirs, BuildError> {
         let scratch = Scratch(ctx.store.tmp_dir("step-")?);
         for d in ["work", "mnt", "empty", "src"] {
             let p = scratch.0.join(d);
@@ -275,7 +274,7 @@ impl StepDirs {
         })
     }
 
-    fn rootfs(&self) -> RootfsSpec {
+    pub(super) fn rootfs(&self) -> RootfsSpec {
         RootfsSpec {
             lowers: self.lowers.clone(),
             upper: self.staged.0.join("root"),
@@ -289,7 +288,7 @@ impl StepDirs {
 
     /// Commits the upper dir: no layer when the step changed nothing, else the layer is
     /// published under its DiffID.
-    fn commit(self, ctx: &Ctx) -> Result<Option<(Digest, u64)>, BuildError> {
+    pub(super) fn commit(self, ctx: &Ctx) -> Result<Option<(Digest, u64)>, BuildError> {
         let StepDirs {
             scratch, staged, ..
         } = self;
@@ -327,7 +326,7 @@ impl StepDirs {
 
 /// Runs a child helper, streaming its output lines to the reporter; returns its exit code and
 /// the last lines.
-fn supervise(
+pub(super) fn supervise(
     ctx: &Ctx,
     step: &Step,
     start: impl FnOnce(Stdio, Stdio) -> Result<std::process::Child, sandbox::SandboxError>,
@@ -618,88 +617,5 @@ fn run(
         return Err(failed(ctx, step, code, tail, offline));
     }
     crate::layer::stack::remove_mount_points(&dirs.staged.0.join("root"), &dirs.lowers, &targets);
-    dirs.commit(ctx)
-}
-
-/// `copy`: Docker's COPY through the fs helper.
-fn copy(
-    ctx: &Ctx,
-    step: &Step,
-    def: &CopyDef,
-    state: &State,
-) -> Result<Option<(Digest, u64)>, BuildError> {
-    let err = |m: String| ctx.step_error(step, m);
-    let dirs = StepDirs::new(ctx, step, state)?;
-    let source = match &def.from {
-        None => {
-            let ignore =
-                crate::ignore::Ignore::load(ctx.opts.context).map_err(|e| err(e.to_string()))?;
-            let path = fs::canonicalize(ctx.opts.context)
-                .map_err(|e| err(format!("the build context: {e}")))?;
-            FsSource::Dir {
-                path,
-                ignore: ignore.lines,
-            }
-        }
-        Some(from) => {
-            let other = match step.needs.iter().find(|n| Some(**n) != step.parent) {
-                // Another image of this file: its last step's result.
-                Some(&n) => ctx.results[n].get().expect("the source is done").clone(),
-                None => {
-                    let image = match step.planned_image() {
-                        Some(d) => ctx.store.image(&d)?,
-                        None => ctx.store.resolve(from)?,
-                    };
-                    ctx.store.unpack_image(&image)?;
-                    State::of_image(&image)
-                }
-            };
-            let ls = lowers(ctx, step, &other)?;
-            if ls.is_empty() {
-                return Err(err(format!("`{from}` is empty: there is nothing to copy")));
-            }
-            FsSource::Layers {
-                lowers: ls,
-                target: dirs.scratch.0.join("src"),
-            }
-        }
-    };
-    let spec = FsSpec {
-        rootfs: Some(dirs.rootfs()),
-        source: Some(source),
-        op: FsOp::Copy {
-            sources: def.sources.clone(),
-            dest: def.to.clone(),
-            chmod: def.chmod,
-            chown: def.chown.clone(),
-        },
-    };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
-    if code != 0 {
-        return Err(err(tail.join("\n")));
-    }
-    dirs.commit(ctx)
-}
-
-/// `workdir`: the directory, created when the image lacks it.
-fn workdir(
-    ctx: &Ctx,
-    step: &Step,
-    path: &str,
-    state: &State,
-) -> Result<Option<(Digest, u64)>, BuildError> {
-    let err = |m: String| ctx.step_error(step, m);
-    let dirs = StepDirs::new(ctx, step, state)?;
-    let spec = FsSpec {
-        rootfs: Some(dirs.rootfs()),
-        source: None,
-        op: FsOp::Mkdir {
-            path: path.to_owned(),
-        },
-    };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
-    if code != 0 {
-        return Err(err(tail.join("\n")));
-    }
     dirs.commit(ctx)
 }

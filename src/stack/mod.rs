@@ -11,6 +11,7 @@
 
 mod down;
 mod foreground;
+mod run;
 mod service;
 mod up;
 mod view;
@@ -27,10 +28,9 @@ use crate::store::Store;
 
 pub use down::{DownOptions, DownReport, down, stop_services};
 pub use foreground::{Foreground, attach};
+pub use run::{RunOneOff, prepare_run, start_existing};
 pub use service::{config_text, run_options};
-pub use up::{
-    Change, RunOneOff, UpOptions, UpReport, prepare_run, start_existing, start_services, up,
-};
+pub use up::{Change, UpOptions, UpReport, start_services, up};
 pub use view::{LogLine, ServiceRow, follow_logs, logs, ps};
 
 /// The label that names a container's project.
