@@ -176,22 +176,18 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     assert_eq!(web["Config"]["Labels"]["boxr.project"], "my_shop");
     assert_eq!(web["Config"]["Labels"]["boxr.service"], "web");
 
-    // From a one-off container on the stack's network: both replicas answer to `web`, and
-    // `db` resolves.
-    let (c, out, err) = boxr_in(
-        store,
-        dir,
-        &[
-            "stack",
-            "run",
-            "--rm",
-            "--no-deps",
-            "web",
-            "sh",
-            "-c",
-            "nslookup web | grep -c '^Address: 172'; nslookup db >/dev/null && echo db-ok; \
-             for i in 1 2 3 4 5 6 7 8; do wget -qO- http://web/index.html; done | sort -u | wc -l",
-        ],
+    // A shell command in a one-off container of `web` on the stack's network.
+    let one_off = |cmd: &str| {
+        boxr_in(
+            store,
+            dir,
+            &["stack", "run", "--rm", "--no-deps", "web", "sh", "-c", cmd],
+        )
+    };
+    // From there: both replicas answer to `web`, and `db` resolves.
+    let (c, out, err) = one_off(
+        "nslookup web | grep -c '^Address: 172'; nslookup db >/dev/null && echo db-ok; \
+         for i in 1 2 3 4 5 6 7 8; do wget -qO- http://web/index.html; done | sort -u | wc -l",
     );
     assert_eq!(c, 0, "{err}");
     assert_eq!(
@@ -351,20 +347,7 @@ fn up_starts_as_the_conditions_allow_names_resolve_and_down_leaves_nothing() {
     assert_eq!(c, 0, "{err}");
     assert!(err.contains("Container my_shop-web-3  Created"), "{err}");
     assert!(err.contains("Container my_shop-web-1  Running"), "{err}");
-    let (c, out, err) = boxr_in(
-        store,
-        dir,
-        &[
-            "stack",
-            "run",
-            "--rm",
-            "--no-deps",
-            "web",
-            "sh",
-            "-c",
-            "nslookup web | grep -c '^Address: 172'",
-        ],
-    );
+    let (c, out, err) = one_off("nslookup web | grep -c '^Address: 172'");
     assert_eq!((c, out.trim()), (0, "3"), "{err}");
     let (c, _, err) = boxr_in(store, dir, &["up", "-d", "--no-deps", "web"]);
     assert_eq!(c, 0, "{err}");

@@ -63,11 +63,7 @@ pub(super) fn copy(
             chown: def.chown.clone(),
         },
     };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
-    if code != 0 {
-        return Err(err(tail.join("\n")));
-    }
-    dirs.commit(ctx)
+    run_helper(ctx, step, dirs, &spec)
 }
 
 /// `workdir`: the directory, created when the image lacks it.
@@ -77,7 +73,6 @@ pub(super) fn workdir(
     path: &str,
     state: &State,
 ) -> Result<Option<(Digest, u64)>, BuildError> {
-    let err = |m: String| ctx.step_error(step, m);
     let dirs = StepDirs::new(ctx, step, state)?;
     let spec = FsSpec {
         rootfs: Some(dirs.rootfs()),
@@ -86,9 +81,19 @@ pub(super) fn workdir(
             path: path.to_owned(),
         },
     };
-    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(&spec, o, e), &[])?;
+    run_helper(ctx, step, dirs, &spec)
+}
+
+/// Runs the fs helper on `spec` and commits the step's upper dir, or fails with its output.
+fn run_helper(
+    ctx: &Ctx,
+    step: &Step,
+    dirs: StepDirs,
+    spec: &FsSpec,
+) -> Result<Option<(Digest, u64)>, BuildError> {
+    let (code, tail) = supervise(ctx, step, |o, e| sandbox::spawn_fs_helper(spec, o, e), &[])?;
     if code != 0 {
-        return Err(err(tail.join("\n")));
+        return Err(ctx.step_error(step, tail.join("\n")));
     }
     dirs.commit(ctx)
 }

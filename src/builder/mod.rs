@@ -278,8 +278,8 @@ pub fn build(
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     // The cgroups of steps a killed build left (ARCHITECTURE decision 12: the next command
-    // cleans up); one still in use stays, and `gc` reports what is left.
-    let _ = store.clean_orphan_journal("cgroup", crate::sandbox::cgroup::clean_journal_entry);
+    // cleans up), with any of its step's processes still on their way out.
+    let _ = store.clean_orphan_journal("cgroup", crate::sandbox::cgroup::destroy_journal_entry);
     let ctx = Ctx {
         store,
         manifest,

@@ -689,5 +689,16 @@ pub fn clean_journal_entry(entry: &[u8]) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Removes the cgroup of a journal entry whose owner is gone (a killed build's step), killing
+/// what is left in it first: those processes were the dead owner's, dying with it
+/// (`die_with_parent`) but perhaps not yet gone. `Ok(true)`: the entry may go.
+pub fn destroy_journal_entry(entry: &[u8]) -> Result<bool, String> {
+    let Ok(cg) = serde_json::from_slice::<Cgroup>(entry) else {
+        return Ok(true);
+    };
+    cg.destroy().map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests;
