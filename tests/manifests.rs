@@ -58,7 +58,7 @@ fn args_are_interpolated_with_defaults_overrides_and_escapes() {
         panic!()
     };
     assert_eq!(p[0].value.port, 80);
-    assert_eq!(m.services[0].publish[0].value.host_port, Some(80));
+    assert_eq!(m.services[0].publish[0].value.host_ports, Some((80, 80)));
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn every_service_property_is_typed() {
     assert!(web.read_only && !web.privileged);
     assert_eq!(web.publish.len(), 4);
     assert_eq!(web.publish[1].value.host_ip, Some("::1".parse().unwrap()));
-    assert_eq!(web.publish[3].value.host_port, None);
+    assert_eq!(web.publish[3].value.host_ports, None);
     assert_eq!(web.tmpfs[1].size.as_ref().unwrap().value, 16 << 20);
     assert_eq!(web.tmpfs[1].mode.as_ref().unwrap().value, 0o755);
     assert_eq!(

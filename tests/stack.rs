@@ -774,6 +774,15 @@ service "d" {
     image "base"
     publish "127.0.0.1:8080:8080"
 }
+service "e" {
+    image "base"
+    publish "7000-7002:7000-7002" "[::1]:9100:53/udp"
+}
+service "f" {
+    image "base"
+    publish "127.0.0.1::80" "7001-7010:80" "7000-7001"
+    replicas 2
+}
 "#,
     );
     let (c, _, err) = boxr_in(&store, &dir, &["check"]);
@@ -789,6 +798,12 @@ service "d" {
     assert!(err.contains("`d` publishes it too"), "{err}");
     assert!(
         err.contains("each of the 2 replicas would publish it"),
+        "{err}"
+    );
+    // `-p`'s whole grammar: ranges, any free port of an address, IPv6. A range a service takes
+    // the first free port of (or any free port) is no conflict, for replicas either.
+    assert!(
+        !err.contains("`e`") && !err.contains("`f`") && !err.contains("port mapping"),
         "{err}"
     );
     // `up` of a bad manifest fails the same way, before anything is made.

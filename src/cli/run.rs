@@ -259,7 +259,8 @@ impl LimitArgs {
     }
 }
 
-fn check_publish(s: &str) -> Result<String, String> {
+/// clap's check of a `-p` value (the value stays text: `RunOptions` expands it).
+fn check_publish(s: &str) -> Result<String, crate::values::Bad> {
     crate::net::ports::parse(s).map(|_| s.to_owned())
 }
 

@@ -69,9 +69,19 @@ pub(super) fn ports(m: &Manifest, errors: &mut Vec<ManifestError>) {
     for svc in &m.services {
         let replicas = svc.replicas.as_ref().map_or(1, |r| r.value);
         for p in &svc.publish {
-            let Some(port) = p.host_port else { continue };
+            // A publication that takes any free port (or the first free one of a range) can
+            // share its ports with another.
+            let Some((lo, hi)) = p.fixed_host_ports() else {
+                continue;
+            };
+            let port = if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            };
             let overlaps = |q: &Publish| {
-                q.host_port == Some(port)
+                q.fixed_host_ports()
+                    .is_some_and(|(a, b)| a <= hi && lo <= b)
                     && q.proto == p.proto
                     && match (q.host_ip, p.host_ip) {
                         (Some(a), Some(b)) => a == b || a.is_unspecified() || b.is_unspecified(),
@@ -87,7 +97,7 @@ pub(super) fn ports(m: &Manifest, errors: &mut Vec<ManifestError>) {
                     first_label: "first published here".into(),
                     help: format!(
                         "`{other}` holds it: give one of them another host port, or leave the host port out (`publish \"{}\"`) to get a free one",
-                        p.container_port
+                        container_text(p)
                     ),
                 });
             } else if replicas > 1 {
@@ -99,13 +109,21 @@ pub(super) fn ports(m: &Manifest, errors: &mut Vec<ManifestError>) {
                     first_label: "more than one replica".into(),
                     help: format!(
                         "leave the host port out (`publish \"{}\"`): each replica then gets a free one",
-                        p.container_port
+                        container_text(p)
                     ),
                 });
             } else {
                 seen.push((&p.value, &svc.name.value, p.span));
             }
         }
+    }
+}
+
+/// The container side of a publication, as `publish` takes it alone: `80`, `8000-8002`.
+fn container_text(p: &Publish) -> String {
+    match p.container_ports {
+        (lo, hi) if lo == hi => lo.to_string(),
+        (lo, hi) => format!("{lo}-{hi}"),
     }
 }
 

@@ -2,7 +2,9 @@
 //! ports, and the `0.0.0.0:8080->80/tcp` form `ps`, `port` and `inspect` show.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+use crate::values::Bad;
 
 use serde::{Deserialize, Serialize};
 
@@ -122,103 +124,48 @@ pub fn grouped(ports: &[Published]) -> Vec<String> {
         .collect()
 }
 
-fn port(text: &str, what: &str) -> Result<u16, String> {
-    match text.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("`{text}` is not a {what} port (1-65535)")),
+impl TryFrom<crate::values::Proto> for Proto {
+    type Error = Bad;
+
+    fn try_from(p: crate::values::Proto) -> Result<Proto, Bad> {
+        match p {
+            crate::values::Proto::Tcp => Ok(Proto::Tcp),
+            crate::values::Proto::Udp => Ok(Proto::Udp),
+            crate::values::Proto::Sctp => Err(Bad::new("sctp is not supported (tcp or udp)", None)),
+        }
     }
 }
 
-/// `a` or `a-b`.
-fn range(text: &str, what: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = match text.split_once('-') {
-        Some((lo, hi)) => (port(lo, what)?, port(hi, what)?),
-        None => {
-            let p = port(text, what)?;
-            (p, p)
-        }
-    };
-    if lo > hi {
-        return Err(format!("`{text}`: the range ends before it starts"));
-    }
-    Ok((lo, hi))
+/// Parses one `-p` value ([`crate::values::parse_publish`], the grammar a service's `publish`
+/// uses too) into the container ports to publish; the error names the value.
+pub fn parse(text: &str) -> Result<Vec<Publish>, Bad> {
+    crate::values::parse_publish(text)
+        .and_then(|p| expand(&p))
+        .map_err(|b| Bad::new(format!("-p {text}: {}", b.reason), b.help.as_deref()))
 }
 
-/// Parses one `-p` value: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`, where the ports may be
-/// ranges (`8000-8010:8000-8010`; a host range for one container port takes the first free
-/// port of it), HOST_PORT may be empty (`127.0.0.1::80`: any free port), an IPv6 address is in
-/// brackets (`[::1]:8080:80`), and PROTO is `tcp` (the default) or `udp`.
-pub fn parse(text: &str) -> Result<Vec<Publish>, String> {
-    let bad = |m: String| format!("-p {text}: {m}");
-    let (rest, proto) = match text.rsplit_once('/') {
-        Some((r, "tcp")) => (r, Proto::Tcp),
-        Some((r, "udp")) => (r, Proto::Udp),
-        Some((_, "sctp")) => return Err(bad("sctp is not supported (tcp or udp)".into())),
-        Some((_, p)) => return Err(bad(format!("unknown protocol `{p}` (tcp or udp)"))),
-        None => (text, Proto::Tcp),
-    };
-    let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
-        let (ip, after) = r
-            .split_once(']')
-            .ok_or_else(|| bad("an IPv6 address without its closing `]`".into()))?;
-        let ip: Ipv6Addr = ip
-            .parse()
-            .map_err(|_| bad(format!("`{ip}` is not an IPv6 address")))?;
-        let after = after
-            .strip_prefix(':')
-            .ok_or_else(|| bad("a port after the address, e.g. [::1]:8080:80".into()))?;
-        (Some(IpAddr::V6(ip)), after)
-    } else {
-        let parts: Vec<&str> = rest.split(':').collect();
-        match parts.len() {
-            1 | 2 => (None, rest),
-            3 => {
-                let ip: Ipv4Addr = parts[0].parse().map_err(|_| {
-                    bad(format!(
-                        "`{}` is not an IPv4 address (an IPv6 one goes in brackets)",
-                        parts[0]
-                    ))
-                })?;
-                (Some(IpAddr::V4(ip)), &rest[parts[0].len() + 1..])
-            }
-            _ => return Err(bad("too many `:` (an IPv6 address goes in brackets)".into())),
-        }
-    };
-    let (host, container) = match rest.split_once(':') {
-        Some((h, c)) => (h, c),
-        None if host_ip.is_some() => {
-            return Err(bad("a container port after the host port".into()));
-        }
-        None => ("", rest),
-    };
-    if container.is_empty() {
-        return Err(bad("no container port".into()));
-    }
-    let (clo, chi) = range(container, "container").map_err(bad)?;
+/// A publication as written, as the container ports it publishes: a container range port for
+/// port (onto the host range of the same length, or each onto any free port); one container
+/// port onto its host port, the first free one of a host range, or any free one.
+pub fn expand(p: &crate::values::Publish) -> Result<Vec<Publish>, Bad> {
+    let proto = Proto::try_from(p.proto)?;
     let one = |host_ports, container_port| Publish {
-        host_ip,
+        host_ip: p.host_ip,
         host_ports,
         container_port,
         proto,
     };
-    if host.is_empty() {
-        return Ok((clo..=chi).map(|c| one((0, 0), c)).collect());
-    }
-    let (hlo, hi) = range(host, "host").map_err(bad)?;
-    if clo == chi {
-        return Ok(vec![one((hlo, hi), clo)]);
-    }
-    if hi - hlo != chi - clo {
-        return Err(bad(
-            "the host and container ranges have different lengths".into()
-        ));
-    }
-    Ok((clo..=chi)
-        .map(|c| {
-            let h = hlo + (c - clo);
-            one((h, h), c)
-        })
-        .collect())
+    let (clo, chi) = p.container_ports;
+    Ok(match p.host_ports {
+        None => (clo..=chi).map(|c| one((0, 0), c)).collect(),
+        Some(range) if clo == chi => vec![one(range, clo)],
+        Some((hlo, _)) => (clo..=chi)
+            .map(|c| {
+                let h = hlo + (c - clo);
+                one((h, h), c)
+            })
+            .collect(),
+    })
 }
 
 /// `-P`: each of an image's exposed ports (`80/tcp`, `53/udp`, `8080`) to a free host port.
@@ -236,7 +183,7 @@ pub fn exposed(ports: &[String]) -> Vec<Publish> {
             Some(Publish {
                 host_ip: None,
                 host_ports: (0, 0),
-                container_port: port(n, "container").ok()?,
+                container_port: crate::values::parse_port_number(n).ok()?,
                 proto,
             })
         })
@@ -326,25 +273,10 @@ mod tests {
     }
 
     #[test]
-    fn bad_forms_say_what_is_wrong() {
-        for (text, want) in [
-            ("", "no container port"),
-            ("8080:", "no container port"),
-            ("0:80", "not a host port"),
-            ("8080:70000", "not a container port"),
-            ("80/sctp", "sctp is not supported"),
-            ("80/icmp", "unknown protocol"),
-            ("::1:8080:80", "too many"),
-            ("[::1:8080:80", "closing"),
-            ("1.2.3:8080:80", "not an IPv4 address"),
-            ("8000-8001:80-82", "different lengths"),
-            ("90-80", "ends before it starts"),
-            ("127.0.0.1:80", "`127.0.0.1` is not a host port"),
-            ("127.0.0.1:", "no container port"),
-        ] {
+    fn a_bad_value_is_named_in_its_error() {
+        for text in ["8080:", "80/sctp", "8000-8001:80-82"] {
             let e = parse(text).unwrap_err();
-            assert!(e.contains(want), "{text}: {e}");
-            assert!(e.starts_with(&format!("-p {text}:")), "{e}");
+            assert!(e.reason.starts_with(&format!("-p {text}:")), "{}", e.reason);
         }
     }
 

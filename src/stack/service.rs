@@ -87,8 +87,7 @@ pub fn run_options(
         .publish
         .iter()
         .map(|p| {
-            let text = publish_text(p);
-            crate::net::ports::parse(&text)
+            crate::net::ports::expand(p)
                 .map_err(|e| StackError::invalid(format!("service `{name}`: {e}"), None))
         })
         .collect::<Result<Vec<_>, _>>()?
@@ -207,28 +206,6 @@ fn restart_text(r: &RestartPolicy) -> String {
     }
 }
 
-fn publish_text(p: &crate::manifest::Publish) -> String {
-    let mut s = String::new();
-    match p.host_ip {
-        Some(std::net::IpAddr::V6(ip)) => {
-            let _ = write!(s, "[{ip}]:");
-        }
-        Some(ip) => {
-            let _ = write!(s, "{ip}:");
-        }
-        None => {}
-    }
-    match (p.host_ip, p.host_port) {
-        (_, Some(h)) => {
-            let _ = write!(s, "{h}:");
-        }
-        (Some(_), None) => s.push(':'),
-        (None, None) => {}
-    }
-    let _ = write!(s, "{}/{}", p.container_port, p.proto);
-    s
-}
-
 /// A KDL string literal.
 fn q(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -321,7 +298,7 @@ fn render(out: &mut String, project: &Project<'_>, svc: &Service) {
         line(out, format!("network {}", list(&svc.networks)));
     }
     for p in &svc.publish {
-        line(out, format!("publish {}", q(&publish_text(p))));
+        line(out, format!("publish {}", q(&p.to_string())));
     }
     if let Some(m) = &svc.memory {
         line(out, format!("memory {}", q(&format!("{}B", m.value))));

@@ -369,9 +369,28 @@ enum Want {
     Ready,
 }
 
+/// Why a container is not where a stack needs it; the message follows its name (`db is
+/// unhealthy: …`).
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    /// With the last health check's output (`: OUTPUT`), if any.
+    #[error("is unhealthy{0}")]
+    Unhealthy(String),
+    #[error("has no health check")]
+    NoHealthCheck,
+    #[error("exited with code {0}")]
+    ExitedWith(i32),
+    #[error("exited")]
+    Exited,
+    #[error("is not healthy yet{0}")]
+    NotHealthyYet(String),
+    #[error("is not running")]
+    NotRunning,
+}
+
 /// Waits until the container is where `want` asks (`started`: at once), until `deadline` if
 /// any; `Err` says why it is not (and never will be, before the deadline).
-fn wait_for(info: &Info, want: Want, deadline: Option<Instant>) -> Result<(), String> {
+fn wait_for(info: &Info, want: Want, deadline: Option<Instant>) -> Result<(), NotReady> {
     use Condition::{Completed, Healthy, Started};
     let mut unknown_since: Option<Instant> = None;
     loop {
@@ -385,10 +404,10 @@ fn wait_for(info: &Info, want: Want, deadline: Option<Instant>) -> Result<(), St
             (Want::Condition(Healthy) | Want::Ready, _, Some(Some("healthy"))) => return Ok(()),
             (Want::Ready, _, Some(None)) => return Ok(()),
             (Want::Condition(Healthy) | Want::Ready, _, Some(Some("unhealthy"))) => {
-                return Err(format!("is unhealthy{}", last_health(info)));
+                return Err(NotReady::Unhealthy(last_health(info)));
             }
             (Want::Condition(Healthy), _, Some(None)) => {
-                return Err("has no health check".into());
+                return Err(NotReady::NoHealthCheck);
             }
             (Want::Condition(Completed) | Want::Ready, Status::Exited { code: Some(0), .. }, _) => {
                 return Ok(());
@@ -400,21 +419,21 @@ fn wait_for(info: &Info, want: Want, deadline: Option<Instant>) -> Result<(), St
                 },
                 _,
             ) => {
-                return Err(format!("exited with code {code}"));
+                return Err(NotReady::ExitedWith(*code));
             }
             // Its init is gone and its monitor has not recorded the code yet: a moment.
             (_, Status::Exited { code: None, .. }, _) => {
                 let since = *unknown_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(5) {
-                    return Err("exited".into());
+                    return Err(NotReady::Exited);
                 }
             }
             _ => {}
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(match health {
-                Some(_) => format!("is not healthy yet{}", last_health(info)),
-                None => "is not running".into(),
+                Some(_) => NotReady::NotHealthyYet(last_health(info)),
+                None => NotReady::NotRunning,
             });
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -477,17 +496,28 @@ fn check_scale(project: &Project<'_>, scale: &BTreeMap<String, u32>) -> Result<(
             ));
         }
         if n > 1
-            && let Some(p) = svc.publish.iter().find(|p| p.host_port.is_some())
+            && let Some((p, (lo, hi))) = svc
+                .publish
+                .iter()
+                .find_map(|p| Some((p, p.fixed_host_ports()?)))
         {
             return Err(StackError::invalid(
                 format!(
                     "--scale {name}={n}: each of the {n} replicas would publish host port {}/{}",
-                    p.host_port.unwrap_or_default(),
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    },
                     p.proto
                 ),
                 Some(format!(
                     "leave the host port out (`publish \"{}\"`): each replica then gets a free one",
-                    p.container_port
+                    crate::values::Publish {
+                        host_ip: None,
+                        host_ports: None,
+                        ..p.value
+                    }
                 )),
             ));
         }

@@ -148,7 +148,7 @@ impl Lowerer<'_> {
             "publish" => {
                 if self.shape(
                     child,
-                    &many(1, "publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]..."),
+                    &many(1, "publish [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/udp]..."),
                 ) {
                     for e in Self::positional(child) {
                         let p = match &e.value {
