@@ -548,7 +548,7 @@ fn run(
         }
         redact.push(value.clone());
     }
-    let mut security = SecuritySpec::new(&[], &[], false, false).map_err(err)?;
+    let mut security = SecuritySpec::new(&[], &[], false, false).map_err(|e| err(e.to_string()))?;
     security.seccomp = Some(
         sandbox::seccomp::program(
             sandbox::seccomp::DEFAULT_PROFILE.as_bytes(),

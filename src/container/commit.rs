@@ -312,29 +312,50 @@ fn map_ids_back(root: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<(),
     Ok(())
 }
 
+/// Why a `-c` instruction was refused.
+#[derive(Debug, thiserror::Error)]
+enum ChangeError {
+    #[error("an instruction and its value, e.g. CMD [\"sh\"]")]
+    NoValue,
+    #[error("not a JSON array of strings: {0}")]
+    NotArray(#[source] serde_json::Error),
+    #[error("`{0}` is not KEY=VALUE")]
+    NotKeyValue(String),
+    #[error("{0}")]
+    Signal(#[source] crate::values::Bad),
+    #[error("`{0}` is not PORT[/tcp|udp|sctp]")]
+    Port(String),
+    #[error("`{0}` is not an absolute path")]
+    Relative(String),
+    #[error(
+        "`{0}` cannot be changed (CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, STOPSIGNAL, EXPOSE, VOLUME can)"
+    )]
+    Unknown(String),
+}
+
 /// Applies one `-c` instruction (Dockerfile syntax) to a run config.
-fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), String> {
+fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), ChangeError> {
     let change = change.trim();
     let (word, rest) = change
         .split_once(char::is_whitespace)
         .map_or((change, ""), |(w, r)| (w, r.trim()));
     if rest.is_empty() {
-        return Err("an instruction and its value, e.g. CMD [\"sh\"]".to_owned());
+        return Err(ChangeError::NoValue);
     }
     // Exec form (a JSON array) or shell form (run by /bin/sh -c).
-    let command = |rest: &str| -> Result<Vec<String>, String> {
+    let command = |rest: &str| -> Result<Vec<String>, ChangeError> {
         if rest.starts_with('[') {
-            serde_json::from_str(rest).map_err(|e| format!("not a JSON array of strings: {e}"))
+            serde_json::from_str(rest).map_err(ChangeError::NotArray)
         } else {
             Ok(vec!["/bin/sh".into(), "-c".into(), rest.into()])
         }
     };
     // `K=V K2=V2`, or the old `K V` form.
-    let pairs = |rest: &str| -> Result<Vec<(String, String)>, String> {
+    let pairs = |rest: &str| -> Result<Vec<(String, String)>, ChangeError> {
         if !rest.split_whitespace().next().unwrap_or("").contains('=') {
             let (k, v) = rest
                 .split_once(char::is_whitespace)
-                .ok_or("expected KEY=VALUE or KEY VALUE")?;
+                .ok_or_else(|| ChangeError::NotKeyValue(rest.to_owned()))?;
             return Ok(vec![(k.to_owned(), v.trim().to_owned())]);
         }
         rest.split_whitespace()
@@ -342,7 +363,7 @@ fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), String> {
                 kv.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
                     .filter(|(k, _)| !k.is_empty())
-                    .ok_or_else(|| format!("`{kv}` is not KEY=VALUE"))
+                    .ok_or_else(|| ChangeError::NotKeyValue(kv.to_owned()))
             })
             .collect()
     };
@@ -369,7 +390,7 @@ fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), String> {
         "WORKDIR" => run.working_dir = Some(rest.to_owned()),
         "USER" => run.user = Some(rest.to_owned()),
         "STOPSIGNAL" => {
-            crate::values::parse_signal(rest).map_err(|b| b.reason)?;
+            crate::values::parse_signal(rest).map_err(ChangeError::Signal)?;
             run.stop_signal = Some(rest.to_owned());
         }
         "EXPOSE" => {
@@ -377,29 +398,27 @@ fn apply_change(run: &mut RunConfig, change: &str) -> Result<(), String> {
             for p in rest.split_whitespace() {
                 let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                 if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                    return Err(format!("`{p}` is not PORT[/tcp|udp|sctp]"));
+                    return Err(ChangeError::Port(p.to_owned()));
                 }
                 ports.insert(format!("{num}/{proto}"), oci::Empty {});
             }
         }
         "VOLUME" => {
             let paths: Vec<String> = if rest.starts_with('[') {
-                serde_json::from_str(rest).map_err(|e| format!("not a JSON array: {e}"))?
+                serde_json::from_str(rest).map_err(ChangeError::NotArray)?
             } else {
                 rest.split_whitespace().map(str::to_owned).collect()
             };
             let volumes = run.volumes.get_or_insert_with(Default::default);
             for p in paths {
                 if !p.starts_with('/') {
-                    return Err(format!("`{p}` is not an absolute path"));
+                    return Err(ChangeError::Relative(p));
                 }
                 volumes.insert(p, oci::Empty {});
             }
         }
         other => {
-            return Err(format!(
-                "`{other}` cannot be changed (CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, STOPSIGNAL, EXPOSE, VOLUME can)"
-            ));
+            return Err(ChangeError::Unknown(other.to_owned()));
         }
     }
     Ok(())

@@ -26,7 +26,7 @@ pub(super) fn prepare_from(
     let rlimits: Vec<sandbox::Rlimit> = opts
         .ulimits
         .iter()
-        .map(|u| sandbox::Rlimit::parse(u).map_err(|m| invalid(m, None)))
+        .map(|u| sandbox::Rlimit::parse(u).map_err(super::invalid_value))
         .collect::<Result<_, _>>()?;
     let (mut extra_mounts, anonymous) = mounts(store, opts)?;
     user_namespace(opts)?;
@@ -432,8 +432,7 @@ pub(super) fn create(
                         opts.ip.as_deref(),
                         &names,
                         &dir.join("netns"),
-                    )
-                    .map_err(|e| invalid(e.to_string(), None))?;
+                    )?;
                     for more in &opts.more_networks {
                         let Network::Named(more) = more else {
                             return Err(invalid(
@@ -443,15 +442,13 @@ pub(super) fn create(
                                 ),
                             ));
                         };
-                        crate::net::connect(store, more, id, None, &names)
-                            .map_err(|e| invalid(e.to_string(), None))?;
+                        crate::net::connect(store, more, id, None, &names)?;
                     }
                     // What `inspect` shows as NetworkSettings.
                     state::write_atomic(dir, state::NETWORK, &ep)
                         .map_err(io_err("write", &dir.join(state::NETWORK)))?;
                     if !publish.is_empty() {
-                        crate::net::publish::set_requests(store, dir, &ep, &publish)
-                            .map_err(|e| invalid(e.to_string(), None))?;
+                        crate::net::publish::set_requests(store, dir, &ep, &publish)?;
                     }
                     Some(ep)
                 }
@@ -497,7 +494,7 @@ pub(super) fn create(
                 None => hosts,
             };
             let hosts =
-                hosts + &etc::host_entries(&opts.add_hosts).map_err(|m| invalid(m, None))?;
+                hosts + &etc::host_entries(&opts.add_hosts).map_err(super::invalid_value)?;
             // On a network, the network's resolver (on its gateway) answers: the names of the
             // network, and the rest through the host's resolvers (a loopback one included,
             // which the container could not reach itself). The host's search and options stay.
@@ -507,14 +504,14 @@ pub(super) fn create(
             };
             let resolv =
                 etc::resolv_conf(&host_resolv, &opts.dns, &opts.dns_search, &opts.dns_options)
-                    .map_err(|m| invalid(m, None))?;
+                    .map_err(super::invalid_value)?;
             (mode, hostname, hosts, resolv)
         }
     };
     // A network namespace of the container's own: a new one (`none`), or the one boxr made for
     // it on a bridge network.
     let own_netns = network == NetworkMode::None || matches!(opts.network, Some(Network::Named(_)));
-    let sysctls = etc::sysctls(&opts.sysctls, own_netns).map_err(|m| invalid(m, None))?;
+    let sysctls = etc::sysctls(&opts.sysctls, own_netns).map_err(super::invalid_value)?;
     let shm_size = opts
         .shm_size
         .as_deref()

@@ -5,8 +5,7 @@ use super::*;
 /// `boxr run -d`: prepares the container, starts its monitor, and returns the container's id
 /// once it runs (or has already ended).
 pub fn run_detached(store: &Store, opts: &RunOptions) -> Result<String, ContainerError> {
-    crate::net::publish::check_free(store, &opts.publish)
-        .map_err(|e| invalid(e.to_string(), None))?;
+    crate::net::publish::check_free(store, &opts.publish)?;
     let (id, ms) = create_detached(store, opts)?;
     start_monitor(&ms)?;
     Ok(id)

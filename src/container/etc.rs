@@ -4,21 +4,27 @@
 
 use std::net::IpAddr;
 
+use crate::values::Bad;
+
+fn bad(reason: String) -> Bad {
+    Bad::new(reason, None)
+}
+
 /// `--add-host NAME:IP` as /etc/hosts lines (`IP<TAB>NAME`). An IPv6 address may be
 /// bracketed (`db:[::1]`) or not (`db:::1`).
-pub fn host_entries(add_hosts: &[String]) -> Result<String, String> {
+pub fn host_entries(add_hosts: &[String]) -> Result<String, Bad> {
     let mut out = String::new();
     for h in add_hosts {
         let (name, ip) = h
             .split_once(':')
             .filter(|(n, _)| !n.is_empty() && !n.contains(char::is_whitespace))
-            .ok_or_else(|| format!("--add-host {h}: expected NAME:IP"))?;
+            .ok_or_else(|| bad(format!("--add-host {h}: expected NAME:IP")))?;
         let ip: IpAddr = ip
             .strip_prefix('[')
             .and_then(|i| i.strip_suffix(']'))
             .unwrap_or(ip)
             .parse()
-            .map_err(|_| format!("--add-host {h}: `{ip}` is not an IP address"))?;
+            .map_err(|_| bad(format!("--add-host {h}: `{ip}` is not an IP address")))?;
         out.push_str(&format!("{ip}\t{name}\n"));
     }
     Ok(out)
@@ -31,22 +37,26 @@ pub fn resolv_conf(
     dns: &[String],
     search: &[String],
     options: &[String],
-) -> Result<String, String> {
+) -> Result<String, Bad> {
     if dns.is_empty() && search.is_empty() && options.is_empty() {
         return Ok(host.to_owned());
     }
     for d in dns {
         d.parse::<IpAddr>()
-            .map_err(|_| format!("--dns {d}: not an IP address"))?;
+            .map_err(|_| bad(format!("--dns {d}: not an IP address")))?;
     }
     for o in options {
         if o.is_empty() || o.contains(char::is_whitespace) {
-            return Err(format!("--dns-option `{o}`: one option, without spaces"));
+            return Err(bad(format!(
+                "--dns-option `{o}`: one option, without spaces"
+            )));
         }
     }
     for s in search {
         if s.is_empty() || s.contains(char::is_whitespace) {
-            return Err(format!("--dns-search `{s}`: one domain, without spaces"));
+            return Err(bad(format!(
+                "--dns-search `{s}`: one domain, without spaces"
+            )));
         }
     }
     // The host's values of a key (`search` and `options` may each list several).
@@ -98,13 +108,13 @@ const IPC_SYSCTLS: &[&str] = &[
 /// `--sysctl NAME=VALUE` checked: only parameters of the container's own namespaces may be set
 /// (IPC: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`; UTS: `kernel.domainname`;
 /// network: `net.*`, unless `own_network` is false because it shares one), as Docker allows.
-pub fn sysctls(given: &[String], own_network: bool) -> Result<Vec<(String, String)>, String> {
+pub fn sysctls(given: &[String], own_network: bool) -> Result<Vec<(String, String)>, Bad> {
     given
         .iter()
         .map(|s| {
             let (name, value) = s
                 .split_once('=')
-                .ok_or_else(|| format!("--sysctl {s}: expected NAME=VALUE"))?;
+                .ok_or_else(|| bad(format!("--sysctl {s}: expected NAME=VALUE")))?;
             let valid = !name.is_empty()
                 && name.split('.').all(|part| {
                     !part.is_empty()
@@ -113,25 +123,25 @@ pub fn sysctls(given: &[String], own_network: bool) -> Result<Vec<(String, Strin
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 });
             if !valid {
-                return Err(format!("--sysctl {s}: `{name}` is not a sysctl name"));
+                return Err(bad(format!("--sysctl {s}: `{name}` is not a sysctl name")));
             }
             let net = name.starts_with("net.");
             if net && !own_network {
-                return Err(format!(
+                return Err(bad(format!(
                     "--sysctl {name}: the container shares a network namespace (--network), \
                      which net.* would change for all of it"
-                ));
+                )));
             }
             let allowed = net
                 || IPC_SYSCTLS.contains(&name)
                 || name.starts_with("fs.mqueue.")
                 || name == "kernel.domainname";
             if !allowed {
-                return Err(format!(
+                return Err(bad(format!(
                     "--sysctl {name}: not a parameter of the container's own namespaces \
                      (net.*, kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, \
                      kernel.domainname); it would change the host"
-                ));
+                )));
             }
             Ok((name.to_owned(), value.to_owned()))
         })

@@ -8,8 +8,7 @@ use super::*;
 /// entries, loopback proxy) until it ends. Returns the container's exit code in that case;
 /// otherwise returns only on failure.
 pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, ContainerError> {
-    crate::net::publish::check_free(store, &opts.publish)
-        .map_err(|e| invalid(e.to_string(), None))?;
+    crate::net::publish::check_free(store, &opts.publish)?;
     let spec = prepare(store, opts)?;
     let dir = dir_of(&spec);
     let fail = |e: ContainerError| {
@@ -32,7 +31,7 @@ pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, ContainerError> {
     }
     let publication = match crate::net::publish::Publication::open(store, &dir) {
         Ok(p) => p,
-        Err(e) => return fail(invalid(e.to_string(), None)),
+        Err(e) => return fail(e.into()),
     };
     let code = sandbox::run_foreground(&spec);
     drop(publication);

@@ -276,14 +276,14 @@ impl Checker {
         }
         if self.running.is_none() && self.next.is_some_and(|n| now >= n) {
             self.next = None;
-            if let Err(message) = self.spawn(now) {
-                return Some(self.record(-1, message));
+            if let Err(e) = self.spawn(now) {
+                return Some(self.record(-1, format!("cannot run the health check: {e}")));
             }
         }
         None
     }
 
-    fn spawn(&mut self, now: Instant) -> Result<(), String> {
+    fn spawn(&mut self, now: Instant) -> std::io::Result<()> {
         let out = fs::File::create(&self.output).and_then(|f| Ok((f.try_clone()?, f)));
         let child = out.and_then(|(o, e)| {
             Command::new(&self.boxr)
@@ -294,7 +294,7 @@ impl Checker {
                 .stderr(e)
                 .spawn()
         });
-        let c = child.map_err(|e| format!("cannot run the health check: {e}"))?;
+        let c = child?;
         self.running = Some(Running {
             pid: Pid::from_raw(c.id() as i32),
             began: crate::time::now_rfc3339_nanos(),

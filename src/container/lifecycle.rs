@@ -397,8 +397,8 @@ pub fn remove(
     };
     state::release_name(store, info);
     // Its network namespace is a mount point in its directory.
-    crate::net::release(store, &info.id).map_err(|e| invalid(e.to_string(), None))?;
-    crate::store::remove_dir_tree(&info.dir).map_err(|e| invalid(e.to_string(), None))?;
+    crate::net::release(store, &info.id)?;
+    crate::store::remove_dir_tree(&info.dir)?;
     for n in &anonymous {
         let _ = store.remove_volume(n);
     }

@@ -7,7 +7,8 @@
 //! `exec`; `detached` `run -d` and `create` under a monitor; `state` the container's files on disk
 //! (`state.json` as one [`state::StateFile`]), names, status; `record` what its sandbox records
 //! as it starts and ends (events, exit status, `--rm`); `monitor` the per-container monitor of
-//! a detached container; `lifecycle` start, stop, restart, attach, rm, update, rename;
+//! a detached container (its restart policy and backoff: `restart`); `lifecycle` start, stop,
+//! restart, attach, rm, update, rename;
 //! `health` health checks; `events` the event log; `logs`, `stats`, `top`, `filter` (`ps -f`),
 //! `commit` (and export, diff), `cp`, `etc` (/etc/hosts, resolv.conf, hostname).
 
@@ -31,6 +32,7 @@ pub mod network;
 mod options;
 pub mod record;
 mod release;
+mod restart;
 pub mod state;
 pub mod stats;
 pub mod top;
@@ -87,6 +89,10 @@ pub enum ContainerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Cgroup(#[from] sandbox::cgroup::CgroupError),
+    /// Boxed: a network error is large, and every `Result` of this type would carry its size.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Net(Box<crate::net::NetError>),
     /// A detached container could not start: 125 (boxr), 126 (cannot execute), 127 (not found).
     #[error("{message}")]
     #[diagnostic(code(boxr::container::start))]
@@ -102,6 +108,12 @@ pub enum ContainerError {
         error: Box<ContainerError>,
         cleanup: Vec<String>,
     },
+}
+
+impl From<crate::net::NetError> for ContainerError {
+    fn from(e: crate::net::NetError) -> ContainerError {
+        ContainerError::Net(Box::new(e))
+    }
 }
 
 impl ContainerError {
@@ -131,6 +143,14 @@ fn invalid(message: impl Into<String>, help: Option<&str>) -> ContainerError {
     ContainerError::Invalid {
         message: message.into(),
         help: help.map(str::to_owned),
+    }
+}
+
+/// A value of an option that [`crate::values`] (or the sandbox's own parsers) rejected.
+fn invalid_value(b: crate::values::Bad) -> ContainerError {
+    ContainerError::Invalid {
+        message: b.reason,
+        help: b.help,
     }
 }
 

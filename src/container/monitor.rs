@@ -91,6 +91,25 @@ pub use super::control::SOCKET;
 
 use super::control::frame;
 
+/// Why the monitor could not start a container's helper: what it was doing, and the cause.
+#[derive(Debug, thiserror::Error)]
+enum HelperStartError {
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+}
+
+impl HelperStartError {
+    fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> HelperStartError {
+        move |source| HelperStartError::Io { what, source }
+    }
+}
+
 pub(super) fn now() -> String {
     crate::time::now_rfc3339_nanos()
 }
@@ -293,10 +312,8 @@ struct Monitor {
     phase: Phase,
     /// Children reaped before their pid was known (the init can end before its helper).
     early: Vec<(Pid, i32)>,
-    policy: RestartPolicy,
+    restarts: super::restart::Restarts,
     base: StateFile,
-    restarts: u32,
-    delay: Duration,
     started: Instant,
     /// When a `stop` turns into SIGKILL.
     kill_at: Option<Instant>,
@@ -353,7 +370,7 @@ impl Monitor {
         };
         let ports = match super::network::publish(&spec.dir) {
             Ok(p) => p,
-            Err(e) => return Err((ready, e)),
+            Err(e) => return Err((ready, e.to_string())),
         };
         let policy = spec.restart;
         let pid = std::process::id() as i32;
@@ -381,10 +398,7 @@ impl Monitor {
             console: None,
             phase: Phase::Done,
             early: Vec::new(),
-            policy,
-            restarts: 0,
-            // Docker's backoff: 100 ms, doubling to a minute; back to 100 ms after 10 s up.
-            delay: Duration::from_millis(100),
+            restarts: super::restart::Restarts::new(policy),
             started: Instant::now(),
             kill_at: None,
             stop_with: (Signal::SIGTERM as i32, Duration::from_secs(10)),
@@ -497,7 +511,7 @@ impl Monitor {
         {
             self.spec.sandbox = saved.sandbox;
             self.spec.name_file = saved.name_file;
-            self.policy = saved.restart;
+            self.restarts.policy = saved.restart;
         }
     }
 
@@ -518,7 +532,8 @@ impl Monitor {
         }
     }
 
-    fn spawn_helper(&mut self) -> Result<(), String> {
+    fn spawn_helper(&mut self) -> Result<(), HelperStartError> {
+        let io = HelperStartError::io;
         let output = |kind, name, r: std::io::PipeReader| Output {
             kind,
             name,
@@ -535,24 +550,24 @@ impl Monitor {
                 None,
                 nix::sys::socket::SockFlag::SOCK_CLOEXEC,
             )
-            .map_err(|e| format!("socketpair: {}", e.desc()))?;
-            term::inheritable(&t).map_err(|e| format!("cannot pass a socket on: {e}"))?;
+            .map_err(|e| io("socketpair")(e.into()))?;
+            term::inheritable(&t).map_err(io("cannot pass a socket on"))?;
             sandbox["console_fd"] = json!(t.as_raw_fd());
             theirs = Some(t);
             self.console = Some(ours);
             // The command's stdio is the pty; what the helper and init print before it runs
             // (why a start failed) still reaches the log.
-            let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            let (r, w) = std::io::pipe().map_err(io("pipe"))?;
             self.outputs.push(output(frame::STDERR, "stderr", r));
-            let w2 = w.try_clone().map_err(|e| format!("dup: {e}"))?;
+            let w2 = w.try_clone().map_err(io("dup"))?;
             (Stdio::from(w2), Stdio::from(w), Stdio::null())
         } else {
-            let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-            let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            let (out_r, out_w) = std::io::pipe().map_err(io("pipe"))?;
+            let (err_r, err_w) = std::io::pipe().map_err(io("pipe"))?;
             self.outputs.push(output(frame::STDOUT, "stdout", out_r));
             self.outputs.push(output(frame::STDERR, "stderr", err_r));
             let stdin = if self.spec.stdin {
-                let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+                let (r, w) = std::io::pipe().map_err(io("pipe"))?;
                 self.stdin = Some(fs::File::from(OwnedFd::from(w)));
                 Stdio::from(r)
             } else {
@@ -566,17 +581,17 @@ impl Monitor {
             .create(true)
             .truncate(true)
             .open(INIT_EXIT)
-            .map_err(|e| format!("cannot create {INIT_EXIT}: {e}"))?;
-        term::inheritable(&exit_file).map_err(|e| format!("cannot pass a file on: {e}"))?;
+            .map_err(io("cannot create the init's exit file"))?;
+        term::inheritable(&exit_file).map_err(io("cannot pass a file on"))?;
         sandbox["exit_fd"] = json!(exit_file.as_raw_fd());
-        let fd = sandbox::json_memfd_inherited(&sandbox).map_err(|e| e.to_string())?;
+        let fd = sandbox::json_memfd_inherited(&sandbox)?;
         let child = self
             .runtime(sandbox::HELPER_ARG, &fd)
             .stdin(stdin)
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("cannot start the helper: {e}"))?;
+            .map_err(io("cannot start the helper"))?;
         drop((fd, theirs, exit_file));
         // Reaped by the SIGCHLD handler, not through `child`.
         self.phase = Phase::Starting(Pid::from_raw(child.id() as i32));
@@ -775,7 +790,7 @@ impl Monitor {
                     Phase::Backoff { .. } => ("restarting", 0),
                 };
                 let reply = json!({
-                    "Status": status, "Pid": pid, "RestartCount": self.restarts,
+                    "Status": status, "Pid": pid, "RestartCount": self.restarts.count,
                     "Tty": self.spec.tty, "OpenStdin": self.spec.stdin,
                 });
                 let s = &mut self.clients[k].stream;
@@ -930,9 +945,8 @@ impl Monitor {
                     let code = last_exit_code();
                     self.done(code, None);
                 } else {
-                    self.delay = (self.delay * 2).min(Duration::from_secs(60));
-                    self.restarts += 1;
-                    self.base.restart_count = self.restarts.into();
+                    self.restarts.restarting();
+                    self.base.restart_count = self.restarts.count.into();
                     self.launch();
                 }
             }
@@ -993,26 +1007,19 @@ impl Monitor {
         let exit = StateFile::read(self.dir(), EXIT);
         let code = exit.as_ref().and_then(|e| e.exit_code).unwrap_or(code);
         self.refresh_spec();
-        let again = self.dir().exists()
-            && !self.stopped()
-            && match self.policy {
-                RestartPolicy::No => false,
-                RestartPolicy::OnFailure { max_retries } => {
-                    code != 0 && max_retries.is_none_or(|m| self.restarts < m)
-                }
-                RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
-            };
-        if !again {
+        let wait = if self.dir().exists() && !self.stopped() {
+            self.restarts.after_exit(code, self.started.elapsed())
+        } else {
+            None
+        };
+        let Some(wait) = wait else {
             self.done(code, exit.as_ref());
             return;
-        }
-        if self.started.elapsed() > Duration::from_secs(10) {
-            self.delay = Duration::from_millis(100);
-        }
+        };
         self.write_state("restarting", |s| s.exit_code = Some(code));
         let _ = fs::remove_file(EXIT);
         self.phase = Phase::Backoff {
-            until: Instant::now() + self.delay,
+            until: Instant::now() + wait,
         };
     }
 

@@ -7,10 +7,13 @@ use std::path::Path;
 pub(super) use super::release::release;
 
 /// The store of the container in `dir`, opened for a moment.
-fn store_of(dir: &Path) -> Result<crate::store::Store, String> {
+fn store_of(dir: &Path) -> Result<crate::store::Store, super::ContainerError> {
     let root = crate::store::root_of_container_dir(dir)
-        .ok_or_else(|| format!("{} is not in a store", dir.display()))?;
-    crate::store::Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())
+        .ok_or_else(|| super::invalid(format!("{} is not in a store", dir.display()), None))?;
+    Ok(crate::store::Store::open(
+        root,
+        crate::store::Access::Shared,
+    )?)
 }
 
 fn id_of(dir: &Path) -> String {
@@ -22,16 +25,18 @@ fn id_of(dir: &Path) -> String {
 /// The container's network when it starts again (a stopped container gave its namespace and
 /// veth back), and the ports it asked for (the proxy's threads start with the monitor's signals
 /// blocked, so those still come to its signalfd).
-pub(super) fn publish(dir: &Path) -> Result<Option<crate::net::publish::Publication>, String> {
+pub(super) fn publish(
+    dir: &Path,
+) -> Result<Option<crate::net::publish::Publication>, super::ContainerError> {
     if !dir.join(crate::net::publish::ENDPOINT).exists() {
         return Ok(None);
     }
     let store = store_of(dir)?;
-    crate::net::rewire(&store, &id_of(dir)).map_err(|e| e.to_string())?;
+    crate::net::rewire(&store, &id_of(dir))?;
     if crate::net::publish::requests(dir).is_empty() {
         return Ok(None);
     }
-    crate::net::publish::Publication::open(&store, dir).map_err(|e| e.to_string())
+    Ok(crate::net::publish::Publication::open(&store, dir)?)
 }
 
 /// A monitor that ends for good gives the container's namespace and veth back (the container
@@ -63,8 +68,7 @@ pub fn connect(
     }
     let info = super::state::find(store, container)?;
     let names = names_on_network(info.name.as_deref(), &info.id, aliases);
-    crate::net::connect(store, network, &info.id, ip, &names)
-        .map_err(|e| super::invalid(e.to_string(), None))
+    Ok(crate::net::connect(store, network, &info.id, ip, &names)?)
 }
 
 /// `boxr network disconnect`: takes a container off a network. When that was its first one, the
@@ -77,8 +81,7 @@ pub fn disconnect(
 ) -> Result<(), super::ContainerError> {
     let info = super::state::find(store, container)?;
     let before = crate::net::endpoints(store, &info.id);
-    let next = crate::net::disconnect(store, network, &info.id)
-        .map_err(|e| super::invalid(e.to_string(), None))?;
+    let next = crate::net::disconnect(store, network, &info.id)?;
     if let (Some(next), Some(old)) = (next, before.first()) {
         let dir = &info.dir;
         super::state::write_atomic(dir, super::state::NETWORK, &next)

@@ -144,7 +144,7 @@ pub(super) fn subordinate_range(file: &str) -> IdMap {
 pub(super) fn user_namespace(opts: &RunOptions) -> Result<Option<UserNs>, ContainerError> {
     let parse = |maps: &[String]| -> Result<Vec<IdMap>, ContainerError> {
         maps.iter()
-            .map(|m| IdMap::parse(m).map_err(|e| invalid(e, None)))
+            .map(|m| IdMap::parse(m).map_err(super::invalid_value))
             .collect()
     };
     let (mut uid_map, mut gid_map) = (parse(&opts.uidmaps)?, parse(&opts.gidmaps)?);
@@ -389,7 +389,12 @@ pub(super) fn security(
         }
     }
     let mut spec = sandbox::SecuritySpec::new(&opts.cap_add, &opts.cap_drop, opts.privileged, nnp)
-        .map_err(|m| invalid(m, Some("names with or without CAP_, any case, or ALL")))?;
+        .map_err(|e| {
+            invalid(
+                e.to_string(),
+                Some("names with or without CAP_, any case, or ALL"),
+            )
+        })?;
     // --privileged turns seccomp off, as in Docker.
     if !opts.privileged {
         let json = match &profile {
@@ -413,7 +418,7 @@ pub(crate) fn seccomp_program(
     store: &Store,
     json: &[u8],
     caps: &[String],
-) -> Result<String, String> {
+) -> Result<String, sandbox::seccomp::SeccompError> {
     sandbox::seccomp::program(json, caps, |key, make| {
         store.cached_artifact("seccomp", key, make)
     })

@@ -654,7 +654,7 @@ pub(super) fn reap_stale(store: &Store, net: Network) -> Network {
 /// `gc`: the namespace, veth and lease of a container whose directory is gone (a boxr killed
 /// while it removed it, or while it wired it). `Ok(true)` when the entry may go (the store
 /// removes it).
-pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError> {
     let Ok(ep) = serde_json::from_slice::<Endpoint>(entry) else {
         return Ok(true);
     };

@@ -220,36 +220,48 @@ pub(super) fn close_iptables_forward(bridge: &str) {
     }
 }
 
-fn run(batch: &Value) -> Result<(), String> {
+/// Why `nft` did not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot talk to nft: {0}")]
+    Pipe(#[source] std::io::Error),
+    /// nft's own message (its stderr).
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn run(batch: &Value) -> Result<(), NftError> {
     run_nft(&["-j", "-f", "-"], &batch.to_string())
 }
 
-fn run_nft(args: &[&str], input: &str) -> Result<(), String> {
+fn run_nft(args: &[&str], input: &str) -> Result<(), NftError> {
     let mut child = Command::new(nft())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
+        .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("cannot write to nft: {e}"))?;
+        stdin.write_all(input.as_bytes()).map_err(NftError::Pipe)?;
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(NftError::Pipe)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(NftError::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
     }
 }
 
 /// Creates (or replaces) the rules of `net`, in one transaction.
 pub(super) fn apply(net: &Network) -> Result<(), NetError> {
-    run(&batch(net)).map_err(|message| NetError::Firewall {
+    run(&batch(net)).map_err(|source| NetError::Firewall {
         network: net.name.clone(),
-        message,
+        source,
     })
 }
 
@@ -317,7 +329,7 @@ fn element_line(verb: &str, e: &Element, with_value: bool) -> String {
 }
 
 /// Adds published ports to the maps, in one transaction.
-pub(super) fn publish(elements: &[Element]) -> Result<(), String> {
+pub(super) fn publish(elements: &[Element]) -> Result<(), NftError> {
     let mut text = ports_setup();
     for e in elements {
         text += &element_line("add", e, true);

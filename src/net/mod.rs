@@ -98,12 +98,16 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the firewall (nft) refused boxr's rules for {network}: {message}")]
+    #[error("the firewall (nft) refused boxr's rules for {network}: {source}")]
     #[diagnostic(
         code(boxr::net::firewall),
         help("boxr needs nftables (`apt-get install nftables`) and CAP_NET_ADMIN")
     )]
-    Firewall { network: String, message: String },
+    Firewall {
+        network: String,
+        #[source]
+        source: firewall::NftError,
+    },
     #[error("cannot publish {port}: {reason}{}", holder_text(holder))]
     #[diagnostic(
         code(boxr::net::port_taken),
@@ -565,14 +569,11 @@ fn mac_text(mac: [u8; 6]) -> String {
 
 /// `gc`: the bridge and rules of a network whose file is gone (a boxr killed in `network rm`).
 /// `Ok(true)` when the entry may go.
-pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError> {
     let Ok(b) = serde_json::from_slice::<BridgeEntry>(entry) else {
         return Ok(true);
     };
-    let in_use = list(store)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|n| n.bridge == b.bridge);
+    let in_use = list(store)?.iter().any(|n| n.bridge == b.bridge);
     if in_use {
         return Ok(false);
     }
@@ -581,9 +582,9 @@ pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
         if b.iptables {
             firewall::close_iptables_forward(&b.bridge);
         }
-        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
+        let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
         nl.del_link(&b.bridge)
-            .map_err(|e| format!("cannot delete the bridge {}: {e}", b.bridge))?;
+            .map_err(io(format!("delete the bridge {}", b.bridge)))?;
     }
     Ok(true)
 }

@@ -330,9 +330,9 @@ impl Publication {
         };
         {
             let _l = lock(store)?;
-            firewall::publish(&publication.elements).map_err(|message| NetError::Firewall {
+            firewall::publish(&publication.elements).map_err(|source| NetError::Firewall {
                 network: ep.network.clone(),
-                message,
+                source,
             })?;
         }
         // UDP flows of an earlier holder of these ports may still be tracked to an old
@@ -525,7 +525,7 @@ fn serve_udp(s: UdpSocket, to: SocketAddr) {
 
 /// `rm` and `gc`: the map entries of a holder that is gone (killed with -9). `Ok(true)` when
 /// the entry may go.
-pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError> {
     let Ok(e) = serde_json::from_slice::<JournalEntry>(entry) else {
         return Ok(true);
     };
@@ -533,7 +533,7 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> 
         return Ok(false);
     }
     if e.host_netns == own_netns() {
-        let _l = lock(store).map_err(|e| e.to_string())?;
+        let _l = lock(store)?;
         firewall::unpublish(&e.elements);
     }
     Ok(true)

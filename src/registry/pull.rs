@@ -40,7 +40,7 @@ impl PlatformSpec {
         }
     }
 
-    pub fn parse(text: &str) -> Result<PlatformSpec, String> {
+    pub fn parse(text: &str) -> Result<PlatformSpec, crate::values::Bad> {
         let parts: Vec<&str> = text.split('/').collect();
         match parts[..] {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
@@ -48,8 +48,9 @@ impl PlatformSpec {
                 architecture: arch.to_owned(),
                 variant: parts.get(2).map(|v| v.to_string()),
             }),
-            _ => Err(format!(
-                "`{text}` is not OS/ARCH[/VARIANT] (e.g. linux/amd64)"
+            _ => Err(crate::values::Bad::new(
+                format!("`{text}` is not OS/ARCH[/VARIANT] (e.g. linux/amd64)"),
+                None,
             )),
         }
     }

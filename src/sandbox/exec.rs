@@ -18,10 +18,11 @@ use nix::sched::{CloneFlags, setns};
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
+use super::error::fail;
 use super::fds::{cloexec_all_fds, read_spec_fd, sealed_copy, spec_memfd, stdin_from_dev_null};
 use super::spec::ProcessSpec;
 use super::userns::enter_userns_as_root;
-use super::{SandboxError, SecuritySpec, process, sys};
+use super::{SandboxError, SecuritySpec, SetupError, process, sys};
 
 /// What to start where.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,11 +91,6 @@ pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
         .map_err(|source| SandboxError::Spawn { path: bin, source })
 }
 
-fn fail(code: i32, message: &str) -> i32 {
-    eprintln!("boxr: {message}");
-    code
-}
-
 /// `boxr __exec --spec-fd N`.
 pub fn main(spec_fd: i32) -> i32 {
     let spec: ExecSpec = match read_spec_fd(spec_fd) {
@@ -121,7 +117,10 @@ pub fn main(spec_fd: i32) -> i32 {
             "cgroup.procs"
         };
         if let Err(e) = std::fs::write(d.join(file), "0") {
-            return fail(125, &format!("cannot join the cgroup {}: {e}", d.display()));
+            return fail(
+                125,
+                SetupError::io(format!("cannot join the cgroup {}", d.display()))(e),
+            );
         }
     }
     // Checked here: in the container's mount namespace /proc no longer shows this process.
@@ -145,7 +144,7 @@ pub fn main(spec_fd: i32) -> i32 {
     } else {
         match File::open(format!("/proc/{}/ns/user", spec.pid)) {
             Ok(f) => Some(f),
-            Err(e) => return fail(125, &format!("cannot open the user namespace: {e}")),
+            Err(e) => return fail(125, SetupError::io("cannot open the user namespace")(e)),
         }
     };
     let kinds = [
@@ -159,7 +158,12 @@ pub fn main(spec_fd: i32) -> i32 {
     for (name, flag) in kinds {
         match File::open(format!("/proc/{}/ns/{name}", spec.pid)) {
             Ok(f) => fds.push((name, flag, f)),
-            Err(e) => return fail(125, &format!("cannot open the {name} namespace: {e}")),
+            Err(e) => {
+                return fail(
+                    125,
+                    SetupError::io(format!("cannot open the {name} namespace"))(e),
+                );
+            }
         }
     }
     // The pid is checked again now that its namespaces are held open.
@@ -172,14 +176,11 @@ pub fn main(spec_fd: i32) -> i32 {
     let (net, others): (Vec<_>, Vec<_>) = fds.into_iter().partition(|(name, ..)| *name == "net");
     let join = |list: &[(&str, CloneFlags, File)]| {
         for (name, flag, f) in list {
-            if let Err(e) = setns(f, *flag) {
-                return Err(format!(
-                    "cannot join the container's {name} namespace: {}",
-                    e.desc()
-                ));
-            }
+            setns(f, *flag).map_err(SetupError::at(format!(
+                "cannot join the container's {name} namespace"
+            )))?;
         }
-        Ok(())
+        Ok::<(), SetupError>(())
     };
     if let Err(m) = join(&net) {
         return fail(125, &m);
@@ -189,7 +190,7 @@ pub fn main(spec_fd: i32) -> i32 {
     {
         return fail(
             125,
-            &format!("cannot join the container's user namespace: {}", e.desc()),
+            SetupError::at("cannot join the container's user namespace")(e),
         );
     }
     if let Err(m) = join(&others) {
@@ -203,7 +204,7 @@ pub fn main(spec_fd: i32) -> i32 {
     };
     let relayed = super::relay::relayed();
     if let Err(e) = relayed.thread_block() {
-        return fail(125, &format!("cannot block signals: {}", e.desc()));
+        return fail(125, SetupError::at("cannot block signals")(e));
     }
     match sys::fork_checked(single) {
         Ok(ForkResult::Child) => {
@@ -237,6 +238,6 @@ pub fn main(spec_fd: i32) -> i32 {
             }
             None => super::relay::wait_relaying(child, &relayed),
         },
-        Err(e) => fail(125, &format!("fork: {}", e.desc())),
+        Err(e) => fail(125, format!("fork: {}", e.desc())),
     }
 }

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
+use super::SetupError;
 use super::sys;
 
 /// Marks every descriptor from 3 up close-on-exec, so nothing of the host leaks into the
@@ -40,7 +41,7 @@ fn fds_from_3() -> Vec<i32> {
 }
 
 /// Reads a JSON value from an inherited memfd and closes it.
-pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
+pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, SetupError> {
     let owned = if fd == 0 {
         // A spec on stdin ([`super::spawn`]): a duplicate is ours to read; the caller then
         // points descriptor 0 at /dev/null.
@@ -48,54 +49,54 @@ pub(super) fn read_spec_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T,
         std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| format!("cannot read the spec from stdin: {e}"))?
+            .map_err(SetupError::io("cannot read the spec from stdin"))?
     } else {
-        super::sys::own_fd(fd).ok_or_else(|| format!("descriptor {fd} is not open"))?
+        super::sys::own_fd(fd).ok_or(SetupError::NotOpen(fd))?
     };
     let mut f = File::from(owned);
-    f.rewind()
-        .map_err(|e| format!("cannot read the spec: {e}"))?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the spec: {e}"))?;
-    serde_json::from_slice(&buf).map_err(|e| format!("invalid spec: {e}"))
+    f.rewind()
+        .and_then(|()| f.read_to_end(&mut buf))
+        .map_err(SetupError::io("cannot read the spec"))?;
+    serde_json::from_slice(&buf).map_err(SetupError::Spec)
 }
 
 /// Writes a JSON value into a new memfd that survives exec (for the next process to read).
 /// `cloexec`: for a child started with the descriptor as its stdin (dup2 clears the flag).
-pub(super) fn spec_memfd<T: serde::Serialize>(value: &T, cloexec: bool) -> Result<OwnedFd, String> {
+pub(super) fn spec_memfd<T: serde::Serialize>(
+    value: &T,
+    cloexec: bool,
+) -> Result<OwnedFd, SetupError> {
     let flags = if cloexec {
         MFdFlags::MFD_CLOEXEC
     } else {
         MFdFlags::empty()
     };
-    let fd = memfd_create("boxr-spec", flags).map_err(|e| format!("memfd: {e}"))?;
+    let fd = memfd_create("boxr-spec", flags).map_err(SetupError::at("memfd_create"))?;
     let mut f = File::from(fd);
     f.write_all(&serde_json::to_vec(value).expect("serializes"))
-        .map_err(|e| format!("cannot write the spec: {e}"))?;
+        .map_err(SetupError::io("cannot write the spec"))?;
     Ok(f.into())
 }
 
 /// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
 /// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
 /// copy itself cannot be written.
-pub(super) fn sealed_self_copy() -> Result<OwnedFd, String> {
+pub(super) fn sealed_self_copy() -> Result<OwnedFd, SetupError> {
     sealed_copy(std::path::Path::new("/proc/self/exe"))
 }
 
 /// A sealed in-memory copy of the program at `path`.
-pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
+pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, SetupError> {
     let fd = memfd_create(
         "boxr-init",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )
-    .map_err(|e| format!("memfd: {e}"))?;
+    .map_err(SetupError::at("memfd_create"))?;
     let dst = File::from(fd);
-    let src = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let len = src
-        .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len() as usize;
+    let read = || SetupError::io(format!("cannot read {}", path.display()));
+    let src = File::open(path).map_err(read())?;
+    let len = src.metadata().map_err(read())?.len() as usize;
     // Copied by the kernel (sendfile: page cache to the memfd's pages), without a buffer in
     // this process: reading into one cost about as much again as the copy itself.
     let mut done = 0;
@@ -104,7 +105,7 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("cannot copy boxr: {e}")),
+            Err(e) => return Err(SetupError::at(format!("cannot copy {}", path.display()))(e)),
         }
     }
     let seals = SealFlag::F_SEAL_SEAL
@@ -120,7 +121,7 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            Err(e) => return Err(format!("cannot seal the init: {e}")),
+            Err(e) => return Err(SetupError::at("cannot seal the init's copy")(e)),
         }
     }
     Ok(dst.into())
@@ -128,7 +129,7 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, String> {
 
 /// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its
 /// place once it is read.
-pub(super) fn stdin_from_dev_null() -> Result<(), String> {
-    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| format!("dup2: {}", e.desc()))
+pub(super) fn stdin_from_dev_null() -> Result<(), SetupError> {
+    let null = File::open("/dev/null").map_err(SetupError::io("cannot open /dev/null"))?;
+    nix::unistd::dup2_stdin(&null).map_err(SetupError::at("dup2 /dev/null to stdin"))
 }

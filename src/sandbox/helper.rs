@@ -22,6 +22,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
+use super::error::fail;
 use super::fds::{cloexec_all_fds, read_spec_fd, sealed_self_copy, stdin_from_dev_null};
 use super::init::exec_init;
 use super::join::{join_network, join_shared};
@@ -30,7 +31,7 @@ use super::relay::{relayed, wait_relaying};
 use super::spec::{NetworkMode, NsShare, SandboxSpec};
 use super::sys;
 use super::userns::{UsernsSetup, first_process_userns};
-use super::{Ended, Recorder};
+use super::{Ended, Recorder, SetupError};
 
 /// The helper's main: returns the exit code of `boxr run`.
 pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
@@ -99,11 +100,6 @@ enum Outcome {
 
 pub use crate::platform::process_start_time;
 
-fn fail(code: i32, message: &str) -> i32 {
-    eprintln!("boxr: {message}");
-    code
-}
-
 /// What the helper knows when the sandbox has ended.
 fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> Ended {
     let oom = cgroup.is_some_and(Cgroup::oom_killed);
@@ -131,11 +127,11 @@ fn finish(spec: &SandboxSpec, cgroup: Option<&Cgroup>, code: i32) -> Ended {
 
 /// Creates the sandbox's cgroup (journaled first, so a killed boxr leaves nothing `boxr gc`
 /// cannot find).
-fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
+fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, SetupError> {
     let Some(c) = &spec.cgroup else {
         return Ok(None);
     };
-    let layout = Layout::detect().map_err(|e| format!("cannot read the mount table: {e}"))?;
+    let layout = Layout::detect().map_err(SetupError::io("cgroup: cannot read the mount table"))?;
     let planned = Cgroup {
         v1: layout
             .v1
@@ -146,7 +142,7 @@ fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
     };
     if let Some(j) = &c.journal {
         std::fs::write(j, serde_json::to_vec(&planned).expect("serializes"))
-            .map_err(|e| format!("cannot write {}: {e}", j.display()))?;
+            .map_err(SetupError::io(format!("cannot write {}", j.display())))?;
     }
     match Cgroup::create(&layout, &c.path, &c.limits) {
         Ok(cg) => Ok(Some(cg)),
@@ -154,7 +150,7 @@ fn create_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, String> {
             if let Some(j) = &c.journal {
                 let _ = std::fs::remove_file(j);
             }
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }
@@ -164,7 +160,7 @@ fn run(spec: &SandboxSpec, recorder: &dyn Recorder) -> Outcome {
         Ok(c) => c,
         Err(e) => {
             return Outcome::Exited(Ended {
-                code: fail(125, &format!("cgroup: {e}")),
+                code: fail(125, &e),
                 oom: false,
             });
         }
@@ -183,7 +179,7 @@ fn run_in(
 ) -> Result<Option<i32>, i32> {
     // Ok(None): detached, the command runs; Ok(Some(code)): it ran and exited; Err(code): it
     // could not start.
-    let fail = |code: i32, message: &str| Err(fail(code, message));
+    let fail = |code: i32, message: &dyn std::fmt::Display| Err(fail(code, message));
     let init = match sealed_self_copy() {
         Ok(i) => i,
         Err(e) => return fail(125, &e),
@@ -204,10 +200,7 @@ fn run_in(
             || spec.ipc_ns != NsShare::Private
             || spec.uts_ns != NsShare::Private)
     {
-        return fail(
-            125,
-            "a user namespace cannot share the PID, IPC or UTS namespace here",
-        );
+        return fail(125, &SetupError::UsernsShares);
     }
     if userns.is_none() {
         match join_shared(&spec.pid_ns, "pid", CloneFlags::CLONE_NEWPID) {
@@ -348,7 +341,7 @@ fn run_in(
                     let (code, message) = report
                         .split_once('\n')
                         .unwrap_or(("125", "the sandbox's first process failed"));
-                    return fail(code.parse().unwrap_or(125), message);
+                    return fail(code.parse().unwrap_or(125), &message);
                 }
             }
         }
@@ -405,7 +398,7 @@ fn run_in(
     let _ = File::from(err_r).read_to_string(&mut report);
     if let Some((code, message)) = report.split_once('\n') {
         let _ = waitpid(child, None);
-        return fail(code.parse().unwrap_or(125), message);
+        return fail(code.parse().unwrap_or(125), &message);
     }
     if spec.detach {
         // The command runs and the init no longer dies with us: our exit hands it to the
@@ -430,7 +423,7 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Join a namespace given by path before creating the others.
     if let Err(e) = join_network(spec) {
-        return err(e);
+        return err(e.to_string());
     }
     let mut flags = CloneFlags::CLONE_NEWNS;
     if spec.network == NetworkMode::None {
@@ -440,7 +433,7 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     let ipc = join_shared(&spec.ipc_ns, "ipc", CloneFlags::CLONE_NEWIPC);
     let (uts, ipc) = match (uts, ipc) {
         (Ok(u), Ok(i)) => (u, i),
-        (Err(m), _) | (_, Err(m)) => return err(m),
+        (Err(m), _) | (_, Err(m)) => return err(m.to_string()),
     };
     if uts.0 {
         flags |= CloneFlags::CLONE_NEWUTS;
@@ -474,7 +467,7 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
 }
 
 /// Runs the sandbox's hooks, one after the other, for the init `child`.
-fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
+fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), SetupError> {
     let dir = spec.pid_file.as_ref().and_then(|p| p.parent());
     let state = serde_json::json!({
         "ociVersion": "1.0.2",
@@ -484,19 +477,21 @@ fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
         "bundle": dir,
     });
     for h in &spec.hooks {
-        let name = h.path.display();
         let mut c = std::process::Command::new(&h.path)
             .args(&h.args)
             .env("BOXR_PID", child.as_raw().to_string())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot run the hook {name}: {e}"))?;
+            .map_err(SetupError::io(format!(
+                "cannot run the hook {}",
+                h.path.display()
+            )))?;
         if let Some(mut stdin) = c.stdin.take() {
             let _ = stdin.write_all(state.to_string().as_bytes());
         }
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_secs(h.timeout.unwrap_or(30));
+        let timeout = h.timeout.unwrap_or(30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
         let status = loop {
             match c.try_wait() {
                 Ok(Some(s)) => break s,
@@ -506,13 +501,21 @@ fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), String> {
                 Ok(None) => {
                     let _ = c.kill();
                     let _ = c.wait();
-                    return Err(format!("the hook {name} ran past its timeout"));
+                    return Err(SetupError::HookTimeout {
+                        path: h.path.clone(),
+                        timeout,
+                    });
                 }
-                Err(e) => return Err(format!("the hook {name}: {e}")),
+                Err(e) => {
+                    return Err(SetupError::io(format!("the hook {}", h.path.display()))(e));
+                }
             }
         };
         if !status.success() {
-            return Err(format!("the hook {name} failed ({status})"));
+            return Err(SetupError::HookFailed {
+                path: h.path.clone(),
+                status,
+            });
         }
     }
     Ok(())

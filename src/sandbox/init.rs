@@ -89,7 +89,7 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
                 .map(|c| super::tty::open_in_container(c.as_raw_fd()));
             match slave {
                 Some(Ok(s)) => Some(s),
-                Some(Err(m)) => return Err((125, m)),
+                Some(Err(m)) => return Err((125, m.to_string())),
                 None => return Err((125, "the terminal socket is missing".into())),
             }
         }
@@ -124,7 +124,7 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
         if let Some(s) = &slave
             && let Err(m) = super::tty::become_controlled(s)
         {
-            return Err((125, m));
+            return Err((125, m.to_string()));
         }
         drop(slave);
         if report.0.is_some() {
@@ -229,7 +229,7 @@ pub(super) fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
-        Err(m) => return err(m),
+        Err(m) => return err(m.to_string()),
     };
     let arg = |s: &str| std::ffi::CString::new(s).expect("no NUL");
     let args = [

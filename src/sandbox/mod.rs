@@ -20,6 +20,8 @@
 //! `sys` every `unsafe` block.
 
 pub mod cgroup;
+mod confine;
+mod error;
 pub mod exec;
 mod fds;
 pub mod fs_helper;
@@ -41,6 +43,7 @@ use std::os::fd::AsRawFd;
 
 use fds::{read_spec_fd, spec_memfd, stdin_from_dev_null};
 
+pub use error::SetupError;
 pub use security::SecuritySpec;
 pub use spec::*;
 
@@ -85,7 +88,7 @@ pub enum SandboxError {
     /// The spec could not be handed over, or the runtime not copied for PID 1.
     #[error("cannot start the sandbox: {0}")]
     #[diagnostic(code(boxr::sandbox::prepare))]
-    Prepare(String),
+    Prepare(#[source] SetupError),
     #[error("cannot start the sandbox: cannot keep the store lock (descriptor {fd}): {source}")]
     #[diagnostic(code(boxr::sandbox::keep_lock))]
     KeepLock {
@@ -283,7 +286,7 @@ pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
     }
     set.add(nix::sys::signal::Signal::SIGCHLD);
     let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| SandboxError::Prepare(format!("signalfd: {}", e.desc())))?;
+        .map_err(|e| SandboxError::Prepare(SetupError::at("signalfd")(e)))?;
     let bin = binary()?;
     let child = std::process::Command::new(&bin)
         .arg0("boxr")
@@ -355,7 +358,7 @@ fn spawn_helper<T: serde::Serialize>(
 
 /// Reads a JSON value from an inherited descriptor (0: stdin, then pointed at /dev/null): how
 /// boxr's hidden subcommands receive their spec.
-pub fn read_json_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, String> {
+pub fn read_json_fd<T: serde::de::DeserializeOwned>(fd: i32) -> Result<T, SetupError> {
     let v = read_spec_fd(fd)?;
     if fd == 0 {
         stdin_from_dev_null()?;

@@ -5,7 +5,6 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 use serde::{Deserialize, Serialize};
 
 use super::spec::ProcessSpec;
@@ -218,76 +217,11 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<String, StartError> {
     }
 }
 
-/// Sets the requested resource limits (before dropping privileges: raising a hard limit needs
-/// CAP_SYS_RESOURCE).
-pub fn set_rlimits(limits: &[super::spec::Rlimit]) -> Result<(), StartError> {
-    use nix::sys::resource::{Resource, setrlimit};
-    for l in limits {
-        let r = match l.name.as_str() {
-            "as" => Resource::RLIMIT_AS,
-            "core" => Resource::RLIMIT_CORE,
-            "cpu" => Resource::RLIMIT_CPU,
-            "data" => Resource::RLIMIT_DATA,
-            "fsize" => Resource::RLIMIT_FSIZE,
-            "locks" => Resource::RLIMIT_LOCKS,
-            "memlock" => Resource::RLIMIT_MEMLOCK,
-            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
-            "nice" => Resource::RLIMIT_NICE,
-            "nofile" => Resource::RLIMIT_NOFILE,
-            "nproc" => Resource::RLIMIT_NPROC,
-            "rss" => Resource::RLIMIT_RSS,
-            "rtprio" => Resource::RLIMIT_RTPRIO,
-            "rttime" => Resource::RLIMIT_RTTIME,
-            "sigpending" => Resource::RLIMIT_SIGPENDING,
-            "stack" => Resource::RLIMIT_STACK,
-            other => return Err(start_err(125, format!("unknown ulimit {other}"))),
-        };
-        setrlimit(r, l.soft, l.hard)
-            .map_err(|e| start_err(125, format!("cannot set ulimit {}: {}", l.name, e.desc())))?;
-    }
-    Ok(())
-}
-
-/// Takes the process's identity: supplementary groups, gid, uid, then its final capability
-/// sets (see `security` for the order).
-fn become_user(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
-    super::security::before_setuid(security, p.uid).map_err(|m| start_err(125, m))?;
-    let groups: Vec<Gid> = p.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    setgroups(&groups)
-        .and_then(|()| setgid(Gid::from_raw(p.gid)))
-        .and_then(|()| setuid(Uid::from_raw(p.uid)))
-        .map_err(|e| {
-            start_err(
-                125,
-                format!("cannot become {}:{}: {}", p.uid, p.gid, e.desc()),
-            )
-        })?;
-    super::security::after_setuid(security, p.uid).map_err(|m| start_err(125, m))
-}
-
 /// Applies the resource limits and takes the process's identity and final capabilities: the
-/// init does this before it starts the command, which inherits it (see `security`).
+/// init does this before it starts the command, which inherits it (the order: `confine`).
 pub fn confine(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
-    set_rlimits(&p.rlimits)?;
-    // While the process may still lower it (CAP_SYS_RESOURCE); its children inherit it.
-    if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| start_err(125, format!("cannot set oom_score_adj: {e}")))?;
-    }
-    // The filter goes on first, while the init still has CAP_SYS_ADMIN (no_new_privs is off by
-    // default, as in Docker); what follows — capset, setuid, exec — is allowed by it.
-    if let Some(hex_program) = &security.seccomp {
-        let program = hex::decode(hex_program)
-            .map_err(|e| start_err(125, format!("invalid seccomp program: {e}")))?;
-        if security.no_new_privileges {
-            nix::sys::prctl::set_no_new_privs()
-                .map_err(|e| start_err(125, format!("cannot set no_new_privs: {e}")))?;
-        }
-        super::sys::load_seccomp(&program)
-            .map_err(|e| start_err(125, format!("cannot load the seccomp filter: {e}")))?;
-    }
-    super::security::limit_bounding(security).map_err(|m| start_err(125, m))?;
-    become_user(p, security)
+    super::confine::confine(&mut super::confine::Linux, p, security)
+        .map_err(|e| start_err(125, e.to_string()))
 }
 
 /// Executes the command, as already confined by [`confine`], in its working directory. Returns

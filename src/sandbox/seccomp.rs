@@ -126,7 +126,32 @@ fn arches(target: &Target) -> Vec<ScmpArch> {
     }
 }
 
-fn action(name: &str, errno: Option<u32>, default_errno: u32) -> Result<ScmpAction, String> {
+/// Why a seccomp profile could not become a program.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("invalid seccomp profile: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("SCMP_ACT_NOTIFY needs a seccomp agent, which boxr does not have")]
+    Notify,
+    #[error("unknown seccomp action `{0}`")]
+    UnknownAction(String),
+    #[error("unknown seccomp comparison `{0}`")]
+    UnknownComparison(String),
+    #[error("syscall argument index {0} is above 5")]
+    ArgIndex(u32),
+    #[error("seccomp rule for `{syscall}`: {source}")]
+    Rule {
+        syscall: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("libseccomp: {0}")]
+    Lib(#[from] libseccomp::error::SeccompError),
+    #[error("cannot export the seccomp program: {0}")]
+    Export(#[source] std::io::Error),
+}
+
+fn action(name: &str, errno: Option<u32>, default_errno: u32) -> Result<ScmpAction, SeccompError> {
     Ok(match name {
         "SCMP_ACT_ALLOW" => ScmpAction::Allow,
         "SCMP_ACT_ERRNO" => ScmpAction::Errno(errno.unwrap_or(default_errno) as i32),
@@ -136,13 +161,13 @@ fn action(name: &str, errno: Option<u32>, default_errno: u32) -> Result<ScmpActi
         "SCMP_ACT_TRACE" => ScmpAction::Trace(errno.unwrap_or(0) as u16),
         "SCMP_ACT_LOG" => ScmpAction::Log,
         "SCMP_ACT_NOTIFY" => {
-            return Err("SCMP_ACT_NOTIFY needs a seccomp agent, which boxr does not have".into());
+            return Err(SeccompError::Notify);
         }
-        other => return Err(format!("unknown seccomp action `{other}`")),
+        other => return Err(SeccompError::UnknownAction(other.to_owned())),
     })
 }
 
-fn compare(arg: &Arg) -> Result<ScmpArgCompare, String> {
+fn compare(arg: &Arg) -> Result<ScmpArgCompare, SeccompError> {
     let op = match arg.op.as_str() {
         "SCMP_CMP_NE" => ScmpCompareOp::NotEqual,
         "SCMP_CMP_LT" => ScmpCompareOp::Less,
@@ -152,7 +177,7 @@ fn compare(arg: &Arg) -> Result<ScmpArgCompare, String> {
         "SCMP_CMP_GT" => ScmpCompareOp::Greater,
         // Docker: `value` is the mask, `valueTwo` what the masked argument must equal.
         "SCMP_CMP_MASKED_EQ" => ScmpCompareOp::MaskedEqual(arg.value),
-        other => return Err(format!("unknown seccomp comparison `{other}`")),
+        other => return Err(SeccompError::UnknownComparison(other.to_owned())),
     };
     let datum = if matches!(op, ScmpCompareOp::MaskedEqual(_)) {
         arg.value_two
@@ -160,7 +185,7 @@ fn compare(arg: &Arg) -> Result<ScmpArgCompare, String> {
         arg.value
     };
     if arg.index > 5 {
-        return Err(format!("syscall argument index {} is above 5", arg.index));
+        return Err(SeccompError::ArgIndex(arg.index));
     }
     Ok(ScmpArgCompare::new(arg.index, op, datum))
 }
@@ -239,8 +264,11 @@ pub fn cache_key(profile_json: &[u8], caps: &[String], target: &Target) -> Strin
 pub fn program(
     profile_json: &[u8],
     caps: &[String],
-    cache: impl FnOnce(&str, &dyn Fn() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String>,
-) -> Result<String, String> {
+    cache: impl FnOnce(
+        &str,
+        &dyn Fn() -> Result<Vec<u8>, SeccompError>,
+    ) -> Result<Vec<u8>, SeccompError>,
+) -> Result<String, SeccompError> {
     let target = Target::host();
     let key = cache_key(profile_json, caps, &target);
     let make = || compile(&parse(profile_json)?, caps, &target);
@@ -248,29 +276,32 @@ pub fn program(
 }
 
 /// Parses a profile (Docker's JSON format).
-pub fn parse(json: &[u8]) -> Result<Profile, String> {
-    serde_json::from_slice(json).map_err(|e| format!("invalid seccomp profile: {e}"))
+pub fn parse(json: &[u8]) -> Result<Profile, SeccompError> {
+    serde_json::from_slice(json).map_err(SeccompError::Parse)
 }
 
 /// Compiles `profile` for a container with the capabilities `caps` (`CAP_…` names) on
 /// `target`: the raw BPF program (`struct sock_filter` array) to load.
-pub fn compile(profile: &Profile, caps: &[String], target: &Target) -> Result<Vec<u8>, String> {
+pub fn compile(
+    profile: &Profile,
+    caps: &[String],
+    target: &Target,
+) -> Result<Vec<u8>, SeccompError> {
     let caps: BTreeSet<String> = caps.iter().cloned().collect();
     let default_errno = profile.default_errno_ret.unwrap_or(1);
     let default = action(&profile.default_action, None, default_errno)?;
-    let lib = |e: libseccomp::error::SeccompError| format!("libseccomp: {e}");
-    let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
+    let mut ctx = ScmpFilterContext::new(default)?;
     // Syscalls of an architecture the filter does not know are refused outright.
-    ctx.set_act_badarch(ScmpAction::KillProcess).map_err(lib)?;
+    ctx.set_act_badarch(ScmpAction::KillProcess)?;
     // no_new_privs is boxr's to set (it is an option, off by default, as in Docker).
-    ctx.set_ctl_nnp(false).map_err(lib)?;
+    ctx.set_ctl_nnp(false)?;
     // A binary tree over syscall numbers instead of a linear list: every syscall of the
     // container runs this program, and Docker's profile names about 350.
-    ctx.set_ctl_optimize(2).map_err(lib)?;
+    ctx.set_ctl_optimize(2)?;
     let arches = arches(target);
     for a in &arches {
         if *a != ScmpArch::native() {
-            ctx.add_arch(*a).map_err(lib)?;
+            ctx.add_arch(*a)?;
         }
     }
     // The highest syscall number the profile names, per architecture (for the ENOSYS stub).
@@ -316,7 +347,10 @@ pub fn compile(profile: &Profile, caps: &[String], target: &Target) -> Result<Ve
             } else {
                 ctx.add_rule_conditional(act, sys, &conds)
             };
-            r.map_err(|e| format!("seccomp rule for `{n}`: {e}"))?;
+            r.map_err(|source| SeccompError::Rule {
+                syscall: n.clone(),
+                source,
+            })?;
         }
     }
     // The stub stands in for the default action for syscalls newer than the profile; a
@@ -331,15 +365,15 @@ pub fn compile(profile: &Profile, caps: &[String], target: &Target) -> Result<Ve
 }
 
 /// The program libseccomp built, as raw `struct sock_filter` bytes.
-fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, String> {
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
     let f = nix::sys::memfd::memfd_create("boxr-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| format!("memfd: {e}"))?;
+        .map_err(|e| SeccompError::Export(e.into()))?;
     let mut file = std::fs::File::from(f);
-    ctx.export_bpf(&file)
-        .map_err(|e| format!("libseccomp export: {e}"))?;
-    file.rewind().map_err(|e| e.to_string())?;
+    ctx.export_bpf(&file)?;
     let mut buf = Vec::new();
-    file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut buf))
+        .map_err(SeccompError::Export)?;
     Ok(buf)
 }
 

@@ -1,16 +1,9 @@
 //! Confinement of the init and the command: capabilities, no_new_privs, and (in `rootfs`) the
 //! masked and read-only paths. The defaults are Docker's (RUNTIME-DEFAULTS.md).
 //!
-//! Order matters. The init confines *itself* before it starts the command, which inherits the
-//! result and only execs, so nothing in the container ever runs with more than the command:
-//! 1. Resource limits first (raising a hard limit needs CAP_SYS_RESOURCE).
-//! 2. The bounding set is cut: it limits what any later exec can gain.
-//! 3. The ids change *with* the capabilities (CAP_SETUID/CAP_SETGID are needed even when the
-//!    container drops them), then the final sets are set: for root, permitted = effective = the
-//!    container's set; for another user, the kernel clears them on setuid and only explicitly
-//!    added capabilities are kept, through inheritable and ambient (as podman does), so that
-//!    they survive the exec.
-//! 4. no_new_privs, when asked for, last.
+//! The init confines *itself* before it starts the command, which inherits the result and
+//! only execs, so nothing in the container ever runs with more than the command. The order of
+//! those steps (limits, filter, bounding set, ids, final sets) is `confine`'s, unit-tested there.
 
 use std::collections::HashSet;
 
@@ -85,9 +78,9 @@ impl SecuritySpec {
         drop: &[String],
         privileged: bool,
         no_new_privileges: bool,
-    ) -> Result<SecuritySpec, String> {
-        let own = caps::read(None, CapSet::Bounding).map_err(|e| e.to_string())?;
-        let parse = |n: &String| -> Result<Option<Capability>, String> {
+    ) -> Result<SecuritySpec, CapabilityError> {
+        let own = caps::read(None, CapSet::Bounding).map_err(CapabilityError::Bounding)?;
+        let parse = |n: &String| -> Result<Option<Capability>, CapabilityError> {
             let upper = n.to_ascii_uppercase();
             if upper == "ALL" {
                 return Ok(None);
@@ -99,7 +92,7 @@ impl SecuritySpec {
             };
             full.parse::<Capability>()
                 .map(Some)
-                .map_err(|_| format!("unknown capability `{n}`"))
+                .map_err(|_| CapabilityError::Unknown(n.clone()))
         };
         let mut set: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
         let mut added = Vec::new();
@@ -142,60 +135,13 @@ impl SecuritySpec {
             seccomp: None,
         })
     }
-
-    fn set(&self, names: &[String]) -> HashSet<Capability> {
-        names.iter().filter_map(|n| n.parse().ok()).collect()
-    }
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("cannot {what}: {e}")
-}
-
-/// Cuts the bounding set to the container's capabilities (in the init, before it forks).
-pub fn limit_bounding(spec: &SecuritySpec) -> Result<(), String> {
-    let keep = spec.set(&spec.capabilities);
-    for c in caps::read(None, CapSet::Bounding).map_err(|e| err("read the bounding set", e))? {
-        if !keep.contains(&c) {
-            caps::drop(None, CapSet::Bounding, c).map_err(|e| err("drop a capability", e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Before changing ids: keep the permitted set across setuid when a non-root user is to keep
-/// added capabilities.
-pub fn before_setuid(spec: &SecuritySpec, uid: u32) -> Result<(), String> {
-    if uid != 0 && !spec.added.is_empty() {
-        nix::sys::prctl::set_keepcaps(true).map_err(|e| err("keep capabilities", e))?;
-    }
-    Ok(())
-}
-
-/// After changing ids, right before exec: the final capability sets and no_new_privs.
-pub fn after_setuid(spec: &SecuritySpec, uid: u32) -> Result<(), String> {
-    let none = HashSet::new();
-    caps::clear(None, CapSet::Ambient).map_err(|e| err("clear the ambient set", e))?;
-    caps::set(None, CapSet::Inheritable, &none).map_err(|e| err("clear the inheritable set", e))?;
-    if uid == 0 {
-        let set = spec.set(&spec.capabilities);
-        caps::set(None, CapSet::Effective, &set).map_err(|e| err("set the effective set", e))?;
-        caps::set(None, CapSet::Permitted, &set).map_err(|e| err("set the permitted set", e))?;
-    } else {
-        // The kernel emptied the effective set on setuid; only added capabilities survive,
-        // through inheritable and ambient, as podman does.
-        let added = spec.set(&spec.added);
-        caps::set(None, CapSet::Permitted, &added).map_err(|e| err("set the permitted set", e))?;
-        caps::set(None, CapSet::Effective, &added).map_err(|e| err("set the effective set", e))?;
-        caps::set(None, CapSet::Inheritable, &added)
-            .map_err(|e| err("set the inheritable set", e))?;
-        for c in &added {
-            caps::raise(None, CapSet::Ambient, *c)
-                .map_err(|e| err("raise an ambient capability", e))?;
-        }
-    }
-    if spec.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| err("set no_new_privs", e))?;
-    }
-    Ok(())
+/// Why a capability set could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("unknown capability `{0}`")]
+    Unknown(String),
+    #[error("cannot read boxr's bounding set: {0}")]
+    Bounding(#[source] caps::errors::CapsError),
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::values::Bad;
 use serde::{Deserialize, Serialize};
 
 /// A sandbox to start.
@@ -167,7 +168,7 @@ pub struct IdMap {
 
 impl IdMap {
     /// `CONTAINER:HOST:SIZE`, as podman's `--uidmap`.
-    pub fn parse(text: &str) -> Result<IdMap, String> {
+    pub fn parse(text: &str) -> Result<IdMap, Bad> {
         let n: Vec<Option<u32>> = text.split(':').map(|p| p.parse().ok()).collect();
         match n.as_slice() {
             [Some(c), Some(h), Some(s)] if *s > 0 => Ok(IdMap {
@@ -175,8 +176,9 @@ impl IdMap {
                 host: *h,
                 size: *s,
             }),
-            _ => Err(format!(
-                "`{text}` is not an id map: write CONTAINER:HOST:SIZE, e.g. 0:100000:65536"
+            _ => Err(Bad::new(
+                format!("`{text}` is not an id map"),
+                Some("write CONTAINER:HOST:SIZE, e.g. 0:100000:65536"),
             )),
         }
     }
@@ -338,30 +340,31 @@ impl Rlimit {
     ];
 
     /// Parses `NAME=SOFT[:HARD]` (`unlimited` or `-1` for no limit).
-    pub fn parse(text: &str) -> Result<Rlimit, String> {
-        let usage = "write NAME=SOFT[:HARD], e.g. nofile=1024:4096";
+    pub fn parse(text: &str) -> Result<Rlimit, Bad> {
+        let usage = Some("write NAME=SOFT[:HARD], e.g. nofile=1024:4096");
         let (name, values) = text
             .split_once('=')
-            .ok_or_else(|| format!("invalid ulimit `{text}`: {usage}"))?;
+            .ok_or_else(|| Bad::new(format!("invalid ulimit `{text}`"), usage))?;
         if !Self::NAMES.contains(&name) {
-            return Err(format!(
-                "unknown ulimit `{name}` (known: {})",
-                Self::NAMES.join(", ")
+            return Err(Bad::new(
+                format!("unknown ulimit `{name}`"),
+                Some(&format!("known: {}", Self::NAMES.join(", "))),
             ));
         }
         let num = |v: &str| match v {
             "unlimited" | "-1" => Ok(u64::MAX),
             v => v
                 .parse::<u64>()
-                .map_err(|_| format!("invalid ulimit value `{v}`: {usage}")),
+                .map_err(|_| Bad::new(format!("invalid ulimit value `{v}`"), usage)),
         };
         let (soft, hard) = match values.split_once(':') {
             Some((s, h)) => (num(s)?, num(h)?),
             None => (num(values)?, num(values)?),
         };
         if soft > hard {
-            return Err(format!(
-                "ulimit {name}: the soft limit {soft} is above the hard limit {hard}"
+            return Err(Bad::new(
+                format!("ulimit {name}: the soft limit {soft} is above the hard limit {hard}"),
+                None,
             ));
         }
         Ok(Rlimit {

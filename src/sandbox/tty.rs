@@ -21,11 +21,12 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::Pid;
 
+use super::SetupError;
 use super::sys;
 
 /// In the init, after pivot_root: opens a pty in the container's devpts, sends the master to
 /// the helper, and returns the slave.
-pub fn open_in_container(console: RawFd) -> Result<OwnedFd, String> {
+pub fn open_in_container(console: RawFd) -> Result<OwnedFd, SetupError> {
     let (master, slave) = open_pair()?;
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(
@@ -35,24 +36,24 @@ pub fn open_in_container(console: RawFd) -> Result<OwnedFd, String> {
         MsgFlags::empty(),
         None,
     )
-    .map_err(|e| format!("cannot pass the terminal to boxr: {}", e.desc()))?;
+    .map_err(SetupError::at("cannot pass the terminal to boxr"))?;
     Ok(slave)
 }
 
 /// A new pty in the devpts of this process's root (the container's, once inside it): its
 /// master and slave.
-pub fn open_pair() -> Result<(OwnedFd, OwnedFd), String> {
+pub fn open_pair() -> Result<(OwnedFd, OwnedFd), SetupError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot open /dev/ptmx: {}", e.desc()))?;
-    grantpt(&master).map_err(|e| format!("grantpt: {}", e.desc()))?;
-    unlockpt(&master).map_err(|e| format!("unlockpt: {}", e.desc()))?;
-    let name = ptsname_r(&master).map_err(|e| format!("ptsname: {}", e.desc()))?;
+        .map_err(SetupError::at("cannot open /dev/ptmx"))?;
+    grantpt(&master).map_err(SetupError::at("grantpt"))?;
+    unlockpt(&master).map_err(SetupError::at("unlockpt"))?;
+    let name = ptsname_r(&master).map_err(SetupError::at("ptsname"))?;
     let slave: OwnedFd = File::options()
         .read(true)
         .write(true)
         .custom_flags_noctty()
         .open(&name)
-        .map_err(|e| format!("cannot open {name}: {e}"))?
+        .map_err(SetupError::io(format!("cannot open {name}")))?
         .into();
     let master = OwnedFd::from(master);
     Ok((master, slave))
@@ -70,13 +71,13 @@ impl NoCtty for std::fs::OpenOptions {
 }
 
 /// In the command's process: a new session with the slave as controlling terminal and stdio.
-pub fn become_controlled(slave: &OwnedFd) -> Result<(), String> {
-    nix::unistd::setsid().map_err(|e| format!("setsid: {}", e.desc()))?;
+pub fn become_controlled(slave: &OwnedFd) -> Result<(), SetupError> {
+    nix::unistd::setsid().map_err(SetupError::at("setsid"))?;
     sys::set_controlling_tty(slave.as_raw_fd())
-        .map_err(|e| format!("cannot take the terminal: {e}"))?;
-    nix::unistd::dup2_stdin(slave).map_err(|e| format!("dup2: {}", e.desc()))?;
-    nix::unistd::dup2_stdout(slave).map_err(|e| format!("dup2: {}", e.desc()))?;
-    nix::unistd::dup2_stderr(slave).map_err(|e| format!("dup2: {}", e.desc()))?;
+        .map_err(SetupError::io("cannot take the terminal"))?;
+    nix::unistd::dup2_stdin(slave).map_err(SetupError::at("dup2 the terminal to stdin"))?;
+    nix::unistd::dup2_stdout(slave).map_err(SetupError::at("dup2 the terminal to stdout"))?;
+    nix::unistd::dup2_stderr(slave).map_err(SetupError::at("dup2 the terminal to stderr"))?;
     Ok(())
 }
 

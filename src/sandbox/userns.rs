@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, pipe2};
 
+use super::SetupError;
 use super::init::exec_init;
 use super::join::join_network;
 use super::process::StartError;
@@ -26,29 +27,34 @@ pub(super) struct UsernsSetup {
 }
 
 impl UsernsSetup {
-    pub(super) fn new(spec: &SandboxSpec, u: &super::spec::UserNs) -> Result<UsernsSetup, String> {
+    pub(super) fn new(
+        spec: &SandboxSpec,
+        u: &super::spec::UserNs,
+    ) -> Result<UsernsSetup, SetupError> {
         let userns = make_userns(u)?;
         let lowers = spec
             .rootfs
             .lowers
             .iter()
             .map(|l| {
-                sys::idmapped_clone(l, &userns)
-                    .map_err(|e| format!("cannot make an idmapped mount of {}: {e}", l.display()))
+                sys::idmapped_clone(l, &userns).map_err(SetupError::io(format!(
+                    "cannot make an idmapped mount of {}",
+                    l.display()
+                )))
             })
             .collect::<Result<_, _>>()?;
         // The init is the first process's child: it comes to us when the first process exits.
         nix::sys::prctl::set_child_subreaper(true)
-            .map_err(|e| format!("cannot become a subreaper: {}", e.desc()))?;
+            .map_err(SetupError::at("cannot become a subreaper"))?;
         Ok(UsernsSetup { userns, lowers })
     }
 }
 
 /// A new user namespace with the maps `u`, held by a descriptor: a short-lived child creates
 /// it, the helper (root of the host's namespace) writes its maps and opens it.
-pub(super) fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
-    let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
+pub(super) fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, SetupError> {
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(SetupError::at("pipe"))?;
+    let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC).map_err(SetupError::at("pipe"))?;
     let child = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop((ready_r, done_w));
@@ -59,16 +65,16 @@ pub(super) fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
             std::process::exit(0);
         }
         Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return Err(format!("fork: {}", e.desc())),
+        Err(e) => return Err(SetupError::at("fork")(e)),
     };
     drop((ready_w, done_r));
     let result = (|| {
         let mut ok = [0u8; 1];
         File::from(ready_r)
             .read_exact(&mut ok)
-            .map_err(|e| format!("the user namespace's process: {e}"))?;
+            .map_err(SetupError::io("the user namespace's process"))?;
         if ok[0] != 1 {
-            return Err("cannot create a user namespace".to_owned());
+            return Err(SetupError::NoUserns);
         }
         let lines = |maps: &[super::spec::IdMap]| {
             maps.iter()
@@ -78,11 +84,11 @@ pub(super) fn make_userns(u: &super::spec::UserNs) -> Result<OwnedFd, String> {
         for (file, maps) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
             let p = format!("/proc/{child}/{file}");
             // One write: the kernel takes a map whole, once.
-            std::fs::write(&p, lines(maps)).map_err(|e| format!("cannot write {p}: {e}"))?;
+            std::fs::write(&p, lines(maps)).map_err(SetupError::io(format!("cannot write {p}")))?;
         }
         File::open(format!("/proc/{child}/ns/user"))
             .map(OwnedFd::from)
-            .map_err(|e| format!("cannot open the user namespace: {e}"))
+            .map_err(SetupError::io("cannot open the user namespace"))
     })();
     drop(done_w);
     let _ = waitpid(child, None);
@@ -142,7 +148,7 @@ pub(super) fn first_process_userns(
     // A network namespace of the host's (its own, or one given by path) is joined while we
     // are still the host's root: from inside the user namespace we could not.
     if let Err(e) = join_network(spec) {
-        return err(e);
+        return err(e.to_string());
     }
     if let Err(e) = enter_userns_as_root(&ns.userns) {
         return err(format!("cannot enter the user namespace: {}", e.desc()));

@@ -163,12 +163,12 @@ impl Store {
 impl Store {
     /// A derived artifact (a compiled seccomp program, ...) by kind and key: read when the
     /// store has it, else made by `make` and kept (tmp + rename: never torn).
-    pub fn cached_artifact(
+    pub fn cached_artifact<E>(
         &self,
         kind: &str,
         key: &str,
-        make: &dyn Fn() -> Result<Vec<u8>, String>,
-    ) -> Result<Vec<u8>, String> {
+        make: &dyn Fn() -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
         let dir = self.root.join("artifacts").join(kind);
         let path = dir.join(key);
         if let Ok(bytes) = fs::read(&path) {

@@ -57,9 +57,13 @@ pub enum StoreError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Layer(#[from] LayerError),
-    #[error("cannot clean up the resource journaled in `{}`: {reason}", path.display())]
+    #[error("cannot clean up the resource journaled in `{}`: {source}", path.display())]
     #[diagnostic(code(boxr::store::journal))]
-    Journal { path: PathBuf, reason: String },
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{message}")]
     #[diagnostic(code(boxr::store::archive))]
     Archive {

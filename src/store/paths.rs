@@ -59,10 +59,10 @@ impl Store {
     /// resource `clean` says is gone (`Ok(true)`) is removed, one still in use (`Ok(false)`)
     /// stays, and a torn entry (its writer died before creating anything) is removed unread.
     /// Returns how many entries were cleaned.
-    pub fn clean_journal(
+    pub fn clean_journal<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         &self,
         kind: &str,
-        clean: impl Fn(&[u8]) -> Result<bool, String>,
+        clean: impl Fn(&[u8]) -> Result<bool, E>,
     ) -> Result<usize, super::StoreError> {
         self.clean_journal_where(kind, |_| true, clean)
     }
@@ -71,10 +71,10 @@ impl Store {
     /// [`super::owned_prefix`]: a build step's cgroup) that is gone: what the next command
     /// cleans after a killed one, in one listing of `journal/`, never touching what a live
     /// command is using.
-    pub fn clean_orphan_journal(
+    pub fn clean_orphan_journal<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         &self,
         kind: &str,
-        clean: impl Fn(&[u8]) -> Result<bool, String>,
+        clean: impl Fn(&[u8]) -> Result<bool, E>,
     ) -> Result<usize, super::StoreError> {
         self.clean_journal_where(
             kind,
@@ -87,11 +87,11 @@ impl Store {
         )
     }
 
-    fn clean_journal_where(
+    fn clean_journal_where<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         &self,
         kind: &str,
         wanted: impl Fn(&str) -> bool,
-        clean: impl Fn(&[u8]) -> Result<bool, String>,
+        clean: impl Fn(&[u8]) -> Result<bool, E>,
     ) -> Result<usize, super::StoreError> {
         let dir = self.journal_dir();
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -106,9 +106,9 @@ impl Store {
             }
             let path = e.path();
             let gone = match std::fs::read(&path) {
-                Ok(bytes) => clean(&bytes).map_err(|reason| super::StoreError::Journal {
+                Ok(bytes) => clean(&bytes).map_err(|e| super::StoreError::Journal {
                     path: path.clone(),
-                    reason,
+                    source: e.into(),
                 })?,
                 Err(_) => true,
             };
@@ -154,7 +154,9 @@ mod tests {
         for name in [&format!("{me}xyz"), gone, "0123abcd"] {
             std::fs::write(store.journal_entry("cgroup", name), b"x").unwrap();
         }
-        let n = store.clean_orphan_journal("cgroup", |_| Ok(true)).unwrap();
+        let n = store
+            .clean_orphan_journal("cgroup", |_| Ok::<_, std::io::Error>(true))
+            .unwrap();
         assert_eq!(n, 1);
         assert!(!store.journal_entry("cgroup", gone).exists());
         assert!(store.journal_entry("cgroup", &format!("{me}xyz")).exists());
@@ -168,7 +170,9 @@ mod tests {
         std::fs::write(store.journal_entry("cgroup", "a"), b"gone").unwrap();
         std::fs::write(store.journal_entry("cgroup", "b"), b"busy").unwrap();
         std::fs::write(store.journal_entry("veth", "c"), b"gone").unwrap();
-        let n = store.clean_journal("cgroup", |b| Ok(b == b"gone")).unwrap();
+        let n = store
+            .clean_journal("cgroup", |b| Ok::<_, std::io::Error>(b == b"gone"))
+            .unwrap();
         assert_eq!(n, 1);
         assert!(!store.journal_entry("cgroup", "a").exists());
         assert!(store.journal_entry("cgroup", "b").exists());
@@ -177,7 +181,7 @@ mod tests {
             "another kind is not touched"
         );
         let err = store
-            .clean_journal("cgroup", |_| Err("busy".into()))
+            .clean_journal("cgroup", |_| Err(std::io::Error::other("busy")))
             .unwrap_err();
         assert!(err.to_string().contains("cgroup-b.json"), "{err}");
         assert_eq!(

@@ -29,11 +29,27 @@ fn bad(reason: impl Into<String>) -> Bad {
 }
 
 impl Bad {
+    /// A value rejected for `reason`, with what to write instead.
+    pub fn new(reason: impl Into<String>, help: Option<&str>) -> Bad {
+        Bad {
+            reason: reason.into(),
+            help: help.map(str::to_owned),
+        }
+    }
+
     fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 }
+
+impl fmt::Display for Bad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Bad {}
 
 /// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

@@ -501,7 +501,7 @@ pub(super) fn stop(store: &Store, name: &str) {
 
 /// `gc`: a resolver whose network is gone or has no container. `Ok(true)` when the entry
 /// may go.
-pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, String> {
+pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError> {
     let Ok(e) = serde_json::from_slice::<Entry>(entry) else {
         return Ok(true);
     };

@@ -29,21 +29,19 @@ impl Copier<'_> {
             if is_glob(&rel) {
                 let found = self.glob(&rel)?;
                 if found.is_empty() {
-                    return Err(format!("copy: no source files match `{s}`"));
+                    return Err(FsError::NoMatch(s.clone()));
                 }
                 expanded.extend(found);
             } else {
                 if self.ignore.is_ignored(&rel) {
-                    return Err(format!("copy: `{s}` is excluded by .boxrignore"));
+                    return Err(FsError::Ignored(s.clone()));
                 }
                 expanded.push(rel);
             }
         }
         let dest_is_dir = dest.ends_with('/');
         if expanded.len() > 1 && !dest_is_dir {
-            return Err(format!(
-                "copy: with more than one source file, the destination must be a directory and end with a /: `{dest}`"
-            ));
+            return Err(FsError::ManyIntoOne(dest.to_owned()));
         }
         for rel in &expanded {
             let (parent, name) = self.src_entry(rel)?;
@@ -51,7 +49,7 @@ impl Copier<'_> {
                 Some(n) => fstatat(&parent, n.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
                 None => nix::sys::stat::fstat(&parent),
             }
-            .map_err(|e| format!("copy: `{rel}`: {}", e.desc()))?;
+            .map_err(at(format!("copy: `{rel}`")))?;
             if kind(&st) == SFlag::S_IFDIR {
                 // A directory's contents are copied, not the directory itself.
                 let (d, created) = mkdir_p(&self.dst, dest, self.owner)?;
@@ -93,15 +91,16 @@ impl Copier<'_> {
             Some(n) => fstatat(&parent, n.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
             None => nix::sys::stat::fstat(&parent),
         }
-        .map_err(|e| format!("{src}: {}", e.desc()))?;
+        .map_err(at(src))?;
         let existing = open_in(&self.dst, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY);
         if kind(&st) == SFlag::S_IFDIR {
             let target = match (&existing, &name) {
                 (Ok(_), Some(n)) if !contents => format!("{}/{n}", dest.trim_end_matches('/')),
                 (Err(Errno::ENOTDIR), _) => {
-                    return Err(format!(
-                        "cannot copy the directory {src} to the file {dest}"
-                    ));
+                    return Err(FsError::DirectoryOntoFile {
+                        src: src.to_owned(),
+                        dest: dest.to_owned(),
+                    });
                 }
                 _ => dest.to_owned(),
             };
@@ -113,18 +112,18 @@ impl Copier<'_> {
             return self.copy_children(&from, &rel, &d, &target);
         }
         if contents {
-            return Err(format!("{src}: not a directory"));
+            return Err(FsError::NotADirectory(src.to_owned()));
         }
         let name = name.expect("only the root has no name, and it is a directory");
         let (dir, to_name) = match existing {
             Ok(d) => (d, name.clone()),
             Err(_) if dest.ends_with('/') => {
-                return Err(format!("{dest}: no such directory"));
+                return Err(FsError::NoSuchDirectory(dest.to_owned()));
             }
             Err(_) => {
                 let (p, n) = split(dest.trim_end_matches('/'));
                 let d = open_in(&self.dst, p, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-                    .map_err(|e| format!("{}: {}", if p.is_empty() { "/" } else { p }, e.desc()))?;
+                    .map_err(at(if p.is_empty() { "/" } else { p }))?;
                 (d, n.to_owned())
             }
         };
@@ -142,7 +141,7 @@ impl Copier<'_> {
         }
         let (p, n) = split(rel);
         let parent = open_in(&self.src, p, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-            .map_err(|e| format!("copy: `{rel}`: {}", e.desc()))?;
+            .map_err(at(format!("copy: `{rel}`")))?;
         Ok((parent, Some(n.to_owned())))
     }
 
@@ -152,7 +151,10 @@ impl Copier<'_> {
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|e| format!("copy: invalid pattern `{pattern}`: {}", e.kind()))?
+            .map_err(|e| FsError::Pattern {
+                pattern: pattern.to_owned(),
+                reason: e.kind().to_string(),
+            })?
             .compile_matcher();
         let depth = pattern.split('/').count();
         let mut out = Vec::new();
@@ -161,7 +163,7 @@ impl Copier<'_> {
             .max_depth(depth)
             .sort_by_file_name()
         {
-            let e = e.map_err(|e| format!("copy: {e}"))?;
+            let e = e?;
             let rel = e
                 .path()
                 .strip_prefix(self.src_path)
@@ -195,8 +197,10 @@ impl Copier<'_> {
         }
         names.sort();
         for n in names {
-            let name = String::from_utf8(n)
-                .map_err(|n| format!("copy: `{rel}` holds a non-UTF-8 name {:?}", n.as_bytes()))?;
+            let name = String::from_utf8(n).map_err(|n| FsError::NonUtf8Name {
+                dir: rel.to_owned(),
+                name: n.into_bytes(),
+            })?;
             let child_rel = if rel.is_empty() {
                 name.clone()
             } else {
@@ -250,9 +254,8 @@ impl Copier<'_> {
                 } else {
                     UnlinkatFlags::NoRemoveDir
                 };
-                unlinkat(to_dir, to_name, flag).map_err(|e| {
-                    format!("{}: cannot replace what is there: {}", what(), e.desc())
-                })?;
+                unlinkat(to_dir, to_name, flag)
+                    .map_err(at(format!("{}: cannot replace what is there", what())))?;
             }
         }
         match k {
@@ -277,7 +280,7 @@ impl Copier<'_> {
                 .map_err(at(what()))?;
                 let mut r = File::from(src);
                 let mut w = File::from(dst);
-                io::copy(&mut r, &mut w).map_err(|e| format!("{}: {e}", what()))?;
+                io::copy(&mut r, &mut w).map_err(io_at(what()))?;
                 let fd = OwnedFd::from(w);
                 self.set_meta(&fd, st)?;
             }

@@ -88,10 +88,74 @@ pub enum FsOp {
     },
 }
 
-type Result<T> = std::result::Result<T, String>;
+/// Why a filesystem step failed. Printed by the helper as its last word (exit code 1); the
+/// caller shows it as the step's error.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{what}: {}", errno.desc())]
+    Sys { what: String, errno: Errno },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("copy: no source files match `{0}`")]
+    NoMatch(String),
+    #[error("copy: `{0}` is excluded by .boxrignore")]
+    Ignored(String),
+    #[error(
+        "copy: with more than one source file, the destination must be a directory and end with a /: `{0}`"
+    )]
+    ManyIntoOne(String),
+    #[error("cannot copy the directory {src} to the file {dest}")]
+    DirectoryOntoFile { src: String, dest: String },
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("{0}: no such directory")]
+    NoSuchDirectory(String),
+    #[error("cannot create {0}: a file is in the way")]
+    InTheWay(String),
+    #[error("copy: invalid pattern `{pattern}`: {reason}")]
+    Pattern { pattern: String, reason: String },
+    #[error("copy: {0}")]
+    Walk(#[from] walkdir::Error),
+    #[error("copy: `{dir}` holds a non-UTF-8 name {name:?}")]
+    NonUtf8Name { dir: String, name: Vec<u8> },
+    #[error("copy: chown: unable to find {kind} {name}: no matching entries in {file} file")]
+    UnknownId {
+        kind: &'static str,
+        name: String,
+        file: &'static str,
+    },
+    #[error("boxr: the container is not running")]
+    NotRunning,
+    #[error("copy: no source")]
+    NoSource,
+    #[error("boxr: no rootfs to mount")]
+    NoRootfs,
+    #[error("populate: the source must be an image's layers")]
+    NotLayers,
+    #[error("boxr: {0}")]
+    Ignore(#[from] crate::ignore::IgnoreError),
+    #[error("boxr: export: {0}")]
+    Export(#[from] crate::layer::LayerError),
+}
 
-fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> String {
-    move |e| format!("{what}: {}", e.desc())
+type Result<T> = std::result::Result<T, FsError>;
+
+fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> FsError {
+    move |errno| FsError::Sys {
+        what: what.to_string(),
+        errno,
+    }
+}
+
+fn io_at(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> FsError {
+    move |source| FsError::Io {
+        what: what.to_string(),
+        source,
+    }
 }
 
 /// `boxr __fs --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
@@ -137,9 +201,8 @@ fn run(spec: &FsSpec) -> Result<()> {
         mount_layers(layers, &[], target)?;
         let out = std::io::BufWriter::new(std::io::stdout().lock());
         let (_, mut out) =
-            crate::layer::write_tar(target, crate::layer::WriteOptions::default(), out)
-                .map_err(|e| format!("boxr: export: {e}"))?;
-        return std::io::Write::flush(&mut out).map_err(|e| format!("boxr: export: {e}"));
+            crate::layer::write_tar(target, crate::layer::WriteOptions::default(), out)?;
+        return std::io::Write::flush(&mut out).map_err(io_at("boxr: export"));
     }
     if let FsOp::Cp {
         running,
@@ -154,7 +217,7 @@ fn run(spec: &FsSpec) -> Result<()> {
                 let root = open_dir(Path::new(&format!("/proc/{pid}/root")))?;
                 // Checked once the root is held: the pid was not reused in between.
                 if super::process_start_time(*pid) != Some(*start) {
-                    return Err("boxr: the container is not running".into());
+                    return Err(FsError::NotRunning);
                 }
                 root
             }
@@ -191,11 +254,9 @@ fn run(spec: &FsSpec) -> Result<()> {
             chown,
         } => {
             let (src_path, ignore) = match &spec.source {
-                Some(FsSource::Dir { path, ignore }) => (
-                    path.clone(),
-                    crate::ignore::Ignore::parse(ignore.clone())
-                        .map_err(|e| format!("boxr: {e}"))?,
-                ),
+                Some(FsSource::Dir { path, ignore }) => {
+                    (path.clone(), crate::ignore::Ignore::parse(ignore.clone())?)
+                }
                 Some(FsSource::Layers { lowers, target }) => {
                     if lowers.len() == 1 {
                         (lowers[0].clone(), crate::ignore::Ignore::default())
@@ -204,7 +265,7 @@ fn run(spec: &FsSpec) -> Result<()> {
                         (target.clone(), crate::ignore::Ignore::default())
                     }
                 }
-                None => return Err("copy: no source".into()),
+                None => return Err(FsError::NoSource),
             };
             let owner = match chown {
                 Some(c) => Some(resolve_owner(&dst, c)?),
@@ -228,7 +289,7 @@ fn run(spec: &FsSpec) -> Result<()> {
 /// Mounts the spec's overlay (its layers under its upper dir) at its target; returns the
 /// target's descriptor.
 fn mount_rootfs(spec: &FsSpec) -> Result<OwnedFd> {
-    let r = spec.rootfs.as_ref().ok_or("boxr: no rootfs to mount")?;
+    let r = spec.rootfs.as_ref().ok_or(FsError::NoRootfs)?;
     let owned = r.overlay_options();
     let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     mount_layers(&r.lowers, &options, &r.target)?;
@@ -248,7 +309,7 @@ fn populate(spec: &FsSpec, path: &str, into: &Path) -> Result<()> {
                 target.clone()
             }
         }
-        _ => return Err("populate: the source must be an image's layers".into()),
+        _ => return Err(FsError::NotLayers),
     };
     let src = open_dir(&src_path)?;
     let dir = match open_in(&src, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
@@ -282,14 +343,16 @@ fn mount_layers(lowers: &[PathBuf], options: &[(&str, &str)], target: &Path) -> 
     let ls: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let mut opts = vec![("source", "overlay")];
     opts.extend_from_slice(options);
-    super::sys::mount_overlay_fsconfig(&ls, &opts, target)
-        .map_err(|e| format!("boxr: cannot mount the layers at {}: {e}", target.display()))
+    super::sys::mount_overlay_fsconfig(&ls, &opts, target).map_err(io_at(format!(
+        "boxr: cannot mount the layers at {}",
+        target.display()
+    )))
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     File::open(path)
         .map(OwnedFd::from)
-        .map_err(|e| format!("boxr: cannot open {}: {e}", path.display()))
+        .map_err(io_at(format!("boxr: cannot open {}", path.display())))
 }
 
 fn open_in(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd> {
@@ -351,7 +414,7 @@ fn mkdir_p(root: &OwnedFd, path: &str, owner: Option<(u32, u32)>) -> Result<(Own
                 fd
             }
             Err(Errno::ENOTDIR) => {
-                return Err(format!("cannot create {prefix}: a file is in the way"));
+                return Err(FsError::InTheWay(prefix));
             }
             Err(e) => return Err(at(format!("cannot open {prefix}"))(e)),
         };
@@ -386,9 +449,11 @@ fn resolve_owner(root: &OwnedFd, spec: &str) -> Result<(u32, u32)> {
         (Ok(n), _) => n,
         (Err(_), Some((u, _))) => u,
         (Err(_), None) => {
-            return Err(format!(
-                "copy: chown: unable to find user {user}: no matching entries in passwd file"
-            ));
+            return Err(FsError::UnknownId {
+                kind: "user",
+                name: user.to_owned(),
+                file: "passwd",
+            });
         }
     };
     let gid = match group {
@@ -403,10 +468,10 @@ fn resolve_owner(root: &OwnedFd, spec: &str) -> Result<(u32, u32)> {
                         .then(|| f[2].parse().ok())
                         .flatten()
                 })
-                .ok_or_else(|| {
-                    format!(
-                        "copy: chown: unable to find group {g}: no matching entries in group file"
-                    )
+                .ok_or_else(|| FsError::UnknownId {
+                    kind: "group",
+                    name: g.to_owned(),
+                    file: "group",
                 })?,
         },
     };

@@ -26,40 +26,7 @@ use nix::unistd::symlinkat;
 
 use super::spec::{MountSpec, SandboxSpec};
 
-/// A setup step failed: what was being done, and why.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("{what}: {}", errno.desc())]
-    Sys { what: String, errno: Errno },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the rootfs target {} has no name", .0.display())]
-    NoTargetName(std::path::PathBuf),
-    #[error("the image has too many layers ({0}) for one overlay mount")]
-    TooManyLayers(usize),
-}
-
-impl SetupError {
-    /// A failed system call while doing `what`.
-    fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> SetupError {
-        move |errno| SetupError::Sys {
-            what: what.to_string(),
-            errno,
-        }
-    }
-
-    /// A failed I/O operation while doing `what`.
-    fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SetupError {
-        move |source| SetupError::Io {
-            what: what.to_string(),
-            source,
-        }
-    }
-}
+pub(super) use super::error::SetupError;
 
 type Result<T> = std::result::Result<T, SetupError>;
 
