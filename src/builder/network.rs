@@ -11,7 +11,10 @@ pub(super) struct StepNetwork<'a> {
 }
 
 impl<'a> StepNetwork<'a> {
-    pub(super) fn attach(ctx: &'a Ctx, netns: &std::path::Path) -> Result<StepNetwork<'a>, String> {
+    pub(super) fn attach(
+        ctx: &'a Ctx,
+        netns: &std::path::Path,
+    ) -> Result<StepNetwork<'a>, crate::net::NetError> {
         // An id of its own: the step is not a container (`gc` releases it once no build runs,
         // it holds the store lock meanwhile).
         let id = Digest::of(
@@ -25,8 +28,7 @@ impl<'a> StepNetwork<'a> {
         )
         .hex()
         .to_owned();
-        let endpoint = crate::net::attach(ctx.store, crate::net::DEFAULT, &id, None, &[], netns)
-            .map_err(|e| format!("cannot put the step on the bridge network: {e}"))?;
+        let endpoint = crate::net::attach(ctx.store, crate::net::DEFAULT, &id, None, &[], netns)?;
         Ok(StepNetwork {
             store: ctx.store,
             endpoint,

@@ -435,9 +435,10 @@ fn run(
     // On the default bridge network, the step has a namespace, address and veth of its own
     // for as long as it runs (released when this goes, also on failure).
     let bridge = match def.network {
-        RunNetwork::Bridge => {
-            Some(super::network::StepNetwork::attach(ctx, &scratch.join("netns")).map_err(err)?)
-        }
+        RunNetwork::Bridge => Some(
+            super::network::StepNetwork::attach(ctx, &scratch.join("netns"))
+                .map_err(|e| err(format!("cannot put the step on the bridge network: {e}")))?,
+        ),
         _ => None,
     };
     let network = match (def.network, &bridge) {

@@ -117,7 +117,7 @@ pub fn run(args: &BuildArgs, settings: &Settings) -> i32 {
     }
     let tags = match tags(args, &plan) {
         Ok(t) => t,
-        Err(msg) => return fail(&settings.printer, &msg),
+        Err(b) => return fail_with(&settings.printer, &b),
     };
     let epoch = match crate::time::source_date_epoch(crate::time::EpochDefault::GitCommit(&context))
     {
@@ -289,7 +289,11 @@ pub(super) fn resolve_bases(
 }
 
 /// The names of each image: `PREFIX NAME:latest`, plus every `--tag IMAGE=NAME`.
-fn tags(args: &BuildArgs, plan: &plan::Plan) -> Result<BTreeMap<String, Vec<String>>, String> {
+fn tags(
+    args: &BuildArgs,
+    plan: &plan::Plan,
+) -> Result<BTreeMap<String, Vec<String>>, crate::values::Bad> {
+    let bad = |m: String| crate::values::Bad::new(m, Some("write --tag IMAGE=NAME[:TAG]"));
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for img in &plan.images {
         let prefix = args.prefix.as_deref().unwrap_or("");
@@ -301,11 +305,11 @@ fn tags(args: &BuildArgs, plan: &plan::Plan) -> Result<BTreeMap<String, Vec<Stri
     for t in &args.tags {
         let (image, name) = t
             .split_once('=')
-            .ok_or_else(|| format!("--tag {t}: write IMAGE=NAME[:TAG]"))?;
+            .ok_or_else(|| bad(format!("--tag {t}: not IMAGE=NAME[:TAG]")))?;
         let names = out
             .get_mut(image)
-            .ok_or_else(|| format!("--tag {t}: the build makes no image `{image}`"))?;
-        crate::store::ref_key(name).map_err(|e| format!("--tag {t}: {e}"))?;
+            .ok_or_else(|| bad(format!("--tag {t}: the build makes no image `{image}`")))?;
+        crate::store::ref_key(name).map_err(|e| bad(format!("--tag {t}: {e}")))?;
         names.push(name.to_owned());
     }
     Ok(out)

@@ -135,7 +135,7 @@ pub fn ps(args: &PsArgs, settings: &Settings) -> i32 {
             }
             match super::template::render(&args.format, &v) {
                 Ok(text) => settings.printer.data(format!("{text}\n")),
-                Err(m) => return fail(&settings.printer, &m),
+                Err(e) => return fail_with(&settings.printer, &e),
             }
         }
         return exit::OK;

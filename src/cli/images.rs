@@ -147,7 +147,7 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
         for v in &out {
             match super::template::render(t, v) {
                 Ok(text) => settings.printer.data(format!("{text}\n")),
-                Err(m) => return super::fail(&settings.printer, &m),
+                Err(e) => return super::fail_with(&settings.printer, &e),
             }
         }
         return code;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::values::Bad;
+
 pub use printer::{Printer, Progress};
 
 /// Exit codes, as `docker` uses them.
@@ -245,7 +247,7 @@ pub struct ArgOverrides {
 }
 
 impl ArgOverrides {
-    fn map(&self) -> Result<BTreeMap<String, String>, String> {
+    fn map(&self) -> Result<BTreeMap<String, String>, Bad> {
         let mut out = BTreeMap::new();
         for a in &self.args {
             let (k, v) = match a.split_once('=') {
@@ -256,7 +258,10 @@ impl ArgOverrides {
                 },
             };
             if k.is_empty() {
-                return Err(format!("--arg {a}: the name is empty"));
+                return Err(Bad::new(
+                    format!("--arg {a}: the name is empty"),
+                    Some("write --arg NAME=VALUE"),
+                ));
             }
             out.insert(k, v);
         }
@@ -268,17 +273,14 @@ impl ArgOverrides {
         &self,
         map: &BTreeMap<String, String>,
         m: &crate::manifest::Manifest,
-    ) -> Result<(), String> {
+    ) -> Result<(), Bad> {
         for k in map.keys() {
             if !m.args.iter().any(|a| a.name.value == *k) {
                 let names = m.args.iter().map(|a| a.name.value.as_str());
-                let hint = match crate::values::suggest(k, names) {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None => String::new(),
-                };
-                return Err(format!(
-                    "--arg {k}: {} declares no `arg \"{k}\"`{hint}",
-                    m.name
+                let hint = crate::values::suggest(k, names).map(|s| format!("did you mean `{s}`?"));
+                return Err(Bad::new(
+                    format!("--arg {k}: {} declares no `arg \"{k}\"`", m.name),
+                    hint.as_deref(),
                 ));
             }
         }
@@ -386,7 +388,9 @@ fn load_manifest(
     settings: &Settings,
     overrides: &ArgOverrides,
 ) -> Result<crate::manifest::Manifest, i32> {
-    let map = overrides.map().map_err(|m| fail(&settings.printer, &m))?;
+    let map = overrides
+        .map()
+        .map_err(|b| fail_with(&settings.printer, &b))?;
     let started = std::time::Instant::now();
     match crate::manifest::load(&settings.file, &map) {
         Ok(m) => {
@@ -401,7 +405,7 @@ fn load_manifest(
             ));
             overrides
                 .check_used(&map, &m)
-                .map_err(|msg| fail(&settings.printer, &msg))?;
+                .map_err(|b| fail_with(&settings.printer, &b))?;
             Ok(m)
         }
         Err(crate::manifest::LoadError::Invalid(errs)) => {

@@ -66,8 +66,8 @@ pub enum NetworkCommand {
 
 /// A name a container answers to (`--alias`, `--network-alias`, `--hostname`): a hostname, as
 /// the manifest checks it.
-pub(super) fn parse_alias(s: &str) -> Result<String, String> {
-    crate::values::parse_hostname(s).map_err(|b| b.reason)
+pub(super) fn parse_alias(s: &str) -> Result<String, crate::values::Bad> {
+    crate::values::parse_hostname(s)
 }
 
 pub fn network(cmd: &NetworkCommand, settings: &Settings) -> i32 {

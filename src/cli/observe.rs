@@ -139,7 +139,7 @@ pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
         let samples = crate::container::stats::sample(&infos, Duration::from_millis(500));
         match stats_text(&samples, &args.format) {
             Ok(text) => settings.printer.data(text),
-            Err(m) => return fail(&settings.printer, &m),
+            Err(e) => return super::fail_with(&settings.printer, &e),
         }
         if args.no_stream {
             return exit::OK;
@@ -150,7 +150,10 @@ pub fn stats(args: &StatsArgs, settings: &Settings) -> i32 {
 
 /// A sample as a table, JSON lines, or a Go template per container (docker's keys: `ID`,
 /// `Name`, `CPUPerc`, `MemUsage`, `MemPerc`, `PIDs`).
-fn stats_text(samples: &[crate::container::stats::Sample], format: &str) -> Result<String, String> {
+fn stats_text(
+    samples: &[crate::container::stats::Sample],
+    format: &str,
+) -> Result<String, super::template::TemplateError> {
     let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
     let rows = samples.iter().map(|s| {
         let limit = s.memory_limit.map_or("no limit".to_owned(), mib);
@@ -194,8 +197,8 @@ fn stats_text(samples: &[crate::container::stats::Sample], format: &str) -> Resu
             }
         }
         other => {
-            return Err(format!(
-                "--format {other}: use table, json or a Go template"
+            return Err(super::template::TemplateError::UnknownFormat(
+                other.to_owned(),
             ));
         }
     }

@@ -264,7 +264,7 @@ fn check_publish(s: &str) -> Result<String, crate::values::Bad> {
     crate::net::ports::parse(s).map(|_| s.to_owned())
 }
 
-fn parse_network(s: &str) -> Result<Network, String> {
+fn parse_network(s: &str) -> Result<Network, crate::values::Bad> {
     match s {
         "none" => Ok(Network::Mode(NetworkMode::None)),
         "host" => Ok(Network::Mode(NetworkMode::Host)),
@@ -274,7 +274,11 @@ fn parse_network(s: &str) -> Result<Network, String> {
             _ if !s.is_empty() && !s.contains(':') && !s.contains('/') => {
                 Ok(Network::Named(s.to_owned()))
             }
-            _ => Err("use none, host, NETWORK, container:NAME or ns:/path/to/netns".to_owned()),
+            // clap shows the reason alone: it says what to write.
+            _ => Err(crate::values::Bad::new(
+                "use none, host, NETWORK, container:NAME or ns:/path/to/netns",
+                None,
+            )),
         },
     }
 }

@@ -5,8 +5,35 @@
 
 use serde_json::Value;
 
+/// Why a `--format` template could not be rendered.
+#[derive(Debug, PartialEq, thiserror::Error, miette::Diagnostic)]
+#[diagnostic(
+    code(boxr::cli::format),
+    help("Go template syntax: {{{{.Field}}}}, {{{{json .}}}}, {{{{index .Map \"key\"}}}}")
+)]
+pub enum TemplateError {
+    #[error("--format {0}: use table, json or a Go template")]
+    UnknownFormat(String),
+    #[error("template: unclosed action in `{0}`")]
+    UnclosedAction(String),
+    #[error("template: unclosed string in `{0}`")]
+    UnclosedString(String),
+    #[error("template: empty action")]
+    Empty,
+    #[error("template: unknown function `{0}`")]
+    UnknownFunction(String),
+    #[error("template: unknown function `{0}` after `|`")]
+    UnknownPipe(String),
+    #[error("template: index {0} out of range")]
+    OutOfRange(serde_json::Number),
+    #[error("template: cannot index with {0}")]
+    BadIndex(String),
+    #[error("template: `{0}` is not a field, a string or a number")]
+    BadArgument(String),
+}
+
 /// Renders `template` against `value`.
-pub fn render(template: &str, value: &Value) -> Result<String, String> {
+pub fn render(template: &str, value: &Value) -> Result<String, TemplateError> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -14,7 +41,7 @@ pub fn render(template: &str, value: &Value) -> Result<String, String> {
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
-            .ok_or_else(|| format!("template: unclosed action in `{template}`"))?;
+            .ok_or_else(|| TemplateError::UnclosedAction(template.to_owned()))?;
         let action = after[..end].trim();
         out.push_str(&action_text(action, value)?);
         rest = &after[end + 2..];
@@ -24,24 +51,24 @@ pub fn render(template: &str, value: &Value) -> Result<String, String> {
 }
 
 /// One action: `PIPELINE [| json]`.
-fn action_text(action: &str, value: &Value) -> Result<String, String> {
+fn action_text(action: &str, value: &Value) -> Result<String, TemplateError> {
     let mut stages = action.split('|').map(str::trim);
     let first = stages.next().unwrap_or_default();
     let mut v = command(first, value)?;
     for stage in stages {
         match stage {
             "json" => v = Value::String(serde_json::to_string(&v).expect("serializes")),
-            other => return Err(format!("template: unknown function `{other}` after `|`")),
+            other => return Err(TemplateError::UnknownPipe(other.to_owned())),
         }
     }
     Ok(go_print(&v))
 }
 
 /// `json ARG`, `index ARG KEY...`, or an argument.
-fn command(text: &str, value: &Value) -> Result<Value, String> {
+fn command(text: &str, value: &Value) -> Result<Value, TemplateError> {
     let words = split_words(text)?;
     match words.as_slice() {
-        [] => Err("template: empty action".into()),
+        [] => Err(TemplateError::Empty),
         [f, arg] if f == "json" => {
             let v = argument(arg, value)?;
             Ok(Value::String(
@@ -58,19 +85,19 @@ fn command(text: &str, value: &Value) -> Result<Value, String> {
                     (Value::Array(a), Value::Number(n)) => n
                         .as_u64()
                         .and_then(|i| a.get(i as usize).cloned())
-                        .ok_or_else(|| format!("template: index {n} out of range"))?,
-                    _ => return Err(format!("template: cannot index with {k}")),
+                        .ok_or_else(|| TemplateError::OutOfRange(n.clone()))?,
+                    _ => return Err(TemplateError::BadIndex(k.clone())),
                 };
             }
             Ok(v)
         }
         [arg] => argument(arg, value),
-        [f, ..] => Err(format!("template: unknown function `{f}`")),
+        [f, ..] => Err(TemplateError::UnknownFunction(f.clone())),
     }
 }
 
 /// `.`, `.A.B`, a quoted string or a number.
-fn argument(word: &str, value: &Value) -> Result<Value, String> {
+fn argument(word: &str, value: &Value) -> Result<Value, TemplateError> {
     if word == "." {
         return Ok(value.clone());
     }
@@ -89,11 +116,11 @@ fn argument(word: &str, value: &Value) -> Result<Value, String> {
     }
     word.parse::<u64>()
         .map(Value::from)
-        .map_err(|_| format!("template: `{word}` is not a field, a string or a number"))
+        .map_err(|_| TemplateError::BadArgument(word.to_owned()))
 }
 
 /// Words of an action, a quoted string being one.
-fn split_words(text: &str) -> Result<Vec<String>, String> {
+fn split_words(text: &str) -> Result<Vec<String>, TemplateError> {
     let mut words = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -108,7 +135,7 @@ fn split_words(text: &str) -> Result<Vec<String>, String> {
                 match chars.next() {
                     Some('"') => break,
                     Some(ch) => w.push(ch),
-                    None => return Err(format!("template: unclosed string in `{text}`")),
+                    None => return Err(TemplateError::UnclosedString(text.to_owned())),
                 }
             }
             w.push('"');

@@ -68,7 +68,7 @@ pub(super) fn create_detached(
         .ok()
         .and_then(|i| i.config.config.as_ref())
         .and_then(|c| c.healthcheck.as_ref());
-    let health = health::spec(&opts.health, image_health).map_err(|m| invalid(m, None))?;
+    let health = health::spec(&opts.health, image_health).map_err(super::invalid_value)?;
     let spec = prepare_from(store, opts, img)?;
     let dir = dir_of(&spec);
     let spec = lifecycle::detached(spec, &dir);

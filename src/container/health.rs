@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::values::Bad;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -66,7 +68,7 @@ pub struct HealthOptions {
 pub fn spec(
     o: &HealthOptions,
     image: Option<&crate::oci::HealthConfig>,
-) -> Result<Option<HealthSpec>, String> {
+) -> Result<Option<HealthSpec>, Bad> {
     let given = o.cmd.is_some()
         || o.exec.is_some()
         || o.start_interval.is_some()
@@ -76,7 +78,10 @@ pub fn spec(
         || o.retries.is_some();
     if o.disable {
         if given {
-            return Err("--no-healthcheck conflicts with the --health-* options".into());
+            return Err(Bad::new(
+                "--no-healthcheck conflicts with the --health-* options",
+                None,
+            ));
         }
         return Ok(None);
     }
@@ -88,9 +93,10 @@ pub fn spec(
             vec!["/bin/sh".to_owned(), "-c".to_owned(), cmd.clone()]
         }
         _ if given => {
-            return Err(
-                "--health-* options need a health check: --health-cmd, or the image's".into(),
-            );
+            return Err(Bad::new(
+                "--health-* options need a health check",
+                Some("give --health-cmd, or use an image that has one"),
+            ));
         }
         _ => return Ok(None),
     };
@@ -100,7 +106,7 @@ pub fn spec(
                     default: Duration| {
         match given {
             Some(t) => crate::values::parse_duration(t)
-                .map_err(|b| format!("{flag} {t}: {}", b.reason))
+                .map_err(|b| Bad::new(format!("{flag} {t}: {}", b.reason), b.help.as_deref()))
                 .map(|d| d.as_millis() as u64),
             None => Ok(image_ns
                 .filter(|n| *n > 0)
@@ -132,7 +138,10 @@ pub fn spec(
         Duration::ZERO,
     )?;
     if interval == 0 || timeout == 0 {
-        return Err("--health-interval and --health-timeout must be at least 1ms".into());
+        return Err(Bad::new(
+            "--health-interval and --health-timeout must be at least 1ms",
+            None,
+        ));
     }
     Ok(Some(HealthSpec {
         test,

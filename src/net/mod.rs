@@ -76,6 +76,17 @@ pub enum NetError {
     #[error("{0}")]
     #[diagnostic(code(boxr::net::subnet))]
     Subnet(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A value of an option (`--subnet`) that does not parse.
+    #[error("{reason}")]
+    #[diagnostic(code(boxr::net::value))]
+    Value {
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
     #[error("{0}")]
     #[diagnostic(code(boxr::net::endpoint))]
     Endpoint(String),
@@ -319,7 +330,10 @@ fn create_locked(store: &Store, opts: &CreateOptions) -> Result<Network, NetErro
     let taken = taken(store)?;
     let subnet = match &opts.subnet {
         Some(s) => {
-            let s: Subnet = s.parse().map_err(NetError::Subnet)?;
+            let s: Subnet = s.parse().map_err(|b: crate::values::Bad| NetError::Value {
+                reason: b.reason,
+                help: b.help,
+            })?;
             if let Some((what, o)) = taken.iter().find(|(_, o)| o.overlaps(&s)) {
                 return Err(NetError::Subnet(format!(
                     "--subnet {s} overlaps {what} ({o})"

@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use crate::values::Bad;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An IPv4 network: its base address (host bits zero) and prefix length (8–30).
@@ -69,21 +71,30 @@ impl fmt::Display for Subnet {
 }
 
 impl FromStr for Subnet {
-    type Err = String;
+    type Err = Bad;
 
     /// `A.B.C.D/N` with N from 8 to 30 and no host bits set (as Docker requires).
-    fn from_str(s: &str) -> Result<Subnet, String> {
-        let bad = || format!("--subnet {s}: write an IPv4 CIDR such as 172.30.0.0/16");
+    fn from_str(s: &str) -> Result<Subnet, Bad> {
+        let bad = || {
+            Bad::new(
+                format!("--subnet {s}: write an IPv4 CIDR such as 172.30.0.0/16"),
+                None,
+            )
+        };
         let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
         if !(8..=30).contains(&prefix) {
-            return Err(format!("--subnet {s}: the prefix must be 8 to 30 bits"));
+            return Err(Bad::new(
+                format!("--subnet {s}: the prefix must be 8 to 30 bits"),
+                None,
+            ));
         }
         let net = Subnet::new(addr, prefix).ok_or_else(bad)?;
         if net.base() != addr {
-            return Err(format!(
-                "--subnet {s}: host bits are set (did you mean {net}?)"
+            return Err(Bad::new(
+                format!("--subnet {s}: host bits are set"),
+                Some(&format!("did you mean {net}?")),
             ));
         }
         Ok(net)
@@ -118,12 +129,9 @@ mod tests {
         let inner: Subnet = "172.18.5.0/24".parse().unwrap();
         assert!(s.overlaps(&inner) && inner.overlaps(&s));
         assert!(!s.overlaps(&"172.19.0.0/16".parse().unwrap()));
-        assert!(
-            "172.18.0.1/16"
-                .parse::<Subnet>()
-                .unwrap_err()
-                .contains("host bits")
-        );
+        let e = "172.18.0.1/16".parse::<Subnet>().unwrap_err();
+        assert!(e.reason.contains("host bits"), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean 172.18.0.0/16?"));
         assert!("172.18.0.0/31".parse::<Subnet>().is_err());
         assert!("nonsense".parse::<Subnet>().is_err());
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"172.18.0.0/16\"");

@@ -102,15 +102,16 @@ pub struct UpArgs {
 }
 
 /// `--scale SERVICE=N`.
-fn parse_scale(s: &str) -> Result<(String, u32), String> {
+fn parse_scale(s: &str) -> Result<(String, u32), crate::values::Bad> {
+    let bad = |m: String| crate::values::Bad::new(m, Some("write --scale SERVICE=N"));
     let (name, n) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not SERVICE=N"))?;
+        .ok_or_else(|| bad(format!("`{s}` is not SERVICE=N")))?;
     let n = n
         .parse()
-        .map_err(|_| format!("`{n}` is not a number of replicas"))?;
+        .map_err(|_| bad(format!("`{n}` is not a number of replicas")))?;
     if name.is_empty() {
-        return Err(format!("`{s}` names no service"));
+        return Err(bad(format!("`{s}` names no service")));
     }
     Ok((name.to_owned(), n))
 }

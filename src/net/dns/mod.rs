@@ -358,7 +358,8 @@ pub fn mode() -> Option<i32> {
 }
 
 /// Binds the resolver's sockets and starts serving; returns what waits for its end.
-fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), String> {
+fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), NetError> {
+    let sys = |what: &'static str| move |e: nix::errno::Errno| io(what)(e.into());
     let _ = nix::unistd::setsid();
     let mut signals = nix::sys::signal::SigSet::empty();
     for s in [
@@ -368,24 +369,24 @@ fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), String> {
     ] {
         signals.add(s);
     }
-    signals.thread_block().map_err(|e| e.desc().to_owned())?;
+    signals.thread_block().map_err(sys("block signals"))?;
     // Non-blocking: read after every poll, which also wakes every two seconds without one.
     let sigfd = nix::sys::signalfd::SignalFd::with_flags(
         &signals,
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
     )
-    .map_err(|e| e.desc().to_owned())?;
-    let store = Store::open(root, crate::store::Access::Shared).map_err(|e| e.to_string())?;
-    let file = super::path(&store, name).map_err(|e| e.to_string())?;
+    .map_err(sys("make a signalfd"))?;
+    let store = Store::open(root, crate::store::Access::Shared)?;
+    let file = super::path(&store, name)?;
     let journal = store.journal_entry("dns", name);
     drop(store);
     let net: Network = fs::read(&file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| format!("network {name} does not exist"))?;
+        .ok_or_else(|| NetError::NotFound(name.to_owned()))?;
     let addr = SocketAddr::new(IpAddr::V4(net.gateway), 53);
-    let udp = UdpSocket::bind(addr).map_err(|e| format!("cannot listen on {addr}/udp: {e}"))?;
-    let tcp = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}/tcp: {e}"))?;
+    let udp = UdpSocket::bind(addr).map_err(io(format!("listen on {addr}/udp")))?;
+    let tcp = TcpListener::bind(addr).map_err(io(format!("listen on {addr}/tcp")))?;
     let pid = std::process::id() as i32;
     let entry = Entry {
         network: name.to_owned(),
@@ -394,7 +395,7 @@ fn serve(root: &Path, name: &str) -> Result<impl FnOnce(), String> {
         host_netns: own_netns(),
     };
     fs::write(&journal, serde_json::to_vec(&entry).expect("serializes"))
-        .map_err(|e| format!("cannot write {}: {e}", journal.display()))?;
+        .map_err(io(format!("write {}", journal.display())))?;
     let state = Arc::new(Mutex::new(State {
         file,
         stamp: None,
