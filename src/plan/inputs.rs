@@ -15,21 +15,34 @@ use super::key::{Digest256, KeyHasher};
 use crate::ignore::Ignore;
 
 /// Why an input could not be hashed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InputError {
     #[error("`{path}` does not exist in {root}")]
+    #[diagnostic(
+        code(boxr::plan::input_not_found),
+        help("paths are relative to the build context (by default the manifest's directory)")
+    )]
     NotFound { path: String, root: String },
     #[error("`{path}` leads outside {root} through a symbolic link")]
+    #[diagnostic(
+        code(boxr::plan::input_outside),
+        help(
+            "a build reads only what is inside its context: copy the file in, or widen the context"
+        )
+    )]
     Outside { path: String, root: String },
-    #[error("cannot read `{}`", path.display())]
+    #[error("cannot read `{}`: {source}", path.display())]
+    #[diagnostic(code(boxr::plan::input_io))]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     #[error("invalid glob `{pattern}`: {reason}")]
+    #[diagnostic(code(boxr::plan::input_glob))]
     Glob { pattern: String, reason: String },
     #[error("invalid OCI layout `{}`: {reason}", path.display())]
+    #[diagnostic(code(boxr::plan::input_oci))]
     Oci { path: PathBuf, reason: String },
 }
 

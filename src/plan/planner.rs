@@ -65,20 +65,12 @@ impl Planner<'_> {
         id
     }
 
+    /// An input error (a diagnostic of its own) pointed at the manifest's `span`.
     fn input_error(&mut self, span: Span, label: &str, err: inputs::InputError) {
-        let help = match &err {
-            inputs::InputError::NotFound { .. } => Some(
-                "paths are relative to the build context (by default the manifest's directory)"
-                    .into(),
-            ),
-            _ => None,
-        };
-        let mut message = err.to_string();
-        if let inputs::InputError::Io { source, .. } = &err {
-            message = format!("{message}: {source}");
-        }
+        use miette::Diagnostic;
+        let help = err.help().map(|h| h.to_string());
         self.errors.push(PlanError::Input {
-            message,
+            message: err.to_string(),
             span,
             label: label.into(),
             help,
