@@ -25,10 +25,10 @@ use super::cgroup::{Cgroup, Layout};
 use super::error::fail;
 use super::fds::{cloexec_all_fds, read_spec_fd, sealed_self_copy, stdin_from_dev_null};
 use super::init::exec_init;
-use super::join::{join_network, join_shared};
+use super::join::join_shared;
 use super::process::StartError;
 use super::relay::{relayed, wait_relaying};
-use super::spec::{NetworkMode, NsShare, SandboxSpec};
+use super::spec::{NsShare, SandboxSpec};
 use super::sys;
 use super::userns::{UsernsSetup, first_process_userns};
 use super::{Ended, Recorder, SetupError};
@@ -421,45 +421,17 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    // Join a namespace given by path before creating the others.
-    if let Err(e) = join_network(spec) {
-        return err(e.to_string());
-    }
-    let mut flags = CloneFlags::CLONE_NEWNS;
-    if spec.network == NetworkMode::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    let uts = join_shared(&spec.uts_ns, "uts", CloneFlags::CLONE_NEWUTS);
-    let ipc = join_shared(&spec.ipc_ns, "ipc", CloneFlags::CLONE_NEWIPC);
-    let (uts, ipc) = match (uts, ipc) {
-        (Ok(u), Ok(i)) => (u, i),
-        (Err(m), _) | (_, Err(m)) => return err(m.to_string()),
+    let shm_from = match super::join::enter(&mut super::join::Linux, spec) {
+        Ok(s) => s,
+        Err(e) => return err(e.to_string()),
     };
-    if uts.0 {
-        flags |= CloneFlags::CLONE_NEWUTS;
-    }
-    if ipc.0 {
-        flags |= CloneFlags::CLONE_NEWIPC;
-    }
-    if let Err(e) = unshare(flags) {
-        return err(format!("cannot create namespaces: {}", e.desc()));
-    }
-    // A shared IPC namespace comes with its /dev/shm: the host's, or the other container's.
     let mut shared = None;
-    if !ipc.0 {
+    if shm_from.is_some() {
         let mut s = spec.clone();
-        s.shm_from = Some(match ipc.1 {
-            Some(pid) => super::spec::SharedShm::Sandbox { pid },
-            None => super::spec::SharedShm::Host,
-        });
+        s.shm_from = shm_from;
         shared = Some(s);
     }
     let spec = shared.as_ref().unwrap_or(spec);
-    if spec.network == NetworkMode::None
-        && let Err(e) = sys::loopback_up()
-    {
-        return err(format!("cannot bring up the loopback interface: {e}"));
-    }
     if let Some(w) = ns_ready {
         let _ = File::from(w).write_all(b"1");
     }

@@ -1,5 +1,7 @@
 //! Joining namespaces that already exist: another container's (`--network container:`,
-//! `--ipc container:`, `--pid container:`) or a named one (`--network ns:PATH`).
+//! `--ipc container:`, `--pid container:`) or a named one (`--network ns:PATH`); and the order
+//! in which a sandbox's first process joins and creates its namespaces ([`enter`], behind the
+//! [`Namespaces`] trait so the order is unit-tested).
 
 use std::fs::File;
 
@@ -68,5 +70,200 @@ pub(super) fn join_shared(
             )))?;
             Ok((false, Some(pid)))
         }
+    }
+}
+
+/// The namespace calls of a sandbox's first process (without a user namespace), behind a
+/// trait so that their order is unit-tested without root; [`Linux`] makes them.
+pub(super) trait Namespaces {
+    /// Joins the network namespace the spec names, if any.
+    fn join_network(&mut self, spec: &SandboxSpec) -> Result<(), SetupError>;
+    /// See [`join_shared`].
+    fn join_shared(
+        &mut self,
+        share: &NsShare,
+        kind: &'static str,
+        flag: CloneFlags,
+    ) -> Result<(bool, Option<i32>), SetupError>;
+    fn unshare(&mut self, flags: CloneFlags) -> Result<(), SetupError>;
+    fn loopback_up(&mut self) -> Result<(), SetupError>;
+}
+
+/// The first process's namespaces: those given by path or shared with another sandbox are
+/// joined first (while /proc and the host's mounts are still this process's), then the rest are
+/// created in one `unshare`, and a new network namespace's loopback is brought up. Returns where
+/// /dev/shm comes from when the IPC namespace is shared.
+pub(super) fn enter(
+    k: &mut impl Namespaces,
+    spec: &SandboxSpec,
+) -> Result<Option<super::spec::SharedShm>, SetupError> {
+    k.join_network(spec)?;
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let (own_uts, _) = k.join_shared(&spec.uts_ns, "uts", CloneFlags::CLONE_NEWUTS)?;
+    let (own_ipc, ipc_pid) = k.join_shared(&spec.ipc_ns, "ipc", CloneFlags::CLONE_NEWIPC)?;
+    if own_uts {
+        flags |= CloneFlags::CLONE_NEWUTS;
+    }
+    if own_ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
+    k.unshare(flags)?;
+    if spec.network == NetworkMode::None {
+        k.loopback_up()?;
+    }
+    // A shared IPC namespace comes with its /dev/shm: the host's, or the other container's.
+    Ok((!own_ipc).then_some(match ipc_pid {
+        Some(pid) => super::spec::SharedShm::Sandbox { pid },
+        None => super::spec::SharedShm::Host,
+    }))
+}
+
+/// The kernel's [`Namespaces`].
+pub(super) struct Linux;
+
+impl Namespaces for Linux {
+    fn join_network(&mut self, spec: &SandboxSpec) -> Result<(), SetupError> {
+        join_network(spec)
+    }
+
+    fn join_shared(
+        &mut self,
+        share: &NsShare,
+        kind: &'static str,
+        flag: CloneFlags,
+    ) -> Result<(bool, Option<i32>), SetupError> {
+        join_shared(share, kind, flag)
+    }
+
+    fn unshare(&mut self, flags: CloneFlags) -> Result<(), SetupError> {
+        nix::sched::unshare(flags).map_err(SetupError::at("cannot create namespaces"))
+    }
+
+    fn loopback_up(&mut self) -> Result<(), SetupError> {
+        super::sys::loopback_up().map_err(SetupError::io("cannot bring up the loopback interface"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the calls; a shared namespace is "joined" (another sandbox's has pid 42).
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl Namespaces for Recorder {
+        fn join_network(&mut self, spec: &SandboxSpec) -> Result<(), SetupError> {
+            if matches!(spec.network, NetworkMode::Join(_) | NetworkMode::Sandbox(_)) {
+                self.0.push("setns net".into());
+            }
+            Ok(())
+        }
+
+        fn join_shared(
+            &mut self,
+            share: &NsShare,
+            kind: &'static str,
+            _flag: CloneFlags,
+        ) -> Result<(bool, Option<i32>), SetupError> {
+            Ok(match share {
+                NsShare::Private => (true, None),
+                NsShare::Host => (false, None),
+                NsShare::Sandbox(_) => {
+                    self.0.push(format!("setns {kind}"));
+                    (false, Some(42))
+                }
+            })
+        }
+
+        fn unshare(&mut self, flags: CloneFlags) -> Result<(), SetupError> {
+            let names = [
+                (CloneFlags::CLONE_NEWNS, "mnt"),
+                (CloneFlags::CLONE_NEWNET, "net"),
+                (CloneFlags::CLONE_NEWUTS, "uts"),
+                (CloneFlags::CLONE_NEWIPC, "ipc"),
+            ];
+            let set: Vec<&str> = names
+                .iter()
+                .filter(|(f, _)| flags.contains(*f))
+                .map(|(_, n)| *n)
+                .collect();
+            self.0.push(format!("unshare {}", set.join(",")));
+            Ok(())
+        }
+
+        fn loopback_up(&mut self) -> Result<(), SetupError> {
+            self.0.push("lo up".into());
+            Ok(())
+        }
+    }
+
+    fn spec(network: NetworkMode, uts: NsShare, ipc: NsShare) -> SandboxSpec {
+        let mut s: SandboxSpec = serde_json::from_value(serde_json::json!({
+            "rootfs": {"lowers": [], "upper": "/u", "work": "/w", "target": "/t",
+                       "read_only": false},
+            "hostname": "h",
+            "network": "None",
+            "etc_files": [],
+            "mounts": [],
+            "process": {"args": ["true"], "env": [], "cwd": "/", "user": null,
+                        "stdin": false, "rlimits": []},
+            "init": true,
+            "security": {"capabilities": [], "added": [], "no_new_privileges": false,
+                         "privileged": false},
+            "keep_fd": null,
+        }))
+        .expect("a minimal spec");
+        s.network = network;
+        s.uts_ns = uts;
+        s.ipc_ns = ipc;
+        s
+    }
+
+    #[test]
+    fn a_private_sandbox_creates_every_namespace_at_once_then_brings_up_lo() {
+        let mut k = Recorder::default();
+        let shm = enter(
+            &mut k,
+            &spec(NetworkMode::None, NsShare::Private, NsShare::Private),
+        )
+        .unwrap();
+        assert_eq!(k.0, ["unshare mnt,net,uts,ipc", "lo up"]);
+        assert!(shm.is_none());
+    }
+
+    #[test]
+    fn namespaces_of_others_are_joined_before_the_rest_is_created() {
+        let mut k = Recorder::default();
+        let other = || NsShare::Sandbox("/x/pid".into());
+        let shm = enter(
+            &mut k,
+            &spec(NetworkMode::Sandbox("/x/pid".into()), other(), other()),
+        )
+        .unwrap();
+        assert_eq!(k.0, ["setns net", "setns uts", "setns ipc", "unshare mnt"]);
+        assert_eq!(
+            shm,
+            Some(super::super::spec::SharedShm::Sandbox { pid: 42 })
+        );
+    }
+
+    #[test]
+    fn the_hosts_namespaces_are_kept_and_its_shm_used() {
+        let mut k = Recorder::default();
+        let shm = enter(
+            &mut k,
+            &spec(NetworkMode::Host, NsShare::Host, NsShare::Host),
+        )
+        .unwrap();
+        assert_eq!(
+            k.0,
+            ["unshare mnt"],
+            "no network namespace, no lo to bring up"
+        );
+        assert_eq!(shm, Some(super::super::spec::SharedShm::Host));
     }
 }
