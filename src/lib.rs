@@ -16,6 +16,7 @@ pub mod plan;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod rootless;
 pub mod sandbox;
 pub mod stack;
 pub mod store;

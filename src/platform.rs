@@ -32,3 +32,30 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     }
     fields.nth(18)?.parse().ok()
 }
+
+/// Whether this process runs in a user namespace other than the host's: its uid map is not the
+/// identity over every id (`0 0 4294967295`). Read each time (a process may join one).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| !is_identity_map(&m))
+        .unwrap_or(false)
+}
+
+fn is_identity_map(map: &str) -> bool {
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect();
+    matches!(lines.as_slice(), [f] if f.as_slice() == ["0", "0", "4294967295"])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_full_identity_map_is_the_hosts() {
+        assert!(super::is_identity_map("         0          0 4294967295\n"));
+        assert!(!super::is_identity_map("0 1000 1\n1 100000 65536\n"));
+        assert!(!super::is_identity_map("0 0 1\n"));
+    }
+}

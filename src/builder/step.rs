@@ -283,6 +283,7 @@ impl StepDirs {
             read_only: false,
             volatile: true,
             classic_mount: RootfsSpec::classic_requested(),
+            userxattr: crate::rootless::active(),
         }
     }
 
@@ -435,6 +436,11 @@ fn run(
     // On the default bridge network, the step has a namespace, address and veth of its own
     // for as long as it runs (released when this goes, also on failure).
     let bridge = match def.network {
+        RunNetwork::Bridge if crate::rootless::active() => {
+            return Err(err(
+                "network \"bridge\" needs root: a rootless build step has `none` or `host`".into(),
+            ));
+        }
         RunNetwork::Bridge => Some(
             super::network::StepNetwork::attach(ctx, &scratch.join("netns"))
                 .map_err(|e| err(format!("cannot put the step on the bridge network: {e}")))?,
@@ -581,8 +587,9 @@ fn run(
         keep_fd: None,
         console_fd: None,
         die_with_parent: true,
-        // No limits, but Docker's devices allowlist (and a cgroup to clean up after).
-        cgroup: Some(sandbox::CgroupSpec {
+        // No limits, but Docker's devices allowlist (and a cgroup to clean up after); none
+        // rootless, where none can be made (devices are bound from the host there).
+        cgroup: (!crate::rootless::active()).then(|| sandbox::CgroupSpec {
             path: format!("boxr/build-{}", dirs.scratch.name()),
             limits: sandbox::cgroup::Limits {
                 devices: Some(sandbox::cgroup::default_devices()),

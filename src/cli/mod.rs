@@ -7,6 +7,7 @@ mod check;
 mod containers;
 mod format;
 mod images;
+mod info;
 mod network;
 mod observe;
 mod plan;
@@ -174,6 +175,8 @@ enum Commands {
     Logout(registry::LogoutArgs),
     /// Remove unused data: unreferenced blobs and layers, leftovers of interrupted commands
     Gc(images::GcArgs),
+    /// How boxr runs here: root or rootless (and its id maps), store, storage driver, cgroups
+    Info(info::InfoArgs),
     /// Manage named volumes
     #[command(subcommand)]
     Volume(images::VolumeCommand),
@@ -222,9 +225,10 @@ impl Settings {
     }
 }
 
-/// `/var/lib/boxr` for root, `$XDG_DATA_HOME/boxr` (or `~/.local/share/boxr`) otherwise.
+/// `/var/lib/boxr` for root, `$XDG_DATA_HOME/boxr` (or `~/.local/share/boxr`) otherwise (also
+/// for a boxr started in the rootless user namespace, where the user is root).
 fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
+    if nix::unistd::geteuid().is_root() && !crate::platform::in_user_namespace() {
         return PathBuf::from("/var/lib/boxr");
     }
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
@@ -303,6 +307,20 @@ pub fn main() -> i32 {
         }
     };
     let mut settings = Settings::resolve(&cli);
+    // An unprivileged boxr works in its user namespace (see `rootless`): joined first, while
+    // this process is single-threaded.
+    if !matches!(cli.command, Commands::Completions { .. }) {
+        match crate::rootless::enter() {
+            Ok(Some(m)) if m.is_single() => settings.printer.note(
+                "boxr: warning: no subordinate ids for this user in /etc/subuid and /etc/subgid: \
+                 only your user is mapped (to root) in containers; files of other owners in \
+                 images become root's and changing owners fails (add a range: `usermod \
+                 --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)",
+            ),
+            Ok(_) => {}
+            Err(e) => return fail_with(&settings.printer, &e),
+        }
+    }
     // `boxr build -f FILE` as well as `boxr -f FILE build`.
     let sub_file = match &cli.command {
         Commands::Check(a) => a.overrides().file.clone(),
@@ -357,6 +375,7 @@ pub fn main() -> i32 {
         Commands::Login(args) => registry::login(args, &settings),
         Commands::Logout(args) => registry::logout(args, &settings),
         Commands::Gc(args) => images::gc(args, &settings),
+        Commands::Info(args) => info::run(args, &settings),
         Commands::Volume(cmd) => images::volume(cmd, &settings),
         Commands::Network(cmd) => network::network(cmd, &settings),
         Commands::Up(args) => stack::up(args, &settings),

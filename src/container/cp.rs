@@ -126,6 +126,7 @@ pub fn cp(
         read_only: false,
         volatile: false,
         classic_mount: RootfsSpec::classic_requested(),
+        userxattr: crate::rootless::active(),
     });
     let (src, dest) = if into_container {
         (host, path)

@@ -30,6 +30,7 @@ pub(super) fn prepare_from(
         .collect::<Result<_, _>>()?;
     let (mut extra_mounts, anonymous) = mounts(store, opts)?;
     user_namespace(opts)?;
+    rootless_check(opts)?;
     for h in &opts.hooks {
         let p = Path::new(h);
         if !p.is_absolute() || !p.is_file() {
@@ -583,6 +584,7 @@ pub(super) fn create(
             // transient containers so too).
             volatile: opts.remove,
             classic_mount: RootfsSpec::classic_requested(),
+            userxattr: crate::rootless::active(),
         },
         hostname,
         network,
@@ -616,7 +618,8 @@ pub(super) fn create(
         keep_fd: (!opts.detach).then(|| store.lock_fd()),
         console_fd: None,
         die_with_parent: false,
-        cgroup: Some(sandbox::CgroupSpec {
+        // Rootless, no cgroup can be made here (see `rootless_check`).
+        cgroup: (!crate::rootless::active()).then(|| sandbox::CgroupSpec {
             path: format!("boxr/{id}"),
             limits,
             journal: Some(store.journal_entry("cgroup", id)),
@@ -683,4 +686,38 @@ pub(super) fn create(
     }
     events::record(store.root(), "create", id, attrs);
     Ok(spec)
+}
+
+/// What a rootless container cannot have yet, refused before anything is made: limits (no
+/// cgroup is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd
+/// user session), bridge networks and published ports (user-mode networking is not there yet),
+/// and `--userns` (the container is in the user's namespace already).
+fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
+    if !crate::rootless::active() {
+        return Ok(());
+    }
+    let asked = limits(&opts.limits, true)?;
+    if asked != sandbox::cgroup::Limits::default() {
+        return Err(invalid(
+            "rootless: limits (--memory, --cpus, --pids-limit, ...) need a cgroup, and none is \
+             delegated to this user here",
+            Some(
+                "run boxr as root for limits; a cgroup v2 host with a systemd user session \
+                 delegates one, this host's cgroup layout does not",
+            ),
+        ));
+    }
+    if matches!(opts.network, Some(Network::Named(_))) || !opts.publish.is_empty() {
+        return Err(invalid(
+            "rootless: bridge networks and published ports need root",
+            Some("use --network none or --network host (user-mode networking is not there yet)"),
+        ));
+    }
+    if opts.userns.is_some() || !opts.uidmaps.is_empty() || !opts.gidmaps.is_empty() {
+        return Err(invalid(
+            "rootless: --userns, --uidmap and --gidmap need root",
+            Some("a rootless container is in your user namespace already: root in it is you"),
+        ));
+    }
+    Ok(())
 }

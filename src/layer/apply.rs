@@ -29,7 +29,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 
 use super::error::refused;
-use super::{LayerError, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::{LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 /// What an apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,7 +169,8 @@ impl Applier {
             let dir = self.resolve(parent, &name)?;
             let fd = self.ensure_dirs(&dir, &name)?;
             let f = File::from(fd);
-            xattr::FileExt::set_xattr(&f, OPAQUE_XATTR, b"y").map_err(|e| create_err(&name, e))?;
+            xattr::FileExt::set_xattr(&f, super::opaque_xattr(), b"y")
+                .map_err(|e| create_err(&name, e))?;
             self.stats.whiteouts += 1;
             return Ok(());
         }
@@ -284,6 +285,11 @@ impl Applier {
                 // A hardlink shares its target's inode: owner, mode and mtime are the target's.
                 return Ok(());
             }
+            // A user namespace may not make device nodes: a rootless store leaves them out
+            // (as rootless podman does); a container gets its devices bound from the host.
+            tar::EntryType::Char | tar::EntryType::Block if crate::rootless::active() => {
+                return Ok(());
+            }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (sflag, dev) = match kind {
                     tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
@@ -342,14 +348,7 @@ impl Applier {
         let h = entry.header();
         let uid = h.uid().map_err(LayerError::Archive)? as u32;
         let gid = h.gid().map_err(LayerError::Archive)? as u32;
-        fchownat(
-            parent,
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| create_err(entry_name, e.into()))?;
+        chown_at(parent, name, uid, gid).map_err(|e| create_err(entry_name, e.into()))?;
         let mode = h.mode().map_err(LayerError::Archive)? & 0o7777;
         if name == OsStr::new(".") {
             fchmod(parent, Mode::from_bits_truncate(mode))
@@ -386,7 +385,7 @@ impl Applier {
             let ext = ext.map_err(LayerError::Archive)?;
             let Ok(key) = ext.key() else { continue };
             if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
-                if attr.starts_with("trusted.overlay.") {
+                if super::is_overlay_xattr(attr) {
                     continue; // never let a layer forge overlay metadata
                 }
                 xattr::FileExt::set_xattr(&f, attr, ext.value_bytes())
@@ -465,14 +464,8 @@ impl Applier {
                     let next = open_dir_at(&fd, c).map_err(|e| create_err(entry, e.into()))?;
                     fchmod(&next, Mode::from_bits_truncate(mode))
                         .map_err(|e| create_err(entry, e.into()))?;
-                    fchownat(
-                        &fd,
-                        c.as_os_str(),
-                        Some(Uid::from_raw(uid)),
-                        Some(Gid::from_raw(gid)),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| create_err(entry, e.into()))?;
+                    chown_at(&fd, c.as_os_str(), uid, gid)
+                        .map_err(|e| create_err(entry, e.into()))?;
                     if let Some(mtime) = mtime {
                         self.dir_times.push((comps[..=i].to_vec(), mtime));
                     }
@@ -515,7 +508,7 @@ impl Applier {
                     if !m.is_dir() {
                         return false; // a whiteout or a non-directory above hides the rest
                     }
-                    if xattr::get(layer.join(&prefix), OPAQUE_XATTR)
+                    if xattr::get(layer.join(&prefix), super::opaque_xattr())
                         .ok()
                         .flatten()
                         .as_deref()
@@ -658,4 +651,20 @@ fn remove_tree_at(dir: &OwnedFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives `parent/name` its owner. Rootless, an id outside the user's ranges cannot be had
+/// (EINVAL): the file keeps the owner it was made with (root of the namespace), as rootless
+/// podman does with a warning at setup (see `rootless`).
+fn chown_at(parent: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> nix::Result<()> {
+    match fchownat(
+        parent,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Err(Errno::EINVAL) if crate::rootless::active() => Ok(()),
+        r => r,
+    }
 }

@@ -8,8 +8,6 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::OPAQUE_XATTR;
-
 /// Where `path` is in the stack of layer roots (topmost first), whiteouts and opaque
 /// directories respected: the layer's copy of it, or `None` when the stack does not have it.
 pub fn find_in_layers(lowers: &[PathBuf], path: &str) -> Option<PathBuf> {
@@ -40,7 +38,7 @@ pub fn find_in_layers(lowers: &[PathBuf], path: &str) -> Option<PathBuf> {
 
 /// Whether the directory `p` is opaque (hides what the layers below have there).
 pub fn is_opaque(p: &Path) -> bool {
-    xattr::get(p, OPAQUE_XATTR)
+    xattr::get(p, super::opaque_xattr())
         .ok()
         .flatten()
         .is_some_and(|v| v == b"y")

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
 
-use super::{LayerError, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::{LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 /// How a layer tar is written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -146,7 +146,7 @@ impl<W: Write> Writer<W> {
             let mut p = arc.as_os_str().to_owned();
             p.push("/");
             self.append(&mut h, Path::new(&p), io::empty())?;
-            if xattr::get(path, OPAQUE_XATTR)
+            if xattr::get(path, super::opaque_xattr())
                 .map_err(read_err(path))?
                 .as_deref()
                 == Some(b"y")
@@ -216,7 +216,7 @@ impl<W: Write> Writer<W> {
         let mut records = BTreeMap::new();
         for name in xattr::list(path).map_err(read_err(path))? {
             let name_str = name.to_string_lossy();
-            if name_str.starts_with("trusted.overlay.") {
+            if super::is_overlay_xattr(&name_str) {
                 continue;
             }
             if let Some(value) = xattr::get(path, &name).map_err(read_err(path))? {
@@ -327,7 +327,7 @@ pub fn strip_overlay_xattrs(root: &Path) -> Result<(), LayerError> {
         let path = entry.path();
         for name in xattr::list(path).map_err(read_err(path))? {
             let n = name.to_string_lossy();
-            if n.starts_with("trusted.overlay.") && n != super::OPAQUE_XATTR {
+            if super::is_overlay_xattr(&n) && n != super::opaque_xattr() {
                 xattr::remove(path, &name).map_err(read_err(path))?;
             }
         }

@@ -221,6 +221,10 @@ pub struct RootfsSpec {
     /// to rule the new API out when something goes wrong.
     #[serde(default)]
     pub classic_mount: bool,
+    /// The overlay keeps its metadata (opaque directories) in `user.overlay.*` xattrs, as a
+    /// rootless store's layers have them: mounted with `userxattr`, as a user namespace needs.
+    #[serde(default)]
+    pub userxattr: bool,
 }
 
 impl RootfsSpec {
@@ -232,12 +236,19 @@ impl RootfsSpec {
         let mut options = vec![
             ("upperdir", self.upper.display().to_string()),
             ("workdir", self.work.display().to_string()),
-            ("redirect_dir", "off".to_owned()),
+            // Not made either way; `userxattr` refuses `off` (which follows existing ones).
+            (
+                "redirect_dir",
+                if self.userxattr { "nofollow" } else { "off" }.to_owned(),
+            ),
             ("metacopy", "off".to_owned()),
             ("index", "off".to_owned()),
         ];
         if self.volatile {
             options.push(("volatile", String::new()));
+        }
+        if self.userxattr {
+            options.push(("userxattr", String::new()));
         }
         options
     }

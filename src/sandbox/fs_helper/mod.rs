@@ -343,6 +343,10 @@ fn mount_layers(lowers: &[PathBuf], options: &[(&str, &str)], target: &Path) -> 
     let ls: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let mut opts = vec![("source", "overlay")];
     opts.extend_from_slice(options);
+    // A rootless store's layers keep their overlay metadata in user.* xattrs.
+    if crate::platform::in_user_namespace() {
+        opts.push(("userxattr", ""));
+    }
     super::sys::mount_overlay_fsconfig(&ls, &opts, target).map_err(io_at(format!(
         "boxr: cannot mount the layers at {}",
         target.display()

@@ -1,0 +1,362 @@
+//! Rootless: boxr run by an ordinary user (`boxrtest`, made by .ci/run with a subordinate id
+//! range), through `runuser`, with no setuid helper of boxr's own. Checked from inside the
+//! container (who it runs as, its maps, its confinement) and on the host (who owns what it
+//! wrote), and against root's boxr (a build gives the same image digest).
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{boxr, privileged, skip};
+
+/// The unprivileged user the tests run boxr as.
+const USER: &str = "boxrtest";
+
+/// An ordinary user's boxr, in directories of its own (home, runtime dir, store) under a temp
+/// dir; its pause process (the user namespace's holder) is killed when this is dropped.
+struct User {
+    uid: u32,
+    gid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl User {
+    fn new(test: &str) -> Option<User> {
+        if !privileged(test) {
+            return None;
+        }
+        let Ok(Some(u)) = nix::unistd::User::from_name(USER) else {
+            skip(
+                test,
+                &format!("needs the user {USER} with a /etc/subuid range (useradd -m {USER})"),
+            );
+            return None;
+        };
+        if Command::new("runuser").arg("--help").output().is_err() {
+            skip(test, "needs runuser (util-linux)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let user = User {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            dir,
+        };
+        for d in ["home", "run", "data", "project"] {
+            let p = user.path(d);
+            fs::create_dir(&p).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+            nix::unistd::chown(&p, Some(u.uid), Some(u.gid)).unwrap();
+        }
+        Some(user)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// boxr as the user: (exit code, stdout, stderr).
+    fn boxr(&self, args: &[&str]) -> (i32, String, String) {
+        self.boxr_in(&self.path("home"), args)
+    }
+
+    fn boxr_in(&self, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new("runuser")
+            .args([
+                "-u",
+                USER,
+                "--",
+                "env",
+                "-u",
+                "BOXR_ROOT",
+                "-u",
+                "XDG_DATA_HOME",
+            ])
+            .arg(format!("HOME={}", self.path("home").display()))
+            .arg(format!("XDG_RUNTIME_DIR={}", self.path("run").display()))
+            .arg("SOURCE_DATE_EPOCH=0")
+            .arg(env!("CARGO_BIN_EXE_boxr"))
+            .args(["--progress", "plain"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (c, out, err) = self.boxr(args);
+        assert_eq!(c, 0, "boxr {args:?}: {err}");
+        out
+    }
+
+    /// The pause process holding the user's namespace, if one runs.
+    fn pause_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.path("run/boxr/pause.pid")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pause_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // What the user's namespace made (layers owned by subordinate ids) is root's to remove.
+        let _ = Command::new("rm")
+            .args(["-rf"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The first subordinate uid of `USER`, if /etc/subuid gives it a range.
+fn subuid_start() -> Option<u32> {
+    fs::read_to_string("/etc/subuid")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == USER).then(|| f[1].parse().ok())?
+        })
+}
+
+/// A busybox image tarball the user can read.
+fn busybox_tar(u: &User) -> PathBuf {
+    let root = support::busybox_rootfs(&u.path("bb"));
+    let tar = u.path("bb.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    tar
+}
+
+const MANIFEST: &str = r#"
+image "app" {
+    from "bb:latest"
+    run "sh" "-c" "mkdir -p /srv/a /srv/b && echo hi > /srv/a/f && chown -R 33:33 /srv/a"
+    run "sh" "-c" "rm -rf /srv/b && mkdir /srv/b && echo new > /srv/b/g"
+    cmd "sh" "-c" "stat -c '%u:%g' /srv/a/f; cat /srv/b/g; ls /srv/b"
+}
+"#;
+
+#[test]
+fn an_ordinary_user_builds_runs_and_manages_containers() {
+    let name = "an_ordinary_user_builds_runs_and_manages_containers";
+    let Some(u) = User::new(name) else { return };
+    let sub = subuid_start();
+
+    // The user namespace: the user is root in it, its range the other ids.
+    let info = u.ok(&["info"]);
+    assert!(info.contains("Mode:           rootless"), "{info}");
+    assert!(info.contains(&format!("0 {} 1", u.uid)), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Store:          {}",
+            u.path("home/.local/share/boxr").display()
+        )),
+        "the store is in the user's XDG data dir: {info}"
+    );
+    let tar = busybox_tar(&u);
+    u.ok(&["import", tar.to_str().unwrap(), "bb"]);
+
+    // Inside: root, mapped to the user; the same confinement as root's containers.
+    let data = u.path("data");
+    let volume = format!("{}:/data", data.display());
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "bb",
+        "sh",
+        "-c",
+        "id -u; head -1 /proc/self/uid_map; grep -E '^(CapEff|Seccomp):' /proc/self/status; \
+         touch /data/mine; touch /data/other; chown 5:7 /data/other; \
+         mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED; \
+         wc -c < /proc/timer_list",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", &u.uid.to_string(), "1"],
+        "{out}"
+    );
+    assert!(
+        out.contains("CapEff:\t00000000a80425fb"),
+        "Docker's default capabilities: {out}"
+    );
+    assert!(out.contains("Seccomp:\t2"), "a seccomp filter: {out}");
+    assert!(!out.contains("MOUNTED"), "no CAP_SYS_ADMIN: {out}");
+    assert_eq!(
+        lines.last().map(|l| l.trim()),
+        Some("0"),
+        "masked /proc/timer_list: {out}"
+    );
+    // Outside: what root wrote is the user's; another id is in the user's range.
+    assert_eq!(fs::metadata(data.join("mine")).unwrap().uid(), u.uid);
+    if let Some(start) = sub {
+        let m = fs::metadata(data.join("other")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid() >= 100),
+            (start + 4, true),
+            "chown 5:7 → range"
+        );
+    }
+
+    // Detached, exec, logs, stop, rm: later commands join the same namespace.
+    let id = u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let out = u.ok(&["exec", "web", "sh", "-c", "echo in-exec; id -u"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["in-exec", "0"]);
+    let ps = u.ok(&["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up"), "{ps}");
+    assert!(u.ok(&["logs", "web"]).contains("started"));
+    u.ok(&["stop", "-t", "1", "web"]);
+    u.ok(&["rm", "web"]);
+    assert_eq!(u.ok(&["ps", "-aq"]).trim(), "");
+
+    // A build whose steps change owners and replace a directory: the same image as root's.
+    let project = u.path("project");
+    fs::write(project.join("boxr.kdl"), MANIFEST).unwrap();
+    nix::unistd::chown(
+        &project.join("boxr.kdl"),
+        Some(nix::unistd::Uid::from_raw(u.uid)),
+        Some(nix::unistd::Gid::from_raw(u.gid)),
+    )
+    .unwrap();
+    let (c, out, err) = u.boxr_in(&project, &["build"]);
+    assert_eq!(c, 0, "{out}{err}");
+    let out = u.ok(&["run", "--rm", "--network", "none", "app:latest"]);
+    let want_owner = if sub.is_some() { "33:33" } else { "0:0" };
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [want_owner, "new", "g"],
+        "{out}"
+    );
+    if sub.is_some() {
+        let root_store = tempfile::tempdir().unwrap();
+        let rs = root_store.path();
+        let (c, _, err) = boxr(rs, &["import", tar.to_str().unwrap(), "bb"]);
+        assert_eq!(c, 0, "{err}");
+        let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["--progress", "plain", "build"])
+            .env("BOXR_ROOT", rs)
+            .env("SOURCE_DATE_EPOCH", "0")
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest = |store_out: String| {
+            serde_json::from_str::<serde_json::Value>(&store_out).unwrap()[0]["Id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (_, root_json, _) = boxr(rs, &["inspect", "app:latest"]);
+        let user_json = u.ok(&["inspect", "app:latest"]);
+        assert_eq!(
+            digest(user_json),
+            digest(root_json),
+            "rootless and root builds of one manifest give one image"
+        );
+    }
+
+    // What cannot be had rootless here is refused, saying why, before anything is made.
+    let (c, _, err) = u.boxr(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "10m",
+        "bb",
+        "true",
+    ]);
+    assert_eq!(c, 125, "{err}");
+    assert!(
+        err.contains("rootless: limits") && err.contains("delegated"),
+        "{err}"
+    );
+    let (c, _, err) = u.boxr(&["run", "--rm", "bb", "true"]);
+    assert_eq!(c, 125, "{err}");
+    assert!(err.contains("bridge networks"), "{err}");
+    assert_eq!(u.ok(&["ps", "-aq"]).trim(), "");
+
+    // Nothing is left in the user's namespace but the pause process, which the guard ends.
+    let pause = u.pause_pid().expect("a pause process");
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let ps = Command::new("ps")
+        .args(["-o", "pid=", "-u", USER])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&ps.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| ns(*p).is_some() && ns(*p) == ns(pause))
+        // A zombie has ended (its parent, the machine's init here, reaps it when it will).
+        .filter(|p| boxr::platform::process_start_time(*p).is_some())
+        .collect();
+    assert_eq!(pids, [pause], "only the pause process runs");
+}
+
+#[test]
+fn a_runtime_dir_another_user_made_is_refused() {
+    let name = "a_runtime_dir_another_user_made_is_refused";
+    let Some(u) = User::new(name) else { return };
+    // Without XDG_RUNTIME_DIR the fallback is TMPDIR/boxr-run-UID: made first by root here.
+    let tmp = u.path("tmp");
+    fs::create_dir(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::create_dir(tmp.join(format!("boxr-run-{}", u.uid))).unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", "env", "-u", "XDG_RUNTIME_DIR"])
+        .arg(format!("TMPDIR={}", tmp.display()))
+        .arg(format!("HOME={}", u.path("home").display()))
+        .arg(env!("CARGO_BIN_EXE_boxr"))
+        .arg("images")
+        .current_dir(u.path("home"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("is not private to this user"), "{err}");
+    assert!(u.pause_pid().is_none());
+}
