@@ -107,6 +107,13 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
+        // A test that failed half-way leaves containers: removed through the user's namespace.
+        if self.pause_pid().is_some() {
+            let (_, ids, _) = self.boxr(&["ps", "-aq"]);
+            for id in ids.split_whitespace() {
+                let _ = self.boxr(&["rm", "-f", id]);
+            }
+        }
         if let Some(pid) = self.pause_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -315,9 +322,9 @@ fn an_ordinary_user_builds_runs_and_manages_containers() {
         err.contains("rootless: limits") && err.contains("delegated"),
         "{err}"
     );
-    let (c, _, err) = u.boxr(&["run", "--rm", "bb", "true"]);
+    let (c, _, err) = u.boxr(&["run", "--rm", "--network", "mine", "bb", "true"]);
     assert_eq!(c, 125, "{err}");
-    assert!(err.contains("bridge networks"), "{err}");
+    assert!(err.contains("rootless: user networks"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]).trim(), "");
 
     // Nothing is left in the user's namespace but the pause process, which the guard ends.
@@ -359,4 +366,161 @@ fn a_runtime_dir_another_user_made_is_refused() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("is not private to this user"), "{err}");
     assert!(u.pause_pid().is_none());
+}
+
+/// The user's boxr, for the network test: as [`User::boxr`], and where this host's
+/// /dev/net/tun is root's alone (no udev here to make it 0666, as Debian's rules do), in a
+/// mount namespace with a 0666 node of the same device, which the pause process the first
+/// command starts keeps for every later one.
+fn boxr_with_tun(u: &User, args: &[&str]) -> (i32, String, String) {
+    let open = fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
+    let mut cmd = if open {
+        Command::new("runuser")
+    } else {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o mode=755 tun /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
+             && exec runuser \"$@\"",
+            "sh",
+        ]);
+        c
+    };
+    let out = cmd
+        .args([
+            "-u",
+            USER,
+            "--",
+            "env",
+            "-u",
+            "BOXR_ROOT",
+            "-u",
+            "XDG_DATA_HOME",
+        ])
+        .arg(format!("HOME={}", u.path("home").display()))
+        .arg(format!("XDG_RUNTIME_DIR={}", u.path("run").display()))
+        .arg(env!("CARGO_BIN_EXE_boxr"))
+        .args(["--progress", "plain"])
+        .args(args)
+        .current_dir(u.path("home"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `busybox wget` of `url` (from the namespace `netns`, if given), for at most 3 s (its own
+/// `-T` crashes this busybox when combined with `-O-`).
+fn wget(netns: Option<&str>, url: &str) -> (bool, String) {
+    let mut c = Command::new("timeout");
+    c.arg("3");
+    if let Some(ns) = netns {
+        c.args(["ip", "netns", "exec", ns]);
+    }
+    let out = c
+        .args(["busybox", "wget", "-q", "-O-", url])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+#[test]
+fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
+    let name = "a_rootless_container_reaches_out_and_publishes_ports_through_pasta";
+    let Some(u) = User::new(name) else { return };
+    if !support::have_tool(name, "pasta") {
+        return;
+    }
+    // "Another host" at 198.51.100.2, this namespace at 198.51.100.1 routing through it.
+    let far = support::FarHost::new(&format!("boxr-rlfar-{}", std::process::id()));
+    let tar = busybox_tar(&u);
+    let ok = |args: &[&str]| {
+        let (c, out, err) = boxr_with_tun(&u, args);
+        assert_eq!(c, 0, "boxr {args:?}: {err}");
+        out
+    };
+    ok(&["import", tar.to_str().unwrap(), "bb"]);
+
+    // Egress on the default network: the far side sees the host's address (the user's own
+    // connection, made by pasta).
+    let out = ok(&[
+        "run",
+        "--rm",
+        "bb",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://198.51.100.2:8000/cgi-bin/ip",
+    ]);
+    assert_eq!(out.trim(), "198.51.100.1", "{out}");
+
+    // A published port answers from this host's loopback and from the other host; a port the
+    // container listens on but did not publish does not.
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-p",
+        "8080:80",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir -p /w && echo from-the-container > /w/i.html && busybox httpd -p 81 -h /w \
+         && exec busybox httpd -f -p 80 -h /w",
+    ]);
+    let answered = |url: &str, ns: Option<&str>| {
+        (0..50).any(|_| {
+            let (ok, body) = wget(ns, url);
+            ok && body == "from-the-container" || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }
+        })
+    };
+    assert!(answered("http://127.0.0.1:8080/i.html", None));
+    assert!(answered("http://198.51.100.1:8080/i.html", Some(&far.name)));
+    assert!(!wget(Some(&far.name), "http://198.51.100.1:81/i.html").0);
+    let ports = ok(&["port", "srv"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
+
+    // Stopped, the port is given back; started again, it answers again.
+    ok(&["stop", "-t", "1", "srv"]);
+    assert!(!wget(None, "http://127.0.0.1:8080/i.html").0);
+    ok(&["start", "srv"]);
+    assert!(answered("http://127.0.0.1:8080/i.html", None));
+
+    // A port below net.ipv4.ip_unprivileged_port_start is root's, and the error says so.
+    let (c, _, err) = boxr_with_tun(&u, &["run", "--rm", "-p", "80:80", "bb", "true"]);
+    assert_ne!(c, 0);
+    assert!(err.contains("ip_unprivileged_port_start"), "{err}");
+
+    // Removed: no pasta, no namespace left.
+    ok(&["rm", "-f", "srv"]);
+    let pause = u.pause_pid().expect("a pause process");
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let left: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != pause && ns(*p).is_some() && ns(*p) == ns(pause))
+        .filter(|p| boxr::platform::process_start_time(*p).is_some())
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
+        .collect();
+    assert!(left.is_empty(), "left in the user's namespace: {left:?}");
+    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains("/containers/") && l.contains("/netns")),
+        "a container's namespace mount is left: {mounts}"
+    );
 }

@@ -217,6 +217,11 @@ pub fn gc(args: &GcArgs, settings: &Settings) -> i32 {
         .and_then(|n| {
             Ok(n + store
                 .clean_journal("dns", |b| crate::net::dns::clean_journal_entry(&store, b))?)
+        })
+        .and_then(|n| {
+            Ok(n + store.clean_journal("pasta", |b| {
+                crate::net::pasta::clean_journal_entry(&store, b)
+            })?)
         });
     let network = match network {
         Ok(n) => n,

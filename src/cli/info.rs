@@ -53,7 +53,11 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> i32 {
         "StorageDriver": if rootless { "overlay (userxattr)" } else { "overlay" },
         "Cgroups": cgroups,
         "Limits": limits,
-        "Networks": if rootless { "none, host" } else { "bridge (default), user networks, none, host" },
+        "Networks": if rootless {
+            "bridge (default: the host's network through pasta, with -p), none, host"
+        } else {
+            "bridge (default), user networks, none, host"
+        },
         "Kernel": kernel,
         "Architecture": crate::platform::architecture(),
     });

@@ -419,7 +419,13 @@ pub(super) fn create(
                     Vec::new()
                 },
             );
+            // Rootless, the default network is pasta's (see `net::pasta`).
+            let pasta = crate::rootless::active() && matches!(mode, Some(Network::Named(_)));
             let endpoint = match mode {
+                Some(Network::Named(_)) if pasta => {
+                    crate::net::pasta::attach(store, id, dir, &publish)?;
+                    None
+                }
                 Some(Network::Named(name)) => {
                     let names = super::network::names_on_network(
                         opts.name.as_deref(),
@@ -469,6 +475,7 @@ pub(super) fn create(
             };
             let mode = match (mode, &endpoint) {
                 (_, Some(ep)) => NetworkMode::Join(ep.netns.clone()),
+                _ if pasta => NetworkMode::Join(dir.join("netns")),
                 (Some(Network::Mode(m)), None) => m.clone(),
                 _ => NetworkMode::None,
             };
@@ -500,6 +507,7 @@ pub(super) fn create(
             // network, and the rest through the host's resolvers (a loopback one included,
             // which the container could not reach itself). The host's search and options stay.
             let host_resolv = match &endpoint {
+                None if pasta => crate::net::dns::resolv_conf_for(crate::net::pasta::RESOLVER),
                 None => host_file("/etc/resolv.conf"),
                 Some(ep) => crate::net::dns::resolv_conf_for(ep.gateway),
             };
@@ -690,7 +698,7 @@ pub(super) fn create(
 
 /// What a rootless container cannot have yet, refused before anything is made: limits (no
 /// cgroup is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd
-/// user session), bridge networks and published ports (user-mode networking is not there yet),
+/// user session), user networks (its network is pasta's: the default `bridge` stands for it),
 /// and `--userns` (the container is in the user's namespace already).
 fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
     if !crate::rootless::active() {
@@ -707,10 +715,16 @@ fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
             ),
         ));
     }
-    if matches!(opts.network, Some(Network::Named(_))) || !opts.publish.is_empty() {
+    if matches!(&opts.network, Some(Network::Named(n)) if n != crate::net::DEFAULT)
+        || !opts.more_networks.is_empty()
+        || opts.ip.is_some()
+    {
         return Err(invalid(
-            "rootless: bridge networks and published ports need root",
-            Some("use --network none or --network host (user-mode networking is not there yet)"),
+            "rootless: user networks (and --ip) need root",
+            Some(
+                "a rootless container's network is the host's through pasta (the default), \
+                 none or host",
+            ),
         ));
     }
     if opts.userns.is_some() || !opts.uidmaps.is_empty() || !opts.gidmaps.is_empty() {

@@ -28,7 +28,7 @@ fn id_of(dir: &Path) -> String {
 pub(super) fn publish(
     dir: &Path,
 ) -> Result<Option<crate::net::publish::Publication>, super::ContainerError> {
-    if !dir.join(crate::net::publish::ENDPOINT).exists() {
+    if !dir.join(crate::net::publish::ENDPOINT).exists() && !crate::net::pasta::attached(dir) {
         return Ok(None);
     }
     let store = store_of(dir)?;
@@ -44,7 +44,7 @@ pub(super) fn publish(
 /// goes on after the monitor is gone.
 pub(super) fn give_back(dir: &Path) {
     if dir.exists()
-        && dir.join(crate::net::publish::ENDPOINT).exists()
+        && (dir.join(crate::net::publish::ENDPOINT).exists() || crate::net::pasta::attached(dir))
         && let Some(root) = crate::store::root_of_container_dir(dir)
     {
         release(root, &id_of(dir), true);

@@ -40,6 +40,7 @@ pub fn release_mode() -> Option<i32> {
         .map_err(|e| e.to_string())
         .and_then(|store| {
             super::publish::release(&store, id);
+            super::pasta::release(&store, id, stopping);
             let eps = entries(&store, id);
             let Some((_, first)) = eps.first() else {
                 ready();
@@ -506,6 +507,7 @@ pub(super) fn in_netns<T: Send + 'static>(
 /// teardown is asynchronous), drops its namespace's mount and its leases. Nothing if it had none.
 pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
     super::publish::release(store, id);
+    super::pasta::release(store, id, false);
     let eps = entries(store, id);
     if eps.is_empty() {
         // A torn first entry (its writer died before creating anything).
@@ -532,6 +534,7 @@ fn wired(ep: &Endpoint) -> bool {
 /// stay, so [`rewire`] gives it the same addresses when it starts again.
 pub fn stop(store: &Store, id: &str) {
     super::publish::release(store, id);
+    super::pasta::release(store, id, true);
     let eps = endpoints(store, id);
     if let Some(first) = eps.first() {
         unmount(first);
@@ -544,6 +547,7 @@ pub fn stop(store: &Store, id: &str) {
 /// A container that starts again gets a new network namespace and veths with its addresses
 /// (nothing if it is on no network, or still has them).
 pub fn rewire(store: &Store, id: &str) -> Result<(), NetError> {
+    super::pasta::rewire(store, id, &store.container_dir(id))?;
     let eps = endpoints(store, id);
     let Some(first) = eps.first() else {
         return Ok(());

@@ -26,6 +26,7 @@ pub mod dns;
 mod endpoint;
 mod firewall;
 pub mod netlink;
+pub mod pasta;
 pub mod ports;
 pub mod publish;
 mod subnet;
@@ -79,6 +80,13 @@ pub enum NetError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// pasta, the rootless network's, refused or failed (its own message).
+    #[error("rootless network (pasta): {0}")]
+    #[diagnostic(
+        code(boxr::net::pasta),
+        help("boxr connects rootless containers with pasta (apt-get install passt)")
+    )]
+    Pasta(String),
     /// A value of an option (`--subnet`) that does not parse.
     #[error("{reason}")]
     #[diagnostic(code(boxr::net::value))]

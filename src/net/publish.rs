@@ -98,7 +98,7 @@ pub fn set_requests(
 }
 
 /// A socket bound for one published port.
-enum Bound {
+pub(super) enum Bound {
     Tcp(TcpListener),
     Udp(UdpSocket),
 }
@@ -144,7 +144,10 @@ impl Bound {
 
 /// Binds one request: its IPv4 (or given) address, and for "every address" also `::` on the
 /// same port where the host has IPv6.
-fn bind_request(store: &Store, r: &Publish) -> Result<Vec<(Published, Bound)>, NetError> {
+pub(super) fn bind_request(
+    store: &Store,
+    r: &Publish,
+) -> Result<Vec<(Published, Bound)>, NetError> {
     let first = r.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let candidates: Vec<u16> = if r.host_ports == (0, 0) {
         vec![0]
@@ -188,7 +191,20 @@ fn bind_request(store: &Store, r: &Publish) -> Result<Vec<(Published, Bound)>, N
         IpAddr::V4(a) => format!("{a}:{port}/{}", r.proto),
         IpAddr::V6(a) => format!("[{a}]:{port}/{}", r.proto),
     };
-    let what = if r.host_ports.0 != r.host_ports.1 {
+    let unprivileged_start = || {
+        fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|t| t.trim().parse::<u16>().ok())
+    };
+    let what = if e.raw_os_error() == Some(nix::libc::EACCES)
+        && let Some(start) = unprivileged_start().filter(|s| port < *s)
+    {
+        format!(
+            "{e}: a port below net.ipv4.ip_unprivileged_port_start ({start}) is root's \
+             (rootless: publish a higher host port, e.g. -p 8080:{})",
+            r.container_port
+        )
+    } else if r.host_ports.0 != r.host_ports.1 {
         format!(
             "no port of {}-{} is free ({shown}: {e})",
             r.host_ports.0, r.host_ports.1

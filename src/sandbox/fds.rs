@@ -21,6 +21,25 @@ pub(super) fn cloexec_all_fds() {
     }
 }
 
+/// Runs `f` (which starts a program) with every descriptor from 3 up close-on-exec, then puts
+/// back the ones that were not: the program inherits nothing of this process's (a pipe it held
+/// open would keep a reader waiting for its end), and this process keeps what it passes on
+/// later. Only for a process that starts nothing else meanwhile (one thread does).
+pub fn spawn_without_inherited<T>(f: impl FnOnce() -> T) -> T {
+    let open: Vec<i32> = fds_from_3()
+        .into_iter()
+        .filter(|fd| sys::is_cloexec(*fd) == Some(false))
+        .collect();
+    for fd in &open {
+        let _ = sys::set_cloexec(*fd);
+    }
+    let r = f();
+    for fd in &open {
+        let _ = sys::clear_cloexec(*fd);
+    }
+    r
+}
+
 /// Closes every descriptor from 3 up except `keep` (see `sandbox::close_inherited_fds`).
 pub(super) fn close_fds_except(keep: &[i32]) {
     for fd in fds_from_3().into_iter().filter(|fd| !keep.contains(fd)) {

@@ -202,14 +202,13 @@ fn run_in(
     {
         return fail(125, &SetupError::UsernsShares);
     }
+    // The first process is born in a new PID namespace (clone3), and this process stays in its
+    // own: it forks again at the end (the owner's record), which it could not do from a PID
+    // namespace whose init is gone, nor could it join its own again rootless.
+    let mut new_pid = false;
     if userns.is_none() {
         match join_shared(&spec.pid_ns, "pid", CloneFlags::CLONE_NEWPID) {
-            Ok((true, _)) => {
-                if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
-                    return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
-                }
-            }
-            Ok((false, _)) => {}
+            Ok((own, _)) => new_pid = own,
             Err(m) => return fail(125, &m),
         }
     }
@@ -267,15 +266,19 @@ fn run_in(
         Err(e) => return fail(125, &format!("cannot open the container's cgroup: {e}")),
     };
     let mut born_in_v2 = false;
-    let forked = match &v2 {
-        Some(fd) => match sys::fork_into_cgroup(fd) {
-            Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => sys::fork(),
-            r => {
-                born_in_v2 = r.is_ok();
-                r
+    let forked = match sys::fork_into(new_pid, v2.as_ref()) {
+        // A kernel before clone3 (or its cgroup field): a PID namespace for the children, then
+        // fork; moved into the cgroup afterwards.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => {
+            if new_pid && let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+                return fail(125, &format!("cannot create a PID namespace: {}", e.desc()));
             }
-        },
-        None => sys::fork(),
+            sys::fork()
+        }
+        r => {
+            born_in_v2 = r.is_ok() && v2.is_some();
+            r
+        }
     };
     drop(v2);
     let child = match forked {

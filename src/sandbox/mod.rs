@@ -43,6 +43,8 @@ use std::os::fd::AsRawFd;
 
 use fds::{read_spec_fd, spec_memfd, stdin_from_dev_null};
 
+pub use fds::spawn_without_inherited;
+
 pub use error::SetupError;
 pub use security::SecuritySpec;
 pub use spec::*;

@@ -51,15 +51,24 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// `fork()` whose child is born in the cgroup2 directory `cgroup` (clone3 with
-/// CLONE_INTO_CGROUP): no migration afterwards, so no wait for the kernel's threadgroup lock.
-/// Same contract as [`fork`]: the process must be single-threaded.
-pub fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
+/// `fork()` (clone3) whose child is born in a new PID namespace (`new_pid`: it is PID 1 there,
+/// while this process stays where it is, free to fork later) and in the cgroup2 directory
+/// `cgroup` (CLONE_INTO_CGROUP: no migration afterwards, so no wait for the kernel's
+/// threadgroup lock). ENOSYS or E2BIG on a kernel without clone3 (5.3) or its cgroup field
+/// (5.7). Same contract as [`fork`]: the process must be single-threaded.
+pub fn fork_into(new_pid: bool, cgroup: Option<&OwnedFd>) -> nix::Result<ForkResult> {
     assert_eq!(thread_count(), 1, "fork() from a multi-threaded process");
+    let mut flags = 0;
+    if new_pid {
+        flags |= nix::libc::CLONE_NEWPID as u64;
+    }
+    if cgroup.is_some() {
+        flags |= CLONE_INTO_CGROUP;
+    }
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags,
         exit_signal: nix::libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..Default::default()
     };
     // SAFETY: without CLONE_VM (and with no stack given) clone3 is a fork: the child gets a
@@ -158,6 +167,13 @@ pub fn own_fd(fd: i32) -> Option<OwnedFd> {
 }
 
 /// Clears FD_CLOEXEC, so the descriptor survives the next exec.
+/// Whether descriptor `fd` is close-on-exec (`None`: not open).
+pub fn is_cloexec(fd: i32) -> Option<bool> {
+    // SAFETY: fcntl(F_GETFD) on any integer is memory-safe (EBADF when it is not open).
+    let r = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) };
+    (r >= 0).then_some(r & nix::libc::FD_CLOEXEC != 0)
+}
+
 pub fn clear_cloexec(fd: i32) -> io::Result<()> {
     // SAFETY: fcntl(F_SETFD) on any integer is memory-safe (EBADF when it is not open).
     let r = unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) };

@@ -376,3 +376,88 @@ pub fn boxr_links() -> Vec<String> {
         .filter(|n| n.starts_with("br-") || n.starts_with("vb") || n == "boxr0")
         .collect()
 }
+
+/// "Another host": a namespace `name` at 198.51.100.2, wired to the test's namespace
+/// (198.51.100.1, its default route through the far end), serving `busybox httpd` on port 8000
+/// whose `cgi-bin/ip` answers with the address it was reached from.
+pub struct FarHost {
+    pub name: String,
+    httpd: std::process::Child,
+    _www: tempfile::TempDir,
+}
+
+impl FarHost {
+    pub fn new(name: &str) -> FarHost {
+        // A namesake left by a killed run of this test.
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        sh(&format!(
+            "ip netns add {name} && ip link add bxfar0 type veth peer name bxfar1 netns {name} \
+             && ip addr add 198.51.100.1/24 dev bxfar0 && ip link set bxfar0 up \
+             && ip route add default via 198.51.100.2 \
+             && ip -n {name} addr add 198.51.100.2/24 dev bxfar1 && ip -n {name} link set bxfar1 up \
+             && ip -n {name} link set lo up"
+        ));
+        let www = tempfile::tempdir().unwrap();
+        let cgi = www.path().join("cgi-bin");
+        std::fs::create_dir(&cgi).unwrap();
+        std::fs::write(
+            cgi.join("ip"),
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cgi.join("ip"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let httpd = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "198.51.100.2:8000",
+                "-h",
+            ])
+            .arg(www.path())
+            .spawn()
+            .unwrap();
+        // Until it listens.
+        for _ in 0..100 {
+            let ok = Command::new("busybox")
+                .args([
+                    "wget",
+                    "-q",
+                    "-T",
+                    "1",
+                    "-O",
+                    "/dev/null",
+                    "http://198.51.100.2:8000/cgi-bin/ip",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        FarHost {
+            name: name.to_owned(),
+            httpd,
+            _www: www,
+        }
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = self.httpd.kill();
+        let _ = self.httpd.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

@@ -530,7 +530,7 @@ impl Cgroup {
         Ok(())
     }
 
-    /// The cgroup's v2 directory, opened (for a child born in it, see `fork_into_cgroup`).
+    /// The cgroup's v2 directory, opened (for a child born in it, see `sys::fork_into`).
     pub fn open_v2(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
         self.v2.as_ref().map(|d| {
             fs::File::options()
