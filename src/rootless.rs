@@ -135,6 +135,15 @@ pub fn active() -> bool {
     *ACTIVE.get_or_init(crate::platform::in_user_namespace)
 }
 
+/// The cgroup subtree delegated to this rootless boxr's user (a pure v2 host with a systemd
+/// user session), under which its containers' cgroups go; `None` where there is none (cgroup v1
+/// or hybrid hosts, like this one, or v2 without delegation).
+pub fn delegated_cgroup() -> Option<String> {
+    let layout = crate::sandbox::cgroup::Layout::detect().ok()?;
+    let own = crate::sandbox::cgroup::own_path()?;
+    crate::sandbox::cgroup::delegated_base(&layout, &own, nix::unistd::getuid().as_raw())
+}
+
 /// The user's runtime directory for boxr (see the module's doc), created if missing.
 pub fn runtime_dir() -> Result<PathBuf, RootlessError> {
     // Owner checks in this process's terms; the name in the host's (inside the user namespace

@@ -29,10 +29,13 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> i32 {
         Some(l) if l.v2.is_some() => "v2",
         _ => "none",
     };
-    let limits = if rootless {
-        "none: no cgroup is delegated to this user (limits are refused)"
-    } else {
-        "memory, cpu, cpuset, pids, io, devices, freezer, hugetlb"
+    let limits = match (
+        rootless,
+        rootless.then(crate::rootless::delegated_cgroup).flatten(),
+    ) {
+        (true, Some(base)) => format!("under the delegated cgroup /{base} (no devices program)"),
+        (true, None) => "none: no cgroup is delegated to this user (limits are refused)".into(),
+        (false, _) => "memory, cpu, cpuset, pids, io, devices, freezer, hugetlb".into(),
     };
     let runtime = if rootless {
         crate::rootless::runtime_dir()

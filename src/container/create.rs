@@ -626,12 +626,23 @@ pub(super) fn create(
         keep_fd: (!opts.detach).then(|| store.lock_fd()),
         console_fd: None,
         die_with_parent: false,
-        // Rootless, no cgroup can be made here (see `rootless_check`).
-        cgroup: (!crate::rootless::active()).then(|| sandbox::CgroupSpec {
-            path: format!("boxr/{id}"),
-            limits,
-            journal: Some(store.journal_entry("cgroup", id)),
-        }),
+        // Rootless, a cgroup only under a subtree delegated to the user (see `rootless_check`),
+        // without the devices program (an eBPF program needs privileges of the host's).
+        cgroup: match crate::rootless::active() {
+            false => Some(sandbox::CgroupSpec {
+                path: format!("boxr/{id}"),
+                limits,
+                journal: Some(store.journal_entry("cgroup", id)),
+            }),
+            true => crate::rootless::delegated_cgroup().map(|base| sandbox::CgroupSpec {
+                path: format!("{base}/boxr/{id}"),
+                limits: sandbox::cgroup::Limits {
+                    devices: None,
+                    ..limits
+                },
+                journal: Some(store.journal_entry("cgroup", id)),
+            }),
+        },
         cgroup_sync_fd: None,
         detach: false,
         report_fd: None,
@@ -705,7 +716,8 @@ fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
         return Ok(());
     }
     let asked = limits(&opts.limits, true)?;
-    if asked != sandbox::cgroup::Limits::default() {
+    if asked != sandbox::cgroup::Limits::default() && crate::rootless::delegated_cgroup().is_none()
+    {
         return Err(invalid(
             "rootless: limits (--memory, --cpus, --pids-limit, ...) need a cgroup, and none is \
              delegated to this user here",

@@ -28,6 +28,7 @@ mod v2;
 
 pub use devices::{DeviceRule, default_devices, device_program};
 pub use journal::{clean_journal_entry, destroy_journal_entry};
+pub use v2::{delegated_base, own_path};
 
 /// What differs between a controller's v1 directory and the v2 one: file names, units, and how
 /// the devices allowlist is given. Each layout has one implementation (`v1::V1`, `v2::V2`); on

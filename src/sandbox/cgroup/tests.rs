@@ -163,3 +163,74 @@ fn a_missing_controller_is_a_clear_error() {
         .to_string();
     assert!(e.contains("io cgroup controller is not available"), "{e}");
 }
+
+/// A pure v2 hierarchy in a temp dir laid out as systemd delegates it: root's down to the
+/// user's slice, the user's from `user@UID.service` down (what this hybrid host cannot show).
+#[test]
+fn a_delegated_v2_subtree_takes_a_rootless_containers_limits() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // chown needs root; CI runs the unit tests as root
+    }
+    let (d, layout) = fake_v2();
+    let uid = 4242;
+    let service = d
+        .path()
+        .join("user.slice/user-4242.slice/user@4242.service");
+    let own = "user.slice/user-4242.slice/user@4242.service/app.slice/term.scope";
+    fs::create_dir_all(d.path().join(own)).unwrap();
+    for dir in [
+        d.path().join("user.slice"),
+        d.path().join("user.slice/user-4242.slice"),
+    ] {
+        fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+    }
+    fs::write(service.join("cgroup.subtree_control"), "").unwrap();
+    for p in [
+        service.clone(),
+        service.join("cgroup.subtree_control"),
+        service.join("app.slice"),
+        service.join("app.slice/term.scope"),
+    ] {
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+    }
+    let base = delegated_base(&layout, own, uid).expect("the user's service is delegated");
+    assert_eq!(base, "user.slice/user-4242.slice/user@4242.service");
+    assert_eq!(
+        delegated_base(&layout, own, 4243),
+        None,
+        "another user's is not"
+    );
+    let hybrid = Layout {
+        v1: [("memory".to_string(), d.path().to_owned())].into(),
+        v2: layout.v2.clone(),
+    };
+    assert_eq!(
+        delegated_base(&hybrid, own, uid),
+        None,
+        "v1 is never delegated"
+    );
+
+    // The container's cgroup under it gets its limits; controllers are enabled from the root
+    // down (best effort: a real host refuses the levels that are root's).
+    let rel = format!("{base}/boxr/c1");
+    let dir = d.path().join(&rel);
+    fs::create_dir_all(&dir).unwrap();
+    let limits = Limits {
+        memory: Some(32 << 20),
+        pids: Some(20),
+        ..Default::default()
+    };
+    let cg = Cgroup::create(&layout, &rel, &limits).unwrap();
+    assert_eq!(cg.v2.as_deref(), Some(dir.as_path()));
+    assert_eq!(
+        fs::read_to_string(dir.join("memory.max")).unwrap(),
+        "33554432"
+    );
+    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "20");
+    assert!(
+        fs::read_to_string(service.join("cgroup.subtree_control"))
+            .unwrap()
+            .starts_with('+'),
+        "the delegated service enables the controllers for boxr's cgroups"
+    );
+}

@@ -153,6 +153,37 @@ fn blkio_to_io_weight(w: u16) -> u64 {
     1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990
 }
 
+/// The cgroup this process is in on the v2 hierarchy (`0::PATH` of /proc/self/cgroup), without
+/// its leading `/`.
+pub fn own_path() -> Option<String> {
+    fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_start_matches('/').to_owned())
+}
+
+/// The subtree of a pure v2 hierarchy delegated to user `uid` that holds cgroup `own` (a
+/// process's, see [`own_path`]): the topmost directory on its path that the user owns, as
+/// systemd hands `user@UID.service` to the user's manager. Its path under the root, or `None`
+/// when the host is not pure v2 or nothing on the path is the user's: then a rootless boxr
+/// cannot make cgroups.
+pub fn delegated_base(layout: &Layout, own: &str, uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let root = layout.v2.as_ref().filter(|_| layout.v1.is_empty())?;
+    let mut dir = root.clone();
+    let mut rel = PathBuf::new();
+    for part in Path::new(own).iter() {
+        dir.push(part);
+        rel.push(part);
+        let owned = |p: &Path| fs::metadata(p).is_ok_and(|m| m.uid() == uid);
+        if owned(&dir) && owned(&dir.join("cgroup.subtree_control")) {
+            return Some(rel.to_string_lossy().into_owned());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
