@@ -5,82 +5,17 @@
 mod support;
 
 use std::fs;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{assert_store_consistent, boxr, boxr_env, busybox_rootfs, have_tool, privileged};
+use support::{
+    Registry, assert_store_consistent, boxr, boxr_env, busybox_rootfs, have_tool, privileged,
+};
 
 fn ok(out: (i32, String, String)) -> String {
     assert_eq!(out.0, 0, "{}", out.2);
     out.1
-}
-
-/// A registry process on a free loopback port, stopped (by its pid) when dropped.
-struct Registry {
-    child: Child,
-    /// `127.0.0.1:PORT`
-    addr: String,
-    data: PathBuf,
-}
-
-impl Registry {
-    /// Starts `docker-registry serve` with `extra` YAML under `http:` (TLS) and at top level
-    /// (auth) as given.
-    fn start(dir: &Path, http_extra: &str, top_extra: &str) -> Registry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let data = dir.join("registry-data");
-        fs::create_dir_all(&data).unwrap();
-        let config = dir.join("registry.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{top_extra}",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .args(["serve", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not start: {}",
-                fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Registry { child, addr, data }
-    }
-
-    /// Where the registry keeps a blob's bytes.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        self.data
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn registry_ready(test: &str) -> bool {

@@ -524,3 +524,69 @@ fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
         "a container's namespace mount is left: {mounts}"
     );
 }
+
+#[test]
+fn a_rootless_user_pulls_pushes_saves_and_loads() {
+    let name = "a_rootless_user_pulls_pushes_saves_and_loads";
+    let Some(u) = User::new(name) else { return };
+    if !support::have_tool(name, "docker-registry") {
+        return;
+    }
+    // A registry on this namespace's loopback, an image pushed there by root's boxr.
+    let reg = support::Registry::start(&u.path("registry"), "", "");
+    let root_store = tempfile::tempdir().unwrap();
+    let tar = busybox_tar(&u);
+    let (c, _, err) = boxr(root_store.path(), &["import", tar.to_str().unwrap(), "bb"]);
+    assert_eq!(c, 0, "{err}");
+    let remote = format!("{}/bb:1", reg.addr);
+    let (c, _, err) = boxr(root_store.path(), &["push", "bb", &remote]);
+    assert_eq!(c, 0, "{err}");
+
+    // The user pulls it (layers unpacked into the user's namespace), runs it, pushes a tag.
+    u.ok(&["pull", &remote]);
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &remote,
+        "sh",
+        "-c",
+        "echo pulled",
+    ]);
+    assert_eq!(out.trim(), "pulled");
+    let again = format!("{}/bb:from-the-user", reg.addr);
+    u.ok(&["tag", &remote, &again]);
+    u.ok(&["push", &again]);
+    let (c, _, err) = boxr(root_store.path(), &["pull", &again]);
+    assert_eq!(c, 0, "{err}");
+    let id = |out: String| {
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["Id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, root_json, _) = boxr(root_store.path(), &["inspect", &again]);
+    assert_eq!(
+        id(root_json),
+        id(u.ok(&["inspect", &remote])),
+        "the image made the round trip unchanged"
+    );
+
+    // save and load: the archive is the same image.
+    let archive = u.path("data").join("bb.tar");
+    u.ok(&["save", "-o", archive.to_str().unwrap(), &remote]);
+    u.ok(&["rmi", &remote, &again]);
+    u.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &remote,
+        "sh",
+        "-c",
+        "echo loaded",
+    ]);
+    assert_eq!(out.trim(), "loaded");
+}
