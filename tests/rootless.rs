@@ -65,7 +65,13 @@ impl User {
     }
 
     fn boxr_in(&self, cwd: &Path, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new("runuser")
+        self.run(Command::new("runuser"), cwd, args)
+    }
+
+    /// boxr as the user, through `launcher` (`runuser`, or a wrapper that execs it with the
+    /// arguments it is given).
+    fn run(&self, mut launcher: Command, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+        let out = launcher
             .args([
                 "-u",
                 USER,
@@ -78,7 +84,6 @@ impl User {
             ])
             .arg(format!("HOME={}", self.path("home").display()))
             .arg(format!("XDG_RUNTIME_DIR={}", self.path("run").display()))
-            .arg("SOURCE_DATE_EPOCH=0")
             .arg(env!("CARGO_BIN_EXE_boxr"))
             .args(["--progress", "plain"])
             .args(args)
@@ -279,18 +284,9 @@ fn an_ordinary_user_builds_runs_and_manages_containers() {
         let rs = root_store.path();
         let (c, _, err) = boxr(rs, &["import", tar.to_str().unwrap(), "bb"]);
         assert_eq!(c, 0, "{err}");
-        let out = Command::new(env!("CARGO_BIN_EXE_boxr"))
-            .args(["--progress", "plain", "build"])
-            .env("BOXR_ROOT", rs)
-            .env("SOURCE_DATE_EPOCH", "0")
-            .current_dir(&project)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // Both builds take the default epoch: the project is in no git repository, so 0.
+        let (c, out, err) = support::boxr_env(rs, &project, &[], &["build"]);
+        assert_eq!(c, 0, "{out}{err}");
         let digest = |store_out: String| {
             serde_json::from_str::<serde_json::Value>(&store_out).unwrap()[0]["Id"]
                 .as_str()
@@ -374,44 +370,19 @@ fn a_runtime_dir_another_user_made_is_refused() {
 /// command starts keeps for every later one.
 fn boxr_with_tun(u: &User, args: &[&str]) -> (i32, String, String) {
     let open = fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
-    let mut cmd = if open {
-        Command::new("runuser")
-    } else {
-        let mut c = Command::new("unshare");
-        c.args([
-            "-m",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o mode=755 tun /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
-             && exec runuser \"$@\"",
-            "sh",
-        ]);
-        c
-    };
-    let out = cmd
-        .args([
-            "-u",
-            USER,
-            "--",
-            "env",
-            "-u",
-            "BOXR_ROOT",
-            "-u",
-            "XDG_DATA_HOME",
-        ])
-        .arg(format!("HOME={}", u.path("home").display()))
-        .arg(format!("XDG_RUNTIME_DIR={}", u.path("run").display()))
-        .arg(env!("CARGO_BIN_EXE_boxr"))
-        .args(["--progress", "plain"])
-        .args(args)
-        .current_dir(u.path("home"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    if open {
+        return u.boxr(args);
+    }
+    let mut wrapper = Command::new("unshare");
+    wrapper.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o mode=755 tun /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
+         && exec runuser \"$@\"",
+        "sh",
+    ]);
+    u.run(wrapper, &u.path("home"), args)
 }
 
 /// `busybox wget` of `url` (from the namespace `netns`, if given), for at most 3 s (its own
@@ -543,18 +514,12 @@ fn a_rootless_user_pulls_pushes_saves_and_loads() {
     assert_eq!(c, 0, "{err}");
 
     // The user pulls it (layers unpacked into the user's namespace), runs it, pushes a tag.
+    let echo_in = |image: &str, word: &str| {
+        let out = u.ok(&["run", "--rm", "--network", "none", image, "echo", word]);
+        out.trim().to_owned()
+    };
     u.ok(&["pull", &remote]);
-    let out = u.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &remote,
-        "sh",
-        "-c",
-        "echo pulled",
-    ]);
-    assert_eq!(out.trim(), "pulled");
+    assert_eq!(echo_in(&remote, "pulled"), "pulled");
     let again = format!("{}/bb:from-the-user", reg.addr);
     u.ok(&["tag", &remote, &again]);
     u.ok(&["push", &again]);
@@ -578,15 +543,5 @@ fn a_rootless_user_pulls_pushes_saves_and_loads() {
     u.ok(&["save", "-o", archive.to_str().unwrap(), &remote]);
     u.ok(&["rmi", &remote, &again]);
     u.ok(&["load", "-i", archive.to_str().unwrap()]);
-    let out = u.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &remote,
-        "sh",
-        "-c",
-        "echo loaded",
-    ]);
-    assert_eq!(out.trim(), "loaded");
+    assert_eq!(echo_in(&remote, "loaded"), "loaded");
 }

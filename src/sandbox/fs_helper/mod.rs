@@ -92,14 +92,9 @@ pub enum FsOp {
 /// caller shows it as the step's error.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    #[error("{what}: {}", errno.desc())]
-    Sys { what: String, errno: Errno },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
+    /// A failed system call or I/O operation, with what was being done.
+    #[error(transparent)]
+    Setup(#[from] super::SetupError),
     #[error("copy: no source files match `{0}`")]
     NoMatch(String),
     #[error("copy: `{0}` is excluded by .boxrignore")]
@@ -145,17 +140,11 @@ pub enum FsError {
 type Result<T> = std::result::Result<T, FsError>;
 
 fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> FsError {
-    move |errno| FsError::Sys {
-        what: what.to_string(),
-        errno,
-    }
+    move |errno| super::SetupError::at(what)(errno).into()
 }
 
 fn io_at(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> FsError {
-    move |source| FsError::Io {
-        what: what.to_string(),
-        source,
-    }
+    move |source| super::SetupError::io(what)(source).into()
 }
 
 /// `boxr __fs --spec-fd N`: returns the exit code (0, or 1 with a message on stderr).
