@@ -422,7 +422,7 @@ pub(super) fn wire(
     let bridge = ensure_bridge(store, net, &mut nl)?;
     let mtu = nl.mtu(bridge).ok().flatten().filter(|m| *m >= 1280);
     if first {
-        make_netns(&ep.netns)?;
+        super::netns::make_netns(&ep.netns)?;
     }
     let ns = File::open(&ep.netns).map_err(io(format!("open {}", ep.netns.display())))?;
     let mac = mac_of(&net.id, ep.ip);
@@ -463,30 +463,6 @@ pub(super) fn wire(
         Ok(())
     })
     .map_err(io(format!("configure the container's {}", ep.interface)))
-}
-
-/// A new network namespace kept by a bind mount at `path`.
-pub(super) fn make_netns(path: &Path) -> Result<(), NetError> {
-    File::create(path).map_err(io(format!("create {}", path.display())))?;
-    let target = path.to_owned();
-    std::thread::spawn(move || -> std::io::Result<()> {
-        // Only this thread moves into the new namespace; it ends here.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
-        Ok(())
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
-    .map_err(io(format!(
-        "make a network namespace at {}",
-        path.display()
-    )))
 }
 
 /// Runs `f` on a thread of its own inside the network namespace `ns`.

@@ -26,6 +26,7 @@ pub mod dns;
 mod endpoint;
 mod firewall;
 pub mod netlink;
+mod netns;
 pub mod pasta;
 pub mod ports;
 pub mod publish;

@@ -67,7 +67,7 @@ fn start(store: &Store, id: &str, dir: &Path, publish: &[Publish]) -> Result<(),
         let _ = fs::remove_file(&journal);
         e
     };
-    super::endpoint::make_netns(&netns).map_err(failed)?;
+    super::netns::make_netns(&netns).map_err(failed)?;
     // The host ports: each request's, or the first free one of its range (any free one for none).
     let mut published = Vec::new();
     for r in publish {

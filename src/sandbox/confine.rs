@@ -26,6 +26,12 @@ use super::process::Resolved;
 use super::security::SecuritySpec;
 use super::spec::Rlimit;
 
+/// Applies the resource limits and takes the process's identity and final capabilities: the
+/// init does this before it starts the command, which inherits it.
+pub fn apply(p: &Resolved, security: &SecuritySpec) -> Result<(), super::process::StartError> {
+    confine(&mut Linux, p, security).map_err(|e| super::process::start_err(125, e.to_string()))
+}
+
 /// The kernel calls of the last steps before exec.
 pub(super) trait Privileges {
     fn set_rlimit(&mut self, limit: &Rlimit) -> Result<(), SetupError>;

@@ -219,7 +219,7 @@ pub fn main(spec_fd: i32) -> i32 {
                 }
             }
             let code = match process::resolve(&spec.process) {
-                Ok(p) => match process::confine(&p, &spec.security) {
+                Ok(p) => match super::confine::apply(&p, &spec.security) {
                     Ok(()) => {
                         let e = process::exec(&p);
                         eprintln!("boxr: {}", e.message);

@@ -115,7 +115,7 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
     }
     // Confined before the command exists: it inherits the init's limits, identity and
     // capabilities, and nothing in the container ever has more than it.
-    if let Err(e) = process::confine(&resolved, &spec.security) {
+    if let Err(e) = super::confine::apply(&resolved, &spec.security) {
         return Err((e.code, e.message));
     }
     if !spec.init {

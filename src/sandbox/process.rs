@@ -34,7 +34,7 @@ pub struct StartError {
     pub message: String,
 }
 
-fn start_err(code: i32, message: impl Into<String>) -> StartError {
+pub(super) fn start_err(code: i32, message: impl Into<String>) -> StartError {
     StartError {
         code,
         message: message.into(),
@@ -217,14 +217,7 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<String, StartError> {
     }
 }
 
-/// Applies the resource limits and takes the process's identity and final capabilities: the
-/// init does this before it starts the command, which inherits it (the order: `confine`).
-pub fn confine(p: &Resolved, security: &super::SecuritySpec) -> Result<(), StartError> {
-    super::confine::confine(&mut super::confine::Linux, p, security)
-        .map_err(|e| start_err(125, e.to_string()))
-}
-
-/// Executes the command, as already confined by [`confine`], in its working directory. Returns
+/// Executes the command, as already confined by `confine::apply`, in its working directory. Returns
 /// only on failure.
 pub fn exec(p: &Resolved) -> StartError {
     let Some(cmd) = p.args.first() else {
