@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::step::{StepDirs, lowers, supervise};
+use super::workspace::{StepDirs, lowers, supervise};
 use super::{BuildError, Ctx, State};
 use crate::digest::Digest;
 use crate::plan::{CopyDef, Step};

@@ -22,6 +22,7 @@ mod network;
 pub mod secrets;
 mod state;
 mod step;
+mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

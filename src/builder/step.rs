@@ -2,26 +2,23 @@
 //! loaded, a `run` in a sandbox, or a `copy` or `workdir` in the fs helper (`fs_step.rs`) — then
 //! the upper dir committed as a layer and the result cached.
 
-use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{BuildError, Ctx, Event, Scratch, State};
+use super::workspace::{StepDirs, lowers, supervise};
+use super::{BuildError, Ctx, Event, State};
 use crate::digest::Digest;
-use crate::layer::{self, WriteOptions};
 use crate::manifest::Base;
 use crate::plan::step::{RunNetwork, Sharing};
 use crate::plan::{RunCommand, RunDef, Step, StepDef};
 use crate::sandbox::{
-    self, EtcFile, MountSpec, NetworkMode, ProcessSpec, RootfsSpec, SandboxSpec, SecuritySpec,
+    self, EtcFile, MountSpec, NetworkMode, ProcessSpec, SandboxSpec, SecuritySpec,
 };
-use crate::store::{CacheEntry, LayerMeta, StoreError};
+use crate::store::CacheEntry;
 
 /// Where secrets are written for the step that mounts them: memory, never disk.
 const SECRETS_TMPFS: &str = "/dev/shm";
@@ -37,9 +34,6 @@ fn write_private(path: &Path, value: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(value)
 }
-
-/// How many lines of a failed step's output its error shows.
-const TAIL: usize = 12;
 
 /// Runs (or finds in the cache) one step on top of its parent's result.
 pub(super) fn step(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
@@ -226,167 +220,6 @@ fn from(ctx: &Ctx, step: &Step) -> Result<State, BuildError> {
     }
     state.record(step.description.clone(), &ctx.created, false);
     Ok(state)
-}
-
-/// The layer roots of a state, topmost first (overlay lowerdir order).
-pub(super) fn lowers(ctx: &Ctx, step: &Step, state: &State) -> Result<Vec<PathBuf>, BuildError> {
-    let mut out = Vec::new();
-    for (_, d) in state.layers.iter().rev() {
-        if !ctx.store.has_layer(d) {
-            return Err(ctx.step_error(
-                step,
-                format!("layer {d} of the base is missing from the store"),
-            ));
-        }
-        out.push(ctx.store.layer_root(d));
-    }
-    Ok(out)
-}
-
-/// The directories of one step: scratch (work dir, mount point, ...) and the staged layer
-/// whose `root` is the overlay's upper dir.
-pub(super) struct StepDirs {
-    pub(super) scratch: Scratch,
-    staged: Scratch,
-    lowers: Vec<PathBuf>,
-}
-
-impl StepDirs {
-    pub(super) fn new(ctx: &Ctx, step: &Step, state: &State) -> Result<StepDirs, BuildError> {
-        let scratch = Scratch(ctx.store.tmp_dir("step-")?);
-        for d in ["work", "mnt", "empty", "src"] {
-            let p = scratch.0.join(d);
-            fs::create_dir(&p).map_err(|e| StoreError::Io {
-                action: "create",
-                path: p.clone(),
-                source: e,
-            })?;
-        }
-        let staged = Scratch(ctx.store.stage_layer()?);
-        let mut lowers = lowers(ctx, step, state)?;
-        if lowers.is_empty() {
-            lowers.push(scratch.0.join("empty"));
-        }
-        Ok(StepDirs {
-            scratch,
-            staged,
-            lowers,
-        })
-    }
-
-    pub(super) fn rootfs(&self) -> RootfsSpec {
-        RootfsSpec {
-            lowers: self.lowers.clone(),
-            upper: self.staged.0.join("root"),
-            work: self.scratch.0.join("work"),
-            target: self.scratch.0.join("mnt"),
-            read_only: false,
-            volatile: true,
-            classic_mount: RootfsSpec::classic_requested(),
-            userxattr: crate::rootless::active(),
-        }
-    }
-
-    /// Commits the upper dir: no layer when the step changed nothing, else the layer is
-    /// published under its DiffID.
-    pub(super) fn commit(self, ctx: &Ctx) -> Result<Option<(Digest, u64)>, BuildError> {
-        let StepDirs {
-            scratch, staged, ..
-        } = self;
-        // The overlay's work dir goes first: it is on the same filesystem and may be large.
-        drop(scratch);
-        let root = staged.0.join("root");
-        let empty = fs::read_dir(&root)
-            .map_err(|e| StoreError::Io {
-                action: "read",
-                path: root.clone(),
-                source: e,
-            })?
-            .next()
-            .is_none();
-        if empty {
-            return Ok(None);
-        }
-        layer::write::strip_overlay_xattrs(&root).map_err(StoreError::from)?;
-        let stats = layer::diff_id(
-            &root,
-            WriteOptions {
-                clamp_mtime: Some(ctx.opts.epoch),
-            },
-        )
-        .map_err(StoreError::from)?;
-        let meta = LayerMeta {
-            diff_id: stats.diff_id,
-            size: stats.size,
-            clamp_mtime: Some(ctx.opts.epoch),
-        };
-        ctx.store.put_layer(&staged.0, &meta)?;
-        Ok(Some((meta.diff_id, meta.size)))
-    }
-}
-
-/// Runs a child helper, streaming its output lines to the reporter; returns its exit code and
-/// the last lines.
-pub(super) fn supervise(
-    ctx: &Ctx,
-    step: &Step,
-    start: impl FnOnce(Stdio, Stdio) -> Result<std::process::Child, sandbox::SandboxError>,
-    redact: &[Vec<u8>],
-) -> Result<(i32, Vec<String>), BuildError> {
-    let io_fail = |e: std::io::Error| ctx.step_error(step, format!("output pipe: {e}"));
-    let (reader, writer) = std::io::pipe().map_err(io_fail)?;
-    let writer2 = writer.try_clone().map_err(io_fail)?;
-    let mut child = start(Stdio::from(writer), Stdio::from(writer2))
-        .map_err(|e| ctx.step_error(step, e.to_string()))?;
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
-    let mut r = BufReader::new(reader);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {
-                let mut bytes = buf.clone();
-                for secret in redact.iter().filter(|s| !s.is_empty()) {
-                    bytes = replace_all(&bytes, secret, b"****");
-                }
-                let text = String::from_utf8_lossy(&bytes);
-                let line = text.trim_end_matches(['\n', '\r']);
-                ctx.reporter.event(Event::Output { step, line });
-                if tail.len() == TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line.to_owned());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_fail(e)),
-        }
-    }
-    let status = child.wait().map_err(io_fail)?;
-    let code = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        _ => 125,
-    };
-    Ok((code, tail.into()))
-}
-
-fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 fn failed(ctx: &Ctx, step: &Step, code: i32, tail: Vec<String>, offline: bool) -> BuildError {
