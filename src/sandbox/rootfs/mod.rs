@@ -348,8 +348,9 @@ fn mount_overlay_with(k: &dyn Kernel, spec: &SandboxSpec, lowers: &[PathBuf]) ->
 /// /proc, /dev (tmpfs with the standard nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys. In a
 /// user namespace, where mknod is not allowed, the device nodes are bind mounts of the host's.
 fn special_filesystems(k: &dyn Kernel, root: &OwnedFd, spec: &SandboxSpec) -> Result<()> {
-    // The container's own (`--userns`), or the rootless one this sandbox is made in.
-    let userns = spec.userns.is_some() || crate::platform::in_user_namespace();
+    // The container's own (`--userns`), or the rootless one this sandbox is made in (whose
+    // store's overlay is mounted with `userxattr`: the spec says so without a read of /proc).
+    let userns = spec.userns.is_some() || spec.rootfs.userxattr;
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = mkdir_in_root(root, "/proc")?;
     mount_fs(k, "proc", &proc_dir, nosuid_noexec_nodev, None, "/proc")?;
