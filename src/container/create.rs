@@ -178,36 +178,6 @@ pub(super) fn prepare_from(
     })
 }
 
-/// `--pid`, `--ipc` or `--uts` (`flag`) as a namespace to share: one of `modes` (`host`, and
-/// `private`/`shareable` for a namespace of its own), or `container:NAME` where allowed (every
-/// flag but `--uts`).
-pub(super) fn namespace_share(
-    store: &Store,
-    flag: &str,
-    value: Option<&str>,
-    modes: &[&str],
-) -> Result<NsShare, ContainerError> {
-    let usage = || {
-        let mut m = modes.join("|");
-        if flag != "--uts" {
-            m.push_str("|container:NAME");
-        }
-        invalid(format!("{flag} {}: use {m}", value.unwrap_or("")), None)
-    };
-    match value.unwrap_or("") {
-        "" => Ok(NsShare::Private),
-        "host" if modes.contains(&"host") => Ok(NsShare::Host),
-        m @ ("private" | "shareable") if modes.contains(&m) => Ok(NsShare::Private),
-        v => match v.strip_prefix("container:") {
-            Some(name) if flag != "--uts" && !name.is_empty() => {
-                let other = running_container(store, name, &format!("{flag} container:{name}"))?;
-                Ok(NsShare::Sandbox(other.dir.join("pid")))
-            }
-            _ => Err(usage()),
-        },
-    }
-}
-
 /// A container's labels: the image's, then `--label-file` lines, then `--label` (a later value
 /// of a key wins), as Docker merges them.
 pub(super) fn container_labels(
@@ -295,48 +265,6 @@ pub(super) fn host_device(arg: &str) -> Result<(sandbox::DeviceSpec, String), Co
         },
         access.to_owned(),
     ))
-}
-
-/// The running container whose network namespace `--network container:NAME` shares.
-pub(super) fn network_container(
-    store: &Store,
-    name: &str,
-    opts: &RunOptions,
-) -> Result<state::Info, ContainerError> {
-    if opts.hostname.is_some() {
-        return Err(invalid(
-            "conflicting options: --hostname and --network container:NAME",
-            Some("the container takes the hostname of the one whose network it shares"),
-        ));
-    }
-    if !(opts.add_hosts.is_empty()
-        && opts.dns.is_empty()
-        && opts.dns_search.is_empty()
-        && opts.dns_options.is_empty())
-    {
-        return Err(invalid(
-            "conflicting options: --add-host or --dns and --network container:NAME",
-            Some("the container shares /etc/hosts and /etc/resolv.conf with that one"),
-        ));
-    }
-    running_container(
-        store,
-        name,
-        &format!("cannot join the network of container {name}"),
-    )
-}
-
-/// The container `name`, which must be running for `what` (said in the error).
-pub(super) fn running_container(
-    store: &Store,
-    name: &str,
-    what: &str,
-) -> Result<state::Info, ContainerError> {
-    let other = state::find(store, name)?;
-    if !matches!(state::status(&other), state::Status::Running { .. }) {
-        return Err(invalid(format!("{what}: it is not running"), None));
-    }
-    Ok(other)
 }
 
 /// Creates the container's directory and files, and returns its spec.
@@ -705,45 +633,4 @@ pub(super) fn create(
     }
     events::record(store.root(), "create", id, attrs);
     Ok(spec)
-}
-
-/// What a rootless container cannot have yet, refused before anything is made: limits (no
-/// cgroup is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd
-/// user session), user networks (its network is pasta's: the default `bridge` stands for it),
-/// and `--userns` (the container is in the user's namespace already).
-fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
-    if !crate::rootless::active() {
-        return Ok(());
-    }
-    let asked = limits(&opts.limits, true)?;
-    if asked != sandbox::cgroup::Limits::default() && crate::rootless::delegated_cgroup().is_none()
-    {
-        return Err(invalid(
-            "rootless: limits (--memory, --cpus, --pids-limit, ...) need a cgroup, and none is \
-             delegated to this user here",
-            Some(
-                "run boxr as root for limits; a cgroup v2 host with a systemd user session \
-                 delegates one, this host's cgroup layout does not",
-            ),
-        ));
-    }
-    if matches!(&opts.network, Some(Network::Named(n)) if n != crate::net::DEFAULT)
-        || !opts.more_networks.is_empty()
-        || opts.ip.is_some()
-    {
-        return Err(invalid(
-            "rootless: user networks (and --ip) need root",
-            Some(
-                "a rootless container's network is the host's through pasta (the default), \
-                 none or host",
-            ),
-        ));
-    }
-    if opts.userns.is_some() || !opts.uidmaps.is_empty() || !opts.gidmaps.is_empty() {
-        return Err(invalid(
-            "rootless: --userns, --uidmap and --gidmap need root",
-            Some("a rootless container is in your user namespace already: root in it is you"),
-        ));
-    }
-    Ok(())
 }

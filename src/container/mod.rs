@@ -3,7 +3,8 @@
 //! `containers/<id>/` (upper and work dirs, /etc files, config).
 //!
 //! Files: `options` what `run` and `create` take (and limits, user namespace, security);
-//! `mounts` volumes and bind mounts; `create` options → spec, the container's directory, `run`;
+//! `mounts` volumes and bind mounts; `share` the namespaces shared with the host or another
+//! container; `create` options → spec, the container's directory, `run`;
 //! `exec`; `detached` `run -d` and `create` under a monitor; `state` the container's files on disk
 //! (`state.json` as one [`state::StateFile`]), names, status; `record` what its sandbox records
 //! as it starts and ends (events, exit status, `--rm`); `monitor` the per-container monitor of
@@ -33,6 +34,7 @@ mod options;
 pub mod record;
 mod release;
 mod restart;
+mod share;
 pub mod state;
 pub mod stats;
 pub mod top;
@@ -56,6 +58,7 @@ pub use exec::*;
 pub use foreground::*;
 use mounts::*;
 pub use options::*;
+use share::*;
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ContainerError {

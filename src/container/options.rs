@@ -423,3 +423,44 @@ pub(crate) fn seccomp_program(
         store.cached_artifact("seccomp", key, make)
     })
 }
+
+/// What a rootless container cannot have yet, refused before anything is made: limits (no
+/// cgroup is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd
+/// user session), user networks (its network is pasta's: the default `bridge` stands for it),
+/// and `--userns` (the container is in the user's namespace already).
+pub(super) fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
+    if !crate::rootless::active() {
+        return Ok(());
+    }
+    let asked = limits(&opts.limits, true)?;
+    if asked != sandbox::cgroup::Limits::default() && crate::rootless::delegated_cgroup().is_none()
+    {
+        return Err(invalid(
+            "rootless: limits (--memory, --cpus, --pids-limit, ...) need a cgroup, and none is \
+             delegated to this user here",
+            Some(
+                "run boxr as root for limits; a cgroup v2 host with a systemd user session \
+                 delegates one, this host's cgroup layout does not",
+            ),
+        ));
+    }
+    if matches!(&opts.network, Some(Network::Named(n)) if n != crate::net::DEFAULT)
+        || !opts.more_networks.is_empty()
+        || opts.ip.is_some()
+    {
+        return Err(invalid(
+            "rootless: user networks (and --ip) need root",
+            Some(
+                "a rootless container's network is the host's through pasta (the default), \
+                 none or host",
+            ),
+        ));
+    }
+    if opts.userns.is_some() || !opts.uidmaps.is_empty() || !opts.gidmaps.is_empty() {
+        return Err(invalid(
+            "rootless: --userns, --uidmap and --gidmap need root",
+            Some("a rootless container is in your user namespace already: root in it is you"),
+        ));
+    }
+    Ok(())
+}
