@@ -318,9 +318,9 @@ fn an_ordinary_user_builds_runs_and_manages_containers() {
         err.contains("rootless: limits") && err.contains("delegated"),
         "{err}"
     );
-    let (c, _, err) = u.boxr(&["run", "--rm", "--network", "mine", "bb", "true"]);
+    let (c, _, err) = u.boxr(&["run", "--rm", "--ip", "172.17.0.9", "bb", "true"]);
     assert_eq!(c, 125, "{err}");
-    assert!(err.contains("rootless: user networks"), "{err}");
+    assert!(err.contains("the default network is pasta's"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]).trim(), "");
 
     // Nothing is left in the user's namespace but the pause process, which the guard ends.
@@ -544,4 +544,117 @@ fn a_rootless_user_pulls_pushes_saves_and_loads() {
     u.ok(&["rmi", &remote, &again]);
     u.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(echo_in(&remote, "loaded"), "loaded");
+}
+
+const STACK: &str = r#"
+service "web" {
+    image "bb:latest"
+    command "sh" "-c" "mkdir -p /w && echo from-web > /w/i.html && exec httpd -f -p 80 -h /w"
+    publish "8082:80"
+}
+service "client" {
+    image "bb:latest"
+    depends-on "web"
+    command "sh" "-c" "until wget -qO- http://web/i.html > /tmp/w; do sleep 0.1; done; cat /tmp/w; wget -qO- http://198.51.100.2:8000/cgi-bin/ip; exec sleep 1000"
+}
+"#;
+
+#[test]
+fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
+    let name = "a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole";
+    let Some(u) = User::new(name) else { return };
+    if !support::have_tool(name, "pasta") {
+        return;
+    }
+    let far = support::FarHost::new(&format!("boxr-rlstack-{}", std::process::id()));
+    let tar = busybox_tar(&u);
+    let project = u.path("project");
+    let in_project = |args: &[&str]| {
+        let (c, out, err) = boxr_with_tun(&u, args);
+        assert_eq!(c, 0, "boxr {args:?}: {err}");
+        out
+    };
+    in_project(&["import", tar.to_str().unwrap(), "bb"]);
+    let manifest = project.join("boxr.kdl");
+    fs::write(&manifest, STACK).unwrap();
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
+    let file = manifest.to_str().unwrap();
+
+    // Both services on the project's network, a bridge in the user's rootless network
+    // namespace: the client finds the web service by its name and reaches the far host (which
+    // sees the host's address: pasta's connection, the user's own).
+    in_project(&["up", "-d", "--file", file]);
+    let logs = || in_project(&["stack", "logs", "--file", file, "client"]);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = logs();
+        if seen.contains("198.51.100.1") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        seen.contains("from-web"),
+        "the client did not reach web by name: {seen}"
+    );
+    assert!(seen.contains("198.51.100.1"), "no egress: {seen}");
+    let looked_up = in_project(&["stack", "exec", "--file", file, "client", "nslookup", "web"]);
+    assert!(looked_up.contains("Name:\tweb"), "{looked_up}");
+
+    // The published port answers from the host's loopback and from another host.
+    let answered = |url: &str, ns: Option<&str>| {
+        (0..50).any(|_| {
+            let (ok, body) = wget(ns, url);
+            ok && body == "from-web" || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }
+        })
+    };
+    assert!(answered("http://127.0.0.1:8082/i.html", None));
+    assert!(answered("http://198.51.100.1:8082/i.html", Some(&far.name)));
+
+    // A limit the user has no cgroup for is refused, with the reason, and nothing is left.
+    let limited = STACK.replace("publish \"8082:80\"", "memory \"64MiB\"");
+    let other = u.path("data").join("limited.kdl");
+    fs::write(&other, limited).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
+    let (c, _, err) = boxr_with_tun(
+        &u,
+        &[
+            "up",
+            "-d",
+            "-p",
+            "limited",
+            "--file",
+            other.to_str().unwrap(),
+            "web",
+        ],
+    );
+    assert_ne!(c, 0);
+    assert!(err.contains("need a cgroup"), "{err}");
+    in_project(&["down", "-p", "limited", "--file", other.to_str().unwrap()]);
+
+    // Down: no container, resolver, pasta or namespace of the user's is left; the port is free.
+    in_project(&["down", "--file", file]);
+    assert!(!wget(None, "http://127.0.0.1:8082/i.html").0);
+    let pause = u.pause_pid().expect("a pause process");
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let left: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != pause && ns(*p).is_some() && ns(*p) == ns(pause))
+        .filter(|p| boxr::platform::process_start_time(*p).is_some())
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(left.is_empty(), "left in the user's namespace: {left:?}");
+    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&*u.path("home").to_string_lossy()) && l.contains("netns")),
+        "a namespace mount is left: {mounts}"
+    );
 }

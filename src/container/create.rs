@@ -348,7 +348,8 @@ pub(super) fn create(
                 },
             );
             // Rootless, the default network is pasta's (see `net::pasta`).
-            let pasta = crate::rootless::active() && matches!(mode, Some(Network::Named(_)));
+            let pasta = crate::rootless::active()
+                && matches!(mode, Some(Network::Named(n)) if n == crate::net::DEFAULT);
             let endpoint = match mode {
                 Some(Network::Named(_)) if pasta => {
                     crate::net::pasta::attach(store, id, dir, &publish)?;

@@ -424,10 +424,10 @@ pub(crate) fn seccomp_program(
     })
 }
 
-/// What a rootless container cannot have yet, refused before anything is made: limits (no
-/// cgroup is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd
-/// user session), user networks (its network is pasta's: the default `bridge` stands for it),
-/// and `--userns` (the container is in the user's namespace already).
+/// What a rootless container cannot have, refused before anything is made: limits (no cgroup
+/// is delegated to the user on this host: cgroup v1 or hybrid, or v2 without a systemd user
+/// session), `--ip` or more networks on the default network (pasta's), and `--userns` (the
+/// container is in the user's namespace already).
 pub(super) fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
     if !crate::rootless::active() {
         return Ok(());
@@ -444,15 +444,19 @@ pub(super) fn rootless_check(opts: &RunOptions) -> Result<(), ContainerError> {
             ),
         ));
     }
-    if matches!(&opts.network, Some(Network::Named(n)) if n != crate::net::DEFAULT)
-        || !opts.more_networks.is_empty()
-        || opts.ip.is_some()
-    {
+    // The default network is pasta's (the host's own, through it); user networks are bridges
+    // in the rootless network namespace (`net::rootless`).
+    let on_pasta = match &opts.network {
+        None => true,
+        Some(Network::Named(n)) => n == crate::net::DEFAULT,
+        Some(_) => false,
+    };
+    if on_pasta && (!opts.more_networks.is_empty() || opts.ip.is_some()) {
         return Err(invalid(
-            "rootless: user networks (and --ip) need root",
+            "rootless: the default network is pasta's: it takes no --ip and no second network",
             Some(
-                "a rootless container's network is the host's through pasta (the default), \
-                 none or host",
+                "create a network (`boxr network create NAME`) and run the container on it \
+                 (--network NAME): a rootless user network takes --ip and more networks",
             ),
         ));
     }

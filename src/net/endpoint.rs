@@ -1,6 +1,7 @@
 //! A container on a network: its namespace, veth pair, address and lease (`attach`), and their
 //! release (`release`, the hidden `boxr __net-release`, and `gc`'s journal cleanup).
 
+use super::rootless::{Need, within};
 use super::*;
 
 /// `boxr __net-release STORE_ROOT ID`: a hidden mode of the boxr binary, started before
@@ -47,33 +48,38 @@ pub fn release_mode() -> Option<i32> {
                 return Ok(());
             };
             let l = lock(&store).map_err(|e| e.to_string())?;
-            // Every endpoint shares the one namespace.
-            unmount(first);
-            // The veths by index, read under the lock: a start of the same container that
-            // makes them again meanwhile gets new ones, which a late deletion cannot take.
-            let indexes: Vec<u32> = Netlink::open()
-                .map(|mut nl| {
-                    eps.iter()
-                        .filter(|(_, ep)| ep.host_netns == own_netns())
-                        .filter_map(|(_, ep)| nl.link_index(&ep.veth).ok().flatten())
-                        .collect()
-                })
-                .unwrap_or_default();
-            ready();
-            // The veths go without the lock (other containers start meanwhile); their leases
-            // stay taken until they are gone, so no one gets an address early.
-            drop(l);
-            if let Ok(mut nl) = Netlink::open() {
-                for i in indexes {
-                    let _ = nl.del_link_index(i);
+            within(&store, Need::Existing, || {
+                // Every endpoint shares the one namespace.
+                unmount(first);
+                // The veths by index, read under the lock: a start of the same container that
+                // makes them again meanwhile gets new ones, which a late deletion cannot take.
+                let indexes: Vec<u32> = Netlink::open()
+                    .map(|mut nl| {
+                        eps.iter()
+                            .filter(|(_, ep)| ep.host_netns == own_netns())
+                            .filter_map(|(_, ep)| nl.link_index(&ep.veth).ok().flatten())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ready();
+                // The veths go without the lock (other containers start meanwhile); their
+                // leases stay taken until they are gone, so no one gets an address early.
+                drop(l);
+                if let Ok(mut nl) = Netlink::open() {
+                    for i in indexes {
+                        let _ = nl.del_link_index(i);
+                    }
                 }
-            }
-            if !stopping {
-                let _l = lock(&store).map_err(|e| e.to_string())?;
-                for (entry, ep) in &eps {
-                    forget(&store, ep, entry);
+                if !stopping {
+                    let _l = lock(&store)?;
+                    for (entry, ep) in &eps {
+                        forget(&store, ep, entry);
+                    }
                 }
-            }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            super::rootless::release_if_unused(&store);
             Ok(())
         });
     Some(match released {
@@ -102,21 +108,23 @@ pub fn attach(
 ) -> Result<Endpoint, NetError> {
     let _l = lock(store)?;
     let mut net = load_or_default(store, name)?;
-    let entry = first_entry(store, id);
-    let ep = claim(
-        store,
-        &mut net,
-        Claim {
-            id,
-            ip,
-            names,
-            entry: &entry,
-            interface: 0,
-            netns,
-        },
-    )?;
-    wire_or_release(store, &net, &ep, &entry, true)?;
-    Ok(ep)
+    within(store, Need::Make, || {
+        let entry = first_entry(store, id);
+        let ep = claim(
+            store,
+            &mut net,
+            Claim {
+                id,
+                ip,
+                names,
+                entry: &entry,
+                interface: 0,
+                netns,
+            },
+        )?;
+        wire_or_release(store, &net, &ep, &entry, true)?;
+        Ok(ep)
+    })
 }
 
 /// `boxr network connect`: puts container `id`, already on a bridge network, on network `name`
@@ -150,22 +158,24 @@ pub fn connect(
         .find(|n| !eps.iter().any(|(_, e)| e.interface == format!("eth{n}")))
         .ok_or_else(|| NetError::Endpoint("a container has at most 256 networks".into()))?;
     let entry = other_entry(store, id, &net.name);
-    let ep = claim(
-        store,
-        &mut net,
-        Claim {
-            id,
-            ip,
-            names,
-            entry: &entry,
-            interface,
-            netns: &first.netns,
-        },
-    )?;
-    if wired(first) {
-        wire_or_release(store, &net, &ep, &entry, false)?;
-    }
-    Ok(ep)
+    within(store, Need::Make, || {
+        let ep = claim(
+            store,
+            &mut net,
+            Claim {
+                id,
+                ip,
+                names,
+                entry: &entry,
+                interface,
+                netns: &first.netns,
+            },
+        )?;
+        if wired(first) {
+            wire_or_release(store, &net, &ep, &entry, false)?;
+        }
+        Ok(ep)
+    })
 }
 
 /// Wires `ep` (see [`wire`]) and makes sure its network's resolver runs; on failure gives back
@@ -217,8 +227,11 @@ pub fn disconnect(store: &Store, name: &str, id: &str) -> Result<Option<Endpoint
     }
     let (entry, ep) = &eps[pos];
     let live = wired(&eps[0].1);
-    delete_veth(ep);
-    forget(store, ep, entry);
+    within(store, Need::Existing, || {
+        delete_veth(ep);
+        forget(store, ep, entry);
+        Ok(())
+    })?;
     if pos != 0 {
         return Ok(None);
     }
@@ -490,10 +503,16 @@ pub fn release(store: &Store, id: &str) -> Result<(), NetError> {
         let _ = fs::remove_file(first_entry(store, id));
         return Ok(());
     }
-    let _l = lock(store)?;
-    for (entry, ep) in &eps {
-        release_locked(store, ep, entry);
+    {
+        let _l = lock(store)?;
+        within(store, Need::Existing, || {
+            for (entry, ep) in &eps {
+                release_locked(store, ep, entry);
+            }
+            Ok(())
+        })?;
     }
+    super::rootless::release_if_unused(store);
     Ok(())
 }
 
@@ -515,9 +534,12 @@ pub fn stop(store: &Store, id: &str) {
     if let Some(first) = eps.first() {
         unmount(first);
     }
-    for ep in &eps {
-        delete_veth(ep);
-    }
+    let _ = within(store, Need::Existing, || {
+        for ep in &eps {
+            delete_veth(ep);
+        }
+        Ok(())
+    });
 }
 
 /// A container that starts again gets a new network namespace and veths with its addresses
@@ -535,15 +557,17 @@ pub fn rewire(store: &Store, id: &str) -> Result<(), NetError> {
     // What a boxr killed half-way through a stop left; veths the stop's `__net-release` may
     // still be deleting (it does so after the container's end returned) are waited for.
     unmount(first);
-    for ep in &eps {
-        delete_veth(ep);
-        wait_gone(ep);
-    }
-    for (i, ep) in eps.iter().enumerate() {
-        let net = load_or_default(store, &ep.network)?;
-        wire(store, &net, ep, i == 0).and_then(|()| super::dns::ensure(store, &net))?;
-    }
-    Ok(())
+    within(store, Need::Make, || {
+        for ep in &eps {
+            delete_veth(ep);
+            wait_gone(ep);
+        }
+        for (i, ep) in eps.iter().enumerate() {
+            let net = load_or_default(store, &ep.network)?;
+            wire(store, &net, ep, i == 0).and_then(|()| super::dns::ensure(store, &net))?;
+        }
+        Ok(())
+    })
 }
 
 /// Drops the bind mount that keeps the container's network namespace.
@@ -642,7 +666,10 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError
         return Ok(false);
     }
     unmount(&ep);
-    delete_veth(&ep);
-    free_lease(store, &ep);
+    within(store, Need::Existing, || {
+        delete_veth(&ep);
+        free_lease(store, &ep);
+        Ok(())
+    })?;
     Ok(true)
 }

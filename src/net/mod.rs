@@ -17,6 +17,9 @@
 //!
 //! Names between containers: `dns`, one resolver process per network on its gateway address.
 //!
+//! Rootless, all of this lives in the user's rootless network namespace (`rootless`): the code
+//! is the same, run on a thread that joined it.
+//!
 //! A container may be on several networks (`network connect`, several `--network`s): one
 //! namespace, one veth pair per network (`eth0`, `eth1`, …), the default route through its
 //! first network's gateway. The first network's endpoint is journaled as `journal/netns-<id>`,
@@ -30,6 +33,7 @@ mod netns;
 pub mod pasta;
 pub mod ports;
 pub mod publish;
+pub mod rootless;
 mod subnet;
 
 use std::collections::BTreeMap;
@@ -429,6 +433,12 @@ pub struct Reloaded {
 /// containers, if a firewall reload took them (`force`: whatever is there).
 pub fn reload(store: &Store, force: bool) -> Result<Reloaded, NetError> {
     let _l = lock(store)?;
+    rootless::within(store, rootless::Need::Existing, || {
+        reload_here(store, force)
+    })
+}
+
+fn reload_here(store: &Store, force: bool) -> Result<Reloaded, NetError> {
     let mut out = Reloaded::default();
     let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
     for net in list(store)? {
@@ -472,14 +482,16 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetError> {
         return Err(NetError::Predefined(name.to_owned()));
     }
     let _l = lock(store)?;
-    let net = endpoint::reap_stale(store, load(store, name)?);
-    if !net.leases.is_empty() {
-        return Err(NetError::InUse {
-            network: name.to_owned(),
-            containers: net.leases.keys().map(|id| id[..12].to_owned()).collect(),
-        });
-    }
-    remove_bridge(store, &net)?;
+    rootless::within(store, rootless::Need::Existing, || {
+        let net = endpoint::reap_stale(store, load(store, name)?);
+        if !net.leases.is_empty() {
+            return Err(NetError::InUse {
+                network: name.to_owned(),
+                containers: net.leases.keys().map(|id| id[..12].to_owned()).collect(),
+            });
+        }
+        remove_bridge(store, &net)
+    })?;
     let p = path(store, name)?;
     fs::remove_file(&p).map_err(io(format!("remove {}", p.display())))
 }
@@ -600,15 +612,18 @@ pub fn clean_bridge_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError>
     if in_use {
         return Ok(false);
     }
-    if b.host_netns == own_netns() {
-        firewall::remove(&b.bridge);
-        if b.iptables {
-            firewall::close_iptables_forward(&b.bridge);
+    rootless::within(store, rootless::Need::Existing, || {
+        if b.host_netns == own_netns() {
+            firewall::remove(&b.bridge);
+            if b.iptables {
+                firewall::close_iptables_forward(&b.bridge);
+            }
+            let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
+            nl.del_link(&b.bridge)
+                .map_err(io(format!("delete the bridge {}", b.bridge)))?;
         }
-        let mut nl = Netlink::open().map_err(io("open a netlink socket"))?;
-        nl.del_link(&b.bridge)
-            .map_err(io(format!("delete the bridge {}", b.bridge)))?;
-    }
+        Ok(())
+    })?;
     Ok(true)
 }
 

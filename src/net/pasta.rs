@@ -34,6 +34,9 @@ pub const MARKER: &str = "pasta.json";
 struct Entry {
     container: String,
     netns: PathBuf,
+    /// The rootless network namespace's pasta (see `net::rootless`), not a container's.
+    #[serde(default)]
+    shared: bool,
     /// pasta's pid and start time, once it runs.
     pid: Option<(i32, u64)>,
 }
@@ -50,15 +53,31 @@ pub fn attach(store: &Store, id: &str, dir: &Path, publish: &[Publish]) -> Resul
     let marker = dir.join(MARKER);
     fs::write(&marker, serde_json::to_vec(publish).expect("serializes"))
         .map_err(io(format!("write {}", marker.display())))?;
-    start(store, id, dir, publish)
+    start(store, id, dir, publish, false)
 }
 
-fn start(store: &Store, id: &str, dir: &Path, publish: &[Publish]) -> Result<(), NetError> {
+/// Makes the rootless network namespace at `dir/netns`, journaled as `key`, connected to the
+/// host's network by a pasta of its own that publishes nothing (its containers' ports are
+/// proxied from the host: see `net::publish`).
+pub(super) fn start_shared(store: &Store, key: &str, dir: &Path) -> Result<(), NetError> {
+    // A pasta a crash left (whose namespace's mount went with an earlier pause process).
+    release(store, key, false);
+    start(store, key, dir, &[], true)
+}
+
+fn start(
+    store: &Store,
+    id: &str,
+    dir: &Path,
+    publish: &[Publish],
+    shared: bool,
+) -> Result<(), NetError> {
     let netns = dir.join("netns");
     let journal = store.journal_entry("pasta", id);
     let mut entry = Entry {
         container: id.to_owned(),
         netns: netns.clone(),
+        shared,
         pid: None,
     };
     write_entry(&journal, &entry)?;
@@ -218,7 +237,7 @@ pub fn rewire(store: &Store, id: &str, dir: &Path) -> Result<(), NetError> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    start(store, id, dir, &publish)
+    start(store, id, dir, &publish, false)
 }
 
 fn unmount(netns: &Path) {
@@ -226,12 +245,17 @@ fn unmount(netns: &Path) {
     let _ = fs::remove_file(netns);
 }
 
-/// `gc`: the pasta of a container that is gone. `Ok(true)` when the entry may go.
+/// `gc`: the pasta of a container that is gone (or the rootless network namespace's, when no
+/// container uses it). `Ok(true)` when the entry may go.
 pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError> {
     let Ok(e) = serde_json::from_slice::<Entry>(entry) else {
         return Ok(true);
     };
-    if store.container_dir(&e.container).exists() {
+    let needed = match e.shared {
+        true => super::rootless::in_use(store),
+        false => store.container_dir(&e.container).exists(),
+    };
+    if needed {
         return Ok(false);
     }
     end(&e);

@@ -9,9 +9,13 @@
 //! container runs, and a taken port fails the start with an error that names its holder.
 //! The map entries are journaled (`journal/ports-<id>`, with the holder's pid) before they
 //! exist: `rm` and `gc` remove those of a holder killed with -9.
+//!
+//! Rootless, the container's address is in the user's rootless network namespace, which the
+//! host's rules cannot reach: there are no map entries, and the proxy serves every port,
+//! connecting from a thread that joined that namespace.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
@@ -326,7 +330,13 @@ impl Publication {
             bound.extend(bind_request(store, r)?);
         }
         let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-        let elements: Vec<Element> = published.iter().filter_map(|p| element(p, ep.ip)).collect();
+        // Rootless, the container's address is in the rootless network namespace, which no
+        // rule of the host's reaches: the proxy serves every port, connecting from there.
+        let inside = super::rootless::namespace(store);
+        let elements: Vec<Element> = match inside {
+            Some(_) => Vec::new(),
+            None => published.iter().filter_map(|p| element(p, ep.ip)).collect(),
+        };
         let holder = std::process::id() as i32;
         let entry = JournalEntry {
             host_netns: own_netns(),
@@ -344,7 +354,7 @@ impl Publication {
             elements,
             sockets: Vec::new(),
         };
-        {
+        if inside.is_none() {
             let _l = lock(store)?;
             firewall::publish(&publication.elements).map_err(|source| NetError::Firewall {
                 network: ep.network.clone(),
@@ -358,7 +368,7 @@ impl Publication {
             .filter(|p| p.proto == Proto::Udp)
             .map(|p| p.host_port)
             .collect();
-        if !udp.is_empty() {
+        if !udp.is_empty() && inside.is_none() {
             let _ = super::netlink::Conntrack::open().and_then(|mut c| c.flush_udp_ports(&udp));
         }
         fs::write(
@@ -377,9 +387,29 @@ impl Publication {
             }
             .map_err(io("clone a published port's socket"))?;
             publication.sockets.push(clone);
+            let ns = inside
+                .as_ref()
+                .map(File::try_clone)
+                .transpose()
+                .map_err(io("open the rootless network namespace"))?;
+            // The proxy's thread joins it before it connects anything (its listening socket
+            // stays the host's); its connection threads are born there.
+            let join = move || {
+                ns.as_ref().is_none_or(|ns| {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
+                })
+            };
             match b {
-                Bound::Tcp(l) => spawn(move || serve_tcp(l, to)),
-                Bound::Udp(s) => spawn(move || serve_udp(s, to)),
+                Bound::Tcp(l) => spawn(move || {
+                    if join() {
+                        serve_tcp(l, to)
+                    }
+                }),
+                Bound::Udp(s) => spawn(move || {
+                    if join() {
+                        serve_udp(s, to)
+                    }
+                }),
             }
             .map_err(io("start the port proxy"))?;
         }

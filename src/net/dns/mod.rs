@@ -71,9 +71,19 @@ pub fn resolv_conf_for(gateway: Ipv4Addr) -> String {
     format!("{kept}nameserver {gateway}\n")
 }
 
+/// The one upstream of a resolver started in the rootless network namespace (pasta's
+/// forwarding address there) instead of the host's resolvers.
+const UPSTREAM_ENV: &str = "BOXR_DNS_UPSTREAM";
+
 /// The host's resolvers: `nameserver` lines of [`host_resolv_conf`], without `skip` (the
 /// resolver's own address).
 fn upstreams(skip: Ipv4Addr) -> Vec<SocketAddr> {
+    if let Some(a) = std::env::var(UPSTREAM_ENV)
+        .ok()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+    {
+        return vec![SocketAddr::new(a, 53)];
+    }
     host_resolv_conf()
         .lines()
         .filter_map(|l| {
@@ -453,7 +463,12 @@ pub(super) fn ensure(store: &Store, net: &Network) -> Result<(), NetError> {
     let exe = std::env::current_exe()
         .map(|e| e.with_file_name("boxr"))
         .map_err(io("find the boxr binary"))?;
-    let mut child = std::process::Command::new(&exe)
+    let mut command = std::process::Command::new(&exe);
+    if crate::rootless::active() {
+        // In the rootless network namespace, the host's resolvers are pasta's to reach.
+        command.env(UPSTREAM_ENV, super::pasta::RESOLVER.to_string());
+    }
+    let mut child = command
         .arg(ARG)
         .arg(store.root())
         .arg(&net.name)
@@ -510,6 +525,9 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError
     if keep && alive(&e) {
         return Ok(false);
     }
-    stop(store, &e.network);
+    super::rootless::within(store, super::rootless::Need::Existing, || {
+        stop(store, &e.network);
+        Ok(())
+    })?;
     Ok(true)
 }
