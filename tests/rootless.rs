@@ -658,3 +658,87 @@ fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
         "a namespace mount is left: {mounts}"
     );
 }
+
+#[test]
+fn a_rootless_container_gains_nothing_the_user_does_not_have() {
+    let name = "a_rootless_container_gains_nothing_the_user_does_not_have";
+    let Some(u) = User::new(name) else { return };
+    if !support::have_tool(name, "gcc") {
+        return;
+    }
+    // The escape probe of the confinement tests.
+    let rootfs = support::busybox_rootfs(&u.path("pr"));
+    support::build_probe("probe.c", &rootfs.join("probe"));
+    let tar = u.path("probe.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    u.ok(&["import", tar.to_str().unwrap(), "probe:1"]);
+
+    // Every known escape is refused as in root's containers.
+    let report: std::collections::BTreeMap<String, String> = u
+        .ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "probe:1",
+            "/probe",
+            "all",
+        ])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    support::assert_known_escapes_refused(&report, true);
+
+    // Root in the container is the user: a root-owned file bound in (which the user may not
+    // write, nor read) stays root's. The container sees its owner as unmapped, cannot read,
+    // write, chown or chmod it, even with every capability (--privileged).
+    let secret = u.path("secret");
+    fs::write(&secret, "root's").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let open = u.path("open");
+    fs::write(&open, "root's, readable").unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
+    let binds = [
+        "-v".to_owned(),
+        format!("{}:/secret", secret.display()),
+        "-v".to_owned(),
+        format!("{}:/open", open.display()),
+    ];
+    let script = "stat -c '%u:%g' /open; cat /secret 2>/dev/null && echo READ-SECRET; \
+                  echo x >> /open 2>/dev/null && echo WROTE; \
+                  chown 0:0 /open 2>/dev/null && echo CHOWNED; \
+                  chmod 666 /open 2>/dev/null && echo CHMODDED; \
+                  mknod /null2 c 1 3 2>/dev/null && echo MKNOD; echo done";
+    for privileged in [false, true] {
+        let mut args: Vec<&str> = vec!["run", "--rm", "--network", "none"];
+        if privileged {
+            args.push("--privileged");
+        }
+        args.extend(binds.iter().map(String::as_str));
+        args.extend(["probe:1", "sh", "-c", script]);
+        let out = u.ok(&args);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.first(), Some(&"65534:65534"), "{out}");
+        for gained in ["READ-SECRET", "WROTE", "CHOWNED", "CHMODDED", "MKNOD"] {
+            assert!(
+                !out.contains(gained),
+                "privileged={privileged}: {gained}\n{out}"
+            );
+        }
+        assert_eq!(lines.last(), Some(&"done"), "{out}");
+    }
+    assert_eq!(fs::read_to_string(&open).unwrap(), "root's, readable");
+    let m = fs::metadata(&open).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
+}

@@ -527,3 +527,70 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// The report of `tests/probe/probe.c`'s `all` (check name → result) of a container with the
+/// default confinement: every known escape refused, by seccomp or by the kernel's own checks.
+/// `rootless`: the container is in an ordinary user's namespace, where files of the host's root
+/// are unmapped, so a permission check can refuse before the read-only mount does.
+pub fn assert_known_escapes_refused(
+    r: &std::collections::BTreeMap<String, String>,
+    rootless: bool,
+) {
+    let expect = |k: &str, want: &[&str]| {
+        let got = r.get(k).map(String::as_str).unwrap_or("(missing)");
+        assert!(
+            want.contains(&got),
+            "{k}: got {got}, want one of {want:?}\n{r:#?}"
+        );
+    };
+    for k in [
+        "mount",
+        "fsopen",
+        "open_tree",
+        "unshare",
+        "unshare_user",
+        "setns",
+        "clone_newns",
+        "keyctl",
+        "add_key",
+        "io_uring_setup",
+        "userfaultfd",
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "init_module",
+        "reboot",
+        "open_by_handle_at",
+        "socket_alg",
+        "socket_vsock",
+    ] {
+        // EPERM is seccomp's answer (Docker's default errno); the kernel's own checks would
+        // give other errors for the bogus arguments some of these pass.
+        expect(k, &["EPERM"]);
+    }
+    expect("clone3", &["ENOSYS"]);
+    expect("newer_syscall", &["ENOSYS"]);
+    expect("clone_plain", &["ok"]);
+    expect("socket_unix", &["ok"]);
+    // Kernel interfaces: read-only or masked. (This host's kernel has no /proc/sysrq-trigger
+    // and no /proc/kcore; the probe says "absent" then.)
+    expect("write_sysrq", &["EROFS", "absent"]);
+    expect(
+        "write_proc_sys",
+        if rootless {
+            &["EROFS", "EACCES"]
+        } else {
+            &["EROFS"]
+        },
+    );
+    expect("write_sys", &["EROFS"]);
+    expect("read_kcore", &["bytes=0", "absent"]);
+    expect("read_keys", &["bytes=0"]);
+    expect("cgroup_mounts_rw", &["0"]);
+    expect("release_agent", &["ENOENT", "EACCES"]);
+    expect("leaked_fds", &["0"]);
+    // The init runs from a sealed memfd: its exe is not boxr's file, and neither it nor the
+    // probe's own binary can be opened for writing.
+    expect("init_exe_write", &["EACCES", "ETXTBSY", "EPERM"]);
+    expect("self_exe_write", &["ETXTBSY"]);
+}
