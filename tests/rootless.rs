@@ -227,6 +227,38 @@ fn an_ordinary_user_builds_runs_and_manages_containers() {
         Some("0"),
         "masked /proc/timer_list: {out}"
     );
+    // --read-only, --tmpfs and a named volume, as for root: the volume keeps what was written.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-v",
+        "kept:/v",
+        "bb",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo WROTE-ROOT; echo s > /scratch/f && cat /scratch/f; \
+         echo kept > /v/k",
+    ]);
+    assert_eq!(out.trim(), "s", "{out}");
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "kept:/v",
+        "bb",
+        "cat",
+        "/v/k",
+    ]);
+    assert_eq!(out.trim(), "kept");
+    u.ok(&["volume", "rm", "kept"]);
+
     // Outside: what root wrote is the user's; another id is in the user's range.
     assert_eq!(fs::metadata(data.join("mine")).unwrap().uid(), u.uid);
     if let Some(start) = sub {
