@@ -57,7 +57,8 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> i32 {
         "Cgroups": cgroups,
         "Limits": limits,
         "Networks": if rootless {
-            "bridge (default: the host's network through pasta, with -p), none, host"
+            "bridge (default: the host's network through pasta, with -p), user networks (in \
+             the rootless network namespace), none, host"
         } else {
             "bridge (default), user networks, none, host"
         },
