@@ -353,6 +353,25 @@ fn an_ordinary_user_builds_runs_and_manages_containers() {
     let (c, _, err) = u.boxr(&["run", "--rm", "--ip", "172.17.0.9", "bb", "true"]);
     assert_eq!(c, 125, "{err}");
     assert!(err.contains("the default network is pasta's"), "{err}");
+
+    // A user network on a host with no routable interface (this test's namespace): pasta
+    // cannot connect the rootless network namespace, which is made without egress; boxr says
+    // so, and the container is on its network.
+    u.ok(&["network", "create", "inner", "--subnet", "10.77.0.0/24"]);
+    let (c, out, err) = u.boxr(&[
+        "run",
+        "--rm",
+        "--network",
+        "inner",
+        "bb",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("inet 10.77.0.2/24"), "{out}");
+    assert!(err.contains("has no egress"), "{err}");
+    u.ok(&["network", "rm", "inner"]);
     assert_eq!(u.ok(&["ps", "-aq"]).trim(), "");
 
     // Nothing is left in the user's namespace but the pause process, which the guard ends.

@@ -65,6 +65,24 @@ pub(super) fn start_shared(store: &Store, key: &str, dir: &Path) -> Result<(), N
     start(store, key, dir, &[], true)
 }
 
+/// The rootless network namespace without pasta, when pasta cannot connect it (a host with no
+/// routable interface): its containers reach each other, and nothing else.
+pub(super) fn start_offline(store: &Store, key: &str, dir: &Path) -> Result<(), NetError> {
+    let netns = dir.join("netns");
+    let journal = store.journal_entry("pasta", key);
+    let entry = Entry {
+        container: key.to_owned(),
+        netns: netns.clone(),
+        shared: true,
+        pid: None,
+    };
+    write_entry(&journal, &entry)?;
+    super::netns::make_netns(&netns).inspect_err(|_| {
+        unmount(&netns);
+        let _ = fs::remove_file(&journal);
+    })
+}
+
 fn start(
     store: &Store,
     id: &str,
@@ -151,7 +169,10 @@ fn start(
             "setsid --fork pasta: {started}"
         ))));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // `--quiet`: pasta writes only errors before it is ready, and then exits: once it has
+    // said something, a pid file that does not follow soon will not come.
+    let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut said = false;
     let pid = loop {
         let pid = fs::read_to_string(&pid_file)
             .ok()
@@ -159,6 +180,11 @@ fn start(
             .filter(|p| process_start_time(*p).is_some());
         if pid.is_some() || std::time::Instant::now() > deadline {
             break pid;
+        }
+        if !said && fs::metadata(&log_file).is_ok_and(|m| m.len() > 0) {
+            said = true;
+            deadline =
+                deadline.min(std::time::Instant::now() + std::time::Duration::from_millis(200));
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     };

@@ -8,7 +8,8 @@
 //! they do for root; their published ports are proxied from the host's side (see
 //! `net::publish`).
 //!
-//! Made by the first endpoint that needs it, under the networks lock; gone (pasta ended, mount
+//! Made by the first endpoint that needs it, under the networks lock (without pasta, and so
+//! without egress, if pasta cannot run: a host with no routable interface); gone (pasta ended, mount
 //! dropped) when no container has an endpoint any more, and `gc` ends what a crash left.
 //!
 //! The code that makes and removes bridges, veths, rules and resolvers is root's, unchanged: it
@@ -73,7 +74,14 @@ pub(super) fn within<T: Send>(
         (None, Need::Make) => {
             let d = dir(store);
             fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
-            super::pasta::start_shared(store, KEY, &d)?;
+            if let Err(e) = super::pasta::start_shared(store, KEY, &d) {
+                // Offline (no routable interface): the stack still works within itself.
+                eprintln!(
+                    "boxr: warning: the rootless network namespace has no egress ({e}); its \
+                     containers reach each other only, until the last of them is removed"
+                );
+                super::pasta::start_offline(store, KEY, &d)?;
+            }
             Some(File::open(path(store)).map_err(io("open the rootless network namespace"))?)
         }
         (None, Need::Existing) => None,
