@@ -501,7 +501,7 @@ fn top_and_stats_read_the_container_s_cgroup() {
     });
     let top = env.ok(&["top", "busy"]);
     assert!(
-        top.contains("__init"),
+        top.contains("boxr-init"),
         "the init is in the container's cgroup too:\n{top}"
     );
     let stats = env.ok(&["stats", "--no-stream", "busy"]);

@@ -89,7 +89,8 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     assert_eq!(c, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "pid=2", "the command is PID 2, under the init");
-    assert!(lines[1].starts_with("boxr-init __init"), "{out}");
+    // The init is the sandbox runtime's sealed copy (`boxr-init`), forked from the helper.
+    assert!(lines[1].starts_with("boxr-init __sandbox"), "{out}");
     assert_eq!(
         lines[2], "unreadable",
         "the non-dumpable init's exe is out of reach"
@@ -132,6 +133,12 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     let init = init.expect("the container's init is running");
     let exe = fs::read_link(format!("/proc/{init}/exe")).unwrap();
     assert_eq!(exe, Path::new("/memfd:boxr-init (deleted)"));
+    // Forked from the helper, not exec'd: it carries none of the environment boxr ran with.
+    assert_eq!(
+        fs::read(format!("/proc/{init}/environ")).unwrap(),
+        b"",
+        "the init's environment"
+    );
     use std::os::unix::fs::MetadataExt;
     let boxr_ino = fs::metadata(env!("CARGO_BIN_EXE_boxr")).unwrap().ino();
     assert_ne!(

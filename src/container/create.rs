@@ -608,6 +608,7 @@ pub(super) fn create(
         id: id.to_owned(),
         store_root: store.root().to_owned(),
         network: matches!(opts.network, Some(Network::Named(_))),
+        boxr: std::env::current_exe().ok(),
         end_file: if opts.detach {
             Some(dir.join(state::EXIT))
         } else {

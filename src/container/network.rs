@@ -47,7 +47,7 @@ pub(super) fn give_back(dir: &Path) {
         && (dir.join(crate::net::publish::ENDPOINT).exists() || crate::net::pasta::attached(dir))
         && let Some(root) = crate::store::root_of_container_dir(dir)
     {
-        release(root, &id_of(dir), true);
+        release(root, &id_of(dir), true, None);
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Record {
     /// It is on a network (whose namespace, veth and lease `--rm` releases first).
     #[serde(default)]
     pub network: bool,
+    /// The boxr binary that made the container, for `boxr __net-release` (the sandbox runtime
+    /// runs from a sealed copy, whose own path names no directory).
+    #[serde(default)]
+    pub boxr: Option<PathBuf>,
 }
 
 impl Record {
@@ -57,7 +61,7 @@ impl Record {
 /// deletion goes on under the networks lock, which every later network operation waits for.
 fn release_network(r: &Record, stopping: bool) {
     if r.network {
-        super::network::release(&r.store_root, &r.id, stopping);
+        super::network::release(&r.store_root, &r.id, stopping, r.boxr.as_deref());
     }
 }
 

@@ -6,11 +6,15 @@ use std::path::Path;
 
 /// Runs `boxr __net-release` for container `id` of the store at `root` (`stopping`: it stays,
 /// and keeps its address) and waits until it reports: its namespace is unmounted then, and the
-/// veth's deletion goes on without the caller.
-pub(super) fn release(root: &Path, id: &str, stopping: bool) {
-    let boxr = std::env::current_exe()
-        .map(|e| e.with_file_name("boxr"))
-        .unwrap_or_else(|_| "boxr".into());
+/// veth's deletion goes on without the caller. `boxr`: the binary to run (default: the one
+/// beside this process's).
+pub(super) fn release(root: &Path, id: &str, stopping: bool, boxr: Option<&Path>) {
+    let boxr = match boxr {
+        Some(b) => b.to_owned(),
+        None => std::env::current_exe()
+            .map(|e| e.with_file_name("boxr"))
+            .unwrap_or_else(|_| "boxr".into()),
+    };
     let child = std::process::Command::new(&boxr)
         .arg(crate::net::RELEASE_ARG)
         .arg(root)

@@ -292,7 +292,7 @@ fn recover(info: &Info, state: Option<&StateFile>) -> Status {
         if s.monitor_pid.is_some()
             && let Some(root) = crate::store::root_of_container_dir(&info.dir)
         {
-            super::release::release(root, &info.id, true);
+            super::release::release(root, &info.id, true, None);
         }
     }
     // Only where no monitor will finish the end itself (it checks the cgroup for an OOM kill

@@ -98,6 +98,21 @@ pub(super) fn spec_memfd<T: serde::Serialize>(
     Ok(f.into())
 }
 
+/// The seals of a sealed copy: it can no longer be written, grown or shrunk, nor unsealed.
+fn seals() -> SealFlag {
+    SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE
+}
+
+/// Whether this process runs from a sealed copy ([`sealed_copy`]): then a process forked from it
+/// is, as PID 1 of a container, as safe as one exec'd from such a copy (its `/proc/PID/exe` is
+/// the copy, not a file of the host's).
+pub(super) fn running_sealed() -> bool {
+    File::open("/proc/self/exe")
+        .ok()
+        .and_then(|f| fcntl(&f, FcntlArg::F_GET_SEALS).ok())
+        .is_some_and(|s| SealFlag::from_bits_truncate(s).contains(seals()))
+}
+
 /// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
 /// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
 /// copy itself cannot be written.
@@ -127,13 +142,9 @@ pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, SetupError>
             Err(e) => return Err(SetupError::at(format!("cannot copy {}", path.display()))(e)),
         }
     }
-    let seals = SealFlag::F_SEAL_SEAL
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_WRITE;
     let mut tries = 0;
     loop {
-        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)) {
+        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals())) {
             Ok(_) => break,
             // Pages still referenced by I/O in flight: brief, so wait and try again.
             Err(nix::errno::Errno::EBUSY) if tries < 50 => {

@@ -7,8 +7,14 @@
 //! 2. The helper itself only unshares the PID namespace (which applies to its children). The
 //!    child unshares mount/UTS/IPC/network itself: `pivot_root` moves the root of every process
 //!    in the mount namespace that shares the old root, and the helper must keep the host's.
-//! 3. The child reports failures before its exec over a close-on-exec pipe: EOF means it
-//!    reached the init, which reports its own failures on stderr and in its exit status.
+//! 3. The child reports failures before it becomes the init over a pipe it then closes: EOF
+//!    means it reached the init, which reports its own failures on stderr and in its exit
+//!    status.
+//!
+//! The helper runs from a sealed in-memory copy of the runtime (`sandbox::runtime_command`; it
+//! re-execs itself so when started from its file), and the first process becomes the init
+//! without an exec of its own: PID 1 runs from that copy, which nothing can write, and no file
+//! of the host's backs it (CVE-2019-5736).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -23,8 +29,9 @@ use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
 use super::error::fail;
-use super::fds::{cloexec_all_fds, read_spec_fd, sealed_self_copy, stdin_from_dev_null};
-use super::init::exec_init;
+use super::fds::{
+    cloexec_all_fds, read_spec_fd, running_sealed, sealed_self_copy, stdin_from_dev_null,
+};
 use super::join::join_shared;
 use super::process::StartError;
 use super::relay::{relayed, wait_relaying};
@@ -35,6 +42,11 @@ use super::{Ended, Recorder, SetupError};
 
 /// The helper's main: returns the exit code of `boxr run`.
 pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
+    if !running_sealed() {
+        // Started from its file (by hand): again, from a sealed copy, as boxr starts it, since
+        // PID 1 is forked from this process.
+        return reexec_sealed();
+    }
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
@@ -69,6 +81,23 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
         // The monitor reaps the container and finishes it (`boxr-sandbox __finish`).
         Outcome::Detached => 0,
     }
+}
+
+/// Execs a sealed copy of this binary with the same arguments (the spec's descriptor is
+/// inherited) and an empty environment. Returns only on failure, with the exit code.
+fn reexec_sealed() -> i32 {
+    let copy = match sealed_self_copy() {
+        Ok(c) => c,
+        Err(e) => return fail(125, &e),
+    };
+    let args: Vec<std::ffi::CString> = std::iter::once(super::RUNTIME_NAME.to_owned())
+        .chain(std::env::args().skip(1))
+        .filter_map(|a| std::ffi::CString::new(a).ok())
+        .collect();
+    let env: [std::ffi::CString; 0] = [];
+    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
+    fail(125, format!("cannot run from a sealed copy: {}", e.desc()))
 }
 
 /// `boxr-sandbox __finish --spec-fd N --code C`: what the helper of a foreground sandbox does
@@ -180,10 +209,6 @@ fn run_in(
     // Ok(None): detached, the command runs; Ok(Some(code)): it ran and exited; Err(code): it
     // could not start.
     let fail = |code: i32, message: &dyn std::fmt::Display| Err(fail(code, message));
-    let init = match sealed_self_copy() {
-        Ok(i) => i,
-        Err(e) => return fail(125, &e),
-    };
     // With a user namespace, the PID namespace must belong to it: the first process creates
     // it (see `first_process_userns`).
     let userns = match spec
@@ -317,8 +342,8 @@ fn run_in(
                 spec.cgroup_sync_fd = Some(r.as_raw_fd());
             }
             let e = match (&userns, pid_pipe) {
-                (Some(ns), Some((_, pid_w))) => first_process_userns(&spec, &init, ns, pid_w),
-                _ => first_process(&spec, &init, ns_ready.map(|(_, w)| w)),
+                (Some(ns), Some((_, pid_w))) => first_process_userns(&spec, ns, pid_w),
+                _ => first_process(&spec, ns_ready.map(|(_, w)| w)),
             };
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
@@ -389,7 +414,6 @@ fn run_in(
     }
     recorder.started(spec);
     drop(err_w);
-    drop(init);
     if let Some(fd) = given_console {
         drop(sys::own_fd(fd));
     }
@@ -416,11 +440,10 @@ fn run_in(
     ))
 }
 
-/// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then exec of the
-/// sealed boxr copy as `__init`, which sets up the rootfs. The exec happens before pivot_root,
-/// while the host's root (and so boxr's ELF interpreter and libraries) is still visible, as
-/// runc's init does. Returns only on failure.
-fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) -> StartError {
+/// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then it becomes
+/// the init (see `init::in_place`), which sets up the rootfs. No exec: the helper runs from a
+/// sealed copy, which is what PID 1 runs from too. Returns only on failure.
+fn first_process(spec: &SandboxSpec, ns_ready: Option<OwnedFd>) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -438,7 +461,7 @@ fn first_process(spec: &SandboxSpec, init: &OwnedFd, ns_ready: Option<OwnedFd>) 
     if let Some(w) = ns_ready {
         let _ = File::from(w).write_all(b"1");
     }
-    exec_init(spec, init)
+    super::init::in_place(spec)
 }
 
 /// Runs the sandbox's hooks, one after the other, for the init `child`.

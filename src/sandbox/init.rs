@@ -1,4 +1,5 @@
-//! boxr's init: PID 1 of a container, run from a sealed in-memory copy of boxr.
+//! boxr's init: PID 1 of a container, the sandbox's first process, forked from the helper,
+//! which runs from a sealed in-memory copy of the sandbox runtime.
 //!
 //! It sets up the root filesystem and pivots into it (see `rootfs`), resolves the process
 //! (user, environment) against the container's own files, and then either execs the command in
@@ -14,9 +15,9 @@ use std::io::{Read, Write};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::{ForkResult, Pid, pipe2};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
-use super::fds::{cloexec_all_fds, read_spec_fd, spec_memfd};
+use super::fds::{cloexec_all_fds, close_fds_except};
 use super::process;
 use super::process::StartError;
 use super::rootfs;
@@ -49,20 +50,36 @@ impl Report {
     }
 }
 
-pub fn main(spec_fd: i32) -> i32 {
-    let spec: SandboxSpec = match read_spec_fd(spec_fd) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("boxr: {e}");
-            return 125;
-        }
-    };
-    // Close-on-exec now, so the command never holds these.
+/// The init without an exec: the sandbox's first process, forked from a helper that runs from
+/// a sealed copy, becomes it. It closes what an exec would have closed (every descriptor but
+/// those handed to the init: a detached sandbox's exit file and report pipe, the terminal
+/// socket, the cgroup pipe), so it holds nothing of the host's, then sets up the container and
+/// runs the command. Never returns.
+pub(super) fn in_place(spec: &SandboxSpec) -> StartError {
+    let mut spec = spec.clone();
+    if !spec.detach {
+        spec.exit_fd = None;
+    }
+    let keep: Vec<i32> = [
+        spec.exit_fd,
+        spec.report_fd,
+        spec.console_fd,
+        spec.cgroup_sync_fd,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    close_fds_except(&keep);
     let exit_file = spec.exit_fd.and_then(sys::own_fd).map(File::from);
     cloexec_all_fds();
+    std::process::exit(run(&spec, exit_file))
+}
+
+/// The init's work: see the module's documentation. Returns its exit code.
+fn run(spec: &SandboxSpec, exit_file: Option<File>) -> i32 {
     let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
     let code =
-        start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
+        start(spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
     // The end, for whoever asks after the monitor that waits for this process is gone. (With
     // `--init=false` the command is PID 1 and only its parent learns its end.)
     if let Some(mut f) = exit_file {
@@ -222,24 +239,4 @@ fn supervise(child: Pid, all: &SigSet) -> i32 {
             }
         }
     }
-}
-
-/// Execs the sealed copy of boxr as the container's init, with `spec`. Returns only on failure.
-pub(super) fn exec_init(spec: &SandboxSpec, init: &OwnedFd) -> StartError {
-    let err = |message: String| StartError { code: 125, message };
-    let fd = match spec_memfd(spec, false) {
-        Ok(fd) => fd,
-        Err(m) => return err(m.to_string()),
-    };
-    let arg = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let args = [
-        arg("boxr-init"),
-        arg(super::INIT_ARG),
-        arg("--spec-fd"),
-        arg(&fd.as_raw_fd().to_string()),
-    ];
-    let env: [std::ffi::CString; 0] = [];
-    let e = nix::unistd::execveat(init, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
-    err(format!("cannot start the init: {}", e.desc()))
 }

@@ -2,11 +2,11 @@
 //!
 //! Process model (ARCHITECTURE decision 6): the caller never forks. It writes the spec into a
 //! memfd and execs (for `boxr run`) or spawns (for build steps) the sandbox runtime,
-//! `boxr-sandbox __sandbox` (a small binary of its own, beside boxr),
-//! which is single-threaded and does the real work: a PID namespace, the first process with its
-//! own mount/UTS/IPC/network namespaces, the rootfs (see `rootfs`), then boxr's init (PID 1,
-//! from a sealed memfd copy of the runtime, see `init`) or the command itself. The only `unsafe` code of
-//! boxr is in `sys`.
+//! `boxr-sandbox __sandbox` (a small binary of its own, beside boxr), from a sealed memfd copy
+//! of it ([`runtime_command`]), which is single-threaded and does the real work: a PID
+//! namespace, the first process with its own mount/UTS/IPC/network namespaces, which becomes
+//! boxr's init (PID 1, running from that same copy, see `init`), the rootfs (see `rootfs`),
+//! then the command. The only `unsafe` code of boxr is in `sys`.
 //!
 //! The sandbox knows nothing of images, stores or containers: what its owner records when it
 //! starts and ends goes through a [`Recorder`], and the seccomp program's cache is passed in.
@@ -51,8 +51,6 @@ pub use spec::*;
 
 /// The hidden subcommand of the helper.
 pub const HELPER_ARG: &str = "__sandbox";
-/// The hidden subcommand of the init.
-pub const INIT_ARG: &str = "__init";
 /// The mode of the fs helper (filesystem steps, `cp`, `export`, volume population). It is a
 /// mode of the `boxr` binary, not of `boxr-sandbox`: its code (globs, tar) would double the
 /// runtime binary (1.06 MB → 2.18 MB stripped), and every container start copies that binary
@@ -133,18 +131,17 @@ pub fn binary() -> Result<std::path::PathBuf, SandboxError> {
 }
 
 /// `boxr-sandbox MODE --spec-fd N [--code C]`: the sandbox runtime's entry point (`__sandbox`
-/// the helper, `__init` a container's PID 1, `__exec` the exec helper, `__finish` the end of a
+/// the helper, which forks a container's PID 1, `__exec` the exec helper, `__finish` the end of a
 /// detached container). Arguments are read by hand: no argument parser in the start path.
 pub fn runtime_main(recorder: &dyn Recorder) -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let value = |name| number_arg(&args, name);
     let (Some(mode), Some(spec_fd)) = (args.get(1), value("--spec-fd")) else {
-        eprintln!("usage: {BINARY} __sandbox|__init|__exec|__finish --spec-fd N (run by boxr)");
+        eprintln!("usage: {BINARY} __sandbox|__exec|__finish --spec-fd N (run by boxr)");
         return 125;
     };
     match mode.as_str() {
         HELPER_ARG => helper::main(spec_fd, recorder),
-        INIT_ARG => init::main(spec_fd),
         exec::EXEC_ARG => exec::main(spec_fd),
         FINISH_ARG => match value("--code") {
             Some(code) => helper::finish_main(spec_fd, code, recorder),
@@ -222,26 +219,23 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
     }
     let arg = |s: &str| CString::new(s).expect("no NUL");
     let args = [
-        arg("boxr"),
+        arg(RUNTIME_NAME),
         arg(HELPER_ARG),
         arg("--spec-fd"),
         arg(&fd.as_raw_fd().to_string()),
     ];
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
     let bin = match binary() {
         Ok(b) => b,
         Err(e) => return e,
     };
-    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(bin.as_os_str()))
-        .expect("a path has no NUL");
-    let e = nix::unistd::execve(&path, &args, &env).expect_err("execve returns only on failure");
+    // From a sealed copy, as `runtime_command`'s, with an empty environment.
+    let copy = match fds::sealed_copy(&bin) {
+        Ok(c) => c,
+        Err(e) => return SandboxError::Prepare(e),
+    };
+    let env: [CString; 0] = [];
+    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
     SandboxError::Exec {
         path: bin,
         errno: e,
@@ -325,7 +319,37 @@ pub fn spawn(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> Result<std::process::Child, SandboxError> {
-    spawn_helper(binary()?, HELPER_ARG, spec, stdout, stderr)
+    let bin = binary()?;
+    let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
+    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"])?
+        .stdin(std::process::Stdio::from(fd))
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| SandboxError::Spawn { path: bin, source })
+}
+
+/// The name the sandbox runtime runs under from its sealed copy (its `argv[0]`, and the
+/// memfd's name that `/proc/PID/exe` shows): PID 1 of a container is this process.
+pub const RUNTIME_NAME: &str = "boxr-init";
+
+/// A command that runs the sandbox runtime `runtime` with `args` from a sealed in-memory copy
+/// (and an empty environment), not from its file: the helper then forks PID 1 of the container
+/// from itself, with no exec of its own (see `helper`), and no process in the container can
+/// reach the host's file through `/proc/1/exe` (CVE-2019-5736).
+pub fn runtime_command(
+    runtime: &std::path::Path,
+    args: &[&str],
+) -> Result<std::process::Command, SandboxError> {
+    let copy = fds::sealed_copy(runtime).map_err(SandboxError::Prepare)?;
+    let argv = std::iter::once(RUNTIME_NAME)
+        .chain(args.iter().copied())
+        .map(|a| CString::new(a).expect("no NUL"))
+        .collect();
+    let mut cmd = std::process::Command::new(runtime);
+    cmd.args(args);
+    sys::exec_fd_in_child(&mut cmd, copy, argv);
+    Ok(cmd)
 }
 
 /// Starts the fs helper (a `copy` or `workdir` step, `cp`, `export`, a volume's first

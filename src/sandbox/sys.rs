@@ -668,3 +668,66 @@ pub fn attach_device_program(cgroup: &std::path::Path, program: &[[u8; 8]]) -> i
     }
     Ok(())
 }
+
+/// What a forked child needs to exec a program it holds open: everything made before the fork.
+struct ExecFd {
+    program: OwnedFd,
+    _argv: Vec<std::ffi::CString>,
+    /// Pointers into `_argv`'s buffers, then NULL.
+    argv: Vec<*const nix::libc::c_char>,
+}
+
+// SAFETY: the pointers point into the heap buffers of `_argv`, which this value owns and never
+// changes; the value is only read, in the forked child. Sharing it is sharing plain data.
+unsafe impl Send for ExecFd {}
+// SAFETY: as above: nothing mutates it.
+unsafe impl Sync for ExecFd {}
+
+impl ExecFd {
+    /// Execs the program; returns only on failure, with its error.
+    fn exec(&self) -> io::Error {
+        let env: [*const nix::libc::c_char; 1] = [std::ptr::null()];
+        // SAFETY: execveat is async-signal-safe and this allocates nothing: the path is a
+        // static empty C string, `argv` a NULL-terminated array of pointers to NUL-terminated
+        // strings that `self` keeps alive, `env` an empty NULL-terminated array.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_execveat,
+                self.program.as_raw_fd(),
+                c"".as_ptr(),
+                self.argv.as_ptr(),
+                env.as_ptr(),
+                nix::libc::AT_EMPTY_PATH,
+            );
+        }
+        io::Error::last_os_error()
+    }
+}
+
+/// Makes the child `cmd` starts run the open executable `program` (a sealed memfd copy) with
+/// `argv` and an empty environment, instead of exec'ing `cmd`'s path: `execveat(program, "",
+/// AT_EMPTY_PATH)` in the child, after its standard descriptors are set up. `cmd`'s program and
+/// arguments only name it (in errors).
+pub fn exec_fd_in_child(
+    cmd: &mut std::process::Command,
+    program: OwnedFd,
+    argv: Vec<std::ffi::CString>,
+) {
+    use std::os::unix::process::CommandExt;
+    let ptrs = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let prepared = ExecFd {
+        program,
+        _argv: argv,
+        argv: ptrs,
+    };
+    let exec = move || -> io::Result<()> { Err(prepared.exec()) };
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes one system call on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(exec);
+    }
+}

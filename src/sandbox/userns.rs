@@ -13,7 +13,6 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, pipe2};
 
 use super::SetupError;
-use super::init::exec_init;
 use super::join::join_network;
 use super::process::StartError;
 use super::spec::{NetworkMode, SandboxSpec};
@@ -112,7 +111,6 @@ pub(super) fn enter_userns_as_root(userns: &OwnedFd) -> nix::Result<()> {
 /// pid and exits. Returns only on failure.
 pub(super) fn first_process_userns(
     spec: &SandboxSpec,
-    init: &OwnedFd,
     ns: &UsernsSetup,
     pid_w: OwnedFd,
 ) -> StartError {
@@ -176,7 +174,7 @@ pub(super) fn first_process_userns(
             // Not killed with the first process, which exits now; the init asks for it again
             // once it is the helper's (see `init`).
             let _ = nix::sys::prctl::set_pdeathsig(None);
-            exec_init(&spec, init)
+            super::init::in_place(&spec)
         }
         Ok(ForkResult::Parent { child }) => {
             let _ = File::from(pid_w).write_all(child.as_raw().to_string().as_bytes());
