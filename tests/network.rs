@@ -384,6 +384,65 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
     });
 }
 
+#[test]
+fn a_killed_foreground_run_that_publishes_ports_takes_its_container_with_it() {
+    let name = "a_killed_foreground_run_that_publishes_ports_takes_its_container_with_it";
+    if !privileged(name) || !have_tool(name, "nft") || !have_tool(name, "ip") {
+        return;
+    }
+    in_own_netns(|| {
+        let w = tempfile::tempdir().unwrap();
+        let store = w.path().join("store");
+        let _cleanup = Cleanup(&store);
+        let rootfs = busybox_rootfs(w.path());
+        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+        assert_eq!(c, 0, "{err}");
+        // `boxr run` holds the port and runs the helper as its child.
+        let mut run = Command::new(env!("CARGO_BIN_EXE_boxr"))
+            .args(["run", "--rm", "-p", "8093:80", "bb:1", "sh", "-c"])
+            .arg("echo up; exec sleep 1234")
+            .env("BOXR_ROOT", &store)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "up");
+        let sleeping = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                .any(|c| c == b"sleep\x001234\x00")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !sleeping() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(run.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        run.wait().unwrap();
+        // The helper dies with it, and the container with the helper.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sleeping() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the container outlived its boxr run"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(port_free(8093), "the published port is free again");
+    });
+}
+
 /// `wget` of `url` from a `--rm` container of `bb:1` on `network`.
 fn wget_in(store: &Path, network: &str, url: &str) -> (i32, String, String) {
     boxr(

@@ -242,6 +242,43 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
     }
 }
 
+/// The signalfd of [`RELAYED`] and SIGCHLD (blocked by [`block_relayed`]).
+fn relayed_signalfd() -> Result<nix::sys::signalfd::SignalFd, SandboxError> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in RELAYED {
+        set.add(s);
+    }
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    nix::sys::signalfd::SignalFd::with_flags(&set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| SandboxError::Prepare(SetupError::at("signalfd")(e)))
+}
+
+/// Passes on the signals sent to this process (not those the terminal sent to its whole
+/// process group: the child has them already) to child `pid` until it ends; its exit code.
+fn relay_until_exit(pid: i32, sigfd: &nix::sys::signalfd::SignalFd) -> i32 {
+    // It may have ended before SIGCHLD was blocked.
+    if let Some((_, code)) = sys::reap(Some(pid)) {
+        return code;
+    }
+    loop {
+        let Ok(Some(info)) = sigfd.read_signal() else {
+            continue;
+        };
+        let signo = info.ssi_signo as i32;
+        if signo == nix::libc::SIGCHLD {
+            if let Some((_, code)) = sys::reap(Some(pid)) {
+                return code;
+            }
+            continue;
+        }
+        // SI_USER and SI_QUEUE: sent by a process; a terminal's signals come from the
+        // kernel and went to the helper's process group as well.
+        if info.ssi_code <= 0 {
+            let _ = sys::send_signal(pid, signo);
+        }
+    }
+}
+
 /// The signals a foreground `boxr run` that stays as the helper's parent passes on to it.
 pub const RELAYED: [nix::sys::signal::Signal; 6] = [
     nix::sys::signal::Signal::SIGINT,
@@ -265,49 +302,23 @@ pub fn block_relayed() -> nix::Result<nix::sys::signal::SigSet> {
 }
 
 /// `boxr run` in the foreground when this process must outlive the container's start (it
-/// holds the container's published ports): runs the sandbox helper as a child with this
-/// process's stdio, environment and store lock, passes on the signals sent to this process
-/// (not those the terminal sent to both: the helper has them already), and returns the
-/// helper's exit code. [`block_relayed`] must have been called.
+/// holds the container's published ports): runs the sandbox helper
+/// as a child (from its sealed copy) with this process's stdio and store lock, passes on the
+/// signals sent to this process (not those the terminal sent to both: the helper has them
+/// already), and returns the helper's exit code. [`block_relayed`] must have been called.
 pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use std::os::unix::process::CommandExt;
     let fd = spec_memfd(spec, false).map_err(SandboxError::Prepare)?;
     if let Some(keep) = spec.keep_fd {
         sys::clear_cloexec(keep).map_err(|source| SandboxError::KeepLock { fd: keep, source })?;
     }
-    let mut set = nix::sys::signal::SigSet::empty();
-    for s in RELAYED {
-        set.add(s);
-    }
-    set.add(nix::sys::signal::Signal::SIGCHLD);
-    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| SandboxError::Prepare(SetupError::at("signalfd")(e)))?;
+    let sigfd = relayed_signalfd()?;
     let bin = binary()?;
-    let child = std::process::Command::new(&bin)
-        .arg0("boxr")
-        .args([HELPER_ARG, "--spec-fd", &fd.as_raw_fd().to_string()])
+    let spec_fd = fd.as_raw_fd().to_string();
+    let child = runtime_command(&bin, &[HELPER_ARG, "--spec-fd", &spec_fd], true)?
         .spawn()
         .map_err(|source| SandboxError::Spawn { path: bin, source })?;
     drop(fd);
-    let pid = child.id() as i32;
-    loop {
-        let Ok(Some(info)) = sigfd.read_signal() else {
-            continue;
-        };
-        let signo = info.ssi_signo as i32;
-        if signo == nix::libc::SIGCHLD {
-            if let Some((_, code)) = sys::reap(Some(pid)) {
-                return Ok(code);
-            }
-            continue;
-        }
-        // SI_USER and SI_QUEUE: sent by a process; a terminal's signals come from the
-        // kernel and went to the helper's process group as well.
-        if info.ssi_code <= 0 {
-            let _ = sys::send_signal(pid, signo);
-        }
-    }
+    Ok(relay_until_exit(child.id() as i32, &sigfd))
 }
 
 /// Starts the sandbox helper as a child (build steps). The spec reaches it as its stdin, a
@@ -321,7 +332,7 @@ pub fn spawn(
 ) -> Result<std::process::Child, SandboxError> {
     let bin = binary()?;
     let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
-    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"])?
+    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"], false)?
         .stdin(std::process::Stdio::from(fd))
         .stdout(stdout)
         .stderr(stderr)
@@ -337,9 +348,14 @@ pub const RUNTIME_NAME: &str = "boxr-init";
 /// (and an empty environment), not from its file: the helper then forks PID 1 of the container
 /// from itself, with no exec of its own (see `helper`), and no process in the container can
 /// reach the host's file through `/proc/1/exe` (CVE-2019-5736).
+///
+/// `die_with_parent`: the runtime is killed when the calling thread ends (a foreground `boxr
+/// run` that stays as its parent: killed, it takes the container with it, as when it is the
+/// helper itself).
 pub fn runtime_command(
     runtime: &std::path::Path,
     args: &[&str],
+    die_with_parent: bool,
 ) -> Result<std::process::Command, SandboxError> {
     let copy = fds::sealed_copy(runtime).map_err(SandboxError::Prepare)?;
     let argv = std::iter::once(RUNTIME_NAME)
@@ -348,7 +364,7 @@ pub fn runtime_command(
         .collect();
     let mut cmd = std::process::Command::new(runtime);
     cmd.args(args);
-    sys::exec_fd_in_child(&mut cmd, copy, argv);
+    sys::exec_fd_in_child(&mut cmd, copy, argv, die_with_parent);
     Ok(cmd)
 }
 

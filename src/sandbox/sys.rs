@@ -675,6 +675,8 @@ struct ExecFd {
     _argv: Vec<std::ffi::CString>,
     /// Pointers into `_argv`'s buffers, then NULL.
     argv: Vec<*const nix::libc::c_char>,
+    /// Killed (SIGKILL) when the thread that starts it ends.
+    die_with_parent: bool,
 }
 
 // SAFETY: the pointers point into the heap buffers of `_argv`, which this value owns and never
@@ -686,6 +688,15 @@ unsafe impl Sync for ExecFd {}
 impl ExecFd {
     /// Execs the program; returns only on failure, with its error.
     fn exec(&self) -> io::Error {
+        if self.die_with_parent {
+            // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers and touches no memory of ours.
+            let r = unsafe {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL, 0, 0, 0)
+            };
+            if r < 0 {
+                return io::Error::last_os_error();
+            }
+        }
         let env: [*const nix::libc::c_char; 1] = [std::ptr::null()];
         // SAFETY: execveat is async-signal-safe and this allocates nothing: the path is a
         // static empty C string, `argv` a NULL-terminated array of pointers to NUL-terminated
@@ -707,11 +718,13 @@ impl ExecFd {
 /// Makes the child `cmd` starts run the open executable `program` (a sealed memfd copy) with
 /// `argv` and an empty environment, instead of exec'ing `cmd`'s path: `execveat(program, "",
 /// AT_EMPTY_PATH)` in the child, after its standard descriptors are set up. `cmd`'s program and
-/// arguments only name it (in errors).
+/// arguments only name it (in errors). `die_with_parent`: the child is killed when the calling
+/// thread ends.
 pub fn exec_fd_in_child(
     cmd: &mut std::process::Command,
     program: OwnedFd,
     argv: Vec<std::ffi::CString>,
+    die_with_parent: bool,
 ) {
     use std::os::unix::process::CommandExt;
     let ptrs = argv
@@ -723,6 +736,7 @@ pub fn exec_fd_in_child(
         program,
         _argv: argv,
         argv: ptrs,
+        die_with_parent,
     };
     let exec = move || -> io::Result<()> { Err(prepared.exec()) };
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
