@@ -39,6 +39,13 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Imports a busybox rootfs made in `dir` into `store` as `bb:1`.
+fn import_busybox(dir: &Path, store: &Path) {
+    let rootfs = busybox_rootfs(dir);
+    let (c, _, err) = boxr(store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
+    assert_eq!(c, 0, "{err}");
+}
+
 /// Asserts that `fetch` answers `want`, retried for two seconds while a server starts.
 fn assert_answers(fetch: &dyn Fn() -> (i32, String, String), want: &str) {
     let mut got = fetch();
@@ -318,9 +325,7 @@ fn a_killed_container_leaves_nothing_that_rm_and_gc_cannot_remove() {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
         let _cleanup = Cleanup(&store);
-        let rootfs = busybox_rootfs(w.path());
-        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
-        assert_eq!(c, 0, "{err}");
+        import_busybox(w.path(), &store);
         // The default network `bridge` is made on first use.
         let (c, id, err) = boxr(
             &store,
@@ -394,9 +399,7 @@ fn a_killed_foreground_run_that_publishes_ports_takes_its_container_with_it() {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
         let _cleanup = Cleanup(&store);
-        let rootfs = busybox_rootfs(w.path());
-        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
-        assert_eq!(c, 0, "{err}");
+        import_busybox(w.path(), &store);
         // `boxr run` holds the port and runs the helper as its child.
         let mut run = Command::new(env!("CARGO_BIN_EXE_boxr"))
             .args(["run", "--rm", "-p", "8093:80", "bb:1", "sh", "-c"])
@@ -1088,9 +1091,7 @@ fn egress_works_where_iptables_drops_forwarded_traffic() {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
         let _cleanup = Cleanup(&store);
-        let rootfs = busybox_rootfs(w.path());
-        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
-        assert_eq!(c, 0, "{err}");
+        import_busybox(w.path(), &store);
         let far = FarHost::new(&format!("boxr-ifar-{}", std::process::id()));
         // As Docker leaves a host: forwarded traffic dropped unless a rule accepts it.
         sh("iptables -w -P FORWARD DROP");
@@ -1127,9 +1128,7 @@ fn a_build_step_on_the_bridge_reaches_out_and_leaves_nothing() {
         let w = tempfile::tempdir().unwrap();
         let store = w.path().join("store");
         let _cleanup = Cleanup(&store);
-        let rootfs = busybox_rootfs(w.path());
-        let (c, _, err) = boxr(&store, &["import", rootfs.to_str().unwrap(), "bb:1"]);
-        assert_eq!(c, 0, "{err}");
+        import_busybox(w.path(), &store);
         let far = FarHost::new(&format!("boxr-bfar-{}", std::process::id()));
         std::fs::write(
             w.path().join("boxr.kdl"),

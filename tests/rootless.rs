@@ -147,10 +147,16 @@ fn subuid_start() -> Option<u32> {
 /// A busybox image tarball the user can read.
 fn busybox_tar(u: &User) -> PathBuf {
     let root = support::busybox_rootfs(&u.path("bb"));
-    let tar = u.path("bb.tar");
+    tar_of(u, &root, "bb.tar")
+}
+
+/// A tarball of the directory `root`, named `name` in the user's directory, that the user can
+/// read.
+fn tar_of(u: &User, root: &Path, name: &str) -> PathBuf {
+    let tar = u.path(name);
     let ok = Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .arg("-cf")
         .arg(&tar)
         .arg(".")
@@ -720,18 +726,7 @@ fn a_rootless_container_gains_nothing_the_user_does_not_have() {
     // The escape probe of the confinement tests.
     let rootfs = support::busybox_rootfs(&u.path("pr"));
     support::build_probe("probe.c", &rootfs.join("probe"));
-    let tar = u.path("probe.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let tar = tar_of(&u, &rootfs, "probe.tar");
     u.ok(&["import", tar.to_str().unwrap(), "probe:1"]);
 
     // Every known escape is refused as in root's containers.

@@ -505,6 +505,19 @@ struct BridgeEntry {
     iptables: bool,
 }
 
+/// Whether a container that still exists has an endpoint (journal `netns-*`): then the rootless
+/// network namespace (see `rootless`) must stay.
+fn endpoints_in_use(store: &Store) -> bool {
+    let Ok(rd) = fs::read_dir(store.journal_dir()) else {
+        return false;
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("netns-"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<Endpoint>(&b).ok())
+        .any(|ep| store.container_dir(&ep.container).exists())
+}
+
 /// The inode of the network namespace this process runs in.
 fn own_netns() -> u64 {
     use std::os::unix::fs::MetadataExt;

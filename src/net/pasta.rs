@@ -278,7 +278,7 @@ pub fn clean_journal_entry(store: &Store, entry: &[u8]) -> Result<bool, NetError
         return Ok(true);
     };
     let needed = match e.shared {
-        true => super::rootless::in_use(store),
+        true => super::endpoints_in_use(store),
         false => store.container_dir(&e.container).exists(),
     };
     if needed {

@@ -332,7 +332,7 @@ impl Publication {
         let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
         // Rootless, the container's address is in the rootless network namespace, which no
         // rule of the host's reaches: the proxy serves every port, connecting from there.
-        let inside = super::rootless::namespace(store);
+        let inside = super::netns::rootless_namespace(store);
         let elements: Vec<Element> = match inside {
             Some(_) => Vec::new(),
             None => published.iter().filter_map(|p| element(p, ep.ip)).collect(),

@@ -19,11 +19,11 @@
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 
-use super::{Endpoint, NetError, io, lock};
+use super::netns::{open_rootless as open, rootless_dir as dir, rootless_path as path};
+use super::{NetError, io, lock};
 use crate::store::Store;
 
 /// The journal key of its pasta (`journal/pasta-rootless-netns.json`).
@@ -37,25 +37,6 @@ pub(super) enum Need {
     /// It only removes or reads: if the namespace is not there, neither is anything in it, and
     /// the operation runs in an empty namespace of its own (where it finds nothing to remove).
     Existing,
-}
-
-fn dir(store: &Store) -> PathBuf {
-    store.networks_dir().join("rootless")
-}
-
-/// The bind mount that keeps the namespace.
-fn path(store: &Store) -> PathBuf {
-    dir(store).join("netns")
-}
-
-/// The namespace, if it is there (a bind mount: another device than its directory's).
-fn open(store: &Store) -> Option<File> {
-    let p = path(store);
-    let here = fs::metadata(&p).ok()?;
-    let parent = fs::metadata(dir(store)).ok()?;
-    (here.dev() != parent.dev())
-        .then(|| File::open(&p).ok())
-        .flatten()
 }
 
 /// Runs `f` where this boxr's bridge networks live: for root, here; rootless, on a thread that
@@ -107,25 +88,6 @@ pub(super) fn within<T: Send>(
     })
 }
 
-/// The rootless network namespace, for a published port's proxy to connect into (none for
-/// root, or when it is not there).
-pub fn namespace(store: &Store) -> Option<File> {
-    crate::rootless::active().then(|| open(store)).flatten()
-}
-
-/// Whether a container that still exists has an endpoint (journal `netns-*`), so the rootless
-/// namespace must stay.
-pub(super) fn in_use(store: &Store) -> bool {
-    let Ok(rd) = fs::read_dir(store.journal_dir()) else {
-        return false;
-    };
-    rd.flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("netns-"))
-        .filter_map(|e| fs::read(e.path()).ok())
-        .filter_map(|b| serde_json::from_slice::<Endpoint>(&b).ok())
-        .any(|ep| store.container_dir(&ep.container).exists())
-}
-
 /// Ends the rootless namespace and its pasta when no container uses it any more (after an
 /// endpoint was released). Takes the networks lock: an attach meanwhile either sees it still
 /// here, or makes it again.
@@ -136,7 +98,7 @@ pub(super) fn release_if_unused(store: &Store) {
     let Ok(_l) = lock(store) else {
         return;
     };
-    if !in_use(store) {
+    if !super::endpoints_in_use(store) {
         super::pasta::release(store, KEY, false);
     }
 }
