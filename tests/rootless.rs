@@ -671,6 +671,23 @@ fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
     assert!(answered("http://127.0.0.1:8082/i.html", None));
     assert!(answered("http://198.51.100.1:8082/i.html", Some(&far.name)));
 
+    // A second network, connected to the running web container and taken off again; stopped
+    // and started, web gets its address and its port back.
+    in_project(&["network", "create", "extra", "--subnet", "10.78.0.0/24"]);
+    in_project(&["network", "connect", "extra", "project-web-1"]);
+    let addrs = in_project(&["exec", "project-web-1", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("inet 10.78.0.2/24"), "{addrs}");
+    in_project(&["network", "disconnect", "extra", "project-web-1"]);
+    let addrs = in_project(&["exec", "project-web-1", "ip", "-4", "-o", "addr"]);
+    assert!(!addrs.contains("10.78.0."), "{addrs}");
+    in_project(&["network", "rm", "extra"]);
+    in_project(&["stop", "-t", "1", "project-web-1"]);
+    assert!(!wget(None, "http://127.0.0.1:8082/i.html").0);
+    in_project(&["start", "project-web-1"]);
+    assert!(answered("http://127.0.0.1:8082/i.html", None));
+    let looked_up = in_project(&["stack", "exec", "--file", file, "client", "nslookup", "web"]);
+    assert!(looked_up.contains("Name:\tweb"), "{looked_up}");
+
     // A limit the user has no cgroup for is refused, with the reason, and nothing is left.
     let limited = STACK.replace("publish \"8082:80\"", "memory \"64MiB\"");
     let other = u.path("data").join("limited.kdl");
