@@ -9,8 +9,8 @@
 //! `net::publish`).
 //!
 //! Made by the first endpoint that needs it, under the networks lock (without pasta, and so
-//! without egress, if pasta cannot run: a host with no routable interface); gone (pasta ended, mount
-//! dropped) when no container has an endpoint any more, and `gc` ends what a crash left.
+//! without egress, if pasta cannot run: a host with no routable interface); gone (pasta ended,
+//! mount dropped) when no container has an endpoint any more, and `gc` ends what a crash left.
 //!
 //! The code that makes and removes bridges, veths, rules and resolvers is root's, unchanged: it
 //! runs on a thread of its own that joined this namespace ([`within`]). Only that thread is
