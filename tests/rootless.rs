@@ -118,6 +118,8 @@ impl Drop for User {
             for id in ids.split_whitespace() {
                 let _ = self.boxr(&["rm", "-f", id]);
             }
+            // What a test that crashed boxr on purpose left (pastas, resolvers).
+            let _ = self.boxr(&["gc"]);
         }
         if let Some(pid) = self.pause_pid() {
             let _ = nix::sys::signal::kill(
@@ -804,4 +806,87 @@ fn a_rootless_container_gains_nothing_the_user_does_not_have() {
     assert_eq!(fs::read_to_string(&open).unwrap(), "root's, readable");
     let m = fs::metadata(&open).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
+}
+
+/// The processes in the user's namespace other than the pause process `pause` (their command
+/// lines).
+fn left_in_namespace(pause: i32) -> Vec<String> {
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != pause && ns(*p).is_some() && ns(*p) == ns(pause))
+        .filter(|p| boxr::platform::process_start_time(*p).is_some())
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[test]
+fn gc_ends_the_pastas_and_namespaces_a_crashed_rootless_boxr_left() {
+    let name = "gc_ends_the_pastas_and_namespaces_a_crashed_rootless_boxr_left";
+    let Some(u) = User::new(name) else { return };
+    if !support::have_tool(name, "pasta") {
+        return;
+    }
+    let _far = support::FarHost::new(&format!("boxr-rlgc-{}", std::process::id()));
+    let tar = busybox_tar(&u);
+    let ok = |args: &[&str]| {
+        let (c, out, err) = boxr_with_tun(&u, args);
+        assert_eq!(c, 0, "boxr {args:?}: {err}");
+        out
+    };
+    ok(&["import", tar.to_str().unwrap(), "bb"]);
+    ok(&["network", "create", "crashnet"]);
+    // One container on pasta's network (a pasta of its own), one on a user network (the
+    // rootless network namespace, its pasta, a resolver).
+    let mut ids = Vec::new();
+    for net in ["bridge", "crashnet"] {
+        let id = ok(&["run", "-d", "--network", net, "bb", "sleep", "600"]);
+        ids.push(id.trim().to_owned());
+    }
+    let pause = u.pause_pid().expect("a pause process");
+    let running = left_in_namespace(pause);
+    assert_eq!(
+        running.iter().filter(|c| c.starts_with("pasta")).count(),
+        2,
+        "{running:?}"
+    );
+    // The crash: everything of the containers killed, and their directories gone (as if a
+    // `boxr rm` had been killed right after removing them), nothing released.
+    for id in &ids {
+        let pids = ok(&["inspect", "-f", "{{.State.MonitorPid}} {{.State.Pid}}", id]);
+        for pid in pids.split_whitespace() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let dir = u.path("home/.local/share/boxr/containers").join(id);
+        let removed = Command::new("rm").arg("-rf").arg(&dir).status().unwrap();
+        assert!(removed.success());
+    }
+    // gc ends both pastas and the resolver, and drops the namespaces' mounts.
+    ok(&["gc"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = left_in_namespace(pause);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after gc: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&*u.path("home").to_string_lossy()) && l.contains("netns")),
+        "a namespace mount is left: {mounts}"
+    );
+    ok(&["network", "rm", "crashnet"]);
 }
