@@ -472,11 +472,7 @@ fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
     // "Another host" at 198.51.100.2, this namespace at 198.51.100.1 routing through it.
     let far = support::FarHost::new(&format!("boxr-rlfar-{}", std::process::id()));
     let tar = busybox_tar(&u);
-    let ok = |args: &[&str]| {
-        let (c, out, err) = boxr_with_tun(&u, args);
-        assert_eq!(c, 0, "boxr {args:?}: {err}");
-        out
-    };
+    let ok = |args: &[&str]| ok_with_tun(&u, args);
     ok(&["import", tar.to_str().unwrap(), "bb"]);
 
     // Egress on the default network: the far side sees the host's address (the user's own
@@ -535,24 +531,7 @@ fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
 
     // Removed: no pasta, no namespace left.
     ok(&["rm", "-f", "srv"]);
-    let pause = u.pause_pid().expect("a pause process");
-    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-    let left: Vec<String> = fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != pause && ns(*p).is_some() && ns(*p) == ns(pause))
-        .filter(|p| boxr::platform::process_start_time(*p).is_some())
-        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
-        .collect();
-    assert!(left.is_empty(), "left in the user's namespace: {left:?}");
-    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
-    assert!(
-        !mounts
-            .lines()
-            .any(|l| l.contains("/containers/") && l.contains("/netns")),
-        "a container's namespace mount is left: {mounts}"
-    );
+    assert_nothing_left(&u);
 }
 
 #[test]
@@ -628,11 +607,7 @@ fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
     let far = support::FarHost::new(&format!("boxr-rlstack-{}", std::process::id()));
     let tar = busybox_tar(&u);
     let project = u.path("project");
-    let in_project = |args: &[&str]| {
-        let (c, out, err) = boxr_with_tun(&u, args);
-        assert_eq!(c, 0, "boxr {args:?}: {err}");
-        out
-    };
+    let in_project = |args: &[&str]| ok_with_tun(&u, args);
     in_project(&["import", tar.to_str().unwrap(), "bb"]);
     let manifest = project.join("boxr.kdl");
     fs::write(&manifest, STACK).unwrap();
@@ -714,25 +689,7 @@ fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
     // Down: no container, resolver, pasta or namespace of the user's is left; the port is free.
     in_project(&["down", "--file", file]);
     assert!(!wget(None, "http://127.0.0.1:8082/i.html").0);
-    let pause = u.pause_pid().expect("a pause process");
-    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-    let left: Vec<String> = fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != pause && ns(*p).is_some() && ns(*p) == ns(pause))
-        .filter(|p| boxr::platform::process_start_time(*p).is_some())
-        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
-        .filter(|c| !c.is_empty())
-        .collect();
-    assert!(left.is_empty(), "left in the user's namespace: {left:?}");
-    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
-    assert!(
-        !mounts
-            .lines()
-            .any(|l| l.contains(&*u.path("home").to_string_lossy()) && l.contains("netns")),
-        "a namespace mount is left: {mounts}"
-    );
+    assert_nothing_left(&u);
 }
 
 #[test]
@@ -808,6 +765,28 @@ fn a_rootless_container_gains_nothing_the_user_does_not_have() {
     assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
 }
 
+/// boxr as the user, as [`boxr_with_tun`]; its output, once it succeeded.
+fn ok_with_tun(u: &User, args: &[&str]) -> String {
+    let (c, out, err) = boxr_with_tun(u, args);
+    assert_eq!(c, 0, "boxr {args:?}: {err}");
+    out
+}
+
+/// Asserts that nothing runs in the user's namespace but its pause process (no container,
+/// pasta or resolver), and that no network namespace mount of the user's store is left.
+fn assert_nothing_left(u: &User) {
+    let pause = u.pause_pid().expect("a pause process");
+    let left = left_in_namespace(pause);
+    assert!(left.is_empty(), "left in the user's namespace: {left:?}");
+    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&*u.path("home").to_string_lossy()) && l.contains("netns")),
+        "a namespace mount is left: {mounts}"
+    );
+}
+
 /// The processes in the user's namespace other than the pause process `pause` (their command
 /// lines).
 fn left_in_namespace(pause: i32) -> Vec<String> {
@@ -832,11 +811,7 @@ fn gc_ends_the_pastas_and_namespaces_a_crashed_rootless_boxr_left() {
     }
     let _far = support::FarHost::new(&format!("boxr-rlgc-{}", std::process::id()));
     let tar = busybox_tar(&u);
-    let ok = |args: &[&str]| {
-        let (c, out, err) = boxr_with_tun(&u, args);
-        assert_eq!(c, 0, "boxr {args:?}: {err}");
-        out
-    };
+    let ok = |args: &[&str]| ok_with_tun(&u, args);
     ok(&["import", tar.to_str().unwrap(), "bb"]);
     ok(&["network", "create", "crashnet"]);
     // One container on pasta's network (a pasta of its own), one on a user network (the
@@ -881,12 +856,6 @@ fn gc_ends_the_pastas_and_namespaces_a_crashed_rootless_boxr_left() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
-    assert!(
-        !mounts
-            .lines()
-            .any(|l| l.contains(&*u.path("home").to_string_lossy()) && l.contains("netns")),
-        "a namespace mount is left: {mounts}"
-    );
+    assert_nothing_left(&u);
     ok(&["network", "rm", "crashnet"]);
 }

@@ -590,7 +590,6 @@ impl Monitor {
         let child = sandbox::runtime_command(
             &self.spec.runtime,
             &[sandbox::HELPER_ARG, "--spec-fd", &spec_fd],
-            false,
         )?
         .stdin(stdin)
         .stdout(stdout)

@@ -531,9 +531,10 @@ pub fn stop(store: &Store, id: &str) {
     super::publish::release(store, id);
     super::pasta::release(store, id, true);
     let eps = endpoints(store, id);
-    if let Some(first) = eps.first() {
-        unmount(first);
-    }
+    let Some(first) = eps.first() else {
+        return;
+    };
+    unmount(first);
     let _ = within(store, Need::Existing, || {
         for ep in &eps {
             delete_veth(ep);

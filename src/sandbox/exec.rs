@@ -62,12 +62,9 @@ pub fn exec(spec: &ExecSpec) -> SandboxError {
         arg("--spec-fd"),
         arg(&fd.as_raw_fd().to_string()),
     ];
-    let env: [CString; 0] = [];
-    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
     SandboxError::Exec {
         path: bin,
-        errno: e,
+        errno: super::fds::exec_copy(&copy, &args),
     }
 }
 

@@ -113,9 +113,18 @@ pub(super) fn running_sealed() -> bool {
         .is_some_and(|s| SealFlag::from_bits_truncate(s).contains(seals()))
 }
 
-/// A sealed in-memory copy of the running boxr binary: PID 1 runs from it, so no process in
-/// the container can reach the host's boxr file through /proc/1/exe (CVE-2019-5736), and the
-/// copy itself cannot be written.
+/// Replaces this process with the program `copy` (a sealed copy) run with `args` (`argv[0]`
+/// first) and an empty environment. Returns only on failure, with its error.
+pub(super) fn exec_copy(copy: &OwnedFd, args: &[std::ffi::CString]) -> nix::errno::Errno {
+    let env: [std::ffi::CString; 0] = [];
+    nix::unistd::execveat(copy, c"", args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure")
+}
+
+/// A sealed in-memory copy of the running binary (the sandbox runtime), for a helper started
+/// from its file to run again from (see `helper`): the container's PID 1 is forked from it, so
+/// no process in the container can reach the host's file through /proc/1/exe
+/// (CVE-2019-5736), and the copy itself cannot be written.
 pub(super) fn sealed_self_copy() -> Result<OwnedFd, SetupError> {
     sealed_copy(std::path::Path::new("/proc/self/exe"))
 }

@@ -47,6 +47,10 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
         // PID 1 is forked from this process.
         return reexec_sealed();
     }
+    // Started through the copy's path (`/proc/self/fd/N`), the kernel named it after the
+    // descriptor: the name an exec of the copy itself gives (the memfd's), which PID 1, forked
+    // from it, shows too.
+    let _ = nix::sys::prctl::set_name(c"memfd:boxr-init");
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
@@ -94,9 +98,7 @@ fn reexec_sealed() -> i32 {
         .chain(std::env::args().skip(1))
         .filter_map(|a| std::ffi::CString::new(a).ok())
         .collect();
-    let env: [std::ffi::CString; 0] = [];
-    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
+    let e = super::fds::exec_copy(&copy, &args);
     fail(125, format!("cannot run from a sealed copy: {}", e.desc()))
 }
 

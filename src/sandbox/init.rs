@@ -19,7 +19,6 @@ use std::os::fd::AsRawFd;
 
 use super::fds::{cloexec_all_fds, close_fds_except};
 use super::process;
-use super::process::StartError;
 use super::rootfs;
 use super::spec::SandboxSpec;
 use super::sys;
@@ -54,8 +53,8 @@ impl Report {
 /// a sealed copy, becomes it. It closes what an exec would have closed (every descriptor but
 /// those handed to the init: a detached sandbox's exit file and report pipe, the terminal
 /// socket, the cgroup pipe), so it holds nothing of the host's, then sets up the container and
-/// runs the command. Never returns.
-pub(super) fn in_place(spec: &SandboxSpec) -> StartError {
+/// runs the command; exits with the init's exit code.
+pub(super) fn in_place(spec: &SandboxSpec) -> ! {
     let mut spec = spec.clone();
     if !spec.detach {
         spec.exit_fd = None;
@@ -72,20 +71,15 @@ pub(super) fn in_place(spec: &SandboxSpec) -> StartError {
     close_fds_except(&keep);
     let exit_file = spec.exit_fd.and_then(sys::own_fd).map(File::from);
     cloexec_all_fds();
-    std::process::exit(run(&spec, exit_file))
-}
-
-/// The init's work: see the module's documentation. Returns its exit code.
-fn run(spec: &SandboxSpec, exit_file: Option<File>) -> i32 {
     let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
     let code =
-        start(spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
+        start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
     // The end, for whoever asks after the monitor that waits for this process is gone. (With
     // `--init=false` the command is PID 1 and only its parent learns its end.)
     if let Some(mut f) = exit_file {
         let _ = writeln!(f, "{code}");
     }
-    code
+    std::process::exit(code)
 }
 
 /// Sets up the container and runs the command; returns the init's exit code, or why the

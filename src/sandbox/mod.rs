@@ -229,16 +229,12 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
         Err(e) => return e,
     };
     // From a sealed copy, as `runtime_command`'s, with an empty environment.
-    let copy = match fds::sealed_copy(&bin) {
-        Ok(c) => c,
-        Err(e) => return SandboxError::Prepare(e),
-    };
-    let env: [CString; 0] = [];
-    let e = nix::unistd::execveat(&copy, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
-    SandboxError::Exec {
-        path: bin,
-        errno: e,
+    match fds::sealed_copy(&bin) {
+        Ok(copy) => SandboxError::Exec {
+            path: bin,
+            errno: fds::exec_copy(&copy, &args),
+        },
+        Err(e) => SandboxError::Prepare(e),
     }
 }
 
@@ -307,14 +303,18 @@ pub fn block_relayed() -> nix::Result<nix::sys::signal::SigSet> {
 /// signals sent to this process (not those the terminal sent to both: the helper has them
 /// already), and returns the helper's exit code. [`block_relayed`] must have been called.
 pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
-    let fd = spec_memfd(spec, false).map_err(SandboxError::Prepare)?;
+    // Killed, this process takes the helper, and so the container, with it (as when it is the
+    // helper itself).
+    let mut spec = spec.clone();
+    spec.die_with_parent = true;
+    let fd = spec_memfd(&spec, false).map_err(SandboxError::Prepare)?;
     if let Some(keep) = spec.keep_fd {
         sys::clear_cloexec(keep).map_err(|source| SandboxError::KeepLock { fd: keep, source })?;
     }
     let sigfd = relayed_signalfd()?;
     let bin = binary()?;
     let spec_fd = fd.as_raw_fd().to_string();
-    let child = runtime_command(&bin, &[HELPER_ARG, "--spec-fd", &spec_fd], true)?
+    let child = runtime_command(&bin, &[HELPER_ARG, "--spec-fd", &spec_fd])?
         .spawn()
         .map_err(|source| SandboxError::Spawn { path: bin, source })?;
     drop(fd);
@@ -332,7 +332,7 @@ pub fn spawn(
 ) -> Result<std::process::Child, SandboxError> {
     let bin = binary()?;
     let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
-    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"], false)?
+    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"])?
         .stdin(std::process::Stdio::from(fd))
         .stdout(stdout)
         .stderr(stderr)
@@ -347,25 +347,41 @@ pub const RUNTIME_NAME: &str = "boxr-init";
 /// A command that runs the sandbox runtime `runtime` with `args` from a sealed in-memory copy
 /// (and an empty environment), not from its file: the helper then forks PID 1 of the container
 /// from itself, with no exec of its own (see `helper`), and no process in the container can
-/// reach the host's file through `/proc/1/exe` (CVE-2019-5736).
-///
-/// `die_with_parent`: the runtime is killed when the calling thread ends (a foreground `boxr
-/// run` that stays as its parent: killed, it takes the container with it, as when it is the
-/// helper itself).
+/// reach the host's file through `/proc/1/exe` (CVE-2019-5736). Configured and spawned as the
+/// `Command` it derefs to; it holds the copy until then.
 pub fn runtime_command(
     runtime: &std::path::Path,
     args: &[&str],
-    die_with_parent: bool,
-) -> Result<std::process::Command, SandboxError> {
+) -> Result<RuntimeCommand, SandboxError> {
+    use std::os::unix::process::CommandExt;
     let copy = fds::sealed_copy(runtime).map_err(SandboxError::Prepare)?;
-    let argv = std::iter::once(RUNTIME_NAME)
-        .chain(args.iter().copied())
-        .map(|a| CString::new(a).expect("no NUL"))
-        .collect();
-    let mut cmd = std::process::Command::new(runtime);
-    cmd.args(args);
-    sys::exec_fd_in_child(&mut cmd, copy, argv, die_with_parent);
-    Ok(cmd)
+    // Through the copy's path, as `exec -d` starts its helper: execve opens the program before
+    // it closes the close-on-exec descriptors.
+    let mut command = std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()));
+    command.arg0(RUNTIME_NAME).args(args).env_clear();
+    Ok(RuntimeCommand {
+        command,
+        _copy: copy,
+    })
+}
+
+/// See [`runtime_command`].
+pub struct RuntimeCommand {
+    command: std::process::Command,
+    _copy: std::os::fd::OwnedFd,
+}
+
+impl std::ops::Deref for RuntimeCommand {
+    type Target = std::process::Command;
+    fn deref(&self) -> &std::process::Command {
+        &self.command
+    }
+}
+
+impl std::ops::DerefMut for RuntimeCommand {
+    fn deref_mut(&mut self) -> &mut std::process::Command {
+        &mut self.command
+    }
 }
 
 /// Starts the fs helper (a `copy` or `workdir` step, `cp`, `export`, a volume's first
