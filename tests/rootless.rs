@@ -462,6 +462,18 @@ fn wget(netns: Option<&str>, url: &str) -> (bool, String) {
     )
 }
 
+/// Whether `url` (from the namespace `netns`, if given) answers `want` within five seconds (a
+/// server may still be starting).
+fn answers(netns: Option<&str>, url: &str, want: &str) -> bool {
+    (0..50).any(|_| {
+        let (ok, body) = wget(netns, url);
+        ok && body == want || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    })
+}
+
 #[test]
 fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
     let name = "a_rootless_container_reaches_out_and_publishes_ports_through_pasta";
@@ -503,15 +515,7 @@ fn a_rootless_container_reaches_out_and_publishes_ports_through_pasta() {
         "mkdir -p /w && echo from-the-container > /w/i.html && busybox httpd -p 81 -h /w \
          && exec busybox httpd -f -p 80 -h /w",
     ]);
-    let answered = |url: &str, ns: Option<&str>| {
-        (0..50).any(|_| {
-            let (ok, body) = wget(ns, url);
-            ok && body == "from-the-container" || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                false
-            }
-        })
-    };
+    let answered = |url: &str, ns: Option<&str>| answers(ns, url, "from-the-container");
     assert!(answered("http://127.0.0.1:8080/i.html", None));
     assert!(answered("http://198.51.100.1:8080/i.html", Some(&far.name)));
     assert!(!wget(Some(&far.name), "http://198.51.100.1:81/i.html").0);
@@ -636,15 +640,7 @@ fn a_rootless_stack_comes_up_with_names_ports_and_egress_and_goes_down_whole() {
     assert!(looked_up.contains("Name:\tweb"), "{looked_up}");
 
     // The published port answers from the host's loopback and from another host.
-    let answered = |url: &str, ns: Option<&str>| {
-        (0..50).any(|_| {
-            let (ok, body) = wget(ns, url);
-            ok && body == "from-web" || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                false
-            }
-        })
-    };
+    let answered = |url: &str, ns: Option<&str>| answers(ns, url, "from-web");
     assert!(answered("http://127.0.0.1:8082/i.html", None));
     assert!(answered("http://198.51.100.1:8082/i.html", Some(&far.name)));
 
