@@ -70,7 +70,8 @@ pub fn release_mode() -> Option<i32> {
                         let _ = nl.del_link_index(i);
                     }
                 }
-                if !stopping {
+                // The leases go with the store if it was removed meanwhile.
+                if !stopping && store.root().exists() {
                     let _l = lock(&store)?;
                     for (entry, ep) in &eps {
                         forget(&store, ep, entry);

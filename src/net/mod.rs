@@ -222,8 +222,14 @@ fn first_interface() -> String {
 /// The networks directory, made on first use.
 fn dir(store: &Store) -> Result<PathBuf, NetError> {
     let d = store.networks_dir();
-    fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
-    Ok(d)
+    // Not the store itself: a late `__net-release` of a store removed meanwhile must not make
+    // it again.
+    match fs::create_dir(&d) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(io(format!("create {}", d.display()))(e))
+        }
+        _ => Ok(d),
+    }
 }
 
 /// Holds `networks/.lock` exclusively while a network or a lease changes.
