@@ -10,7 +10,9 @@
 # What each side does: `boxr run --rm --network none IMG /bin/true` makes an overlay of the
 # image, the container's /etc files, a cgroup, a seccomp filter (Docker's default profile),
 # capabilities, masked paths and boxr's init as PID 1, and removes it all at the end; crun's
-# bundle (`crun spec`, /bin/true) has no overlay, no image, no seccomp filter and no init.
+# bundle (`crun spec`, /bin/true) has no overlay, no image, no seccomp filter and no init. A
+# second crun bundle adds the seccomp filter boxr applies, so that one difference can be told
+# apart.
 #
 # Compared: run (foreground, --rm) vs `crun run`; exec into a running container vs `crun exec`;
 # a detached start to running vs `crun create` + `crun start` (both through the same one-line
@@ -41,16 +43,42 @@ rootfs=$work/rootfs
 busybox_rootfs "$rootfs" sh true sleep
 mkdir -p "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
 "$boxr" import "$rootfs" boxr-bench:1 >/dev/null
-# Two bundles on the same rootfs: /bin/true, and a long sleep for exec and create + start.
-mkdir -p "$work/true" "$work/sleep"
+# Three bundles on the same rootfs: /bin/true, the same with the seccomp filter boxr applies
+# (Docker's default profile, turned into the OCI form for Docker's default capabilities on x86_64;
+# crun compiles it on every run, as it does for any bundle with a profile), and a long sleep for
+# exec and create + start.
+mkdir -p "$work/true" "$work/true-seccomp" "$work/sleep"
 (cd "$work/true" && crun spec)
-python3 - "$work/true/config.json" "$work/sleep/config.json" "$rootfs" <<'PY'
+python3 - "$work/true/config.json" "$work/sleep/config.json" "$rootfs" \
+  "$work/true-seccomp/config.json" src/sandbox/seccomp-default.json <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["root"]["path"] = sys.argv[3]
 c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 json.dump(c, open(sys.argv[1], "w"), indent=2)
+profile = json.load(open(sys.argv[5]))
+# The rules boxr's filter has: those for Docker's default capabilities, which boxr gives.
+caps = {"CAP_" + n for n in "CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP "
+        "SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE".split()}
+def applies(rule):
+    inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+    if inc.get("arches") and "amd64" not in inc["arches"]:
+        return False
+    if not set(inc.get("caps") or []) <= caps:
+        return False
+    if exc.get("caps") and set(exc["caps"]) <= caps:
+        return False
+    return not (exc.get("arches") and "amd64" in exc["arches"])
+rules = []
+for r in profile["syscalls"]:
+    if applies(r):
+        rules.append({k: r[k] for k in ("names", "action", "errnoRet", "args") if r.get(k) is not None})
+c["linux"]["seccomp"] = {
+    "defaultAction": profile["defaultAction"], "defaultErrnoRet": profile["defaultErrnoRet"],
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules}
+json.dump(c, open(sys.argv[4], "w"), indent=2)
+del c["linux"]["seccomp"]
 c["process"]["args"] = ["/bin/sleep", "3600"]
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
@@ -72,6 +100,7 @@ echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d); $(crun --ve
 hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/run.json" \
   -n "boxr run --rm" "$boxr run --rm --network none boxr-bench:1 /bin/true" \
   -n "crun run" "crun run --bundle $work/true bench-run" \
+  -n "crun run (seccomp)" "crun run --bundle $work/true-seccomp bench-run" \
   -n "boxr exec" "$boxr exec bench-exec /bin/true" \
   -n "crun exec" "crun exec bench-exec /bin/true"
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/detached.json" \
@@ -82,7 +111,8 @@ import json, sys
 r = [x for f in sys.argv[1:] for x in json.load(open(f))["results"]]
 by = {x["command"]: x for x in r}
 ms = lambda v: f"{v * 1e3:.1f} ms"
-pairs = [("boxr run --rm", "crun run"), ("boxr exec", "crun exec"), ("boxr run -d", "crun create + start")]
+pairs = [("boxr run --rm", "crun run"), ("boxr run --rm", "crun run (seccomp)"),
+         ("boxr exec", "crun exec"), ("boxr run -d", "crun create + start")]
 print("\n| boxr | median | mean | crun | median | mean | boxr/crun (median) |")
 print("|---|---|---|---|---|---|---|")
 for b, c in pairs:

@@ -254,6 +254,50 @@ fn no_container_process_reaches_the_boxr_binary() {
     assert_eq!(digest(bin), before, "the boxr binary changed");
 }
 
+/// CVE-2019-5736's way in: a command that is a script whose interpreter is `/proc/self/exe`
+/// makes the process that execs it run its own program again, inside the container. That
+/// process is boxr-init, from its sealed copy: never the runtime's file.
+#[test]
+fn a_command_interpreted_by_proc_self_exe_runs_only_the_sealed_init() {
+    let Some(env) = Env::new("a_command_interpreted_by_proc_self_exe_runs_only_the_sealed_init")
+    else {
+        return;
+    };
+    let scripts = env.store.parent().unwrap().join("scripts");
+    fs::create_dir_all(&scripts).unwrap();
+    let script = scripts.join("x");
+    fs::write(&script, "#!/proc/self/exe\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let volume = format!("{}:/t:ro", scripts.display());
+    let runtime = Path::new(env!("CARGO_BIN_EXE_boxr-sandbox"));
+    let before = fs::read(runtime).unwrap();
+    // The script gives boxr-init a path where its plan's descriptor belongs: it says so and
+    // exits 125, which only boxr-init does.
+    for init in ["--init=true", "--init=false"] {
+        let (code, _, err) = boxr(
+            &env.store,
+            &["run", "--rm", init, "-v", &volume, "probe:1", "/t/x"],
+        );
+        assert_eq!(code, 125, "{init}: {err}");
+        assert!(err.contains("boxr-init: no plan"), "{init}: {err}");
+    }
+    let (code, _, err) = boxr(
+        &env.store,
+        &[
+            "run", "-d", "--name", "target", "-v", &volume, "probe:1", "sleep", "60",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = boxr(&env.store, &["exec", "target", "/t/x"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("boxr-init: no plan"), "{err}");
+    assert_eq!(boxr(&env.store, &["rm", "-f", "target"]).0, 0);
+    assert!(
+        fs::read(runtime).unwrap() == before,
+        "the runtime's file changed"
+    );
+}
+
 #[test]
 fn build_steps_are_confined_too() {
     let Some(env) = Env::new("build_steps_are_confined_too") else {

@@ -331,21 +331,44 @@ fn exec_joins_the_container_with_its_confinement() {
         "hi\n"
     );
     assert_eq!(boxr(&env.store, &["exec", "box", "nosuchcommand"]).0, 127);
-    // While an exec runs, its helper (the `boxr exec` process) is not the boxr file.
+    // While an exec runs, the `boxr exec` process is the exec helper (the runtime, from its
+    // file) in the host's PID namespace; what it forked into the container's is the command,
+    // exec'd by boxr-init: no process of the container runs a file of boxr's.
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_boxr"));
+    let runtime = std::path::Path::new(env!("CARGO_BIN_EXE_boxr-sandbox"));
     let mut child = std::process::Command::new(bin)
         .args(["exec", "box", "sleep", "2"])
         .env("BOXR_ROOT", &env.store)
         .spawn()
         .unwrap();
-    let exe = format!("/proc/{}/exe", child.id());
-    until("the exec helper", || {
-        fs::read_link(&exe).is_ok_and(|t| t.to_string_lossy().contains("boxr-init"))
+    let helper = child.id();
+    let mut command = None;
+    until("the exec'd command", || {
+        let kids = fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+            .unwrap_or_default();
+        command = kids
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+            });
+        command.is_some()
     });
+    let command = command.unwrap();
     use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&format!("/proc/{helper}/exe")),
+        ino(runtime.to_str().unwrap())
+    );
+    let exe = ino(&format!("/proc/{command}/exe"));
+    assert_ne!(exe, ino(bin.to_str().unwrap()));
+    assert_ne!(exe, ino(runtime.to_str().unwrap()));
     assert_ne!(
-        fs::metadata(&exe).unwrap().ino(),
-        fs::metadata(bin).unwrap().ino()
+        fs::read_link(format!("/proc/{helper}/ns/pid")).unwrap(),
+        fs::read_link(format!("/proc/{command}/ns/pid")).unwrap(),
+        "the helper stays out of the container's PID namespace"
     );
     assert!(child.wait().unwrap().success());
     env.ok(&["rm", "-f", &id]);

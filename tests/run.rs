@@ -89,8 +89,8 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     assert_eq!(c, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "pid=2", "the command is PID 2, under the init");
-    // The init is the sandbox runtime's sealed copy (`boxr-init`), forked from the helper.
-    assert!(lines[1].starts_with("boxr-init __sandbox"), "{out}");
+    // The init is boxr-init, exec'd from its sealed copy by the container's first process.
+    assert!(lines[1].starts_with("boxr-init "), "{out}");
     assert_eq!(
         lines[2], "unreadable",
         "the non-dumpable init's exe is out of reach"
@@ -133,7 +133,8 @@ fn the_command_runs_under_boxrs_init_in_new_namespaces() {
     let init = init.expect("the container's init is running");
     let exe = fs::read_link(format!("/proc/{init}/exe")).unwrap();
     assert_eq!(exe, Path::new("/memfd:boxr-init (deleted)"));
-    // Forked from the helper, not exec'd: it carries none of the environment boxr ran with.
+    // It carries none of the environment boxr ran with (nor the command's: that is passed in
+    // its plan).
     assert_eq!(
         fs::read(format!("/proc/{init}/environ")).unwrap(),
         b"",

@@ -585,12 +585,11 @@ impl Monitor {
         term::inheritable(&exit_file).map_err(io("cannot pass a file on"))?;
         sandbox["exit_fd"] = json!(exit_file.as_raw_fd());
         let fd = sandbox::json_memfd_inherited(&sandbox)?;
-        // From a sealed copy: the helper forks the init from itself (see `sandbox::helper`).
         let spec_fd = fd.as_raw_fd().to_string();
         let child = sandbox::runtime_command(
             &self.spec.runtime,
             &[sandbox::HELPER_ARG, "--spec-fd", &spec_fd],
-        )?
+        )
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)

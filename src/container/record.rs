@@ -28,8 +28,8 @@ pub struct Record {
     /// It is on a network (whose namespace, veth and lease `--rm` releases first).
     #[serde(default)]
     pub network: bool,
-    /// The boxr binary that made the container, for `boxr __net-release` (the sandbox runtime
-    /// runs from a sealed copy, whose own path names no directory).
+    /// The boxr binary that made the container, for `boxr __net-release` (the one beside the
+    /// sandbox runtime, unless the record says otherwise).
     #[serde(default)]
     pub boxr: Option<PathBuf>,
 }

@@ -2,14 +2,13 @@
 //! its namespaces, under the container's own confinement (capabilities, seccomp,
 //! no_new_privs).
 //!
-//! The caller execs a sealed in-memory copy of boxr (`__exec`), as the container's init runs
-//! from one: once this process has joined the container's namespaces, a container process that
-//! opened its `/proc/PID/exe` would reach only the sealed copy, never the host's boxr file
-//! (CVE-2019-5736). The helper stays in the host's PID namespace (so the container cannot see
-//! it) and forks the command into the container's; it relays signals and exits with the
+//! The caller execs the sandbox runtime (`__exec`). The helper stays in the host's PID
+//! namespace (so the container cannot see it) and forks into the container's a child that
+//! confines itself (non-dumpable from before its capabilities drop) and execs boxr-init from a
+//! sealed copy, which execs the command: no process of the container ever runs from a file of
+//! the host's (CVE-2019-5736; see `stub`). The helper relays signals and exits with the
 //! command's status.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -19,8 +18,9 @@ use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
 use super::error::fail;
-use super::fds::{cloexec_all_fds, read_spec_fd, sealed_copy, spec_memfd, stdin_from_dev_null};
+use super::fds::{cloexec_all_fds, read_spec_fd, spec_memfd, stdin_from_dev_null};
 use super::spec::ProcessSpec;
+use super::stub::{How, Stub};
 use super::userns::enter_userns_as_root;
 use super::{SandboxError, SecuritySpec, SetupError, process, sys};
 
@@ -40,45 +40,35 @@ pub struct ExecSpec {
 /// The hidden subcommand.
 pub const EXEC_ARG: &str = "__exec";
 
-/// Replaces this (single-threaded) process with the exec helper, run from a sealed copy of
-/// boxr. Returns only on failure.
+/// Replaces this (single-threaded) process with the exec helper. Returns only on failure.
 pub fn exec(spec: &ExecSpec) -> SandboxError {
+    use std::os::unix::process::CommandExt;
     let bin = match super::binary() {
         Ok(b) => b,
         Err(e) => return e,
-    };
-    let copy = match sealed_copy(&bin) {
-        Ok(c) => c,
-        Err(e) => return SandboxError::Prepare(e),
     };
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError::Prepare(e),
     };
-    let arg = |s: &str| CString::new(s).expect("no NUL");
-    let args = [
-        arg("boxr-exec"),
-        arg(EXEC_ARG),
-        arg("--spec-fd"),
-        arg(&fd.as_raw_fd().to_string()),
-    ];
-    SandboxError::Exec {
-        path: bin,
-        errno: super::fds::exec_copy(&copy, &args),
-    }
+    let source = std::process::Command::new(&bin)
+        .arg0("boxr-exec")
+        .args([EXEC_ARG, "--spec-fd", &fd.as_raw_fd().to_string()])
+        .env_clear()
+        .exec();
+    SandboxError::Spawn { path: bin, source }
 }
 
-/// `exec -d`: starts the exec helper in the background, from a sealed copy as [`exec`] does,
-/// in a process group of its own with its output on /dev/null, and returns once it runs.
+/// `exec -d`: starts the exec helper in the background, in a process group of its own with its
+/// output on /dev/null, and returns once it runs.
 pub fn spawn_detached(spec: &ExecSpec) -> Result<(), SandboxError> {
     use std::os::unix::process::CommandExt;
     let bin = super::binary()?;
-    let copy = sealed_copy(&bin).map_err(SandboxError::Prepare)?;
     let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
-    // execve opens the program before it closes the close-on-exec descriptors.
-    std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+    std::process::Command::new(&bin)
         .arg0("boxr-exec")
         .args([EXEC_ARG, "--spec-fd", "0"])
+        .env_clear()
         .stdin(std::process::Stdio::from(fd))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -215,18 +205,22 @@ pub fn main(spec_fd: i32) -> i32 {
                     std::process::exit(fail(125, &m));
                 }
             }
-            let code = match process::resolve(&spec.process) {
-                Ok(p) => match super::confine::apply(&p, &spec.security) {
-                    Ok(()) => {
-                        let e = process::exec(&p);
-                        eprintln!("boxr: {}", e.message);
-                        e.code
+            let e = match (process::resolve(&spec.process), Stub::new()) {
+                (Ok(p), Ok(stub)) => {
+                    // Non-dumpable as its capabilities drop to the container's: it runs from
+                    // the host's file until it execs boxr-init.
+                    let _ = nix::sys::prctl::set_dumpable(false);
+                    match super::confine::apply(&p, &spec.security)
+                        .and_then(|()| process::prepare(&p))
+                    {
+                        Ok(cmd) => stub.exec(&How::default(), &cmd),
+                        Err(e) => e,
                     }
-                    Err(e) => fail(e.code, &e.message),
-                },
-                Err(e) => fail(e.code, &e.message),
+                }
+                (Err(e), _) => e,
+                (_, Err(e)) => process::start_err(125, e.to_string()),
             };
-            std::process::exit(code);
+            std::process::exit(fail(e.code, &e.message));
         }
         Ok(ForkResult::Parent { child }) => match pty {
             Some((master, slave)) => {

@@ -1,6 +1,6 @@
 //! Descriptors of the hidden modes: what a freshly exec'd helper inherits (its spec in a
-//! memfd, stdin), closing what it must not pass on, and the sealed memfd copies of binaries
-//! that the helpers exec (so a container can never write to the binary that runs it).
+//! memfd, stdin), closing what it must not pass on, and the sealing of the memfd that boxr-init
+//! runs from (so a container can never write to the binary that runs it).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -103,16 +103,6 @@ fn seals() -> SealFlag {
     SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE
 }
 
-/// Whether this process runs from a sealed copy ([`sealed_copy`]): then a process forked from it
-/// is, as PID 1 of a container, as safe as one exec'd from such a copy (its `/proc/PID/exe` is
-/// the copy, not a file of the host's).
-pub(super) fn running_sealed() -> bool {
-    File::open("/proc/self/exe")
-        .ok()
-        .and_then(|f| fcntl(&f, FcntlArg::F_GET_SEALS).ok())
-        .is_some_and(|s| SealFlag::from_bits_truncate(s).contains(seals()))
-}
-
 /// Replaces this process with the program `copy` (a sealed copy) run with `args` (`argv[0]`
 /// first) and an empty environment. Returns only on failure, with its error.
 pub(super) fn exec_copy(copy: &OwnedFd, args: &[std::ffi::CString]) -> nix::errno::Errno {
@@ -121,49 +111,21 @@ pub(super) fn exec_copy(copy: &OwnedFd, args: &[std::ffi::CString]) -> nix::errn
         .expect_err("execveat returns only on failure")
 }
 
-/// A sealed in-memory copy of the running binary (the sandbox runtime), for a helper started
-/// from its file to run again from (see `helper`): the container's PID 1 is forked from it, so
-/// no process in the container can reach the host's file through /proc/1/exe
-/// (CVE-2019-5736), and the copy itself cannot be written.
-pub(super) fn sealed_self_copy() -> Result<OwnedFd, SetupError> {
-    sealed_copy(std::path::Path::new("/proc/self/exe"))
-}
-
-/// A sealed in-memory copy of the program at `path`.
-pub(super) fn sealed_copy(path: &std::path::Path) -> Result<OwnedFd, SetupError> {
-    let fd = memfd_create(
-        "boxr-init",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(SetupError::at("memfd_create"))?;
-    let dst = File::from(fd);
-    let read = || SetupError::io(format!("cannot read {}", path.display()));
-    let src = File::open(path).map_err(read())?;
-    let len = src.metadata().map_err(read())?.len() as usize;
-    // Copied by the kernel (sendfile: page cache to the memfd's pages), without a buffer in
-    // this process: reading into one cost about as much again as the copy itself.
-    let mut done = 0;
-    while done < len {
-        match nix::sys::sendfile::sendfile(&dst, &src, None, len - done) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(SetupError::at(format!("cannot copy {}", path.display()))(e)),
-        }
-    }
+/// Seals the memfd `fd` (made with `MFD_ALLOW_SEALING`): from now on nobody can write, grow,
+/// shrink or unseal it, so a program run from it cannot be changed through `/proc/PID/exe`.
+pub(super) fn seal(fd: OwnedFd) -> Result<OwnedFd, SetupError> {
     let mut tries = 0;
     loop {
-        match fcntl(&dst, FcntlArg::F_ADD_SEALS(seals())) {
-            Ok(_) => break,
+        match fcntl(&fd, FcntlArg::F_ADD_SEALS(seals())) {
+            Ok(_) => return Ok(fd),
             // Pages still referenced by I/O in flight: brief, so wait and try again.
             Err(nix::errno::Errno::EBUSY) if tries < 50 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            Err(e) => return Err(SetupError::at("cannot seal the init's copy")(e)),
+            Err(e) => return Err(SetupError::at("cannot seal boxr-init's copy")(e)),
         }
     }
-    Ok(dst.into())
 }
 
 /// A spec passed on stdin ([`super::spawn`]) is not the command's input: /dev/null takes its

@@ -11,10 +11,11 @@
 //!    means it reached the init, which reports its own failures on stderr and in its exit
 //!    status.
 //!
-//! The helper runs from a sealed in-memory copy of the runtime (`sandbox::runtime_command`; it
-//! re-execs itself so when started from its file), and the first process becomes the init
-//! without an exec of its own: PID 1 runs from that copy, which nothing can write, and no file
-//! of the host's backs it (CVE-2019-5736).
+//! The helper runs from its file, and so does the first process while it sets the container up,
+//! before any process of the container exists (or, in a shared PID namespace, with all
+//! capabilities, which a container process may not trace). Non-dumpable from before it drops
+//! them, the first process then execs boxr-init from a sealed copy (see `stub`), which is what
+//! stays in the container (CVE-2019-5736).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,9 +30,7 @@ use nix::unistd::{ForkResult, Pid, pipe2};
 
 use super::cgroup::{Cgroup, Layout};
 use super::error::fail;
-use super::fds::{
-    cloexec_all_fds, read_spec_fd, running_sealed, sealed_self_copy, stdin_from_dev_null,
-};
+use super::fds::{cloexec_all_fds, read_spec_fd, stdin_from_dev_null};
 use super::join::join_shared;
 use super::process::StartError;
 use super::relay::{relayed, wait_relaying};
@@ -42,15 +41,6 @@ use super::{Ended, Recorder, SetupError};
 
 /// The helper's main: returns the exit code of `boxr run`.
 pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
-    if !running_sealed() {
-        // Started from its file (by hand): again, from a sealed copy, as boxr starts it, since
-        // PID 1 is forked from this process.
-        return reexec_sealed();
-    }
-    // Started through the copy's path (`/proc/self/fd/N`), the kernel named it after the
-    // descriptor: the name an exec of the copy itself gives (the memfd's), which PID 1, forked
-    // from it, shows too.
-    let _ = nix::sys::prctl::set_name(c"memfd:boxr-init");
     let spec: SandboxSpec = match read_spec_fd(spec_fd) {
         Ok(s) => s,
         Err(e) => return fail(125, &e),
@@ -85,21 +75,6 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
         // The monitor reaps the container and finishes it (`boxr-sandbox __finish`).
         Outcome::Detached => 0,
     }
-}
-
-/// Execs a sealed copy of this binary with the same arguments (the spec's descriptor is
-/// inherited) and an empty environment. Returns only on failure, with the exit code.
-fn reexec_sealed() -> i32 {
-    let copy = match sealed_self_copy() {
-        Ok(c) => c,
-        Err(e) => return fail(125, &e),
-    };
-    let args: Vec<std::ffi::CString> = std::iter::once(super::RUNTIME_NAME.to_owned())
-        .chain(std::env::args().skip(1))
-        .filter_map(|a| std::ffi::CString::new(a).ok())
-        .collect();
-    let e = super::fds::exec_copy(&copy, &args);
-    fail(125, format!("cannot run from a sealed copy: {}", e.desc()))
 }
 
 /// `boxr-sandbox __finish --spec-fd N --code C`: what the helper of a foreground sandbox does
@@ -443,8 +418,8 @@ fn run_in(
 }
 
 /// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then it becomes
-/// the init (see `init::in_place`), which sets up the rootfs. No exec: the helper runs from a
-/// sealed copy, which is what PID 1 runs from too. Returns only on failure.
+/// the init (see `init::in_place`), which sets up the rootfs and execs boxr-init. Returns only
+/// on failure.
 fn first_process(spec: &SandboxSpec, ns_ready: Option<OwnedFd>) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.

@@ -1,26 +1,24 @@
-//! boxr's init: PID 1 of a container, the sandbox's first process, forked from the helper,
-//! which runs from a sealed in-memory copy of the sandbox runtime.
-//!
-//! It sets up the root filesystem and pivots into it (see `rootfs`), resolves the process
-//! (user, environment) against the container's own files, and then either execs the command in
-//! its place (`--init=false`) or stays PID 1: it starts the command, reaps every orphan, forwards every signal it receives to the command
-//! (so SIGTERM reaches an app with no handler: signals sent to PID 1 of a namespace are
-//! otherwise dropped when it has no handler), ignores the terminal stop signals, and exits with
-//! the command's status (128 + signal when it was killed). When it exits, the kernel kills
-//! whatever is left in the container.
+//! The container's first process (PID 1 of its PID namespace), forked from the helper: it sets
+//! up the root filesystem and pivots into it (see `rootfs`), resolves the process (user,
+//! environment) against the container's own files, confines itself, and then execs boxr-init
+//! from a sealed copy (see `stub`), which either execs the command in its place (`--init=false`)
+//! or stays PID 1: it starts the command, reaps every orphan, forwards every signal it receives
+//! to the command (so SIGTERM reaches an app with no handler: signals sent to PID 1 of a
+//! namespace are otherwise dropped when it has no handler), ignores the terminal stop signals,
+//! and exits with the command's status (128 + signal when it was killed). When it exits, the
+//! kernel kills whatever is left in the container.
 
 use std::fs::File;
 use std::io::{Read, Write};
 
-use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, Signal, kill};
-use nix::unistd::{ForkResult, Pid, pipe2};
+use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::AsRawFd;
 
 use super::fds::{cloexec_all_fds, close_fds_except};
 use super::process;
 use super::rootfs;
 use super::spec::SandboxSpec;
+use super::stub::{How, Stub};
 use super::sys;
 
 /// Where the init says why the command could not start: the report pipe of a detached
@@ -37,23 +35,12 @@ impl Report {
         }
         code
     }
-
-    /// The command runs: a detached sandbox's init stops dying with the helper, which then
-    /// exits and leaves it to the monitor.
-    fn started(&mut self) {
-        if let Some(pipe) = self.0.take() {
-            let _ = nix::sys::prctl::set_pdeathsig(None);
-            // Only now: the helper exits when it reads the end of the pipe.
-            drop(pipe);
-        }
-    }
 }
 
-/// The init without an exec: the sandbox's first process, forked from a helper that runs from
-/// a sealed copy, becomes it. It closes what an exec would have closed (every descriptor but
-/// those handed to the init: a detached sandbox's exit file and report pipe, the terminal
-/// socket, the cgroup pipe), so it holds nothing of the host's, then sets up the container and
-/// runs the command; exits with the init's exit code.
+/// The sandbox's first process: it closes what an exec would have closed (every descriptor but
+/// those handed to it: a detached sandbox's exit file and report pipe, the terminal socket, the
+/// cgroup pipe), so it holds nothing of the host's, then sets up the container and runs the
+/// command; exits with the init's exit code when it cannot.
 pub(super) fn in_place(spec: &SandboxSpec) -> ! {
     let mut spec = spec.clone();
     if !spec.detach {
@@ -72,25 +59,23 @@ pub(super) fn in_place(spec: &SandboxSpec) -> ! {
     let exit_file = spec.exit_fd.and_then(sys::own_fd).map(File::from);
     cloexec_all_fds();
     let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
-    let code =
-        start(&spec, &mut report).unwrap_or_else(|(code, message)| report.fail(code, &message));
-    // The end, for whoever asks after the monitor that waits for this process is gone. (With
-    // `--init=false` the command is PID 1 and only its parent learns its end.)
+    let (code, message) = start(&spec, &report, exit_file.as_ref());
+    let code = report.fail(code, &message);
     if let Some(mut f) = exit_file {
         let _ = writeln!(f, "{code}");
     }
     std::process::exit(code)
 }
 
-/// Sets up the container and runs the command; returns the init's exit code, or why the
-/// command could not start.
-fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> {
+/// Sets up the container and execs boxr-init with the command; returns only when it cannot,
+/// with the exit code and why.
+fn start(spec: &SandboxSpec, report: &Report, exit_file: Option<&File>) -> (i32, String) {
     if let Err(e) = rootfs::setup(spec) {
-        return Err((125, e.to_string()));
+        return (125, e.to_string());
     }
     let resolved = match process::resolve(&spec.process) {
         Ok(r) => r,
-        Err(e) => return Err((e.code, e.message)),
+        Err(e) => return (e.code, e.message),
     };
     let slave = match (resolved.tty, spec.console_fd) {
         (true, Some(console)) => {
@@ -100,8 +85,8 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
                 .map(|c| super::tty::open_in_container(c.as_raw_fd()));
             match slave {
                 Some(Ok(s)) => Some(s),
-                Some(Err(m)) => return Err((125, m.to_string())),
-                None => return Err((125, "the terminal socket is missing".into())),
+                Some(Err(m)) => return (125, m.to_string()),
+                None => return (125, "the terminal socket is missing".into()),
             }
         }
         _ => None,
@@ -113,124 +98,73 @@ fn start(spec: &SandboxSpec, report: &mut Report) -> Result<i32, (i32, String)> 
             .map(File::from)
             .is_some_and(|mut f| matches!(f.read(&mut byte), Ok(1)) && byte[0] == b'1');
         if !joined {
-            return Err((125, "the container's cgroup was not set up".into()));
+            return (125, "the container's cgroup was not set up".into());
         }
     }
     // With a user namespace the init was reparented to the helper: from now on it dies with it
-    // (a detached one's helper exits; see `Report::started`).
+    // (a detached one's boxr-init stops, once the command runs).
     if spec.userns.is_some() && !spec.detach {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
-            return Err((125, "the sandbox's helper is gone".into()));
+            return (125, "the sandbox's helper is gone".into());
         }
     }
+    // Made before the confinement, which may refuse memfd_create.
+    let stub = match Stub::new() {
+        Ok(s) => s,
+        Err(e) => return (125, e.to_string()),
+    };
+    // Nothing may ptrace this process or reach its file through /proc from here on, as its
+    // capabilities drop to the container's: it runs from the host's file until it execs
+    // boxr-init.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // Confined before the command exists: it inherits the init's limits, identity and
     // capabilities, and nothing in the container ever has more than it.
     if let Err(e) = super::confine::apply(&resolved, &spec.security) {
-        return Err((e.code, e.message));
+        return (e.code, e.message);
     }
-    if !spec.init {
+    let cmd = match process::prepare(&resolved) {
+        Ok(c) => c,
+        Err(e) => return (e.code, e.message),
+    };
+    let report_fd = report.0.as_ref().map(|f| f.as_raw_fd());
+    let e = if !spec.init {
         // The command becomes PID 1 itself.
         let _ = SigSet::empty().thread_set_mask();
         if let Some(s) = &slave
             && let Err(m) = super::tty::become_controlled(s)
         {
-            return Err((125, m.to_string()));
+            return (125, m.to_string());
         }
         drop(slave);
-        if report.0.is_some() {
-            // The report pipe closes on exec (it is close-on-exec), telling the helper.
+        if report_fd.is_some() {
+            // The report pipe closes on the command's exec, telling the helper.
             let _ = nix::sys::prctl::set_pdeathsig(None);
         }
-        let e = process::exec(&resolved);
-        return Err((e.code, e.message));
-    }
-    // Nothing may ptrace or read the memory of PID 1 through /proc.
-    let _ = nix::sys::prctl::set_dumpable(false);
-    // In a shared PID namespace (`--pid host|container:`) the init is not PID 1: the command's
-    // orphans come to it all the same.
-    if nix::unistd::getpid().as_raw() != 1 {
-        let _ = nix::sys::prctl::set_child_subreaper(true);
-    }
-    let all = SigSet::all();
-    if all.thread_block().is_err() {
-        return Err((125, "init cannot block signals".into()));
-    }
-    let (err_r, err_w) = match pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => {
-            return Err((125, format!("pipe: {}", e.desc())));
-        }
-    };
-    let child = match sys::fork() {
-        Ok(ForkResult::Child) => {
-            drop(err_r);
-            let _ = SigSet::empty().thread_set_mask();
-            if let Some(s) = &slave
-                && let Err(m) = super::tty::become_controlled(s)
-            {
-                let _ = write!(File::from(err_w), "125\n{m}");
-                std::process::exit(125);
-            }
-            drop(slave);
-            let e = process::exec(&resolved);
-            let _ = write!(File::from(err_w), "{}\n{}", e.code, e.message);
-            std::process::exit(e.code);
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            return Err((125, format!("fork: {}", e.desc())));
-        }
-    };
-    drop(slave);
-    drop(err_w);
-    let mut text = String::new();
-    let _ = File::from(err_r).read_to_string(&mut text);
-    let failed = text
-        .split_once('\n')
-        .map(|(code, msg)| report.fail(code.parse().unwrap_or(125), msg));
-    if failed.is_none() {
-        report.started();
-    }
-    let status = supervise(child, &all);
-    Ok(failed.unwrap_or(status))
-}
-
-/// Reaps and forwards until the main child exits; returns its exit code. Signals are read
-/// from a signalfd, which gives their numbers: the real-time ones (`SIGRTMIN+3`, systemd's stop
-/// signal) are forwarded too.
-fn supervise(child: Pid, all: &SigSet) -> i32 {
-    let fd =
-        nix::sys::signalfd::SignalFd::with_flags(all, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC);
-    loop {
-        let signo = match &fd {
-            Ok(fd) => match fd.read_signal() {
-                Ok(Some(info)) => info.ssi_signo as i32,
-                _ => continue,
-            },
-            // Without a signalfd, the standard signals only.
-            Err(_) => match all.wait() {
-                Ok(s) => s as i32,
-                Err(_) => continue,
-            },
+        let how = How {
+            report: report_fd,
+            ..How::default()
         };
-        let Ok(sig) = Signal::try_from(signo) else {
-            let _ = sys::send_signal(child.as_raw(), signo);
-            continue;
-        };
-        match sig {
-            Signal::SIGCHLD => {
-                // Reap everything that has exited: the command and any orphan.
-                while let Some((pid, code)) = sys::reap(None) {
-                    if pid == child.as_raw() {
-                        return code;
-                    }
-                }
-            }
-            Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => {}
-            other => {
-                let _ = kill(child, other);
-            }
+        stub.exec(&how, &cmd)
+    } else {
+        // In a shared PID namespace (`--pid host|container:`) the init is not PID 1: the
+        // command's orphans come to it all the same.
+        if nix::unistd::getpid().as_raw() != 1 {
+            let _ = nix::sys::prctl::set_child_subreaper(true);
         }
-    }
+        // Blocked through the exec, which keeps the mask and what is pending: boxr-init takes
+        // them one by one.
+        if SigSet::all().thread_block().is_err() {
+            return (125, "init cannot block signals".into());
+        }
+        let how = How {
+            supervise: true,
+            report: report_fd,
+            exit: exit_file.map(|f| f.as_raw_fd()),
+            tty: slave.as_ref().map(|s| s.as_raw_fd()),
+        };
+        stub.exec(&how, &cmd)
+    };
+    // The exec failed: the report goes through this process.
+    (e.code, e.message)
 }

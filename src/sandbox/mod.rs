@@ -2,11 +2,11 @@
 //!
 //! Process model (ARCHITECTURE decision 6): the caller never forks. It writes the spec into a
 //! memfd and execs (for `boxr run`) or spawns (for build steps) the sandbox runtime,
-//! `boxr-sandbox __sandbox` (a small binary of its own, beside boxr), from a sealed memfd copy
-//! of it ([`runtime_command`]), which is single-threaded and does the real work: a PID
-//! namespace, the first process with its own mount/UTS/IPC/network namespaces, which becomes
-//! boxr's init (PID 1, running from that same copy, see `init`), the rootfs (see `rootfs`),
-//! then the command. The only `unsafe` code of boxr is in `sys`.
+//! `boxr-sandbox __sandbox` (a small binary of its own, beside boxr; [`runtime_command`]),
+//! which is single-threaded and does the real work: a PID namespace, the first process with its
+//! own mount/UTS/IPC/network namespaces, the rootfs (see `rootfs`) and the confinement, which
+//! then execs boxr-init from a sealed copy (see `stub`): PID 1, which starts the command. The
+//! only `unsafe` code of boxr is in `sys` (boxr-init, a program of its own, has its own).
 //!
 //! The sandbox knows nothing of images, stores or containers: what its owner records when it
 //! starts and ends goes through a [`Recorder`], and the seccomp program's cache is passed in.
@@ -17,7 +17,7 @@
 //! /dev, /proc, masks; `process` the last steps before exec (ids, capabilities, rlimits);
 //! `security` capabilities and no_new_privs; `seccomp` Docker's profile format and libseccomp;
 //! `cgroup` v1, v2 and hybrid limits, the device filter, OOM; `tty` the pty; `spec` the data;
-//! `sys` every `unsafe` block.
+//! `stub` boxr-init's sealed copy and plan; `sys` every `unsafe` block.
 
 pub mod cgroup;
 mod confine;
@@ -34,6 +34,7 @@ mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
+mod stub;
 mod sys;
 mod tty;
 mod userns;
@@ -53,8 +54,7 @@ pub use spec::*;
 pub const HELPER_ARG: &str = "__sandbox";
 /// The mode of the fs helper (filesystem steps, `cp`, `export`, volume population). It is a
 /// mode of the `boxr` binary, not of `boxr-sandbox`: its code (globs, tar) would double the
-/// runtime binary (1.06 MB → 2.18 MB stripped), and every container start copies that binary
-/// into a sealed memfd for PID 1.
+/// runtime binary (1.06 MB → 2.18 MB stripped), which every container start loads.
 pub const FS_HELPER_ARG: &str = "__fs";
 
 /// `boxr __fs --spec-fd N`, before any argument parsing: the fs helper's entry point, if this
@@ -111,9 +111,9 @@ pub enum SandboxError {
     },
 }
 
-/// The sandbox runtime's file name, beside the boxr binary: the helper, the init and the exec
-/// helper run from it. A binary of its own so that the sealed copy every start makes for PID 1
-/// (CVE-2019-5736) is of a small file, not of all of boxr.
+/// The sandbox runtime's file name, beside the boxr binary: the helper, the container's first
+/// process and the exec helper run from it. A binary of its own, a sixth of boxr's size, so that
+/// every start loads less.
 pub const BINARY: &str = "boxr-sandbox";
 
 /// The sandbox runtime binary: this process's own if it is the runtime, else the one beside
@@ -228,13 +228,20 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
         Ok(b) => b,
         Err(e) => return e,
     };
-    // From a sealed copy, as `runtime_command`'s, with an empty environment.
-    match fds::sealed_copy(&bin) {
-        Ok(copy) => SandboxError::Exec {
-            path: bin,
-            errno: fds::exec_copy(&copy, &args),
-        },
-        Err(e) => SandboxError::Prepare(e),
+    // With an empty environment, as `runtime_command`'s.
+    let env: [CString; 0] = [];
+    let path = match CString::new(bin.as_os_str().as_encoded_bytes()) {
+        Ok(p) => p,
+        Err(_) => {
+            return SandboxError::Prepare(SetupError::Io {
+                what: format!("the runtime's path {} holds a NUL", bin.display()),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+    };
+    SandboxError::Exec {
+        errno: nix::unistd::execve(&path, &args, &env).expect_err("execve returns only on failure"),
+        path: bin,
     }
 }
 
@@ -299,7 +306,7 @@ pub fn block_relayed() -> nix::Result<nix::sys::signal::SigSet> {
 
 /// `boxr run` in the foreground when this process must outlive the container's start (it
 /// holds the container's published ports): runs the sandbox helper
-/// as a child (from its sealed copy) with this process's stdio and store lock, passes on the
+/// as a child with this process's stdio and store lock, passes on the
 /// signals sent to this process (not those the terminal sent to both: the helper has them
 /// already), and returns the helper's exit code. [`block_relayed`] must have been called.
 pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
@@ -314,7 +321,7 @@ pub fn run_foreground(spec: &SandboxSpec) -> Result<i32, SandboxError> {
     let sigfd = relayed_signalfd()?;
     let bin = binary()?;
     let spec_fd = fd.as_raw_fd().to_string();
-    let child = runtime_command(&bin, &[HELPER_ARG, "--spec-fd", &spec_fd])?
+    let child = runtime_command(&bin, &[HELPER_ARG, "--spec-fd", &spec_fd])
         .spawn()
         .map_err(|source| SandboxError::Spawn { path: bin, source })?;
     drop(fd);
@@ -332,7 +339,7 @@ pub fn spawn(
 ) -> Result<std::process::Child, SandboxError> {
     let bin = binary()?;
     let fd = spec_memfd(spec, true).map_err(SandboxError::Prepare)?;
-    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"])?
+    runtime_command(&bin, &[HELPER_ARG, "--spec-fd", "0"])
         .stdin(std::process::Stdio::from(fd))
         .stdout(stdout)
         .stderr(stderr)
@@ -340,48 +347,17 @@ pub fn spawn(
         .map_err(|source| SandboxError::Spawn { path: bin, source })
 }
 
-/// The name the sandbox runtime runs under from its sealed copy (its `argv[0]`, and the
-/// memfd's name that `/proc/PID/exe` shows): PID 1 of a container is this process.
-pub const RUNTIME_NAME: &str = "boxr-init";
+/// The name the sandbox runtime runs under (its `argv[0]`).
+pub const RUNTIME_NAME: &str = "boxr-sandbox";
 
-/// A command that runs the sandbox runtime `runtime` with `args` from a sealed in-memory copy
-/// (and an empty environment), not from its file: the helper then forks PID 1 of the container
-/// from itself, with no exec of its own (see `helper`), and no process in the container can
-/// reach the host's file through `/proc/1/exe` (CVE-2019-5736). Configured and spawned as the
-/// `Command` it derefs to; it holds the copy until then.
-pub fn runtime_command(
-    runtime: &std::path::Path,
-    args: &[&str],
-) -> Result<RuntimeCommand, SandboxError> {
+/// A command that runs the sandbox runtime `runtime` with `args` and an empty environment. It
+/// runs from its file: no process of a container ever runs it (see `stub`: what stays in a
+/// container is boxr-init, from a sealed copy).
+pub fn runtime_command(runtime: &std::path::Path, args: &[&str]) -> std::process::Command {
     use std::os::unix::process::CommandExt;
-    let copy = fds::sealed_copy(runtime).map_err(SandboxError::Prepare)?;
-    // Through the copy's path, as `exec -d` starts its helper: execve opens the program before
-    // it closes the close-on-exec descriptors.
-    let mut command = std::process::Command::new(format!("/proc/self/fd/{}", copy.as_raw_fd()));
+    let mut command = std::process::Command::new(runtime);
     command.arg0(RUNTIME_NAME).args(args).env_clear();
-    Ok(RuntimeCommand {
-        command,
-        _copy: copy,
-    })
-}
-
-/// See [`runtime_command`].
-pub struct RuntimeCommand {
-    command: std::process::Command,
-    _copy: std::os::fd::OwnedFd,
-}
-
-impl std::ops::Deref for RuntimeCommand {
-    type Target = std::process::Command;
-    fn deref(&self) -> &std::process::Command {
-        &self.command
-    }
-}
-
-impl std::ops::DerefMut for RuntimeCommand {
-    fn deref_mut(&mut self) -> &mut std::process::Command {
-        &mut self.command
-    }
+    command
 }
 
 /// Starts the fs helper (a `copy` or `workdir` step, `cp`, `export`, a volume's first

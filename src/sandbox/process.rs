@@ -217,53 +217,44 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<String, StartError> {
     }
 }
 
-/// Executes the command, as already confined by `confine::apply`, in its working directory. Returns
-/// only on failure.
-pub fn exec(p: &Resolved) -> StartError {
-    let Some(cmd) = p.args.first() else {
-        return start_err(125, "no command specified");
-    };
-    let path = match find_executable(cmd, &p.env) {
-        Ok(path) => path,
-        Err(e) => return e,
-    };
-    if !p.stdin && !p.tty {
-        match fs::File::open("/dev/null") {
-            Ok(null) => {
-                if let Err(e) = nix::unistd::dup2_stdin(&null) {
-                    return start_err(125, format!("cannot detach stdin: {}", e.desc()));
-                }
-            }
-            Err(e) => return start_err(125, format!("cannot open /dev/null: {e}")),
-        }
-    }
+/// A command ready for execve: its program's path, its arguments and environment.
+pub struct Prepared {
+    /// As the user gave it (the first argument), for messages.
+    pub command: String,
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+}
 
-    if let Err(e) = nix::unistd::chdir(p.cwd.as_str()) {
-        return start_err(
+/// Readies the command, as already confined by `confine::apply`: finds its program on the
+/// `PATH`, gives it /dev/null as stdin when it has none, and enters its working directory (this
+/// process's, which the command inherits). What is left is the execve itself, which boxr-init
+/// makes (see `stub`).
+pub fn prepare(p: &Resolved) -> Result<Prepared, StartError> {
+    let Some(cmd) = p.args.first() else {
+        return Err(start_err(125, "no command specified"));
+    };
+    let path = find_executable(cmd, &p.env)?;
+    if !p.stdin && !p.tty {
+        let null = fs::File::open("/dev/null")
+            .map_err(|e| start_err(125, format!("cannot open /dev/null: {e}")))?;
+        nix::unistd::dup2_stdin(&null)
+            .map_err(|e| start_err(125, format!("cannot detach stdin: {}", e.desc())))?;
+    }
+    nix::unistd::chdir(p.cwd.as_str()).map_err(|e| {
+        start_err(
             125,
             format!("cannot enter the working directory {}: {}", p.cwd, e.desc()),
-        );
-    }
+        )
+    })?;
     let to_c = |s: &String| {
         CString::new(s.as_bytes()).map_err(|_| start_err(125, "an argument contains a NUL byte"))
     };
-    let args: Result<Vec<CString>, _> = p.args.iter().map(to_c).collect();
-    let env: Result<Vec<CString>, _> = p.env.iter().map(to_c).collect();
-    let (args, env) = match (args, env) {
-        (Ok(a), Ok(e)) => (a, e),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
-    let cpath = match CString::new(path.as_bytes()) {
-        Ok(c) => c,
-        Err(_) => return start_err(125, "the command contains a NUL byte"),
-    };
-    let err = match nix::unistd::execve(&cpath, &args, &env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    let code = match err {
-        nix::errno::Errno::ENOENT => 127,
-        _ => 126,
-    };
-    start_err(code, format!("exec: \"{cmd}\": {}", err.desc()))
+    Ok(Prepared {
+        command: cmd.clone(),
+        path: CString::new(path.as_bytes())
+            .map_err(|_| start_err(125, "the command contains a NUL byte"))?,
+        args: p.args.iter().map(to_c).collect::<Result<_, _>>()?,
+        env: p.env.iter().map(to_c).collect::<Result<_, _>>()?,
+    })
 }
