@@ -169,6 +169,29 @@ fn a_profile_file_replaces_the_default() {
         out.contains("Permission denied") && out.contains("rc=1"),
         "{out}"
     );
+    // A profile that allows execve but not execveat still starts the command (boxr-init, which
+    // runs it, is exec'd under the container's filter), with the init and without.
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    for init in ["--init=true", "--init=false"] {
+        let (code, out, err) = boxr(
+            &env.store,
+            &[
+                "run",
+                "--rm",
+                init,
+                "--security-opt",
+                &opt,
+                "probe:1",
+                "echo",
+                "started",
+            ],
+        );
+        assert_eq!((code, out.as_str()), (0, "started\n"), "{init}: {err}");
+    }
     // A broken profile is refused before anything starts.
     fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
     let (code, _, err) = boxr(
