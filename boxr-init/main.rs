@@ -38,6 +38,8 @@ const SUPERVISE: u32 = 1;
 /// descriptor (its end tells the runtime the command started).
 const DETACHED: u32 = 2;
 
+const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
 const SIGCHLD: i32 = 17;
 const SIGTSTP: i32 = 20;
 const SIGTTIN: i32 = 21;
@@ -65,6 +67,15 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 fn main(args: &[&[u8]]) -> ! {
     let _ = sys::prctl(sys::PR_SET_DUMPABLE, 0);
     let _ = sys::prctl_name(b"memfd:boxr-init\0");
+    // Every signal's default action: an exec keeps the signals its caller ignored (the Rust
+    // runtime of boxr ignores SIGPIPE, `nohup boxr` SIGHUP), and the command must start as
+    // under Docker, with none ignored. For PID 1 too: its children inherit its dispositions, and
+    // blocked signals are queued for it whatever their action.
+    for signo in 1..=64 {
+        if signo != SIGKILL && signo != SIGSTOP {
+            let _ = sys::default_action(signo);
+        }
+    }
     let Some(fd) = args.get(1).and_then(|a| parse_int(a)) else {
         say(-1, 125, &[b"boxr-init: no plan"]);
         sys::exit(125)
@@ -93,10 +104,9 @@ fn main(args: &[&[u8]]) -> ! {
 fn supervise(plan: &Plan) -> ! {
     // Every signal blocked (the runtime blocked them all before the exec, which keeps the mask
     // and anything pending; again here for any other caller): they are taken with
-    // rt_sigtimedwait, real-time ones included. SIGCHLD's default action, so that the kernel
-    // does not reap the children itself.
+    // rt_sigtimedwait, real-time ones included. (SIGCHLD has its default action, set above, so
+    // the kernel does not reap the children itself.)
     let _ = sys::block_all();
-    let _ = sys::default_action(SIGCHLD);
     let Ok((err_r, err_w)) = sys::pipe_cloexec() else {
         say(plan.report, 125, &[b"init: pipe failed"]);
         sys::exit(125)

@@ -305,7 +305,7 @@ pub fn execve(path: &[u8], argv: &[*const u8], envp: &[*const u8]) -> i32 {
     -r as i32
 }
 
-/// Restores the default action of signal `signo` (SIGCHLD: kept for wait4, never auto-reaped).
+/// Restores the default action of signal `signo`.
 pub fn default_action(signo: i32) -> Result<usize, i32> {
     // struct kernel_sigaction: handler (SIG_DFL = 0), flags, restorer, mask.
     let action = [0usize; 4];

@@ -360,6 +360,46 @@ fn sigterm_stops_a_command_without_a_handler_and_orphans_are_reaped() {
     assert!(t.elapsed() < Duration::from_secs(10));
 }
 
+/// The command starts with every signal's default action, as under Docker: neither what boxr's
+/// Rust runtime ignores (SIGPIPE) nor what boxr itself was started ignoring (`nohup`: SIGHUP)
+/// reaches it, with the init, without it, and through `exec`.
+#[test]
+fn the_command_starts_with_no_signal_ignored() {
+    if !privileged("the_command_starts_with_no_signal_ignored") {
+        return;
+    }
+    let e = Env::new();
+    let none = "SigIgn:\t0000000000000000\n";
+    for init in ["--init=true", "--init=false"] {
+        let (c, out, err) = e.run(&[init, "bb:1", "grep", "SigIgn", "/proc/self/status"]);
+        assert_eq!((c, out.as_str()), (0, none), "{init}: {err}");
+    }
+    // `nohup` starts boxr with SIGHUP ignored.
+    let out = Command::new("nohup")
+        .args([env!("CARGO_BIN_EXE_boxr"), "run", "--rm", "bb:1"])
+        .args(["grep", "SigIgn", "/proc/self/status"])
+        .env("BOXR_ROOT", &e.store)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        none,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (c, _, err) = boxr(
+        &e.store,
+        &["run", "-d", "--name", "sigs", "bb:1", "sleep", "60"],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = boxr(
+        &e.store,
+        &["exec", "sigs", "grep", "SigIgn", "/proc/self/status"],
+    );
+    let _ = boxr(&e.store, &["rm", "-f", "sigs"]);
+    assert_eq!((c, out.as_str()), (0, none), "{err}");
+}
+
 #[test]
 fn stdin_is_passed_only_with_interactive() {
     if !privileged("stdin_is_passed_only_with_interactive") {
