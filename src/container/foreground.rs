@@ -23,7 +23,7 @@ pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, ContainerError> {
         Err(e)
     };
     if crate::net::publish::requests(&dir).is_empty() {
-        return fail(sandbox::exec(&spec).into());
+        return fail(sandbox::exec(&spec, &record::Recorder).into());
     }
     // Before the proxy's threads start, so they inherit the mask and the signals come here.
     if let Err(e) = sandbox::block_relayed() {

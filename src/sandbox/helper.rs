@@ -50,6 +50,13 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
     {
         return fail(125, &e);
     }
+    main_with(&spec, recorder)
+}
+
+/// The helper's work for `spec`, read already: in the runtime's process, or in a foreground
+/// `boxr run` that becomes the helper without an exec (see `sandbox::exec`).
+pub(super) fn main_with(spec: &SandboxSpec, recorder: &dyn Recorder) -> i32 {
+    let spec = spec.clone();
     if spec.die_with_parent {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         // The parent may have died before the line above: then nobody waits for us.
@@ -452,8 +459,10 @@ fn run_hooks(spec: &SandboxSpec, child: Pid) -> Result<(), SetupError> {
         "bundle": dir,
     });
     for h in &spec.hooks {
+        // The same environment whether the helper was exec'd (with none) or not.
         let mut c = std::process::Command::new(&h.path)
             .args(&h.args)
+            .env_clear()
             .env("BOXR_PID", child.as_raw().to_string())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

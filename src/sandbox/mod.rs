@@ -201,9 +201,25 @@ pub fn number_arg(args: &[String], name: &str) -> Option<i32> {
 /// The mode of the sandbox runtime that ends a detached container.
 pub const FINISH_ARG: &str = "__finish";
 
-/// Replaces this process with the sandbox helper running `spec`; `boxr run` in the foreground
-/// becomes the helper, so signals from the terminal reach it directly. Returns only on failure.
-pub fn exec(spec: &SandboxSpec) -> SandboxError {
+/// Makes this process the sandbox helper running `spec`, with `recorder`; `boxr run` in the
+/// foreground becomes the helper, so signals from the terminal reach it directly. Returns only
+/// on failure.
+///
+/// With one thread, this process becomes the helper in place: the exec of the runtime (its
+/// loader, glibc's and Rust's start-up, the spec read again) cost about a tenth of a start, and
+/// nothing of this process reaches the container (its first process closes every descriptor it
+/// was not handed, and execs boxr-init with an empty environment). With more (a thread pool a
+/// pull started), forking the container's first process would not be safe: it execs the runtime.
+pub fn exec(spec: &SandboxSpec, recorder: &dyn Recorder) -> SandboxError {
+    // Checked all the same: an installation without the runtime fails here as it would for a
+    // detached container, a build step or an exec.
+    let bin = match binary() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if sys::single_threaded().is_some() {
+        std::process::exit(helper::main_with(spec, recorder));
+    }
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError::Prepare(e),
@@ -224,10 +240,6 @@ pub fn exec(spec: &SandboxSpec) -> SandboxError {
         arg("--spec-fd"),
         arg(&fd.as_raw_fd().to_string()),
     ];
-    let bin = match binary() {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
     // With an empty environment, as `runtime_command`'s.
     let env: [CString; 0] = [];
     let path = match CString::new(bin.as_os_str().as_encoded_bytes()) {
