@@ -331,9 +331,9 @@ fn exec_joins_the_container_with_its_confinement() {
         "hi\n"
     );
     assert_eq!(boxr(&env.store, &["exec", "box", "nosuchcommand"]).0, 127);
-    // While an exec runs, the `boxr exec` process is the exec helper (the runtime, from its
-    // file) in the host's PID namespace; what it forked into the container's is the command,
-    // exec'd by boxr-init: no process of the container runs a file of boxr's.
+    // While an exec runs, the `boxr exec` process is the exec helper, in the host's PID
+    // namespace; what it forked into the container's is the command, exec'd by boxr-init: no
+    // process of the container runs a file of boxr's.
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_boxr"));
     let runtime = std::path::Path::new(env!("CARGO_BIN_EXE_boxr-sandbox"));
     let mut child = std::process::Command::new(bin)
@@ -358,9 +358,10 @@ fn exec_joins_the_container_with_its_confinement() {
     let command = command.unwrap();
     use std::os::unix::fs::MetadataExt;
     let ino = |p: &str| fs::metadata(p).unwrap().ino();
+    // The helper is `boxr exec` itself (it has one thread): a host file, out of the container.
     assert_eq!(
         ino(&format!("/proc/{helper}/exe")),
-        ino(runtime.to_str().unwrap())
+        ino(bin.to_str().unwrap())
     );
     let exe = ino(&format!("/proc/{command}/exe"));
     assert_ne!(exe, ino(bin.to_str().unwrap()));

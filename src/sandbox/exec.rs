@@ -40,13 +40,23 @@ pub struct ExecSpec {
 /// The hidden subcommand.
 pub const EXEC_ARG: &str = "__exec";
 
-/// Replaces this (single-threaded) process with the exec helper. Returns only on failure.
+/// Makes this process the exec helper for `spec`. Returns only on failure.
+///
+/// With one thread, in place, as a foreground `boxr run` becomes its helper (see
+/// `sandbox::exec`): nothing of this process reaches the container (every descriptor is
+/// close-on-exec before anything is exec'd there, and boxr-init is exec'd with an empty
+/// environment).
+/// Otherwise it execs the runtime.
 pub fn exec(spec: &ExecSpec) -> SandboxError {
     use std::os::unix::process::CommandExt;
+    // Checked all the same, as for any start.
     let bin = match super::binary() {
         Ok(b) => b,
         Err(e) => return e,
     };
+    if sys::single_threaded().is_some() {
+        std::process::exit(main_with(spec));
+    }
     let fd = match spec_memfd(spec, false) {
         Ok(fd) => fd,
         Err(e) => return SandboxError::Prepare(e),
@@ -90,6 +100,12 @@ pub fn main(spec_fd: i32) -> i32 {
     {
         return fail(125, &e);
     }
+    main_with(&spec)
+}
+
+/// The exec helper's work for `spec`, read already: in the runtime's process, or in a `boxr
+/// exec` that becomes the helper without an exec (see [`exec`]).
+fn main_with(spec: &ExecSpec) -> i32 {
     cloexec_all_fds();
     if super::process_start_time(spec.pid) != Some(spec.pid_start) {
         return fail(125, "the container is not running");
