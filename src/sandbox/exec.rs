@@ -2,7 +2,8 @@
 //! its namespaces, under the container's own confinement (capabilities, seccomp,
 //! no_new_privs).
 //!
-//! The caller execs the sandbox runtime (`__exec`). The helper stays in the host's PID
+//! The caller becomes the exec helper (in place when it has one thread, else by exec'ing the
+//! sandbox runtime's `__exec`). The helper stays in the host's PID
 //! namespace (so the container cannot see it) and forks into the container's a child that
 //! confines itself (non-dumpable from before its capabilities drop) and execs boxr-init from a
 //! sealed copy, which execs the command: no process of the container ever runs from a file of
@@ -45,8 +46,7 @@ pub const EXEC_ARG: &str = "__exec";
 /// With one thread, in place, as a foreground `boxr run` becomes its helper (see
 /// `sandbox::exec`): nothing of this process reaches the container (every descriptor is
 /// close-on-exec before anything is exec'd there, and boxr-init is exec'd with an empty
-/// environment).
-/// Otherwise it execs the runtime.
+/// environment). Otherwise it execs the runtime.
 pub fn exec(spec: &ExecSpec) -> SandboxError {
     use std::os::unix::process::CommandExt;
     // Checked all the same, as for any start.

@@ -1,6 +1,7 @@
-//! The sandbox helper: a freshly exec'd, single-threaded boxr (`boxr __sandbox`) that receives
-//! its `SandboxSpec` over an inherited descriptor, forks the sandbox's first process into new
-//! namespaces, relays signals to it, and exits with its status.
+//! The sandbox helper: a single-threaded process (the runtime, `boxr-sandbox __sandbox`, which
+//! receives its `SandboxSpec` over an inherited descriptor; or a single-threaded `boxr run`
+//! itself, see `sandbox::exec`) that forks the sandbox's first process into new namespaces,
+//! relays signals to it, and exits with its status.
 //!
 //! Order matters here:
 //! 1. Signals to relay are blocked *before* fork, so none is lost between fork and the wait loop.
@@ -56,7 +57,6 @@ pub fn main(spec_fd: i32, recorder: &dyn Recorder) -> i32 {
 /// The helper's work for `spec`, read already: in the runtime's process, or in a foreground
 /// `boxr run` that becomes the helper without an exec (see `sandbox::exec`).
 pub(super) fn main_with(spec: &SandboxSpec, recorder: &dyn Recorder) -> i32 {
-    let spec = spec.clone();
     if spec.die_with_parent {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         // The parent may have died before the line above: then nobody waits for us.
@@ -69,14 +69,14 @@ pub(super) fn main_with(spec: &SandboxSpec, recorder: &dyn Recorder) -> i32 {
         let _ = sys::set_cloexec(fd);
     }
     cloexec_all_fds();
-    match run(&spec, recorder) {
+    match run(spec, recorder) {
         Outcome::Exited(end) => {
             // Children of this process were to be born in the sandbox's PID namespace, whose
             // init is gone: a fork would fail (ENOMEM). The recorder may start programs.
             if let Ok(own) = File::open("/proc/self/ns/pid") {
                 let _ = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
             }
-            recorder.ended(&spec, end);
+            recorder.ended(spec, end);
             end.code()
         }
         // The monitor reaps the container and finishes it (`boxr-sandbox __finish`).

@@ -31,8 +31,9 @@ pub fn thread_count() -> usize {
 /// (the allocator's, stdio's) held forever in the child.
 pub fn fork() -> nix::Result<ForkResult> {
     assert_eq!(thread_count(), 1, "fork() from a multi-threaded process");
-    // SAFETY: the process is single-threaded (asserted above): it is the freshly exec'd sandbox
-    // helper or init, which never start threads. So no other thread can hold a lock that the
+    // SAFETY: the process is single-threaded (asserted above): it is the sandbox helper (the
+    // runtime, or a single-threaded `boxr run` or `boxr exec`) or the container's first
+    // process, which start no threads from here on. So no other thread can hold a lock that the
     // child would inherit locked, and the child may allocate and use std freely.
     unsafe { nix::unistd::fork() }
 }
