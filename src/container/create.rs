@@ -291,14 +291,18 @@ pub(super) fn create(
     let run = img.config.config.clone().unwrap_or_default();
     // `empty`: the one lower layer of an image without layers. Only what is needed: on a file
     // system mounted `discard`, every directory removed at the end costs a discard.
+    // The rootfs is mounted on the store's one mount point (in the container's own mount
+    // namespace), not on a directory of its own.
     let dirs: &[&str] = match lowers.is_empty() {
-        true => &["upper", "work", "rootfs", "empty"],
-        false => &["upper", "work", "rootfs"],
+        true => &["upper", "work", "empty"],
+        false => &["upper", "work"],
     };
     for d in dirs {
         let p = dir.join(d);
         fs::create_dir_all(&p).map_err(io_err("create", &p))?;
     }
+    let mount_point = store.rootfs_mount_point();
+    fs::create_dir_all(&mount_point).map_err(io_err("create", &mount_point))?;
     let userns = user_namespace(opts)?;
     if let Some(u) = &userns {
         // The rootfs's root directory is the upper dir's: the container's root owns it.
@@ -520,7 +524,7 @@ pub(super) fn create(
             lowers,
             upper: dir.join("upper"),
             work: dir.join("work"),
-            target: dir.join("rootfs"),
+            target: mount_point,
             read_only: opts.read_only,
             // A `--rm` container's upper dir is thrown away at its end: no sync of it, ever
             // (its unmount would otherwise write back and flush the disk's cache; podman mounts

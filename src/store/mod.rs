@@ -7,6 +7,7 @@
 //! tmp/                 staging for atomic renames (all of it is stale when gc holds the lock)
 //! journal/             kernel resources to clean up after a crash (written by the sandbox)
 //! containers/<id>/     a container's upper/work dirs, /etc files, config and state
+//! mnt/                 where every container's rootfs is mounted, each in its own mount namespace
 //! names/<name>         a container name → its id
 //! volumes/<name>/      named volumes
 //! events.jsonl         the container event log

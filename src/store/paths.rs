@@ -18,6 +18,14 @@ impl Store {
         self.containers_dir().join(id)
     }
 
+    /// `mnt/`: the one directory every container's rootfs is mounted on, each in the container's
+    /// own private mount namespace. The host never sees those mounts, so they cannot collide;
+    /// one shared directory spares every start a mkdir and every removal an rmdir (on ext4
+    /// mounted `discard` about 70 µs each).
+    pub fn rootfs_mount_point(&self) -> PathBuf {
+        self.root.join("mnt")
+    }
+
     /// `names/`: one file per container name, holding the container's id.
     pub fn names_dir(&self) -> PathBuf {
         self.root.join("names")
