@@ -9,11 +9,13 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 python3 benches/gen-manifest.py 1000 10 > "$out/boxr.kdl"
 cargo build --release --locked --quiet
-./target/release/boxr -f "$out/boxr.kdl" check
+. benches/lib.sh
+boxr=$(release_dir)/boxr
+$boxr -f "$out/boxr.kdl" check
 echo
 echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 hyperfine -N --warmup 5 --runs 100 \
-  "./target/release/boxr -f $out/boxr.kdl check" \
-  "./target/release/boxr -f $out/boxr.kdl plan"
+  "$boxr -f $out/boxr.kdl check" \
+  "$boxr -f $out/boxr.kdl plan"
 echo
 cargo bench --locked --quiet --bench parse -- "$out/boxr.kdl"

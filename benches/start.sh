@@ -28,8 +28,8 @@ if [ -z "${BOXR_START_BENCH_INNER:-}" ]; then
   BOXR_START_BENCH_INNER=1 exec unshare -m --propagation private bash "$0" "$@"
 fi
 umount /sys/fs/cgroup/unified 2>/dev/null || true
-boxr=$PWD/target/release/boxr
 . benches/lib.sh
+boxr=$(release_dir)/boxr
 work=$(mktemp -d /var/tmp/boxr-start-bench.XXXXXX)
 export BOXR_ROOT=$work/store
 cleanup() {

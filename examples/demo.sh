@@ -8,14 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
-  # boxr links libseccomp; the demo images are made from busybox-static; containers are on the
-  # bridge network by default, whose rules boxr writes with nft (and the demo's network
-  # namespace is set up with ip).
+  # boxr links glibc and libseccomp statically (gcc, libc6-dev, libseccomp-dev); the demo
+  # images are made from busybox-static; containers are on the bridge network by default, whose
+  # rules boxr writes with nft (and the demo's network namespace is set up with ip).
   # The registry part uses Debian's docker-registry (distribution), started on loopback.
-  if ! [ -e /usr/include/seccomp.h ] || ! [ -x /bin/busybox ] || ! command -v nft >/dev/null \
-    || ! command -v ip >/dev/null || ! command -v docker-registry >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq libseccomp-dev busybox-static nftables iproute2 \
-      docker-registry >/dev/null
+  if ! [ -e /usr/include/seccomp.h ] || ! command -v gcc >/dev/null || ! [ -x /bin/busybox ] \
+    || ! command -v nft >/dev/null || ! command -v ip >/dev/null \
+    || ! command -v docker-registry >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq gcc libc6-dev libseccomp-dev busybox-static \
+      nftables iproute2 docker-registry >/dev/null
   fi
   cargo build --release --locked --quiet
   # The rest runs in a network namespace of its own: the containers' bridge, veths and rules
@@ -23,7 +24,8 @@ if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
   exec env BOXR_DEMO_NETNS=1 unshare -n bash "$PWD/examples/demo.sh" "$@"
 fi
 ip link set lo up
-boxr=$PWD/target/release/boxr
+# .cargo/config.toml names the host's target: the executables are in target/<host triple>/.
+boxr=${CARGO_TARGET_DIR:-$PWD/target}/$(rustc -vV | sed -n 's/^host: //p')/release/boxr
 repo=$PWD
 demo=examples/demo
 
