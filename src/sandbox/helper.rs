@@ -304,6 +304,8 @@ fn run_in(
                 );
                 std::process::exit(125);
             }
+            // The child's own copy of the spec (this process was forked), with the descriptors
+            // handed to the init; nothing below copies it again.
             let mut spec = spec.clone();
             if let Some((_, theirs)) = &console {
                 // The init's end must survive its exec.
@@ -326,8 +328,8 @@ fn run_in(
                 spec.cgroup_sync_fd = Some(r.as_raw_fd());
             }
             let e = match (&userns, pid_pipe) {
-                (Some(ns), Some((_, pid_w))) => first_process_userns(&spec, ns, pid_w),
-                _ => first_process(&spec, ns_ready.map(|(_, w)| w)),
+                (Some(ns), Some((_, pid_w))) => first_process_userns(&mut spec, ns, pid_w),
+                _ => first_process(&mut spec, ns_ready.map(|(_, w)| w)),
             };
             let mut w = File::from(err_w);
             let _ = write!(w, "{}\n{}", e.code, e.message);
@@ -427,21 +429,15 @@ fn run_in(
 /// The sandbox's first process (PID 1 of its PID namespace): its namespaces, then it becomes
 /// the init (see `init::in_place`), which sets up the rootfs and execs boxr-init. Returns only
 /// on failure.
-fn first_process(spec: &SandboxSpec, ns_ready: Option<OwnedFd>) -> StartError {
+fn first_process(spec: &mut SandboxSpec, ns_ready: Option<OwnedFd>) -> StartError {
     let err = |message: String| StartError { code: 125, message };
     // Die with the helper: then the kernel kills everything in the PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let shm_from = match super::join::enter(&mut super::join::Linux, spec) {
-        Ok(s) => s,
+    match super::join::enter(&mut super::join::Linux, spec) {
+        Ok(Some(shm_from)) => spec.shm_from = Some(shm_from),
+        Ok(None) => {}
         Err(e) => return err(e.to_string()),
-    };
-    let mut shared = None;
-    if shm_from.is_some() {
-        let mut s = spec.clone();
-        s.shm_from = shm_from;
-        shared = Some(s);
     }
-    let spec = shared.as_ref().unwrap_or(spec);
     if let Some(w) = ns_ready {
         let _ = File::from(w).write_all(b"1");
     }

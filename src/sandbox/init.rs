@@ -40,9 +40,9 @@ impl Report {
 /// The sandbox's first process: it closes what an exec would have closed (every descriptor but
 /// those handed to it: a detached sandbox's exit file and report pipe, the terminal socket, the
 /// cgroup pipe), so it holds nothing of the host's, then sets up the container and runs the
-/// command; exits with the init's exit code when it cannot.
-pub(super) fn in_place(spec: &SandboxSpec) -> ! {
-    let mut spec = spec.clone();
+/// command; exits with the init's exit code when it cannot. `spec` is this process's own copy
+/// (it was forked): it is changed in place rather than copied again.
+pub(super) fn in_place(spec: &mut SandboxSpec) -> ! {
     if !spec.detach {
         spec.exit_fd = None;
     }
@@ -59,7 +59,7 @@ pub(super) fn in_place(spec: &SandboxSpec) -> ! {
     let exit_file = spec.exit_fd.and_then(sys::own_fd).map(File::from);
     cloexec_all_fds();
     let mut report = Report(spec.report_fd.and_then(sys::own_fd).map(File::from));
-    let (code, message) = start(&spec, &report, exit_file.as_ref());
+    let (code, message) = start(spec, &report, exit_file.as_ref());
     let code = report.fail(code, &message);
     if let Some(mut f) = exit_file {
         let _ = writeln!(f, "{code}");

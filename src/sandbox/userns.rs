@@ -110,7 +110,7 @@ pub(super) fn enter_userns_as_root(userns: &OwnedFd) -> nix::Result<()> {
 /// may mount /proc and /sys), forks the init into the new PID namespace, tells the helper its
 /// pid and exits. Returns only on failure.
 pub(super) fn first_process_userns(
-    spec: &SandboxSpec,
+    spec: &mut SandboxSpec,
     ns: &UsernsSetup,
     pid_w: OwnedFd,
 ) -> StartError {
@@ -166,7 +166,6 @@ pub(super) fn first_process_userns(
     {
         return err(format!("cannot bring up the loopback interface: {e}"));
     }
-    let mut spec = spec.clone();
     spec.rootfs_mounted = true;
     match sys::fork() {
         Ok(ForkResult::Child) => {
@@ -174,7 +173,7 @@ pub(super) fn first_process_userns(
             // Not killed with the first process, which exits now; the init asks for it again
             // once it is the helper's (see `init`).
             let _ = nix::sys::prctl::set_pdeathsig(None);
-            super::init::in_place(&spec)
+            super::init::in_place(spec)
         }
         Ok(ForkResult::Parent { child }) => {
             let _ = File::from(pid_w).write_all(child.as_raw().to_string().as_bytes());
