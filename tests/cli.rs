@@ -408,6 +408,13 @@ fn a_missing_image_container_or_network_exits_1_and_run_exits_125() {
         );
         assert!(text(&out.stderr).contains("nosuch"), "{args:?}");
     }
+    // `inspect` looks for a container, then an image: neither is Docker's "no such object".
+    let out = boxr(dir.path(), &["inspect", "nosuch"]);
+    assert!(
+        text(&out.stderr).contains("no such object: nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
     // `run` exits 125 for every failure of its own, as `docker run` does.
     let out = boxr(
         dir.path(),

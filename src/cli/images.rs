@@ -121,6 +121,15 @@ pub fn images(args: &ImagesArgs, settings: &Settings) -> i32 {
     exit::OK
 }
 
+/// `inspect` of a name that is neither a container nor an image.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("no such object: {0}")]
+#[diagnostic(
+    code(boxr::cli::no_such_object),
+    help("`boxr ps -a` lists the containers, `boxr images` the images")
+)]
+struct NoSuchObject(String);
+
 pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
     let store = match open(settings, Access::Shared) {
         Ok(s) => s,
@@ -137,6 +146,11 @@ pub fn inspect(args: &InspectArgs, settings: &Settings) -> i32 {
         }
         match store.resolve(q).and_then(|img| store.inspect(&img)) {
             Ok(v) => out.push(v),
+            // Neither a container nor an image: Docker's "No such object".
+            Err(crate::store::StoreError::NoSuchImage { query }) => {
+                settings.printer.diagnostic(&NoSuchObject(query));
+                code = exit::INVALID;
+            }
             Err(e) => {
                 settings.printer.diagnostic(&e);
                 code = exit::INVALID;

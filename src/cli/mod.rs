@@ -38,10 +38,11 @@ pub mod exit {
     /// What a failure exits with: 1 when an image, container or network named on the command
     /// line does not exist (as `docker rm`, `rmi`, `inspect`, `stop`, `logs` exit), else 125.
     pub fn of(diag: &dyn miette::Diagnostic) -> i32 {
-        const NOT_FOUND: [&str; 3] = [
+        const NOT_FOUND: [&str; 4] = [
             "boxr::store::no_such_image",
             "boxr::container::not_found",
             "boxr::net::not_found",
+            "boxr::cli::no_such_object",
         ];
         match diag.code().map(|c| c.to_string()) {
             Some(c) if NOT_FOUND.contains(&c.as_str()) => INVALID,
