@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start latency measured fairly: boxr and crun started the same way by one hyperfine run.
+# Start latency measured fairly: boxr and crun started the same way by hyperfine, in rounds that
+# alternate which goes first (the times pooled).
 #
 # crun 1.8 refuses this machine's hybrid cgroup layout unless /sys/fs/cgroup/unified is
 # unmounted in a private mount namespace. So this script runs itself, hyperfine included, in
@@ -97,25 +98,46 @@ SH
 "$boxr" run -d --name bench-exec --network none boxr-bench:1 sleep 3600 >/dev/null
 crun run --detach --bundle "$work/sleep" bench-exec </dev/null >/dev/null 2>&1
 echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d); $(crun --version | head -1); $(hyperfine --version)"
-hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/run.json" \
-  -n "boxr run --rm" "$boxr run --rm --network none boxr-bench:1 /bin/true" \
-  -n "crun run" "crun run --bundle $work/true bench-run" \
-  -n "crun run (seccomp)" "crun run --bundle $work/true-seccomp bench-run" \
-  -n "boxr exec" "$boxr exec bench-exec /bin/true" \
-  -n "crun exec" "crun exec bench-exec /bin/true"
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/detached.json" \
-  --prepare "sh $work/boxr-d-rm.sh" -n "boxr run -d" "sh $work/boxr-d.sh" \
-  --prepare "sh $work/crun-d-rm.sh" -n "crun create + start" "sh $work/crun-d.sh"
-python3 - "$work/run.json" "$work/detached.json" <<'PY'
-import json, sys
-r = [x for f in sys.argv[1:] for x in json.load(open(f))["results"]]
-by = {x["command"]: x for x in r}
+# hyperfine runs all the runs of one command, then all of the next: a machine that drifts (this
+# one does, and a disk's state after thousands of starts does) favours one side. So the runs are
+# split into rounds that alternate the order of the commands, and the times are pooled.
+rounds=4
+per=$(((runs + rounds - 1) / rounds))
+fg=(-n "boxr run --rm" "$boxr run --rm --network none boxr-bench:1 /bin/true"
+  -n "crun run" "crun run --bundle $work/true bench-run"
+  -n "crun run (seccomp)" "crun run --bundle $work/true-seccomp bench-run"
+  -n "boxr exec" "$boxr exec bench-exec /bin/true"
+  -n "crun exec" "crun exec bench-exec /bin/true")
+fg_reversed=(-n "crun exec" "crun exec bench-exec /bin/true"
+  -n "boxr exec" "$boxr exec bench-exec /bin/true"
+  -n "crun run (seccomp)" "crun run --bundle $work/true-seccomp bench-run"
+  -n "crun run" "crun run --bundle $work/true bench-run"
+  -n "boxr run --rm" "$boxr run --rm --network none boxr-bench:1 /bin/true")
+bg=(--prepare "sh $work/boxr-d-rm.sh" -n "boxr run -d" "sh $work/boxr-d.sh"
+  --prepare "sh $work/crun-d-rm.sh" -n "crun create + start" "sh $work/crun-d.sh")
+bg_reversed=(--prepare "sh $work/crun-d-rm.sh" -n "crun create + start" "sh $work/crun-d.sh"
+  --prepare "sh $work/boxr-d-rm.sh" -n "boxr run -d" "sh $work/boxr-d.sh")
+for round in $(seq "$rounds"); do
+  if [ $((round % 2)) = 1 ]; then set -- "${fg[@]}"; else set -- "${fg_reversed[@]}"; fi
+  hyperfine -N --warmup 10 --runs "$per" --export-json "$work/run-$round.json" "$@"
+  if [ $((round % 2)) = 1 ]; then set -- "${bg[@]}"; else set -- "${bg_reversed[@]}"; fi
+  hyperfine -N --warmup 3 --runs "$per" --export-json "$work/detached-$round.json" "$@"
+done
+python3 - "$work"/run-*.json "$work"/detached-*.json <<'PY'
+import json, statistics, sys
+times = {}
+for f in sys.argv[1:]:
+    for x in json.load(open(f))["results"]:
+        times.setdefault(x["command"], []).extend(x["times"])
 ms = lambda v: f"{v * 1e3:.1f} ms"
 pairs = [("boxr run --rm", "crun run"), ("boxr run --rm", "crun run (seccomp)"),
          ("boxr exec", "crun exec"), ("boxr run -d", "crun create + start")]
-print("\n| boxr | median | mean | crun | median | mean | boxr/crun (median) |")
-print("|---|---|---|---|---|---|---|")
+n = min(len(t) for t in times.values())
+print(f"\n{n} runs of each, pooled over alternating rounds")
+print("\n| boxr | median | mean | crun | median | mean | boxr/crun (median) | (mean) |")
+print("|---|---|---|---|---|---|---|---|")
 for b, c in pairs:
-    b, c = by[b], by[c]
-    print(f"| {b['command']} | {ms(b['median'])} | {ms(b['mean'])} | {c['command']} | {ms(c['median'])} | {ms(c['mean'])} | {b['median'] / c['median']:.2f}x |")
+    bm, bs = statistics.median(times[b]), statistics.mean(times[b])
+    cm, cs = statistics.median(times[c]), statistics.mean(times[c])
+    print(f"| {b} | {ms(bm)} | {ms(bs)} | {c} | {ms(cm)} | {ms(cs)} | {bm / cm:.2f}x | {bs / cs:.2f}x |")
 PY
