@@ -601,7 +601,7 @@ fn concurrent_and_killed_loads_leave_a_consistent_store() {
         caught = true;
         assert_store_consistent(&k);
         let (c, _, err) = boxr(&k, &["inspect", "big:1"]);
-        assert!(c == 0 || err.contains("no such image"), "{err}");
+        assert!(c == 0 || err.contains("no such object"), "{err}");
     }
     assert!(caught, "the load was never caught mid-way");
     ok(boxr(&k, &["gc"]));

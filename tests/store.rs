@@ -114,7 +114,7 @@ fn images_rmi_and_gc() {
     );
     let (c, _, err) = boxr(&s, &["inspect", "nothing:here"]);
     assert_eq!(c, 1);
-    assert!(err.contains("no such image: nothing:here"), "{err}");
+    assert!(err.contains("no such object: nothing:here"), "{err}");
     // rmi of a name untags; of an id, removes every tag; gc reclaims.
     let (c, out, _) = boxr(&s, &["rmi", "bb:other"]);
     assert_eq!((c, out.as_str()), (0, "Untagged: bb:other\n"));
@@ -222,10 +222,10 @@ fn a_killed_import_leaves_nothing_visible_and_gc_cleans_up() {
         killed_mid_way = true;
         // Nothing half-written is visible under a digest, and no ref points anywhere.
         assert_store_consistent(&s);
-        // Either the ref was not published yet (no such image), or it was, and then the
+        // Either the ref was not published yet (no such object), or it was, and then the
         // image is complete and readable.
         let (c, _, err) = boxr(&s, &["inspect", "big:1"]);
-        assert!(c == 0 || err.contains("no such image"), "{err}");
+        assert!(c == 0 || err.contains("no such object"), "{err}");
     }
     assert!(killed_mid_way, "the import was never caught mid-way");
     let (c, out, _) = boxr(&s, &["gc"]);
