@@ -24,8 +24,9 @@ if [ -z "${BOXR_DEMO_NETNS:-}" ]; then
   exec env BOXR_DEMO_NETNS=1 unshare -n bash "$PWD/examples/demo.sh" "$@"
 fi
 ip link set lo up
-# .cargo/config.toml names the host's target: the executables are in target/<host triple>/.
-boxr=${CARGO_TARGET_DIR:-$PWD/target}/$(rustc -vV | sed -n 's/^host: //p')/release/boxr
+# release_dir: target/<host triple>/release (.cargo/config.toml names the host's target).
+. benches/lib.sh
+boxr=$(release_dir)/boxr
 repo=$PWD
 demo=examples/demo
 
